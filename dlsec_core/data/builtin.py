@@ -135,7 +135,9 @@ def _digits() -> Dataset:
 
     d = load_digits()
     x = (d.images.reshape(-1, 1, 8, 8) / 16.0).astype(np.float32)  # values 0..16 -> [0, 1]
-    return make_dataset("digits", x, d.target.astype(np.int64), DIGIT_NAMES, description=DATASETS["digits"][0])
+    return make_dataset(
+        "digits", x, d.target.astype(np.int64), DIGIT_NAMES, description=DATASETS["digits"][0]
+    )
 
 
 @functools.cache

@@ -59,9 +59,15 @@ def mlp(input_shape: tuple[int, int, int], num_classes: int, hidden: int = 256, 
     return nn.Sequential(*layers)
 
 
-@register_architecture("cnn", "Two conv + two fully connected layers (default).", channels1=32, channels2=64, hidden=128)
+@register_architecture(
+    "cnn", "Two conv + two fully connected layers (default).", channels1=32, channels2=64, hidden=128
+)
 def cnn(
-    input_shape: tuple[int, int, int], num_classes: int, channels1: int = 32, channels2: int = 64, hidden: int = 128
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    channels1: int = 32,
+    channels2: int = 64,
+    hidden: int = 128,
 ) -> nn.Module:
     c, h, w = input_shape
     features = nn.Sequential(
@@ -75,4 +81,6 @@ def cnn(
     )
     with torch.no_grad():  # (1, C, H, W) -> (1, channels2 * H//4 * W//4)
         flat = features(torch.zeros(1, c, h, w)).shape[1]
-    return nn.Sequential(*features, nn.Linear(flat, int(hidden)), nn.ReLU(), nn.Linear(int(hidden), num_classes))
+    return nn.Sequential(
+        *features, nn.Linear(flat, int(hidden)), nn.ReLU(), nn.Linear(int(hidden), num_classes)
+    )

@@ -20,6 +20,9 @@ from dlsec_core.models.architectures import ARCHITECTURES
 class Normalize(nn.Module):
     """(x - mean) / std per channel, as a layer, so the model's input stays in pixel units [0, 1]."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
         # Buffers, not parameters: they travel with the state dict but are never trained.
@@ -106,7 +109,9 @@ class ModelSpec:
         try:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as err:
-            raise InvalidInputError(f"The model spec is not valid JSON: {err.msg} (line {err.lineno}).") from err
+            raise InvalidInputError(
+                f"The model spec is not valid JSON: {err.msg} (line {err.lineno})."
+            ) from err
 
 
 def build_model(spec: ModelSpec) -> nn.Module:

@@ -1,0 +1,290 @@
+"""The attack contract, owned by the base class so every registered attack keeps it.
+
+An attack is a frozen config of hyperparameters; the model is passed at call time (foolbox v3's design). The base
+`__call__`:
+
+- validates inputs (shape (N, C, H, W), finite, in [0, 1]; labels and targets in range);
+- puts the model in eval mode and restores its train/eval mode afterwards;
+- never touches parameter gradients (subclasses use `input_gradient`, i.e. `torch.autograd.grad`);
+- projects the result into the epsilon ball and the box [0, 1];
+- returns an `AttackResult` of detached CPU tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlsec_core.attacks._projection import NORMS, flat_norm, project
+from dlsec_core.errors import InvalidInputError, NotFoundError
+
+
+def param(default: Any, label: str, *, help: str = "", **ui: Any) -> Any:
+    """A hyperparameter field carrying its UI label, help text and range (min, max, step, options)."""
+    return field(default=default, metadata={"label": label, "help": help, **ui})
+
+
+@dataclass(frozen=True, eq=False)
+class AttackResult:
+    """What an attack produced; tensors are detached and on CPU."""
+
+    attack: str
+    eps: float
+    norm: str
+    x: torch.Tensor  # (N, C, H, W) clean inputs
+    x_adv: torch.Tensor  # (N, C, H, W) adversarial inputs
+    y: torch.Tensor  # (N,) true labels
+    target: torch.Tensor | None  # (N,) target classes for a targeted attack
+    probs_clean: torch.Tensor  # (N, K) softmax of the clean logits
+    probs_adv: torch.Tensor  # (N, K)
+
+    @property
+    def targeted(self) -> bool:
+        return self.target is not None
+
+    @property
+    def perturbation(self) -> torch.Tensor:
+        return self.x_adv - self.x
+
+    @property
+    def pred_clean(self) -> torch.Tensor:
+        return self.probs_clean.argmax(dim=1)
+
+    @property
+    def pred_adv(self) -> torch.Tensor:
+        return self.probs_adv.argmax(dim=1)
+
+    @property
+    def success(self) -> torch.Tensor:
+        """(N,) bool: untargeted -> prediction differs from the label; targeted -> prediction is the target."""
+        if self.target is not None:
+            return self.pred_adv == self.target
+        return self.pred_adv != self.y
+
+    @property
+    def success_rate(self) -> float:
+        return float(self.success.float().mean())
+
+    @property
+    def linf(self) -> torch.Tensor:
+        return flat_norm(self.perturbation, "linf")
+
+    @property
+    def l2(self) -> torch.Tensor:
+        return flat_norm(self.perturbation, "l2")
+
+    @property
+    def l0(self) -> torch.Tensor:
+        """Number of changed pixel values (tiny float noise under 1e-6 not counted)."""
+        return (self.perturbation.abs() > 1e-6).flatten(1).sum(dim=1)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        rows = []
+        for i in range(self.x.shape[0]):
+            rows.append(
+                {
+                    "label": int(self.y[i]),
+                    "target": None if self.target is None else int(self.target[i]),
+                    "pred_clean": int(self.pred_clean[i]),
+                    "conf_clean": float(self.probs_clean[i].max()),
+                    "pred_adv": int(self.pred_adv[i]),
+                    "conf_adv": float(self.probs_adv[i].max()),
+                    "success": bool(self.success[i]),
+                    "linf": float(self.linf[i]),
+                    "l2": float(self.l2[i]),
+                    "l0": int(self.l0[i]),
+                }
+            )
+        return rows
+
+
+def input_gradient(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of the attacker's objective w.r.t. the input, and the logits.
+
+    Untargeted: ascend the cross-entropy of the true label. Targeted: ascend the negative cross-entropy of the
+    target. Uses `torch.autograd.grad` so parameter `.grad` fields are never written.
+    """
+    x = x.detach().requires_grad_(True)
+    logits = model(x)
+    if target is None:
+        loss = F.cross_entropy(logits, y, reduction="sum")
+    else:
+        loss = -F.cross_entropy(logits, target, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, x)
+    return grad.detach(), logits.detach()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attack:
+    """Base class: subclasses set the class variables, declare hyperparameters with `param`, and implement `_run`."""
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    #: True when the adversarial input is x + eps * d for a direction d that does not depend on eps (FGSM):
+    #: then `direction` is computed once and reused for every eps (sliders, sweeps).
+    linear_in_eps: ClassVar[bool] = False
+
+    eps: float = param(0.1, "ε (perturbation budget, pixel units)", min=0.0, max=1.0, step=0.01)
+    norm: str = param("linf", "Norm of the budget", options=NORMS)
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.eps, int | float) and 0.0 <= float(self.eps) < float("inf")):
+            raise InvalidInputError(f"ε must be a finite number >= 0, got {self.eps!r}.")
+        if self.norm not in NORMS:
+            raise InvalidInputError(f"Norm must be one of {', '.join(NORMS)}, got {self.norm!r}.")
+        if self.norm == "linf" and self.eps > 1.0:
+            raise InvalidInputError(f"An L∞ ε above 1 is meaningless for pixels in [0, 1], got {self.eps}.")
+        object.__setattr__(self, "eps", float(self.eps))
+
+    # -- what subclasses implement -------------------------------------------------------------------------
+    def _run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Return adversarial inputs (projection and clipping are applied afterwards by the base)."""
+        raise NotImplementedError
+
+    def direction(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """For `linear_in_eps` attacks: the eps-independent direction d, so that x_adv = proj(x + eps * d)."""
+        raise NotImplementedError(f"{self.name} does not have an eps-independent direction")
+
+    # -- the contract --------------------------------------------------------------------------------------
+    def __call__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        target: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> AttackResult:
+        """Attack `model` on inputs `x` (N, C, H, W) in [0, 1] with labels `y` (N,).
+
+        Args:
+            model: a classifier returning logits; it is used in eval mode and its mode is restored.
+            x: clean inputs.
+            y: true labels.
+            target: classes to reach (targeted attack), or None (untargeted).
+            generator: CPU random generator for any randomness (same seed, same result).
+        """
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        x, y, target = check_inputs(x, y, target)
+        x, y = x.to(device), y.to(device)
+        target = None if target is None else target.to(device)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.enable_grad():
+                if self.linear_in_eps:
+                    x_adv = x + self.eps * self.direction(model, x, y, target)
+                else:
+                    x_adv = self._run(model, x, y, target, generator)
+            x_adv = project(x_adv.detach(), x, self.eps, self.norm)
+            with torch.no_grad():
+                logits = model(torch.cat([x, x_adv]))
+            n_classes = logits.shape[1]
+            if int(y.max()) >= n_classes or (target is not None and int(target.max()) >= n_classes):
+                raise InvalidInputError(f"Labels and targets must be below the model's {n_classes} classes.")
+            probs = logits.softmax(dim=1).cpu()
+        finally:
+            model.train(was_training)
+        n = x.shape[0]
+        return AttackResult(
+            attack=self.name,
+            eps=self.eps,
+            norm=self.norm,
+            x=x.detach().cpu(),
+            x_adv=x_adv.detach().cpu(),
+            y=y.cpu(),
+            target=None if target is None else target.cpu(),
+            probs_clean=probs[:n],
+            probs_adv=probs[n:],
+        )
+
+    def with_params(self, **changes: Any) -> Attack:
+        """A copy with some hyperparameters changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> str:
+        """One line naming the attack and its strength, for every robust-accuracy number."""
+        extras = [
+            f"{f.name}={getattr(self, f.name)}"
+            for f in dataclasses.fields(self)
+            if f.name not in ("eps", "norm") and f.metadata.get("describe", True)
+        ]
+        unit = "L∞" if self.norm == "linf" else "L2"
+        more = f", {', '.join(extras)}" if extras else ""
+        return f"{self.title} ({unit} ε={self.eps:g}{more})"
+
+    @classmethod
+    def hyperparameters(cls) -> list[dataclasses.Field[Any]]:
+        """The config fields with their UI metadata, for generating forms."""
+        return list(dataclasses.fields(cls))
+
+
+def check_inputs(
+    x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Validate an attack's inputs; return them detached as float32 / int64."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise InvalidInputError(
+            f"Inputs must be a (N, C, H, W) tensor, got shape {tuple(getattr(x, 'shape', ()))}."
+        )
+    if x.shape[0] == 0:
+        raise InvalidInputError("There are no inputs to attack.")
+    x = x.detach().float()
+    if not torch.isfinite(x).all():
+        raise InvalidInputError("Inputs contain NaN or infinite values.")
+    if float(x.min()) < 0.0 or float(x.max()) > 1.0:
+        raise InvalidInputError(
+            f"Inputs must be pixels in [0, 1], found [{float(x.min()):.3g}, {float(x.max()):.3g}]."
+        )
+    y = torch.as_tensor(y).detach().long().reshape(-1)
+    if y.shape[0] != x.shape[0]:
+        raise InvalidInputError(f"Got {x.shape[0]} inputs but {y.shape[0]} labels.")
+    if int(y.min()) < 0:
+        raise InvalidInputError("Labels must be >= 0.")
+    if target is not None:
+        target = torch.as_tensor(target).detach().long().reshape(-1)
+        if target.shape[0] == 1 and x.shape[0] > 1:
+            target = target.expand(x.shape[0]).clone()
+        if target.shape[0] != x.shape[0] or int(target.min()) < 0:
+            raise InvalidInputError("Give one target class >= 0 per input (or one for all).")
+    return x, y, target
+
+
+A = TypeVar("A", bound=type[Attack])
+ATTACKS: dict[str, type[Attack]] = {}
+
+
+def register_attack(cls: A) -> A:
+    """Class decorator: add an attack to `ATTACKS` under its `name`."""
+    if not cls.name or cls.name in ATTACKS:
+        raise ValueError(f"attack name {cls.name!r} is empty or registered twice")
+    ATTACKS[cls.name] = cls
+    return cls
+
+
+def get_attack(name: str, **params: Any) -> Attack:
+    """Build a registered attack by name with hyperparameters, e.g. `get_attack("pgd", eps=0.1, steps=40)`."""
+    if name not in ATTACKS:
+        raise NotFoundError(f"No attack named {name!r}; choose one of {', '.join(ATTACKS)}.")
+    known = {f.name for f in dataclasses.fields(ATTACKS[name])}
+    unknown = set(params) - known
+    if unknown:
+        raise InvalidInputError(f"{name} has no parameter(s) {', '.join(sorted(unknown))}.")
+    return ATTACKS[name](**params)

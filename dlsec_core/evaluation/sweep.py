@@ -1,0 +1,118 @@
+"""Accuracy vs. epsilon, one point at a time, so curves can draw live.
+
+For attacks whose perturbation is eps times an eps-independent direction (FGSM), the direction is computed once
+per batch and reused for every epsilon: one backward pass per batch instead of one per (batch, epsilon), with
+identical results. Other attacks (PGD) run per epsilon; PGD stops spending steps on a sample once it is fooled.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlsec_core.attacks._projection import project
+from dlsec_core.attacks.base import Attack, check_inputs
+from dlsec_core.errors import InvalidInputError
+
+MAX_POINTS = 101
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepPoint:
+    """Robust accuracy of one model under one attack at one epsilon."""
+
+    eps: float
+    accuracy: float
+    correct: int
+    n: int
+    attack: str  # the attack's full description, e.g. "PGD (L∞ ε=0.1, 40 steps, α=0.00625, random start)"
+    norm: str
+    elapsed: float  # seconds since the sweep started
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "eps": self.eps,
+            "accuracy": self.accuracy,
+            "correct": self.correct,
+            "n": self.n,
+            "attack": self.attack,
+            "norm": self.norm,
+            "elapsed_s": round(self.elapsed, 3),
+        }
+
+
+def check_eps_values(eps_values: Sequence[float], norm: str) -> list[float]:
+    values = [float(e) for e in eps_values]
+    if not values:
+        raise InvalidInputError("Give at least one ε value.")
+    if len(values) > MAX_POINTS:
+        raise InvalidInputError(f"At most {MAX_POINTS} ε values per sweep, got {len(values)}.")
+    if any(not math.isfinite(e) or e < 0 for e in values):
+        raise InvalidInputError(f"ε values must be finite and >= 0, got {values}.")
+    if norm == "linf" and max(values) > 1:
+        raise InvalidInputError(f"L∞ ε above 1 is meaningless for pixels in [0, 1], got {max(values)}.")
+    return values
+
+
+def sweep(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attack: Attack,
+    eps_values: Sequence[float],
+    *,
+    batch_size: int = 500,
+    seed: int = 0,
+) -> Iterator[SweepPoint]:
+    """Yield one `SweepPoint` per epsilon (in the order given) for `attack` (its own eps is ignored)."""
+    eps_list = check_eps_values(eps_values, attack.norm)
+    x, y, _ = check_inputs(x, y, None)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    batches = [
+        (x[i : i + batch_size].to(device), y[i : i + batch_size].to(device))
+        for i in range(0, len(x), batch_size)
+    ]
+    n = x.shape[0]
+    start = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    try:
+        if attack.linear_in_eps:
+            with torch.enable_grad():
+                directions = [attack.direction(model, xb, yb) for xb, yb in batches]
+            for eps in eps_list:
+                correct = 0
+                with torch.no_grad():
+                    for (xb, yb), d in zip(batches, directions, strict=True):
+                        x_adv = project(xb + eps * d, xb, eps, attack.norm)
+                        correct += int((model(x_adv).argmax(1) == yb).sum())
+                yield _point(attack.with_params(eps=eps), correct, n, start)
+        else:
+            generator = torch.Generator().manual_seed(seed)
+            for eps in eps_list:
+                at = attack.with_params(eps=eps)
+                correct = 0
+                for xb, yb in batches:
+                    result = at(model, xb, yb, generator=generator)
+                    correct += int((~result.success).sum())
+                yield _point(at, correct, n, start)
+    finally:
+        model.train(was_training)
+
+
+def _point(attack: Attack, correct: int, n: int, start: float) -> SweepPoint:
+    return SweepPoint(
+        eps=attack.eps,
+        accuracy=correct / n,
+        correct=correct,
+        n=n,
+        attack=attack.describe(),
+        norm=attack.norm,
+        elapsed=time.perf_counter() - start,
+    )

@@ -1,0 +1,630 @@
+"""The model store: one SQLite database (WAL mode) plus one safetensors weights file per model.
+
+Layout under the home folder (`DLSEC_HOME`, default `~/.dlsec`)::
+
+    dlsec.sqlite3               table `models`, one row per model (spec, recipe, metrics as JSON text)
+    models/<id>.safetensors     the weights, with the spec in the file's metadata
+
+Atomicity: weights are written to a temporary file in the same folder, flushed, fsync'ed and renamed onto the
+final name with `os.replace`; only then is the row inserted, in a transaction, and if that fails the file is
+removed. So a row is never visible without its complete file, and a half-written file never replaces a good one.
+Deleting removes the row first, then the file. Files left behind by a crash (orphans, `*.tmp`) are removed by
+`Store.orphans_cleanup` once they are old enough not to belong to a save in progress.
+
+Every operation opens its own short-lived connection, so a `Store` can be shared by Streamlit's session threads
+and by several processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file
+from torch import nn
+
+from dlsec_core.device import get_device
+from dlsec_core.errors import DlsecError, InvalidInputError, NotFoundError
+from dlsec_core.models.spec import ModelSpec, build_model, count_parameters
+from dlsec_core.safe_load import METADATA_SPEC_KEY, load_upload
+
+SCHEMA_VERSION = 1
+MAX_NAME_LENGTH = 80
+SOURCES = ("trained", "uploaded")
+ORPHAN_MIN_AGE_S = 3600.0
+"""Files younger than this are never cleaned up: they may belong to a save running in another thread."""
+
+_DB_NAME = "dlsec.sqlite3"
+_MODELS_DIR = "models"
+_WEIGHTS_SUFFIX = ".safetensors"
+_TMP_SUFFIX = ".tmp"
+_ID_RE = re.compile(r"^[0-9a-f]{12}$")
+_BUSY_TIMEOUT_MS = 30_000
+
+# Migrations: _MIGRATIONS[v] takes the schema from version v to v + 1.
+_MIGRATIONS: dict[int, str] = {
+    0: """
+    CREATE TABLE IF NOT EXISTS models (
+        id              TEXT PRIMARY KEY,
+        name            TEXT NOT NULL,
+        dataset         TEXT NOT NULL,
+        spec            TEXT NOT NULL,
+        recipe          TEXT NOT NULL,
+        recipe_params   TEXT NOT NULL,
+        train_config    TEXT NOT NULL,
+        seed            INTEGER,
+        clean_accuracy  REAL,
+        created_at      TEXT NOT NULL,
+        train_seconds   REAL,
+        num_parameters  INTEGER NOT NULL,
+        source          TEXT NOT NULL,
+        history         TEXT NOT NULL,
+        file_sha256     TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS models_by_created ON models (created_at);
+    CREATE INDEX IF NOT EXISTS models_by_dataset ON models (dataset);
+    """,
+}
+
+_COLUMNS = (
+    "id, name, dataset, spec, recipe, recipe_params, train_config, seed, clean_accuracy, created_at, "
+    "train_seconds, num_parameters, source, history"
+)
+
+
+class CorruptModelError(DlsecError):
+    """A model's row exists but its weights file is missing or damaged."""
+
+
+def default_home() -> Path:
+    """`$DLSEC_HOME` when set, else `~/.dlsec`."""
+    env = os.environ.get("DLSEC_HOME", "").strip()
+    return Path(env).expanduser() if env else Path.home() / ".dlsec"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelCard:
+    """Everything known about a stored model except its weights."""
+
+    id: str  # 12 hex characters
+    name: str
+    dataset: str  # e.g. "mnist5k", or "upload"
+    spec: ModelSpec
+    recipe: str  # "standard", "pgd", "dp-sgd", ...; "uploaded" for uploads
+    recipe_params: dict[str, Any]
+    train_config: dict[str, Any]  # epochs, batch_size, lr, optimizer...
+    seed: int | None
+    clean_accuracy: float | None  # on the dataset's test split, in [0, 1]
+    created_at: str  # ISO 8601, UTC
+    train_seconds: float | None
+    num_parameters: int
+    source: str  # "trained" | "uploaded"
+    history: list[dict[str, Any]]  # per-epoch metrics, may be empty
+
+    def to_record(self) -> dict[str, Any]:
+        """A flat row for a table: id, name, dataset, arch, recipe, seed, accuracy, created, seconds, params."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "dataset": self.dataset,
+            "arch": self.spec.arch,
+            "recipe": self.recipe,
+            "seed": self.seed,
+            "accuracy": self.clean_accuracy,
+            "created": self.created_at,
+            "seconds": self.train_seconds,
+            "params": self.num_parameters,
+        }
+
+    @classmethod
+    def _from_row(cls, row: sqlite3.Row) -> ModelCard:
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            dataset=row["dataset"],
+            spec=ModelSpec.from_json(row["spec"]),
+            recipe=row["recipe"],
+            recipe_params=json.loads(row["recipe_params"]),
+            train_config=json.loads(row["train_config"]),
+            seed=row["seed"],
+            clean_accuracy=row["clean_accuracy"],
+            created_at=row["created_at"],
+            train_seconds=row["train_seconds"],
+            num_parameters=row["num_parameters"],
+            source=row["source"],
+            history=json.loads(row["history"]),
+        )
+
+
+def _clean_name(name: str, what: str = "Model name") -> str:
+    if not isinstance(name, str):
+        raise InvalidInputError(f"{what} must be text, got {name!r}.")
+    cleaned = name.strip()
+    if not cleaned:
+        raise InvalidInputError(f"{what} must not be empty, got {name!r}.")
+    if len(cleaned) > MAX_NAME_LENGTH:
+        raise InvalidInputError(
+            f"{what} must be at most {MAX_NAME_LENGTH} characters, got {len(cleaned)}: {cleaned!r}."
+        )
+    if any(not ch.isprintable() for ch in cleaned):
+        raise InvalidInputError(f"{what} must not contain control characters, got {cleaned!r}.")
+    return cleaned
+
+
+def _to_json(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError) as err:
+        raise InvalidInputError(f"{what} must be JSON-serializable, got {value!r}: {err}") from err
+
+
+def _check_id(model_id: str) -> str:
+    if not isinstance(model_id, str) or not _ID_RE.match(model_id):
+        raise NotFoundError(f"There is no model with id {model_id!r}.")
+    return model_id
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_weights_atomic(final: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """Write `state` to `final` via a fsync'ed temp file in the same folder; return the file's SHA-256."""
+    tmp = final.with_name(f"{final.name}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
+    try:
+        save_file(state, str(tmp), metadata=metadata)
+        with open(tmp, "rb+") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(final.parent)
+    return digest
+
+
+def _copy_atomic(src_bytes: bytes, final: Path) -> None:
+    tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(src_bytes)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _safe_filename(name: str, fallback: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return stem[:MAX_NAME_LENGTH] or fallback
+
+
+class Store:
+    """Models on disk: SQLite rows for the cards, safetensors files for the weights.
+
+    Args:
+        home: the folder holding everything; default `$DLSEC_HOME` or `~/.dlsec`. Created if missing.
+
+    Constructing a `Store` is cheap and idempotent: it creates the folders and schema when needed and removes
+    stale leftovers of crashed saves. Instances hold no open connection and may be shared between threads.
+    """
+
+    def __init__(self, home: str | Path | None = None) -> None:
+        self.home: Path = Path(home).expanduser() if home is not None else default_home()
+        self.models_dir: Path = self.home / _MODELS_DIR
+        self.db_path: Path = self.home / _DB_NAME
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        self._migrate()
+        self.orphans_cleanup()
+
+    # -- database plumbing -------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A fresh connection in autocommit mode; transactions are opened explicitly with BEGIN IMMEDIATE."""
+        conn = sqlite3.connect(self.db_path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            yield conn
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed on success, rolled back on any exception."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._transaction() as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise DlsecError(
+                    f"The model database at {self.db_path} was written by a newer version of dlsec "
+                    f"(schema {version}, this one knows {SCHEMA_VERSION}); update dlsec or use another DLSEC_HOME."
+                )
+            while version < SCHEMA_VERSION:
+                for statement in _MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                version += 1
+                conn.execute(f"PRAGMA user_version = {version}")
+
+    def _weights_path(self, model_id: str) -> Path:
+        return self.models_dir / f"{model_id}{_WEIGHTS_SUFFIX}"
+
+    def _insert_row(self, values: dict[str, Any]) -> None:
+        columns = ", ".join(values)
+        marks = ", ".join(f":{k}" for k in values)
+        with self._transaction() as conn:
+            conn.execute(f"INSERT INTO models ({columns}) VALUES ({marks})", values)
+
+    def _new_id(self) -> str:
+        """A fresh 12-hex id whose row and file do not exist, so a save never overwrites another model's file."""
+        for _ in range(16):
+            model_id = uuid.uuid4().hex[:12]
+            if self._weights_path(model_id).exists():
+                continue
+            with self._connect() as conn:
+                if conn.execute("SELECT 1 FROM models WHERE id = ?", (model_id,)).fetchone() is None:
+                    return model_id
+        raise RuntimeError("could not draw an unused model id in 16 tries; is uuid4 broken?")
+
+    def _row(self, model_id: str) -> sqlite3.Row:
+        _check_id(model_id)
+        with self._connect() as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS}, file_sha256 FROM models WHERE id = ?", (model_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(f"There is no model with id {model_id!r}; it may have been deleted.")
+        return row
+
+    # -- public API --------------------------------------------------------------------------------------------
+
+    def save_model(
+        self,
+        model: nn.Module,
+        spec: ModelSpec,
+        *,
+        name: str,
+        dataset: str,
+        recipe: str = "standard",
+        recipe_params: dict[str, Any] | None = None,
+        train_config: dict[str, Any] | None = None,
+        seed: int | None = None,
+        clean_accuracy: float | None = None,
+        train_seconds: float | None = None,
+        history: list[dict[str, Any]] | None = None,
+        source: str = "trained",
+    ) -> ModelCard:
+        """Store a model's weights and card; the weights file is complete before the row appears.
+
+        Args:
+            model: a model built by `build_model(spec)` (any device; floating tensors are stored as float32).
+            spec: the spec the model was built from.
+            name: a display name, 1-80 characters after stripping.
+            dataset: the dataset it was trained on, e.g. "mnist5k".
+            recipe: the training recipe ("standard", "pgd", "dp-sgd", ...).
+            recipe_params: the recipe's hyperparameters (JSON-serializable).
+            train_config: epochs, batch size, learning rate, optimizer... (JSON-serializable).
+            seed: the training seed, if any.
+            clean_accuracy: accuracy on the dataset's test split, in [0, 1].
+            train_seconds: wall-clock training time.
+            history: per-epoch metrics (JSON-serializable dicts).
+            source: "trained" or "uploaded".
+
+        Returns:
+            The new model's card.
+
+        Raises:
+            InvalidInputError: a bad argument, or a model whose tensors do not match `spec`.
+        """
+        name = _clean_name(name)
+        dataset = _clean_name(dataset, "Dataset name")
+        recipe = _clean_name(recipe, "Recipe name")
+        if source not in SOURCES:
+            raise InvalidInputError(f"source must be one of {SOURCES}, got {source!r}.")
+        if clean_accuracy is not None:
+            clean_accuracy = float(clean_accuracy)
+            if not 0.0 <= clean_accuracy <= 1.0:
+                raise InvalidInputError(f"clean_accuracy must be in [0, 1], got {clean_accuracy}.")
+        if train_seconds is not None:
+            train_seconds = float(train_seconds)
+            if not train_seconds >= 0.0:
+                raise InvalidInputError(f"train_seconds must be >= 0, got {train_seconds}.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise InvalidInputError(f"seed must be an integer or None, got {seed!r}.")
+        recipe_params = dict(recipe_params or {})
+        train_config = dict(train_config or {})
+        history = [dict(h) for h in (history or [])]
+        json_params = _to_json(recipe_params, "recipe_params")
+        json_config = _to_json(train_config, "train_config")
+        json_history = _to_json(history, "history")
+
+        state = self._state_for_spec(model, spec)
+        card = ModelCard(
+            id=self._new_id(),
+            name=name,
+            dataset=dataset,
+            spec=spec,
+            recipe=recipe,
+            recipe_params=json.loads(json_params),
+            train_config=json.loads(json_config),
+            seed=seed,
+            clean_accuracy=clean_accuracy,
+            created_at=datetime.now(UTC).isoformat(timespec="microseconds"),
+            train_seconds=train_seconds,
+            num_parameters=count_parameters(model),
+            source=source,
+            history=json.loads(json_history),
+        )
+        path = self._weights_path(card.id)
+        digest = _write_weights_atomic(path, state, {METADATA_SPEC_KEY: spec.to_json(), "dlsec_format": "1"})
+        try:
+            self._insert_row(
+                {
+                    "id": card.id,
+                    "name": card.name,
+                    "dataset": card.dataset,
+                    "spec": spec.to_json(),
+                    "recipe": card.recipe,
+                    "recipe_params": json_params,
+                    "train_config": json_config,
+                    "seed": card.seed,
+                    "clean_accuracy": card.clean_accuracy,
+                    "created_at": card.created_at,
+                    "train_seconds": card.train_seconds,
+                    "num_parameters": card.num_parameters,
+                    "source": card.source,
+                    "history": json_history,
+                    "file_sha256": digest,
+                }
+            )
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return card
+
+    @staticmethod
+    def _state_for_spec(model: nn.Module, spec: ModelSpec) -> dict[str, torch.Tensor]:
+        """The model's state dict as contiguous CPU copies (floats as float32), checked against the spec."""
+        expected = build_model(spec).state_dict()
+        state = model.state_dict()
+        if set(state) != set(expected):
+            diff = sorted(set(state) ^ set(expected))
+            raise InvalidInputError(
+                f"The model does not match its spec {spec.arch!r}: differing tensors {diff[:5]}."
+            )
+        out: dict[str, torch.Tensor] = {}
+        for key, t in state.items():
+            if tuple(t.shape) != tuple(expected[key].shape):
+                raise InvalidInputError(
+                    f"The model does not match its spec: {key!r} has shape {tuple(t.shape)}, "
+                    f"the spec gives {tuple(expected[key].shape)}."
+                )
+            t = t.detach().to("cpu")
+            if t.is_floating_point():
+                t = t.to(torch.float32)
+            out[key] = t.clone().contiguous()
+        return out
+
+    def list_models(self, dataset: str | None = None) -> list[ModelCard]:
+        """All models, newest first; only those trained on `dataset` when given."""
+        query = f"SELECT {_COLUMNS} FROM models"
+        params: tuple[str, ...] = ()
+        if dataset is not None:
+            query += " WHERE dataset = ?"
+            params = (dataset,)
+        query += " ORDER BY created_at DESC, rowid DESC"
+        with self._connect() as conn:
+            rows = conn.execute(query, params).fetchall()
+        return [ModelCard._from_row(r) for r in rows]
+
+    def get_card(self, model_id: str) -> ModelCard:
+        """The card of one model.
+
+        Raises:
+            NotFoundError: no model has this id.
+        """
+        return ModelCard._from_row(self._row(model_id))
+
+    def _read_weights(self, model_id: str, row: sqlite3.Row) -> bytes:
+        path = self._weights_path(model_id)
+        label = f"model {row['name']!r} ({model_id})"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as err:
+            raise CorruptModelError(
+                f"The weights file of {label} is missing ({path}); delete the model and train or import it again."
+            ) from err
+        if hashlib.sha256(data).hexdigest() != row["file_sha256"]:
+            raise CorruptModelError(
+                f"The weights file of {label} is damaged (its checksum changed); "
+                "delete the model and train or import it again."
+            )
+        return data
+
+    def load_model(self, model_id: str, device: torch.device | None = None) -> tuple[nn.Module, ModelCard]:
+        """Rebuild a stored model, in eval mode, on `device` (default: `get_device()`).
+
+        Raises:
+            NotFoundError: no model has this id.
+            CorruptModelError: its weights file is missing or damaged.
+        """
+        row = self._row(model_id)
+        card = ModelCard._from_row(row)
+        data = self._read_weights(model_id, row)
+        model = build_model(card.spec)
+        try:
+            model.load_state_dict(load_safetensors(data), strict=True)
+        except (SafetensorError, RuntimeError, ValueError) as err:
+            raise CorruptModelError(
+                f"The weights file of model {card.name!r} ({model_id}) does not fit its spec: {err}"
+            ) from err
+        model.to(device if device is not None else get_device())
+        model.eval()
+        return model, card
+
+    def delete_model(self, model_id: str) -> None:
+        """Remove a model's row, then its weights file.
+
+        Raises:
+            NotFoundError: no model has this id.
+        """
+        _check_id(model_id)
+        with self._transaction() as conn:
+            deleted = conn.execute("DELETE FROM models WHERE id = ?", (model_id,)).rowcount
+        if deleted == 0:
+            raise NotFoundError(f"There is no model with id {model_id!r}; it may have been deleted already.")
+        self._weights_path(model_id).unlink(missing_ok=True)
+
+    def rename_model(self, model_id: str, name: str) -> ModelCard:
+        """Give a model a new display name (1-80 characters after stripping).
+
+        Raises:
+            NotFoundError: no model has this id.
+            InvalidInputError: the name is empty or too long.
+        """
+        _check_id(model_id)
+        name = _clean_name(name)
+        with self._transaction() as conn:
+            updated = conn.execute("UPDATE models SET name = ? WHERE id = ?", (name, model_id)).rowcount
+        if updated == 0:
+            raise NotFoundError(f"There is no model with id {model_id!r}; it may have been deleted.")
+        return self.get_card(model_id)
+
+    def export_model(self, model_id: str, dest_dir: Path) -> tuple[Path, Path]:
+        """Write `<name>.safetensors` (spec in its metadata) and `<name>.spec.json` into `dest_dir`.
+
+        Both files are written atomically; existing files of the same names are replaced.
+
+        Returns:
+            The weights path and the spec path.
+
+        Raises:
+            NotFoundError: no model has this id.
+            CorruptModelError: its stored weights file is missing or damaged.
+        """
+        row = self._row(model_id)
+        card = ModelCard._from_row(row)
+        data = self._read_weights(model_id, row)  # already carries the spec in its metadata
+        dest = Path(dest_dir)
+        dest.mkdir(parents=True, exist_ok=True)
+        stem = _safe_filename(card.name, card.id)
+        weights_path = dest / f"{stem}{_WEIGHTS_SUFFIX}"
+        spec_path = dest / f"{stem}.spec.json"
+        _copy_atomic(data, weights_path)
+        _copy_atomic((json.dumps(card.spec.to_dict(), indent=2, sort_keys=True) + "\n").encode(), spec_path)
+        return weights_path, spec_path
+
+    def import_model(
+        self,
+        data: bytes,
+        spec: ModelSpec | None = None,
+        *,
+        name: str,
+        dataset: str = "upload",
+        filename: str = "model.safetensors",
+        clean_accuracy: float | None = None,
+    ) -> ModelCard:
+        """Validate an uploaded safetensors file (see `dlsec_core.safe_load`) and store it.
+
+        Args:
+            data: the file's bytes.
+            spec: the model's spec; when None it is read from the file's metadata (files exported here have it).
+            name: the display name.
+            dataset: what the model was trained on.
+            filename: the uploaded name; pickle-based extensions are refused.
+            clean_accuracy: a measured test accuracy, if already known.
+
+        Returns:
+            The new model's card (recipe "uploaded", source "uploaded").
+
+        Raises:
+            UnsafeFileError: a pickle-based file, refused unopened.
+            InvalidInputError: anything that makes the file or arguments unusable; nothing is stored then.
+        """
+        name = _clean_name(name)
+        spec, state = load_upload(data, spec, filename=filename)
+        model = build_model(spec)
+        model.load_state_dict(state, strict=True)
+        return self.save_model(
+            model,
+            spec,
+            name=name,
+            dataset=dataset,
+            recipe="uploaded",
+            clean_accuracy=clean_accuracy,
+            source="uploaded",
+        )
+
+    def orphans_cleanup(self, min_age_s: float = ORPHAN_MIN_AGE_S) -> list[Path]:
+        """Remove weights files without a row and leftover `*.tmp` files older than `min_age_s` seconds.
+
+        Younger files are kept: they may belong to a save that is running right now in another thread or
+        process (its file exists a moment before its row).
+
+        Returns:
+            The removed paths.
+        """
+        if min_age_s < 0:
+            raise ValueError(f"min_age_s must be >= 0, got {min_age_s}.")
+        with self._connect() as conn:
+            known = {r[0] for r in conn.execute("SELECT id FROM models")}
+        cutoff = time.time() - min_age_s
+        removed: list[Path] = []
+        for path in self.models_dir.iterdir():
+            if not path.is_file():
+                continue
+            is_tmp = path.name.endswith(_TMP_SUFFIX)
+            is_orphan = (
+                path.name.endswith(_WEIGHTS_SUFFIX) and path.name.removesuffix(_WEIGHTS_SUFFIX) not in known
+            )
+            if not (is_tmp or is_orphan):
+                continue
+            try:
+                if path.stat().st_mtime > cutoff:
+                    continue
+                path.unlink()
+            except FileNotFoundError:  # removed concurrently
+                continue
+            removed.append(path)
+        return removed

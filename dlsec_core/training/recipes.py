@@ -1,0 +1,93 @@
+"""Training recipes: the one hook through which a training-time defense changes the training loop.
+
+A recipe can
+- `prepare` the model, optimizer and data loader before the first step (DP-SGD wraps all three with Opacus);
+- define the per-batch `loss` (adversarial training attacks the batch first, TRADES adds a KL term);
+- report extra per-epoch metrics and ask to stop (privacy budget spent, robust accuracy);
+- `finalize` the trained model back into a plain `nn.Module` (Opacus's `_module`).
+The standard recipe is plain empirical risk minimisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from dlsec_core.errors import InvalidInputError, NotFoundError
+
+
+@dataclass
+class TrainingSetup:
+    """The mutable objects a recipe may replace in `prepare`."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: DataLoader[tuple[torch.Tensor, ...]]
+    epochs: int
+    generator: torch.Generator
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """Base recipe (standard training). Subclasses are frozen configs of their own hyperparameters."""
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+
+    def prepare(self, setup: TrainingSetup) -> TrainingSetup:
+        """Called once before training; may wrap or replace the model, optimizer and loader."""
+        return setup
+
+    def loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch loss to minimise and the logits used for train accuracy."""
+        logits = model(x)
+        return F.cross_entropy(logits, y), logits
+
+    def epoch_metrics(self, setup: TrainingSetup) -> dict[str, Any]:
+        """Extra numbers reported after each epoch (e.g. epsilon spent). Key "stop" = a reason to stop now."""
+        return {}
+
+    def finalize(self, setup: TrainingSetup) -> nn.Module:
+        """The trained model as a plain module (undo any wrapping done in `prepare`)."""
+        return setup.model
+
+    def params(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+R = TypeVar("R", bound=type[Recipe])
+RECIPES: dict[str, type[Recipe]] = {}
+
+
+def register_recipe(cls: R) -> R:
+    if not cls.name or cls.name in RECIPES:
+        raise ValueError(f"recipe name {cls.name!r} is empty or registered twice")
+    RECIPES[cls.name] = cls
+    return cls
+
+
+@register_recipe
+@dataclass(frozen=True, kw_only=True)
+class StandardRecipe(Recipe):
+    """Plain training: minimise the cross-entropy on clean inputs."""
+
+    name = "standard"
+    title = "Standard (no defense)"
+
+
+def get_recipe(name: str, **params: Any) -> Recipe:
+    if name not in RECIPES:
+        raise NotFoundError(f"No training recipe {name!r}; choose one of {', '.join(RECIPES)}.")
+    try:
+        return RECIPES[name](**params)
+    except TypeError as err:
+        raise InvalidInputError(f"Bad parameters for recipe {name}: {err}.") from err
