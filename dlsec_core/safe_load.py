@@ -129,7 +129,7 @@ def check_not_unsafe(data: bytes, filename: str = "model.safetensors") -> None:
     raw = _as_bytes(data)
     suffix = Path(str(filename)).suffix.lower()
     if suffix in UNSAFE_EXTENSIONS:
-        raise UnsafeFileError(_unsafe_message(f"{Path(str(filename)).name!r} is a {suffix} file."))
+        raise UnsafeFileError(_unsafe_message(f"The file {Path(str(filename)).name!r} is a {suffix} file."))
     reason = _sniff_unsafe(raw)
     if reason is not None:
         raise UnsafeFileError(_unsafe_message(reason))

@@ -166,9 +166,16 @@ def _clean_name(name: str, what: str = "Model name") -> str:
     return cleaned
 
 
+def _scalar(value: Any) -> Any:
+    """JSON fallback for numpy scalars and 0-d tensors (metrics often arrive as those); anything else fails."""
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+
+
 def _to_json(value: Any, what: str) -> str:
     try:
-        return json.dumps(value, sort_keys=True)
+        return json.dumps(value, sort_keys=True, default=_scalar)
     except (TypeError, ValueError) as err:
         raise InvalidInputError(f"{what} must be JSON-serializable, got {value!r}: {err}") from err
 

@@ -103,6 +103,10 @@ class AttackResult:
         return rows
 
 
+def _device_of(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
 def input_gradient(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,7 +185,7 @@ class Attack:
             target: classes to reach (targeted attack), or None (untargeted).
             generator: CPU random generator for any randomness (same seed, same result).
         """
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        device = _device_of(model)
         x, y, target = check_inputs(x, y, target)
         x, y = x.to(device), y.to(device)
         target = None if target is None else target.to(device)
@@ -193,15 +197,54 @@ class Attack:
                     x_adv = x + self.eps * self.direction(model, x, y, target)
                 else:
                     x_adv = self._run(model, x, y, target, generator)
-            x_adv = project(x_adv.detach(), x, self.eps, self.norm)
-            with torch.no_grad():
-                logits = model(torch.cat([x, x_adv]))
-            n_classes = logits.shape[1]
-            if int(y.max()) >= n_classes or (target is not None and int(target.max()) >= n_classes):
-                raise InvalidInputError(f"Labels and targets must be below the model's {n_classes} classes.")
-            probs = logits.softmax(dim=1).cpu()
+            return self._result(model, x, x_adv, y, target)
         finally:
             model.train(was_training)
+
+    def apply_direction(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        direction: torch.Tensor,
+        *,
+        target: torch.Tensor | None = None,
+    ) -> AttackResult:
+        """For `linear_in_eps` attacks: the result at this eps from a direction computed earlier (one forward
+        pass; used by the ε slider so moving it never recomputes a gradient)."""
+        if not self.linear_in_eps:
+            raise InvalidInputError(f"{self.title} has no ε-independent direction to reuse.")
+        device = _device_of(model)
+        x, y, target = check_inputs(x, y, target)
+        x, y = x.to(device), y.to(device)
+        target = None if target is None else target.to(device)
+        if direction.shape != x.shape:
+            raise InvalidInputError(
+                f"The direction has shape {tuple(direction.shape)}, the inputs {tuple(x.shape)}."
+            )
+        was_training = model.training
+        model.eval()
+        try:
+            return self._result(model, x, x + self.eps * direction.to(device), y, target)
+        finally:
+            model.train(was_training)
+
+    def _result(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        x_adv: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None,
+    ) -> AttackResult:
+        """Project into the ball and the box, classify both, package as detached CPU tensors."""
+        x_adv = project(x_adv.detach(), x, self.eps, self.norm)
+        with torch.no_grad():
+            logits = model(torch.cat([x, x_adv]))
+        n_classes = logits.shape[1]
+        if int(y.max()) >= n_classes or (target is not None and int(target.max()) >= n_classes):
+            raise InvalidInputError(f"Labels and targets must be below the model's {n_classes} classes.")
+        probs = logits.softmax(dim=1).cpu()
         n = x.shape[0]
         return AttackResult(
             attack=self.name,

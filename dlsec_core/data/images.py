@@ -3,8 +3,8 @@
 An uploaded file is judged by its content, never by its name: the first bytes must be those of a PNG, JPEG, WEBP,
 BMP or GIF. Pillow opens images lazily, so the dimensions in the header are checked *before* any pixel is decoded;
 this refuses decompression bombs (a few kilobytes that claim 100 megapixels) without spending the memory. Pillow's
-own `DecompressionBombWarning` is raised as an error here, its `MAX_IMAGE_PIXELS` backstop is tightened, and
-truncated files are refused (`ImageFile.LOAD_TRUNCATED_IMAGES` is kept off while decoding).
+own guard backs ours up: its `MAX_IMAGE_PIXELS` is tightened, and its `DecompressionBombWarning` refuses a file
+too (it is an error while decoding). Truncated files are refused (`ImageFile.LOAD_TRUNCATED_IMAGES` stays off).
 
 Pictures become MNIST-like inputs the way MNIST itself was made (LeCun et al., 1998): light digit on a dark
 background, the digit scaled into a 20x20 box and centred by its centre of mass in the 28x28 field.
@@ -158,9 +158,12 @@ def _open_lazy(data: bytes, filename: str = "") -> ImageFile.ImageFile:
             "Upload a PNG, JPEG, WEBP, BMP or GIF file."
         )
     try:
-        with _strict_pillow():
+        with warnings.catch_warnings(record=True) as caught:
+            # Pillow's bomb warning is recorded here, not raised, so that the check below can name the size;
+            # either way the image is refused before decoding. Above 2 x MAX_IMAGE_PIXELS, Pillow raises.
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(bytes(data)), formats=[fmt])
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         count = re.search(r"\((\d+) pixels\)", str(exc))
         found = f"{int(count.group(1)):,} pixels" if count else "far more pixels than allowed"
         raise _too_large(filename, found) from exc
@@ -168,11 +171,13 @@ def _open_lazy(data: bytes, filename: str = "") -> ImageFile.ImageFile:
         raise InvalidInputError(
             f"{_subject(filename)} is not a readable image (it may be truncated or corrupt)."
         ) from exc
+    bomb = any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught)
     width, height = im.size
-    if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
+    if bomb or width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
         im.close()
         raise _too_large(filename, f"{width:,} x {height:,} pixels ({width * height / 1e6:.1f} megapixels)")
     if width < 1 or height < 1:
+        im.close()
         raise InvalidInputError(f"{_subject(filename)} has no pixels ({width} x {height}).")
     return im
 

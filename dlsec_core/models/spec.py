@@ -17,6 +17,10 @@ from dlsec_core.errors import InvalidInputError
 from dlsec_core.models.architectures import ARCHITECTURES
 
 
+MAX_HPARAM = 4096  # widths and depths of our small architectures; bounds what an uploaded spec can ask for
+MAX_DEPTH = 16
+
+
 class Normalize(nn.Module):
     """(x - mean) / std per channel, as a layer, so the model's input stays in pixel units [0, 1]."""
 
@@ -65,6 +69,13 @@ class ModelSpec:
         unknown = set(self.hparams) - set(ARCHITECTURES[self.arch].defaults)
         if unknown:
             raise InvalidInputError(f"Unknown hyperparameters for {self.arch}: {', '.join(sorted(unknown))}.")
+        for key, value in self.hparams.items():
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_HPARAM:
+                raise InvalidInputError(
+                    f"Hyperparameter {key} must be an integer from 1 to {MAX_HPARAM}, got {value!r}."
+                )
+        if self.hparams.get("depth", 1) > MAX_DEPTH:
+            raise InvalidInputError(f"depth must be at most {MAX_DEPTH}, got {self.hparams['depth']}.")
         object.__setattr__(self, "input_shape", shape)
         object.__setattr__(self, "num_classes", int(self.num_classes))
         object.__setattr__(self, "mean", mean * shape[0] if len(mean) == 1 else mean)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -21,7 +25,12 @@ from dlsec_core.store import CorruptModelError, ModelCard, Store
 
 CPU = torch.device("cpu")
 SPEC = ModelSpec(
-    arch="mlp", input_shape=(1, 8, 8), num_classes=3, hparams={"hidden": 16, "depth": 1}, mean=(0.5,), std=(0.25,)
+    arch="mlp",
+    input_shape=(1, 8, 8),
+    num_classes=3,
+    hparams={"hidden": 16, "depth": 1},
+    mean=(0.5,),
+    std=(0.25,),
 )
 
 
@@ -85,7 +94,18 @@ def test_round_trip_gives_identical_logits_and_card(store: Store) -> None:
 def test_to_record_is_flat(store: Store) -> None:
     card = store.save_model(random_model(), SPEC, name="m", dataset="digits", seed=3, clean_accuracy=0.5)
     rec = card.to_record()
-    assert set(rec) == {"id", "name", "dataset", "arch", "recipe", "seed", "accuracy", "created", "seconds", "params"}
+    assert set(rec) == {
+        "id",
+        "name",
+        "dataset",
+        "arch",
+        "recipe",
+        "seed",
+        "accuracy",
+        "created",
+        "seconds",
+        "params",
+    }
     assert rec["arch"] == "mlp" and rec["accuracy"] == 0.5 and rec["recipe"] == "standard"
     assert all(not isinstance(v, dict | list) for v in rec.values())
 
@@ -114,7 +134,10 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
 
 def test_list_newest_first_and_by_dataset(store: Store) -> None:
-    ids = [store.save_model(random_model(i), SPEC, name=f"m{i}", dataset=("a" if i % 2 else "b")).id for i in range(4)]
+    ids = [
+        store.save_model(random_model(i), SPEC, name=f"m{i}", dataset=("a" if i % 2 else "b")).id
+        for i in range(4)
+    ]
     assert [c.id for c in store.list_models()] == ids[::-1]
     assert [c.id for c in store.list_models("a")] == [ids[3], ids[1]]
     assert store.list_models("nothing") == []
@@ -164,7 +187,7 @@ def test_rename(store: Store) -> None:
         {"source": "stolen"},
         {"seed": 1.5},
         {"recipe_params": {"fn": object()}},
-        {"history": [{"t": torch.zeros(1)}]},
+        {"history": [{"t": torch.zeros(2)}]},
     ],
 )
 def test_save_validates_arguments_and_stores_nothing(store: Store, kwargs: dict) -> None:
@@ -173,6 +196,12 @@ def test_save_validates_arguments_and_stores_nothing(store: Store, kwargs: dict)
         store.save_model(random_model(), SPEC, **args)
     assert str(err.value)
     assert store.list_models() == [] and files(store) == set()
+
+
+def test_numpy_and_0d_tensor_metrics_are_stored_as_numbers(store: Store) -> None:
+    history = [{"epoch": np.int64(1), "loss": torch.tensor(0.5), "accuracy": np.float32(0.75)}]
+    card = store.save_model(random_model(), SPEC, name="m", dataset="d", history=history)
+    assert store.get_card(card.id).history == [{"epoch": 1, "loss": 0.5, "accuracy": 0.75}] == card.history
 
 
 def test_save_refuses_model_that_does_not_match_spec(store: Store) -> None:
@@ -204,7 +233,9 @@ def test_sqlite_abort_inside_transaction_removes_file(store: Store) -> None:
     """A real SQLite failure during the insert (a trigger aborts it): the new file is removed, nothing else."""
     keep = store.save_model(random_model(1), SPEC, name="keep", dataset="d")
     conn = sqlite3.connect(store.db_path)
-    conn.execute("CREATE TRIGGER no_more BEFORE INSERT ON models BEGIN SELECT RAISE(ABORT, 'quota exceeded'); END")
+    conn.execute(
+        "CREATE TRIGGER no_more BEFORE INSERT ON models BEGIN SELECT RAISE(ABORT, 'quota exceeded'); END"
+    )
     conn.commit()
     conn.close()
     with pytest.raises(sqlite3.IntegrityError, match="quota"):
@@ -227,7 +258,9 @@ def test_id_collision_draws_a_new_id(store: Store, monkeypatch: pytest.MonkeyPat
     assert (store.models_dir / f"{first.id}.safetensors").read_bytes() == first_bytes
 
 
-def test_crash_mid_write_leaves_nothing_and_keeps_other_model(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_mid_write_leaves_nothing_and_keeps_other_model(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     keep_model = random_model(1)
     keep = store.save_model(keep_model, SPEC, name="keep", dataset="d")
     keep_path = store.models_dir / f"{keep.id}.safetensors"
@@ -307,6 +340,7 @@ def test_missing_or_damaged_file_raises_corrupt(store: Store, tmp_path: Path) ->
 
 def test_concurrent_saves_from_threads(tmp_path: Path) -> None:
     home = tmp_path / "h"
+    models = {seed: random_model(seed) for seed in range(20)}  # torch's global RNG is not per thread
     errors: list[BaseException] = []
     barrier = threading.Barrier(4)
 
@@ -314,8 +348,8 @@ def test_concurrent_saves_from_threads(tmp_path: Path) -> None:
         try:
             barrier.wait()
             s = Store(home)  # each thread constructs its own, racing on schema creation
-            for i in range(5):
-                s.save_model(random_model(10 * t + i), SPEC, name=f"t{t}-{i}", dataset="d", seed=10 * t + i)
+            for seed in range(5 * t, 5 * t + 5):
+                s.save_model(models[seed], SPEC, name=f"t{t}-{seed}", dataset="d", seed=seed)
         except BaseException as err:  # collected and re-raised in the main thread
             errors.append(err)
 
@@ -328,11 +362,39 @@ def test_concurrent_saves_from_threads(tmp_path: Path) -> None:
     store = Store(home)
     cards = store.list_models()
     assert len(cards) == 20 and len({c.id for c in cards}) == 20
+    assert sorted(c.seed for c in cards if c.seed is not None) == list(range(20))
     assert len(files(store)) == 20
     for c in cards:
         model, _ = store.load_model(c.id, device=CPU)
         assert c.seed is not None
-        assert torch.equal(logits(model), logits(random_model(c.seed)))
+        assert torch.equal(logits(model), logits(models[c.seed]))
+
+
+def test_concurrent_saves_from_processes(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    script = textwrap.dedent(
+        """
+        import sys, torch
+        from dlsec_core.models import ModelSpec, build_model
+        from dlsec_core.store import Store
+        spec = ModelSpec.from_json(sys.argv[2])
+        store = Store(sys.argv[1])
+        for i in range(3):
+            torch.manual_seed(int(sys.argv[3]) + i)
+            store.save_model(build_model(spec), spec, name=f"p{sys.argv[3]}-{i}", dataset="d")
+        """
+    )
+    repo = Path(__file__).resolve().parents[2]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(home), SPEC.to_json(), str(10 * k)], cwd=repo)
+        for k in range(2)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    store = Store(home)
+    cards = store.list_models()
+    assert len(cards) == 6 and len(files(store)) == 6
+    for c in cards:
+        store.load_model(c.id, device=CPU)
 
 
 # -- export / import ---------------------------------------------------------------------------------------------
@@ -352,7 +414,9 @@ def test_export_import_round_trip_with_and_without_spec(store: Store, tmp_path: 
     with_spec = store.import_model(data, spec, name="imported", filename=weights.name, clean_accuracy=0.75)
     from_meta = store.import_model(data, name="from metadata")
     for imported in (with_spec, from_meta):
-        assert imported.source == "uploaded" and imported.recipe == "uploaded" and imported.dataset == "upload"
+        assert (
+            imported.source == "uploaded" and imported.recipe == "uploaded" and imported.dataset == "upload"
+        )
         assert imported.spec == SPEC
         loaded, _ = store.load_model(imported.id, device=CPU)
         assert torch.equal(logits(loaded), logits(model))

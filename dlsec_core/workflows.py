@@ -1,0 +1,105 @@
+"""End-to-end work items shared by the UI's background jobs, the CLI and notebooks.
+
+Each is a generator of events whose return value is the result, so a job runner can show progress and cancel it
+(by closing the generator), and a script can simply iterate. Nothing here is stored unless it finished: a
+cancelled or crashed training run never appears as a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from dlsec_core.attacks.base import Attack
+from dlsec_core.data.builtin import Dataset, load_dataset
+from dlsec_core.evaluation.sweep import SweepPoint, sweep
+from dlsec_core.models.spec import ModelSpec
+from dlsec_core.store import ModelCard, Store
+from dlsec_core.training.loop import TrainConfig, TrainEvent, TrainResult, train
+from dlsec_core.training.recipes import Recipe, StandardRecipe
+
+
+def spec_for(dataset: Dataset, arch: str = "cnn", **hparams: Any) -> ModelSpec:
+    """A spec fitted to a dataset: its input shape, classes and per-channel normalization."""
+    mean, std = dataset.channel_stats()
+    return ModelSpec(
+        arch=arch,
+        input_shape=dataset.input_shape,
+        num_classes=dataset.num_classes,
+        hparams=hparams,
+        mean=mean,
+        std=std,
+    )
+
+
+def train_and_store(
+    store: Store,
+    *,
+    dataset: str = "mnist5k",
+    arch: str = "cnn",
+    name: str | None = None,
+    config: TrainConfig | None = None,
+    recipe: Recipe | None = None,
+    hparams: dict[str, Any] | None = None,
+) -> Generator[TrainEvent, None, ModelCard]:
+    """Train a model on a built-in dataset, yielding events; store it only when training completes."""
+    data = load_dataset(dataset)
+    config = config or TrainConfig()
+    recipe = recipe or StandardRecipe()
+    spec = spec_for(data, arch, **(hparams or {}))
+    result: TrainResult = yield from train(spec, data, config, recipe)
+    return store.save_model(
+        result.model,
+        spec,
+        name=name or f"{arch}-{dataset}-{recipe.name}-s{config.seed}",
+        dataset=dataset,
+        recipe=recipe.name,
+        recipe_params=recipe.params(),
+        train_config=config.to_dict(),
+        seed=config.seed,
+        clean_accuracy=result.test_accuracy,
+        train_seconds=result.seconds,
+        history=result.history,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSweepPoint:
+    """A sweep point tagged with the model it belongs to (several models share one chart)."""
+
+    model_id: str
+    model_name: str
+    point: SweepPoint
+
+    def to_record(self) -> dict[str, Any]:
+        return {"model_id": self.model_id, "model": self.model_name, **self.point.to_record()}
+
+
+def sweep_models(
+    store: Store,
+    model_ids: Sequence[str],
+    attack: Attack,
+    eps_values: Sequence[float],
+    *,
+    n_images: int = 500,
+    seed: int = 0,
+) -> Generator[ModelSweepPoint, None, list[dict[str, Any]]]:
+    """Accuracy vs. epsilon for several stored models on their datasets' test images, one point at a time."""
+    records: list[dict[str, Any]] = []
+    for model_id in model_ids:
+        model, card = store.load_model(model_id)
+        x, y = test_images(card.dataset, n_images)
+        for point in sweep(model, x, y, attack, eps_values, seed=seed):
+            item = ModelSweepPoint(model_id=card.id, model_name=card.name, point=point)
+            records.append(item.to_record())
+            yield item
+    return records
+
+
+def test_images(dataset: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `n` images of a built-in dataset's test split (the split is seeded, so this is fixed)."""
+    data = load_dataset(dataset)
+    return data.x_test[:n], data.y_test[:n]

@@ -1,0 +1,1 @@
+"""Streamlit-aware helpers: cached resources, session keys, job polling, Plotly figures, shared widgets."""

@@ -1,0 +1,196 @@
+"""Plotly figure builders. Pure functions of results, so they are tested directly (AppTest cannot see charts).
+
+Every figure sets its template explicitly: importing streamlit changes Plotly's default one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from dlsec_core.attacks.base import AttackResult
+
+TEMPLATE = "plotly_white"
+CLEAN_COLOR = "#4C78A8"
+ADV_COLOR = "#E45756"
+
+
+def _as_hw(img: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> (H, W) gray or (H, W, 3) uint8 RGB for display."""
+    arr = img.detach().cpu().numpy()
+    if arr.shape[0] == 1:
+        return np.asarray(arr[0])
+    return np.asarray((arr.transpose(1, 2, 0)[..., :3] * 255).round().astype(np.uint8))
+
+
+def _image_trace(img: torch.Tensor) -> go.BaseTraceType:
+    arr = _as_hw(img)
+    if arr.ndim == 2:
+        return go.Heatmap(
+            z=arr, colorscale="gray", zmin=0, zmax=1, showscale=False, hovertemplate="%{z:.3f}<extra></extra>"
+        )
+    return go.Image(z=arr)
+
+
+def _label(class_names: Sequence[str], k: int, p: float) -> str:
+    return f"{class_names[k]} ({p:.0%})"
+
+
+def attack_triptych(result: AttackResult, class_names: Sequence[str], index: int = 0) -> go.Figure:
+    """Original | perturbation | adversarial, each titled with its prediction and confidence.
+
+    The perturbation uses a diverging scale centred on 0 whose range is the budget itself (±ε for L∞, the
+    largest absolute change otherwise), so images at the same ε are drawn on the same scale.
+    """
+    x, x_adv = result.x[index], result.x_adv[index]
+    delta = (x_adv - x).mean(dim=0).numpy()  # (C, H, W) -> (H, W): channel-averaged change
+    bound = max(result.eps if result.norm == "linf" else float(np.abs(delta).max()), 1e-6)
+    pc, pa = result.probs_clean[index], result.probs_adv[index]
+    kc, ka = int(pc.argmax()), int(pa.argmax())
+    fooled = bool(result.success[index])
+    titles = (
+        f"Original: {_label(class_names, kc, float(pc[kc]))}",
+        f"Perturbation (scale ±{bound:.3g})",
+        f"Adversarial: {_label(class_names, ka, float(pa[ka]))}" + ("  FOOLED" if fooled else ""),
+    )
+    fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.04)
+    fig.add_trace(_image_trace(x), row=1, col=1)
+    fig.add_trace(
+        go.Heatmap(
+            z=delta,
+            colorscale="RdBu_r",
+            zmid=0,
+            zmin=-bound,
+            zmax=bound,
+            colorbar={"len": 0.8, "thickness": 12},
+            hovertemplate="%{z:+.3f}<extra></extra>",
+        ),  # fmt: skip
+        row=1,
+        col=2,
+    )
+    fig.add_trace(_image_trace(x_adv), row=1, col=3)
+    for col in (1, 2, 3):
+        fig.update_yaxes(
+            autorange="reversed", scaleanchor=f"x{'' if col == 1 else col}", visible=False, row=1, col=col
+        )
+        fig.update_xaxes(visible=False, row=1, col=col)
+    if fooled:
+        fig.layout.annotations[2].font.color = ADV_COLOR
+    fig.update_layout(template=TEMPLATE, height=330, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def probability_bars(result: AttackResult, class_names: Sequence[str], index: int = 0) -> go.Figure:
+    """Class probabilities before and after the attack, side by side."""
+    names = list(class_names)
+    fig = go.Figure(
+        [
+            go.Bar(name="original", x=names, y=result.probs_clean[index].tolist(), marker_color=CLEAN_COLOR),
+            go.Bar(name="adversarial", x=names, y=result.probs_adv[index].tolist(), marker_color=ADV_COLOR),
+        ]
+    )
+    fig.update_layout(
+        template=TEMPLATE, barmode="group", height=260, yaxis={"range": [0, 1], "title": "probability"},
+        xaxis={"title": "class", "type": "category"}, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        legend={"orientation": "h", "y": 1.12},
+    )  # fmt: skip
+    return fig
+
+
+def mosaic(result: AttackResult, ncols: int = 8, border: int = 2) -> np.ndarray:
+    """The adversarial images tiled in a grid, each framed red if fooled and green if it held: (H, W, 3) uint8."""
+    imgs = result.x_adv
+    n, c, h, w = imgs.shape
+    rows = (n + ncols - 1) // ncols
+    cell_h, cell_w = h + 2 * border, w + 2 * border
+    out = np.full((rows * cell_h, ncols * cell_w, 3), 255, dtype=np.uint8)
+    rgb = imgs.repeat(1, 3, 1, 1) if c == 1 else imgs[:, :3]
+    tiles = (rgb.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # (N, C, H, W) -> (N, H, W, 3)
+    success = result.success.tolist()
+    for i in range(n):
+        r, col = divmod(i, ncols)
+        y0, x0 = r * cell_h, col * cell_w
+        out[y0 : y0 + cell_h, x0 : x0 + cell_w] = (228, 87, 86) if success[i] else (84, 162, 75)
+        out[y0 + border : y0 + border + h, x0 + border : x0 + border + w] = tiles[i]
+    return out
+
+
+def batch_grid(result: AttackResult, class_names: Sequence[str], ncols: int = 8) -> go.Figure:
+    """A grid of adversarial test images: red frame = fooled, green = held; hover shows label -> prediction."""
+    img = mosaic(result, ncols)
+    n = result.x.shape[0]
+    fig = go.Figure(go.Image(z=img, hoverinfo="skip"))
+    h, w = result.x.shape[2] + 4, result.x.shape[3] + 4
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        k, a = int(result.y[i]), int(result.pred_adv[i])
+        fig.add_annotation(
+            x=c * w + w / 2, y=r * h + h - 1, text=f"{class_names[k]}→{class_names[a]}", showarrow=False,
+            font={"size": 10, "color": "white"}, bgcolor="rgba(0,0,0,0.45)", yanchor="bottom",
+        )  # fmt: skip
+    rows = (n + ncols - 1) // ncols
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(
+        template=TEMPLATE, height=min(900, 110 * rows + 20), margin={"l": 0, "r": 0, "t": 0, "b": 0}
+    )
+    return fig
+
+
+def training_curves(records: Sequence[dict[str, Any]]) -> go.Figure:
+    """Loss (left) and accuracy (right) against epochs; step records make the curve grow within an epoch.
+
+    Each record needs "epoch_float", "loss", "train_accuracy" and optionally "test_accuracy".
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss", "Accuracy"), horizontal_spacing=0.1)
+    xs = [r["epoch_float"] for r in records]
+    fig.add_trace(
+        go.Scatter(x=xs, y=[r["loss"] for r in records], name="train loss", mode="lines"), row=1, col=1
+    )
+    fig.add_trace(
+        go.Scatter(x=xs, y=[r["train_accuracy"] for r in records], name="train accuracy", mode="lines"),
+        row=1,
+        col=2,
+    )
+    test = [r for r in records if r.get("test_accuracy") is not None]
+    fig.add_trace(
+        go.Scatter(
+            x=[r["epoch_float"] for r in test],
+            y=[r["test_accuracy"] for r in test],
+            name="test accuracy",
+            mode="lines+markers",
+        ),  # fmt: skip
+        row=1,
+        col=2,
+    )
+    fig.update_xaxes(title_text="epoch", rangemode="tozero")
+    fig.update_yaxes(range=[0, 1.01], row=1, col=2)
+    fig.update_layout(template=TEMPLATE, height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def robustness_curves(records: Sequence[dict[str, Any]], title: str = "") -> go.Figure:
+    """Accuracy vs. ε, one line per model, points in arrival order (the chart grows while a sweep runs)."""
+    fig = go.Figure()
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_model.setdefault(r["model"], []).append(r)
+    for name, rows in by_model.items():
+        fig.add_trace(
+            go.Scatter(
+                x=[r["eps"] for r in rows], y=[r["accuracy"] for r in rows], mode="lines+markers", name=name,
+                hovertemplate="ε=%{x:.3g}<br>accuracy=%{y:.1%}<extra>" + name + "</extra>",
+            )
+        )  # fmt: skip
+    unit = "L∞" if not records or records[0].get("norm", "linf") == "linf" else "L2"
+    fig.update_layout(
+        template=TEMPLATE, height=400, title=title, xaxis={"title": f"ε ({unit}, pixel units)", "rangemode": "tozero"},
+        yaxis={"title": "accuracy under attack", "range": [0, 1.02], "tickformat": ".0%"},
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, legend={"orientation": "h", "y": -0.2},
+    )  # fmt: skip
+    return fig

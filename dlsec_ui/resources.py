@@ -1,0 +1,77 @@
+"""Cached, process-wide resources. Every `st.cache_*` of the app lives here.
+
+Cached objects are shared by every session: models returned here are for inference and attacks only (eval mode,
+never trained or Opacus-wrapped; training builds fresh models).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+import torch
+from torch import nn
+
+from dlsec_core.attacks.base import Attack, get_attack
+from dlsec_core.data.builtin import Dataset, load_dataset
+from dlsec_core.jobs import JobRunner, default_runner
+from dlsec_core.store import ModelCard, Store
+
+
+@st.cache_resource(show_spinner=False)
+def get_store() -> Store:
+    return Store()
+
+
+@st.cache_resource(show_spinner=False)
+def get_runner() -> JobRunner:
+    return default_runner()
+
+
+@st.cache_resource(show_spinner=False)
+def get_dataset(name: str) -> Dataset:
+    return load_dataset(name)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _load_model(model_id: str, created_at: str) -> tuple[nn.Module, ModelCard]:
+    model, card = get_store().load_model(model_id)
+    for p in model.parameters():
+        p.requires_grad_(False)  # input gradients only: shared weights are never trained here
+    return model, card
+
+
+def get_model(model_id: str) -> tuple[nn.Module, ModelCard]:
+    """A stored model in eval mode (cached by id and creation time, so a re-used id never serves stale weights)."""
+    card = get_store().get_card(model_id)
+    return _load_model(model_id, card.created_at)
+
+
+def tensor_digest(x: torch.Tensor) -> str:
+    return hashlib.sha1(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _direction(
+    model_id: str,
+    created_at: str,
+    attack: str,
+    norm: str,
+    digest: str,
+    _x: torch.Tensor,
+    y: int,
+    target: int | None,
+) -> torch.Tensor:
+    model, _ = _load_model(model_id, created_at)
+    t = None if target is None else torch.tensor([target])
+    with torch.enable_grad():
+        return get_attack(attack, norm=norm).direction(model, _x, torch.tensor([y]), t).detach()
+
+
+def attack_direction(
+    model_id: str, attack: Attack, x: torch.Tensor, y: int, target: int | None
+) -> torch.Tensor:
+    """The eps-independent direction of a linear-in-eps attack (FGSM), computed once per image and reused for
+    every slider position, so moving ε costs one forward pass."""
+    card = get_store().get_card(model_id)
+    return _direction(model_id, card.created_at, attack.name, attack.norm, tensor_digest(x), x, y, target)

@@ -1,0 +1,55 @@
+"""Session-state and widget keys, in one place (pages never spell key strings themselves)."""
+
+from __future__ import annotations
+
+import uuid
+
+import streamlit as st
+
+# global sidebar
+MODEL = "model"  # selected model id (bound to the URL's query string)
+SEED = "seed"
+OWNER = "owner"  # this browser session's id for its jobs
+
+# models page
+TRAIN_DATASET = "train_dataset"
+TRAIN_ARCH = "train_arch"
+TRAIN_EPOCHS = "train_epochs"
+TRAIN_NAME = "train_name"
+TRAIN_BUTTON = "train_button"
+TRAIN_JOB = "train_job"
+UPLOAD_WEIGHTS = "upload_weights"
+UPLOAD_SPEC = "upload_spec"
+UPLOAD_NAME = "upload_name"
+UPLOAD_DATASET = "upload_dataset"
+UPLOAD_BUTTON = "upload_button"
+DELETE_BUTTON = "delete_button"
+
+# attack lab
+IMAGE_SOURCE = "image_source"
+GALLERY_CLASS = "gallery_class"
+GALLERY_INDEX = "gallery_index"
+IMAGE_UPLOAD = "image_upload"
+CANVAS = "canvas"
+ATTACK = "attack"
+TARGETED = "targeted"
+TARGET_CLASS = "target_class"
+EPS = "eps"
+PGD_STEPS = "pgd_steps"
+BATCH_N = "batch_n"
+
+# robustness page
+SWEEP_MODELS = "sweep_models"
+SWEEP_ATTACK = "sweep_attack"
+SWEEP_EPS_MAX = "sweep_eps_max"
+SWEEP_POINTS = "sweep_points"
+SWEEP_IMAGES = "sweep_images"
+SWEEP_BUTTON = "sweep_button"
+SWEEP_JOB = "sweep_job"
+
+
+def owner_id() -> str:
+    """A stable id for this browser session, used to find its background jobs again."""
+    if OWNER not in st.session_state:
+        st.session_state[OWNER] = uuid.uuid4().hex[:12]
+    return str(st.session_state[OWNER])
