@@ -489,6 +489,15 @@ class Store:
             )
         return data
 
+    def weights_bytes(self, model_id: str) -> bytes:
+        """The stored .safetensors file (spec in its metadata), checksum-verified, e.g. for a download button.
+
+        Raises:
+            NotFoundError: no model has this id.
+            CorruptModelError: its weights file is missing or damaged.
+        """
+        return self._read_weights(model_id, self._row(model_id))
+
     def load_model(self, model_id: str, device: torch.device | None = None) -> tuple[nn.Module, ModelCard]:
         """Rebuild a stored model, in eval mode, on `device` (default: `get_device()`).
 

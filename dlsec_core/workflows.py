@@ -15,8 +15,11 @@ import torch
 
 from dlsec_core.attacks.base import Attack
 from dlsec_core.data.builtin import Dataset, load_dataset
+from dlsec_core.errors import InvalidInputError
+from dlsec_core.evaluation.metrics import accuracy
 from dlsec_core.evaluation.sweep import SweepPoint, sweep
-from dlsec_core.models.spec import ModelSpec
+from dlsec_core.models.spec import ModelSpec, build_model
+from dlsec_core.safe_load import load_upload
 from dlsec_core.store import ModelCard, Store
 from dlsec_core.training.loop import TrainConfig, TrainEvent, TrainResult, train
 from dlsec_core.training.recipes import Recipe, StandardRecipe
@@ -97,6 +100,29 @@ def sweep_models(
             records.append(item.to_record())
             yield item
     return records
+
+
+def import_and_evaluate(
+    store: Store,
+    data: bytes,
+    spec: ModelSpec | None,
+    *,
+    name: str,
+    dataset: str,
+    filename: str = "model.safetensors",
+) -> ModelCard:
+    """Validate an uploaded model, measure its clean accuracy on `dataset`'s test split, and store it."""
+    spec, state = load_upload(data, spec, filename=filename)
+    data_set = load_dataset(dataset)
+    if tuple(data_set.input_shape) != spec.input_shape or data_set.num_classes != spec.num_classes:
+        raise InvalidInputError(
+            f"The model expects {spec.input_shape} inputs and {spec.num_classes} classes, but {dataset} has "
+            f"{data_set.input_shape} and {data_set.num_classes}; pick the dataset it was trained for."
+        )
+    model = build_model(spec)
+    model.load_state_dict(state, strict=True)
+    acc = accuracy(model, data_set.x_test, data_set.y_test)
+    return store.import_model(data, spec, name=name, dataset=dataset, filename=filename, clean_accuracy=acc)
 
 
 def test_images(dataset: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:

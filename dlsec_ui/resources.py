@@ -12,7 +12,7 @@ import streamlit as st
 import torch
 from torch import nn
 
-from dlsec_core.attacks.base import Attack, get_attack
+from dlsec_core.attacks.base import Attack, AttackResult, get_attack
 from dlsec_core.data.builtin import Dataset, load_dataset
 from dlsec_core.jobs import JobRunner, default_runner
 from dlsec_core.store import ModelCard, Store
@@ -75,3 +75,31 @@ def attack_direction(
     every slider position, so moving ε costs one forward pass."""
     card = get_store().get_card(model_id)
     return _direction(model_id, card.created_at, attack.name, attack.norm, tensor_digest(x), x, y, target)
+
+
+def attack_one(
+    model_id: str, attack: Attack, x: torch.Tensor, y: int, target: int | None, seed: int
+) -> AttackResult:
+    """Attack one image. FGSM reuses its cached direction (one forward pass per ε); others run in full."""
+    model, _ = get_model(model_id)
+    t = None if target is None else torch.tensor([target])
+    if attack.linear_in_eps:
+        d = attack_direction(model_id, attack, x, y, target)
+        return attack.apply_direction(model, x, torch.tensor([y]), d, target=t)
+    return attack(model, x, torch.tensor([y]), target=t, generator=torch.Generator().manual_seed(seed))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _attack_batch(
+    model_id: str, created_at: str, attack_key: str, _attack: Attack, n: int, seed: int
+) -> AttackResult:
+    model, card = _load_model(model_id, created_at)
+    data = get_dataset(card.dataset)
+    x, y = data.x_test[:n], data.y_test[:n]
+    return _attack(model, x, y, generator=torch.Generator().manual_seed(seed))
+
+
+def attack_batch(model_id: str, attack: Attack, n: int, seed: int) -> AttackResult:
+    """Attack the first `n` test images of the model's dataset (cached per model, attack settings and seed)."""
+    card = get_store().get_card(model_id)
+    return _attack_batch(model_id, card.created_at, repr(attack), attack, n, seed)

@@ -192,6 +192,9 @@ class Attack:
         was_training = model.training
         model.eval()
         try:
+            # Check the label range before the attack: cross_entropy would fail first with an IndexError.
+            with torch.no_grad():
+                _check_classes(model(x[:1]).shape[1], y, target)
             with torch.enable_grad():
                 if self.linear_in_eps:
                     x_adv = x + self.eps * self.direction(model, x, y, target)
@@ -241,9 +244,7 @@ class Attack:
         x_adv = project(x_adv.detach(), x, self.eps, self.norm)
         with torch.no_grad():
             logits = model(torch.cat([x, x_adv]))
-        n_classes = logits.shape[1]
-        if int(y.max()) >= n_classes or (target is not None and int(target.max()) >= n_classes):
-            raise InvalidInputError(f"Labels and targets must be below the model's {n_classes} classes.")
+        _check_classes(logits.shape[1], y, target)
         probs = logits.softmax(dim=1).cpu()
         n = x.shape[0]
         return AttackResult(
@@ -277,6 +278,11 @@ class Attack:
     def hyperparameters(cls) -> list[dataclasses.Field[Any]]:
         """The config fields with their UI metadata, for generating forms."""
         return list(dataclasses.fields(cls))
+
+
+def _check_classes(n_classes: int, y: torch.Tensor, target: torch.Tensor | None) -> None:
+    if int(y.max()) >= n_classes or (target is not None and int(target.max()) >= n_classes):
+        raise InvalidInputError(f"Labels and targets must be below the model's {n_classes} classes.")
 
 
 def check_inputs(

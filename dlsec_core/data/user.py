@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+import zlib
 from collections import Counter
 from pathlib import PurePosixPath
 
@@ -71,6 +72,10 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
+def _human(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
+
+
 def _some(names: list[str], k: int = 3) -> str:
     shown = ", ".join(repr(n) for n in names[:k])
     return shown + (f" and {len(names) - k} more" if len(names) > k else "")
@@ -98,7 +103,7 @@ def _open_zip(data: bytes, what: str) -> zipfile.ZipFile:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
         raise InvalidInputError(
-            f"This file is not a readable {what} (the zip archive may be truncated or corrupt)."
+            f"This file cannot be read as {what} (the zip archive may be truncated or corrupt)."
         ) from exc
     return zf
 
@@ -123,8 +128,8 @@ def _check_entries(infos: list[zipfile.ZipInfo], max_entries: int) -> None:
     total = sum(info.file_size for info in infos)
     if total > MAX_UNPACKED_BYTES:
         raise InvalidInputError(
-            f"The archive would unpack to {total / 2**30:.2f} GiB; at most "
-            f"{MAX_UNPACKED_BYTES / 2**30:.0f} GiB is accepted (this protects the server from zip bombs)."
+            f"The archive would unpack to {_human(total)}; at most {_human(MAX_UNPACKED_BYTES)} is accepted "
+            "(this protects the server from zip bombs)."
         )
     locked = [info.filename for info in infos if info.flag_bits & 0x1]
     if locked:
@@ -134,8 +139,13 @@ def _check_entries(infos: list[zipfile.ZipInfo], max_entries: int) -> None:
 
 
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
-    with zf.open(info) as f:
-        blob = f.read(limit + 1)  # zipfile also stops at the declared size; this is a second fence
+    try:
+        with zf.open(info) as f:
+            blob = f.read(limit + 1)  # zipfile also stops at the declared size; this is a second fence
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
+        raise InvalidInputError(
+            f"{info.filename!r} is damaged inside the zip (it may be truncated or corrupt)."
+        ) from exc
     if len(blob) > limit:
         raise InvalidInputError(f"{info.filename!r} is larger than {limit / 2**20:.0f} MiB.")
     return blob
@@ -156,7 +166,9 @@ def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> tuple[t
             else:
                 raise ValueError(f"unsupported .npy version {version}")
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise InvalidInputError(f"{key!r} in this .npz is not a readable NumPy array.") from exc
+        raise InvalidInputError(
+            f"{key!r} in this .npz is not a readable NumPy array (it may be truncated or corrupt)."
+        ) from exc
     if dtype.hasobject:
         raise UnsafeFileError(
             f"{key!r} is stored as Python objects (a pickle), which could run code when loaded, so it was refused "

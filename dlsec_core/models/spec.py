@@ -16,7 +16,6 @@ from torch import nn
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.models.architectures import ARCHITECTURES
 
-
 MAX_HPARAM = 4096  # widths and depths of our small architectures; bounds what an uploaded spec can ask for
 MAX_DEPTH = 16
 

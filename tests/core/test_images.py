@@ -80,7 +80,7 @@ def test_every_allowed_format_becomes_an_mnist_input(fmt: str) -> None:
     assert sniff_image_format(data) == fmt
     x = image_to_input(data, MNIST)
     assert x.shape == (1, 1, 28, 28) and x.dtype == torch.float32
-    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
     assert float(x[0, 0, 14, 14]) > 0.7 and float(x[0, 0, 1, 1]) < 0.1  # light bar, dark corner
 
 

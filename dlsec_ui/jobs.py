@@ -1,0 +1,97 @@
+"""Background jobs seen from the UI: submitting work for this session and rendering a job's state."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import streamlit as st
+
+from dlsec_core.attacks.base import Attack
+from dlsec_core.jobs import JobContext, JobSnapshot, JobState
+from dlsec_core.training.loop import TrainConfig, TrainEvent
+from dlsec_core.training.recipes import Recipe
+from dlsec_core.workflows import ModelSweepPoint, sweep_models, train_and_store
+from dlsec_ui import state
+from dlsec_ui.resources import get_runner, get_store
+
+
+def submit_training(
+    *, dataset: str, arch: str, name: str | None, config: TrainConfig, recipe: Recipe | None = None
+) -> str:
+    def work(ctx: JobContext) -> Any:
+        gen = train_and_store(
+            get_store(), dataset=dataset, arch=arch, name=name, config=config, recipe=recipe
+        )
+        card = yield from _with_progress(ctx, gen)
+        return card
+
+    title = f"Train {name or arch} on {dataset}"
+    return get_runner().submit(work, kind="train", title=title, owner=state.owner_id())
+
+
+def submit_sweep(model_ids: Sequence[str], attack: Attack, eps_values: Sequence[float], n_images: int) -> str:
+    total = len(model_ids) * len(eps_values)
+
+    def work(ctx: JobContext) -> Any:
+        gen = sweep_models(get_store(), list(model_ids), attack, list(eps_values), n_images=n_images)
+        records = yield from _with_progress(ctx, gen, total=total)
+        return records
+
+    title = f"{attack.title} sweep over {len(model_ids)} model(s)"
+    return get_runner().submit(work, kind="sweep", title=title, owner=state.owner_id())
+
+
+def _with_progress(ctx: JobContext, gen: Any, total: int | None = None) -> Any:
+    """Forward a workflow's events and report progress: training events carry their own, sweeps count points."""
+    done = 0
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        done += 1
+        if isinstance(event, TrainEvent):
+            ctx.progress(event.progress, f"epoch {event.epoch}/{event.epochs}")
+        elif isinstance(event, ModelSweepPoint) and total:
+            ctx.progress(done / total, f"{event.model_name}: ε={event.point.eps:.3g}")
+        yield event
+
+
+def render_job(job: JobSnapshot, *, cancel_key: str) -> None:
+    """Progress, queue position, failure sentence and a cancel button for one job."""
+    if job.state is JobState.QUEUED:
+        st.info(
+            f"{job.title}: waiting in the queue (position {job.queue_position}); the server runs a few jobs at once."
+        )
+    elif job.state is JobState.RUNNING:
+        label = "stopping…" if job.cancel_requested else (job.message or "running")
+        st.progress(min(1.0, job.progress), text=f"{job.title}: {label} ({job.elapsed or 0:.0f} s)")
+    elif job.state is JobState.FAILED:
+        st.error(f"{job.title} failed: {job.error}")
+    elif job.state is JobState.CANCELLED:
+        st.warning(f"{job.title} was cancelled; nothing was saved.")
+    elif job.state is JobState.DONE:
+        st.success(f"{job.title}: done in {job.elapsed or 0:.1f} s.")
+    if job.is_active and st.button("Cancel", key=cancel_key, disabled=job.cancel_requested):
+        get_runner().cancel(job.id)
+        st.rerun()
+
+
+def train_records(events: Sequence[Any]) -> list[dict[str, Any]]:
+    """Training events as chart records with a fractional epoch on the x axis."""
+    out = []
+    for e in events:
+        if isinstance(e, TrainEvent):
+            per_epoch = max(1, e.total_steps // max(1, e.epochs))
+            x = (
+                float(e.epoch)
+                if e.kind == "epoch"
+                else (e.epoch - 1) + (e.step - (e.epoch - 1) * per_epoch) / per_epoch
+            )
+            out.append({"epoch_float": x, **e.to_record()})
+    return out
+
+
+def sweep_records(events: Sequence[Any]) -> list[dict[str, Any]]:
+    return [e.to_record() for e in events if isinstance(e, ModelSweepPoint)]

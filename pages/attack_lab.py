@@ -1,0 +1,65 @@
+"""Attack Lab: one image, one attack, an ε slider; original | perturbation | adversarial, instantly."""
+
+import streamlit as st
+
+from dlsec_core.errors import DlsecError
+from dlsec_ui import figures, state
+from dlsec_ui.resources import attack_batch, attack_one
+from dlsec_ui.widgets import attack_form, class_names, current_model_card, dataset_for, eps_slider, pick_image
+
+st.title("Attack Lab")
+card = current_model_card()
+if card is None:
+    st.stop()
+names = class_names(card)
+st.caption(f"Model: **{card.name}** ({card.spec.arch} on {card.dataset}). Change it in the sidebar.")
+
+left, right = st.columns([1, 2], gap="large")
+with left:
+    view = st.segmented_control("View", ["Single image", "Batch"], default="Single image", key="lab_view")
+    attack = attack_form()
+    eps = eps_slider(attack.norm, key=state.EPS)
+    attack = attack.with_params(eps=eps)
+    targeted = st.toggle("Targeted (aim at a chosen class)", key=state.TARGETED)
+    target = (
+        int(
+            st.selectbox(
+                "Target class", range(len(names)), format_func=lambda i: names[i], key=state.TARGET_CLASS
+            )
+        )
+        if targeted
+        else None
+    )
+    picked = pick_image(card, dataset_for(card)) if view != "Batch" else None
+
+seed = int(st.session_state.get(state.SEED, 0))
+with right:
+    try:
+        if view == "Batch":
+            if dataset_for(card) is None:
+                st.info("The batch view needs the model's built-in test set.")
+                st.stop()
+            n = st.select_slider("Test images", [8, 16, 32, 64], value=16, key=state.BATCH_N)
+            if targeted:
+                st.caption("The batch view runs the untargeted attack.")
+            result = attack_batch(card.id, attack, n, seed)
+            st.metric("Fooled", f"{result.success_rate:.0%}", help=attack.describe())
+            st.plotly_chart(figures.batch_grid(result, names), key="batch_grid")
+            st.caption(
+                f"Red frame = fooled, green = held. Label → adversarial prediction. {attack.describe()}."
+            )
+        elif picked is not None:
+            x, y = picked
+            result = attack_one(card.id, attack, x, y, target, seed)
+            st.plotly_chart(figures.attack_triptych(result, names), key="triptych")
+            m1, m2, m3, m4 = st.columns(4)
+            m1.metric(
+                "Fooled" if target is None else "Reached target", "yes" if bool(result.success[0]) else "no"
+            )
+            m2.metric("L∞ size", f"{float(result.linf[0]):.3f}")
+            m3.metric("L2 size", f"{float(result.l2[0]):.3f}")
+            m4.metric("L0 (pixels changed)", int(result.l0[0]))
+            st.plotly_chart(figures.probability_bars(result, names), key="prob_bars")
+            st.caption(attack.describe() + ". " + type(attack).paper + ".")
+    except DlsecError as err:
+        st.error(str(err))

@@ -1,0 +1,40 @@
+"""Welcome: what the lab is, the map of threats, a three-click quick start."""
+
+import streamlit as st
+
+st.title("dlsec: the Deep Learning Security Lab")
+st.markdown(
+    "A model that is 98 % accurate can be fooled by noise nobody can see. This lab lets you **train a model, "
+    "attack it, and measure** how it breaks, live, in your browser, on data that ships with the app "
+    "(no internet needed)."
+)
+
+st.subheader("Map of threats")
+threats = [
+    ("Evasion", "available", "Tiny input changes flip the prediction: FGSM, PGD, accuracy-vs-ε curves."),
+    ("Defenses", "coming", "Adversarial training, input transforms, detection, honest adaptive evaluation."),
+    ("Privacy", "coming", "DP-SGD with Opacus, membership inference, model inversion."),
+    ("Model theft", "coming", "Extracting a model through its predictions, and what stops it."),
+]
+for col, (name, status, text) in zip(st.columns(len(threats)), threats, strict=True):
+    with col.container(border=True):
+        badge = ":green-badge[available]" if status == "available" else ":gray-badge[coming]"
+        st.markdown(f"**{name}** {badge}")
+        st.caption(text)
+
+st.subheader("Quick start")
+c1, c2, c3 = st.columns(3)
+with c1:
+    st.markdown("**1. Train** a small CNN on 5,000 MNIST digits (about 15 s).")
+    st.page_link("pages/models.py", label="Models", icon=":material/model_training:")
+with c2:
+    st.markdown("**2. Attack** one digit: move ε and watch the prediction flip.")
+    st.page_link("pages/attack_lab.py", label="Attack Lab", icon=":material/bolt:")
+with c3:
+    st.markdown("**3. Measure** accuracy as ε grows, for several models on one chart.")
+    st.page_link("pages/robustness.py", label="Robustness", icon=":material/show_chart:")
+
+st.caption(
+    "Anchors: Goodfellow et al. 2015 (FGSM: a softmax regression misclassifies 99.9 % of MNIST at ε = 0.25); "
+    "Madry et al. 2018 (PGD, and PGD adversarial training)."
+)

@@ -1,0 +1,124 @@
+"""Models: train in the background with live curves, browse model cards, upload and delete."""
+
+import streamlit as st
+
+from dlsec_core.data.builtin import DATASETS
+from dlsec_core.errors import DlsecError
+from dlsec_core.models.architectures import ARCHITECTURES
+from dlsec_core.safe_load import spec_from_upload
+from dlsec_core.training.loop import TrainConfig
+from dlsec_core.workflows import import_and_evaluate
+from dlsec_ui import figures, state
+from dlsec_ui.jobs import render_job, submit_training, train_records
+from dlsec_ui.resources import get_runner, get_store
+from dlsec_ui.widgets import model_label
+
+st.title("Models")
+
+with st.container(border=True):
+    st.subheader("Train a model")
+    c1, c2, c3 = st.columns(3)
+    dataset = c1.selectbox("Dataset", list(DATASETS), key=state.TRAIN_DATASET, help=DATASETS["mnist5k"][0])
+    arch = c2.selectbox(
+        "Architecture", list(ARCHITECTURES), index=list(ARCHITECTURES).index("cnn"), key=state.TRAIN_ARCH,
+        format_func=lambda a: f"{a}: {ARCHITECTURES[a].description}",
+    )  # fmt: skip
+    epochs = c3.slider("Epochs", 1, 30, 10, key=state.TRAIN_EPOCHS)
+    name = st.text_input("Name (optional)", key=state.TRAIN_NAME, max_chars=80)
+    if st.button("Train", type="primary", key=state.TRAIN_BUTTON):
+        try:
+            config = TrainConfig(epochs=epochs, seed=int(st.session_state[state.SEED]))
+            st.session_state[state.TRAIN_JOB] = submit_training(
+                dataset=dataset, arch=arch, name=name.strip() or None, config=config
+            )
+        except DlsecError as err:
+            st.error(str(err))
+
+
+@st.fragment(run_every=1.0)
+def training_progress() -> None:
+    job_id = st.session_state.get(state.TRAIN_JOB)
+    if not job_id:
+        return
+    try:
+        job = get_runner().get(job_id)
+    except DlsecError:
+        return
+    render_job(job, cancel_key="cancel_train")
+    records = train_records(job.events)
+    if records:
+        st.plotly_chart(figures.training_curves(records), key="train_curves")
+    if not job.is_active and st.session_state.get("train_shown") != job_id:
+        st.session_state["train_shown"] = job_id
+        st.rerun()  # refresh the model list and the sidebar once the job has finished
+
+
+training_progress()
+
+st.subheader("Stored models")
+cards = get_store().list_models()
+if not cards:
+    st.caption("No model yet: train one above or upload one below.")
+else:
+    st.dataframe([c.to_record() for c in cards], hide_index=True)
+    by_id = {c.id: c for c in cards}
+    chosen = st.selectbox(
+        "Model card", list(by_id), format_func=lambda i: model_label(by_id[i]), key="card_model"
+    )
+    card = by_id[chosen]
+    c1, c2 = st.columns([2, 3])
+    c1.json(
+        {"id": card.id, "dataset": card.dataset, "spec": card.spec.to_dict(), "recipe": card.recipe,
+         "recipe_params": card.recipe_params, "train_config": card.train_config, "seed": card.seed,
+         "clean_test_accuracy": card.clean_accuracy, "created_at": card.created_at,
+         "train_seconds": card.train_seconds, "parameters": card.num_parameters, "source": card.source},
+        expanded=False,
+    )  # fmt: skip
+    if card.history:
+        c2.plotly_chart(
+            figures.training_curves([{"epoch_float": h["epoch"], **h} for h in card.history]),
+            key="card_curves",
+        )
+    weights = get_store().weights_bytes(card.id)
+    d1, d2, d3 = st.columns(3)
+    d1.download_button(
+        "Download weights (.safetensors)", weights, f"{card.name}.safetensors", key="dl_weights"
+    )
+    d2.download_button("Download spec (.json)", card.spec.to_json(), f"{card.name}.spec.json", key="dl_spec")
+    if d3.button("Delete this model", key=state.DELETE_BUTTON):
+        get_store().delete_model(card.id)
+        st.rerun()
+
+with st.expander("Upload a model (.safetensors)"):
+    st.caption(
+        "A state dict saved with safetensors for one of the architectures above, plus its spec JSON (or a file "
+        "exported here, which carries its spec). Pickle files (.pt, .pth, .pkl) are refused: loading them can run "
+        "code on the server."
+    )
+    weights_file = st.file_uploader("Weights", type=None, key=state.UPLOAD_WEIGHTS)
+    spec_file = st.file_uploader(
+        "Spec JSON (optional for files exported from dlsec)", type=["json"], key=state.UPLOAD_SPEC
+    )
+    u1, u2 = st.columns(2)
+    up_name = u1.text_input("Name", "uploaded-model", key=state.UPLOAD_NAME, max_chars=80)
+    up_data = u2.selectbox("Trained for dataset", list(DATASETS), key=state.UPLOAD_DATASET)
+    if (
+        st.button("Import", key=state.UPLOAD_BUTTON, disabled=weights_file is None)
+        and weights_file is not None
+    ):
+        try:
+            spec = spec_from_upload(spec_file.getvalue()) if spec_file is not None else None
+            imported = import_and_evaluate(
+                get_store(),
+                weights_file.getvalue(),
+                spec,
+                name=up_name,
+                dataset=up_data,
+                filename=weights_file.name,
+            )
+            st.success(
+                f"Imported {imported.name} ({imported.num_parameters:,} parameters, "
+                f"{imported.clean_accuracy:.1%} clean test accuracy on {up_data})."
+            )
+        except DlsecError as err:
+            st.error(str(err))

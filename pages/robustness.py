@@ -1,0 +1,73 @@
+"""Robustness: accuracy vs. ε for several models under one attack, drawn live, point by point."""
+
+import csv
+import io
+
+import numpy as np
+import streamlit as st
+
+from dlsec_core.errors import DlsecError
+from dlsec_ui import figures, state
+from dlsec_ui.jobs import render_job, submit_sweep, sweep_records
+from dlsec_ui.resources import get_runner, get_store
+from dlsec_ui.widgets import EPS_RANGE, attack_form, model_label
+
+st.title("Robustness")
+st.caption("How accuracy falls as the attacker's budget ε grows. One line per model, one point per ε.")
+cards = {c.id: c for c in get_store().list_models()}
+if not cards:
+    st.info("No model yet. Train one on the Models page first.")
+    st.page_link("pages/models.py", label="Go to Models", icon=":material/model_training:")
+    st.stop()
+
+with st.container(border=True):
+    current = st.session_state.get(state.MODEL)
+    chosen = st.multiselect(
+        "Models", list(cards), default=[current] if current in cards else list(cards)[:1],
+        format_func=lambda i: model_label(cards[i]), key=state.SWEEP_MODELS,
+    )  # fmt: skip
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        attack = attack_form(prefix="sweep_")
+    _, hi, step, _ = EPS_RANGE[attack.norm]
+    eps_max = c2.slider(
+        "Largest ε", step, hi, min(hi, 0.3 if attack.norm == "linf" else 3.0), step, key=state.SWEEP_EPS_MAX
+    )
+    points = c2.slider("Points", 3, 21, 11, key=state.SWEEP_POINTS)
+    n_images = c3.select_slider("Test images", [100, 200, 500, 1000], value=500, key=state.SWEEP_IMAGES)
+    eps_values = [round(float(e), 6) for e in np.linspace(0.0, eps_max, points)]
+    if st.button("Run sweep", type="primary", key=state.SWEEP_BUTTON, disabled=not chosen):
+        try:
+            st.session_state[state.SWEEP_JOB] = submit_sweep(chosen, attack, eps_values, n_images)
+        except DlsecError as err:
+            st.error(str(err))
+
+
+@st.fragment(run_every=0.5)
+def sweep_progress() -> None:
+    job_id = st.session_state.get(state.SWEEP_JOB)
+    if not job_id:
+        return
+    try:
+        job = get_runner().get(job_id)
+    except DlsecError:
+        return
+    render_job(job, cancel_key="cancel_sweep")
+    records = sweep_records(job.events)
+    if not records:
+        return
+    st.plotly_chart(
+        figures.robustness_curves(records, title=records[0]["attack"].split(" (")[0]), key="sweep_chart"
+    )
+    st.caption(
+        f"Attack: {records[-1]['attack']} (ε varies along the x axis), on {records[0]['n']} test images."
+    )
+    st.dataframe(records, hide_index=True)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(records[0]))
+    writer.writeheader()
+    writer.writerows(records)
+    st.download_button("Download CSV", out.getvalue(), "robustness.csv", "text/csv", key="sweep_csv")
+
+
+sweep_progress()
