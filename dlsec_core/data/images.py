@@ -362,8 +362,8 @@ def image_to_input(
 def drawing_to_input(rgba: np.ndarray, input_shape: tuple[int, int, int]) -> torch.Tensor:
     """A drawing-canvas picture as an MNIST-like input.
 
-    The ink is the alpha channel when the canvas is transparent, else the brightness (inverted when the background
-    is light). As in MNIST, the ink's bounding box is scaled to fit a 20/28 box, and the result is shifted so its
+    The ink is the alpha channel when the canvas's border is transparent, else the brightness (inverted when the
+    background is light). As in MNIST, the ink's bounding box is scaled to fit a 20/28 box, and the result is shifted so its
     centre of mass sits in the middle of the field.
 
     Args:
@@ -380,7 +380,12 @@ def drawing_to_input(rgba: np.ndarray, input_shape: tuple[int, int, int]) -> tor
     arr = np.asarray(rgba)
     if arr.dtype != np.uint8:
         raise InvalidInputError(f"The drawing must be a uint8 array, got {arr.dtype}.")
-    if arr.ndim == 3 and arr.shape[2] == 4 and bool((arr[..., 3] < 255).any()):
+    if (
+        arr.ndim == 3
+        and arr.shape[2] == 4
+        and arr.shape[0] * arr.shape[1]
+        and _border(arr[..., 3]).mean() < 128
+    ):
         ink = arr[..., 3].astype(np.float32) / 255.0  # transparent canvas: the alpha channel is the ink
     elif (arr.ndim == 3 and arr.shape[2] in (3, 4)) or arr.ndim == 2:
         gray = arr if arr.ndim == 2 else arr[..., :3] @ np.array([0.299, 0.587, 0.114])

@@ -43,7 +43,8 @@ class TrainConfig:
     seed: int = 0
     #: one-cycle learning rate (warm up, then anneal; Smith 2018) instead of a constant one
     one_cycle: bool = True
-    #: random shifts of up to `shift` pixels (0 = off): cheap augmentation, +1 point of test accuracy on mnist5k
+    #: random shifts of up to `shift` pixels (0 = off): cheap augmentation, +1 point of test accuracy on mnist5k.
+    #: Capped at a 14th of the image side, so small images (8x8 digits) are not shifted at all.
     shift: int = 2
     events_per_epoch: int = 10
 
@@ -184,6 +185,7 @@ def train(
     )
     every = max(1, steps_per_epoch // max(1, config.events_per_epoch))
     x_test, y_test = dataset.x_test, dataset.y_test
+    shift = min(config.shift, min(dataset.input_shape[1:]) // 14)
     history: list[dict[str, Any]] = []
     step, test_acc, stopped = 0, 0.0, None
     for epoch in range(1, config.epochs + 1):
@@ -193,7 +195,7 @@ def train(
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             if xb.shape[0] == 0:  # Poisson sampling (DP) can draw an empty batch
                 continue
-            xb = random_shift(xb, config.shift, gen)
+            xb = random_shift(xb, shift, gen)
             setup.optimizer.zero_grad(set_to_none=True)
             loss, logits = recipe.loss(setup.model, xb, yb, gen)
             if not torch.isfinite(loss):

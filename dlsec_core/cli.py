@@ -1,0 +1,189 @@
+"""Command-line interface: `python -m dlsec_core {datasets,train,list,sweep,attack,import,export,delete}`.
+
+The same core functions the app uses; progress goes to stderr, results to stdout (`--json` for machines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlsec_core.attacks import ATTACKS, get_attack
+from dlsec_core.data.builtin import DATASETS
+from dlsec_core.errors import DlsecError
+from dlsec_core.models.architectures import ARCHITECTURES
+from dlsec_core.safe_load import spec_from_upload
+from dlsec_core.store import Store
+from dlsec_core.training.loop import TrainConfig
+from dlsec_core.training.recipes import RECIPES, get_recipe
+from dlsec_core.workflows import import_and_evaluate, sweep_models, train_and_store
+
+
+def _eps_list(args: argparse.Namespace) -> list[float]:
+    if args.eps:
+        return [float(e) for e in args.eps.split(",") if e.strip()]
+    return [round(float(e), 6) for e in np.linspace(0.0, args.eps_max, args.points)]
+
+
+def _print(obj: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=2, default=str))
+    elif isinstance(obj, list):
+        for row in obj:
+            print("  ".join(f"{k}={v}" for k, v in row.items()))
+    else:
+        for k, v in obj.items():
+            print(f"{k}: {v}")
+
+
+def cmd_datasets(args: argparse.Namespace, store: Store) -> None:
+    _print([{"name": n, "description": d} for n, (d, _) in DATASETS.items()], args.json)
+
+
+def cmd_train(args: argparse.Namespace, store: Store) -> None:
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    gen = train_and_store(
+        store,
+        dataset=args.dataset,
+        arch=args.arch,
+        name=args.name,
+        config=config,
+        recipe=get_recipe(args.recipe),
+    )
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            card = stop.value
+            break
+        if event.kind == "epoch" and not args.quiet:
+            print(
+                f"epoch {event.epoch}/{event.epochs}  loss {event.loss:.4f}  train {event.train_accuracy:.3f}  "
+                f"test {event.test_accuracy:.3f}  {event.elapsed:.1f}s",
+                file=sys.stderr,
+            )
+    _print(card.to_record(), args.json)
+
+
+def cmd_list(args: argparse.Namespace, store: Store) -> None:
+    _print([c.to_record() for c in store.list_models(dataset=args.dataset)], args.json)
+
+
+def cmd_sweep(args: argparse.Namespace, store: Store) -> None:
+    params: dict[str, Any] = {"norm": args.norm}
+    if args.attack == "pgd":
+        params.update(steps=args.steps, random_start=not args.no_random_start)
+        if args.alpha is not None:
+            params["alpha"] = args.alpha
+    attack = get_attack(args.attack, **params)
+    records = []
+    for item in sweep_models(store, args.model, attack, _eps_list(args), n_images=args.n, seed=args.seed):
+        rec = item.to_record()
+        records.append(rec)
+        if not args.quiet:
+            print(f"{rec['model']}  eps {rec['eps']:.4g}  accuracy {rec['accuracy']:.3f}", file=sys.stderr)
+    if args.json:
+        _print(records, True)
+    else:
+        print(f"# {records[0]['attack'] if records else attack.describe()}")
+        _print([{k: r[k] for k in ("model", "eps", "accuracy", "correct", "n")} for r in records], False)
+
+
+def cmd_import(args: argparse.Namespace, store: Store) -> None:
+    data = Path(args.weights).read_bytes()
+    spec = spec_from_upload(Path(args.spec).read_bytes()) if args.spec else None
+    card = import_and_evaluate(
+        store,
+        data,
+        spec,
+        name=args.name or Path(args.weights).stem,
+        dataset=args.dataset,
+        filename=Path(args.weights).name,
+    )
+    _print(card.to_record(), args.json)
+
+
+def cmd_export(args: argparse.Namespace, store: Store) -> None:
+    weights, spec = store.export_model(args.model, Path(args.dest))
+    _print({"weights": str(weights), "spec": str(spec)}, args.json)
+
+
+def cmd_delete(args: argparse.Namespace, store: Store) -> None:
+    store.delete_model(args.model)
+    _print({"deleted": args.model}, args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m dlsec_core", description="dlsec, the Deep Learning Security Lab."
+    )
+    p.add_argument("--home", help="store folder (default: $DLSEC_HOME or ~/.dlsec)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("--json", action="store_true", help="machine-readable output")
+        sp.add_argument("--quiet", action="store_true", help="no progress on stderr")
+        return sp
+
+    add("datasets", "list the built-in datasets").set_defaults(func=cmd_datasets)
+    t = add("train", "train a model and store it")
+    t.add_argument("--dataset", default="mnist5k", choices=list(DATASETS))
+    t.add_argument("--arch", default="cnn", choices=list(ARCHITECTURES))
+    t.add_argument("--recipe", default="standard", choices=list(RECIPES))
+    t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    t.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    t.add_argument("--lr", type=float, default=TrainConfig.lr)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--name")
+    t.set_defaults(func=cmd_train)
+    ls = add("list", "list stored models")
+    ls.add_argument("--dataset")
+    ls.set_defaults(func=cmd_list)
+    s = add("sweep", "accuracy vs. epsilon for one or more stored models")
+    s.add_argument("--model", action="append", required=True, help="model id (repeat for several)")
+    s.add_argument("--attack", default="fgsm", choices=list(ATTACKS))
+    s.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    s.add_argument("--eps", help="comma-separated epsilons, e.g. 0,0.05,0.1 (overrides --eps-max/--points)")
+    s.add_argument("--eps-max", type=float, default=0.3)
+    s.add_argument("--points", type=int, default=11)
+    s.add_argument("--n", type=int, default=1000, help="number of test images")
+    s.add_argument("--steps", type=int, default=40, help="PGD steps")
+    s.add_argument("--alpha", type=float, help="PGD step size (default 2.5*eps/steps)")
+    s.add_argument("--no-random-start", action="store_true")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_sweep)
+    im = add("import", "import a .safetensors model (pickle files are refused)")
+    im.add_argument("weights")
+    im.add_argument("--spec", help="spec JSON (not needed for files exported by dlsec)")
+    im.add_argument("--name")
+    im.add_argument("--dataset", default="mnist5k", choices=list(DATASETS))
+    im.set_defaults(func=cmd_import)
+    ex = add("export", "write a model's .safetensors and spec JSON to a folder")
+    ex.add_argument("model")
+    ex.add_argument("dest")
+    ex.set_defaults(func=cmd_export)
+    de = add("delete", "delete a stored model")
+    de.add_argument("model")
+    de.set_defaults(func=cmd_delete)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        store = Store(args.home)
+        args.func(args, store)
+    except DlsecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: {err.strerror or err}: {getattr(err, 'filename', '')}", file=sys.stderr)
+        return 2
+    return 0
