@@ -8,7 +8,9 @@ from dlsec_ui import state
 from dlsec_ui.resources import get_store
 from dlsec_ui.widgets import model_label
 
-st.set_page_config(page_title="dlsec: Deep Learning Security Lab", page_icon=":material/shield:", layout="wide")
+st.set_page_config(
+    page_title="dlsec: Deep Learning Security Lab", page_icon=":material/shield:", layout="wide"
+)
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

@@ -1,4 +1,4 @@
-"""Command-line interface: `python -m dlsec_core {datasets,train,list,sweep,attack,import,export,delete}`.
+"""Command-line interface: `python -m dlsec_core {datasets,add-dataset,train,list,sweep,import,export,delete}`.
 
 The same core functions the app uses; progress goes to stderr, results to stdout (`--json` for machines).
 """
@@ -22,7 +22,7 @@ from dlsec_core.safe_load import spec_from_upload
 from dlsec_core.store import Store
 from dlsec_core.training.loop import TrainConfig
 from dlsec_core.training.recipes import RECIPES, get_recipe
-from dlsec_core.workflows import import_and_evaluate, sweep_models, train_and_store
+from dlsec_core.workflows import import_and_evaluate, store_uploaded_dataset, sweep_models, train_and_store
 
 
 def _eps_list(args: argparse.Namespace) -> list[float]:
@@ -43,7 +43,21 @@ def _print(obj: Any, as_json: bool) -> None:
 
 
 def cmd_datasets(args: argparse.Namespace, store: Store) -> None:
-    _print([{"name": n, "description": d} for n, (d, _) in DATASETS.items()], args.json)
+    rows = [{"name": n, "source": "built-in", "description": d} for n, (d, _) in DATASETS.items()]
+    rows += [{"name": n, "source": "uploaded", "description": ""} for n in store.list_datasets()]
+    _print(rows, args.json)
+
+
+def cmd_add_dataset(args: argparse.Namespace, store: Store) -> None:
+    path = Path(args.file)
+    data = store_uploaded_dataset(store, path.read_bytes(), path.name, args.name)
+    info = {
+        "name": data.name,
+        "train": len(data.y_train),
+        "test": len(data.y_test),
+        "shape": data.input_shape,
+    }
+    _print({**info, "classes": data.num_classes}, args.json)
 
 
 def cmd_train(args: argparse.Namespace, store: Store) -> None:
@@ -132,9 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--quiet", action="store_true", help="no progress on stderr")
         return sp
 
-    add("datasets", "list the built-in datasets").set_defaults(func=cmd_datasets)
+    add("datasets", "list the built-in and uploaded datasets").set_defaults(func=cmd_datasets)
+    ad = add("add-dataset", "add your own .npz (x, y) or .zip of class folders")
+    ad.add_argument("file")
+    ad.add_argument("--name", required=True)
+    ad.set_defaults(func=cmd_add_dataset)
     t = add("train", "train a model and store it")
-    t.add_argument("--dataset", default="mnist5k", choices=list(DATASETS))
+    t.add_argument("--dataset", default="mnist5k", help="a built-in or added dataset (see `datasets`)")
     t.add_argument("--arch", default="cnn", choices=list(ARCHITECTURES))
     t.add_argument("--recipe", default="standard", choices=list(RECIPES))
     t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
@@ -163,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("weights")
     im.add_argument("--spec", help="spec JSON (not needed for files exported by dlsec)")
     im.add_argument("--name")
-    im.add_argument("--dataset", default="mnist5k", choices=list(DATASETS))
+    im.add_argument("--dataset", default="mnist5k", help="the dataset it was trained for")
     im.set_defaults(func=cmd_import)
     ex = add("export", "write a model's .safetensors and spec JSON to a folder")
     ex.add_argument("model")

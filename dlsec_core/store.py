@@ -38,10 +38,11 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 from torch import nn
 
+from dlsec_core.data.builtin import DATASETS, Dataset
 from dlsec_core.device import get_device
 from dlsec_core.errors import DlsecError, InvalidInputError, NotFoundError
 from dlsec_core.models.spec import ModelSpec, build_model, count_parameters
-from dlsec_core.safe_load import METADATA_SPEC_KEY, load_upload
+from dlsec_core.safe_load import METADATA_SPEC_KEY, load_upload, read_metadata
 
 SCHEMA_VERSION = 1
 MAX_NAME_LENGTH = 80
@@ -611,6 +612,67 @@ class Store:
             clean_accuracy=clean_accuracy,
             source="uploaded",
         )
+
+    # -- the user's own datasets: safetensors files under <home>/datasets, written atomically ---------------
+    @property
+    def datasets_dir(self) -> Path:
+        path = self.home / "datasets"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def save_dataset(self, dataset: Dataset) -> str:
+        """Store an uploaded dataset (its split included) under its name; returns the name.
+
+        Raises:
+            InvalidInputError: the name is not 1-40 letters, digits, '-' or '_', is a built-in dataset's name, or
+                is taken.
+        """
+        name = dataset.name
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", name):
+            raise InvalidInputError(f"Dataset names are 1-40 letters, digits, '-' or '_'; got {name!r}.")
+        if name in DATASETS or name in self.list_datasets():
+            raise InvalidInputError(f"A dataset named {name!r} already exists; choose another name.")
+        tensors = {
+            "x_train": dataset.x_train.contiguous(),
+            "y_train": dataset.y_train.contiguous(),
+            "x_test": dataset.x_test.contiguous(),
+            "y_test": dataset.y_test.contiguous(),
+        }
+        meta = {"class_names": json.dumps(list(dataset.class_names)), "description": dataset.description}
+        _write_weights_atomic(self.datasets_dir / f"{name}{_WEIGHTS_SUFFIX}", tensors, meta)
+        return name
+
+    def list_datasets(self) -> list[str]:
+        """Names of the stored user datasets, sorted."""
+        return sorted(p.name[: -len(_WEIGHTS_SUFFIX)] for p in self.datasets_dir.glob(f"*{_WEIGHTS_SUFFIX}"))
+
+    def load_dataset(self, name: str) -> Dataset:
+        """A stored user dataset.
+
+        Raises:
+            NotFoundError: no stored dataset has this name.
+            CorruptModelError: its file is damaged.
+        """
+        if name not in self.list_datasets():
+            raise NotFoundError(f"There is no dataset named {name!r}.")
+        path = self.datasets_dir / f"{name}{_WEIGHTS_SUFFIX}"
+        data = path.read_bytes()
+        try:
+            t = load_safetensors(data)
+            meta = read_metadata(data)
+            return Dataset(
+                name=name, x_train=t["x_train"], y_train=t["y_train"], x_test=t["x_test"], y_test=t["y_test"],
+                class_names=tuple(json.loads(meta["class_names"])), description=meta.get("description", ""),
+            )  # fmt: skip
+        except (SafetensorError, KeyError, ValueError) as err:
+            raise CorruptModelError(
+                f"The stored dataset {name!r} is damaged ({err}); delete and upload it again."
+            ) from err
+
+    def delete_dataset(self, name: str) -> None:
+        if name not in self.list_datasets():
+            raise NotFoundError(f"There is no dataset named {name!r}.")
+        (self.datasets_dir / f"{name}{_WEIGHTS_SUFFIX}").unlink(missing_ok=True)
 
     def orphans_cleanup(self, min_age_s: float = ORPHAN_MIN_AGE_S) -> list[Path]:
         """Remove weights files without a row and leftover `*.tmp` files older than `min_age_s` seconds.

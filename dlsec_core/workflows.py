@@ -11,10 +11,9 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from dlsec_core.attacks.base import Attack
-from dlsec_core.data.builtin import Dataset, load_dataset
+from dlsec_core.data.builtin import DATASETS, Dataset, load_dataset
+from dlsec_core.data.user import load_image_folder_zip, load_npz
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.evaluation.metrics import accuracy
 from dlsec_core.evaluation.sweep import SweepPoint, sweep
@@ -23,6 +22,29 @@ from dlsec_core.safe_load import load_upload
 from dlsec_core.store import ModelCard, Store
 from dlsec_core.training.loop import TrainConfig, TrainEvent, TrainResult, train
 from dlsec_core.training.recipes import Recipe, StandardRecipe
+
+
+def resolve_dataset(store: Store, name: str) -> Dataset:
+    """A built-in dataset, or one the user uploaded into the store."""
+    return load_dataset(name) if name in DATASETS else store.load_dataset(name)
+
+
+def dataset_names(store: Store) -> list[str]:
+    """Built-in datasets first, then the user's."""
+    return [*DATASETS, *store.list_datasets()]
+
+
+def store_uploaded_dataset(store: Store, data: bytes, filename: str, name: str) -> Dataset:
+    """Validate an uploaded .npz or image-folder .zip (see `data.user`) and store it under `name`."""
+    lower = filename.lower()
+    if lower.endswith(".npz"):
+        dataset = load_npz(data, name=name)
+    elif lower.endswith(".zip"):
+        dataset = load_image_folder_zip(data, name=name)
+    else:
+        raise InvalidInputError(f"Upload an .npz file or a .zip of class folders, not {filename!r}.")
+    store.save_dataset(dataset)
+    return dataset
 
 
 def spec_for(dataset: Dataset, arch: str = "cnn", **hparams: Any) -> ModelSpec:
@@ -48,8 +70,8 @@ def train_and_store(
     recipe: Recipe | None = None,
     hparams: dict[str, Any] | None = None,
 ) -> Generator[TrainEvent, None, ModelCard]:
-    """Train a model on a built-in dataset, yielding events; store it only when training completes."""
-    data = load_dataset(dataset)
+    """Train a model on a built-in or uploaded dataset, yielding events; store it only when training completes."""
+    data = resolve_dataset(store, dataset)
     config = config or TrainConfig()
     recipe = recipe or StandardRecipe()
     spec = spec_for(data, arch, **(hparams or {}))
@@ -94,7 +116,8 @@ def sweep_models(
     records: list[dict[str, Any]] = []
     for model_id in model_ids:
         model, card = store.load_model(model_id)
-        x, y = test_images(card.dataset, n_images)
+        data = resolve_dataset(store, card.dataset)
+        x, y = data.x_test[:n_images], data.y_test[:n_images]
         for point in sweep(model, x, y, attack, eps_values, seed=seed):
             item = ModelSweepPoint(model_id=card.id, model_name=card.name, point=point)
             records.append(item.to_record())
@@ -113,7 +136,7 @@ def import_and_evaluate(
 ) -> ModelCard:
     """Validate an uploaded model, measure its clean accuracy on `dataset`'s test split, and store it."""
     spec, state = load_upload(data, spec, filename=filename)
-    data_set = load_dataset(dataset)
+    data_set = resolve_dataset(store, dataset)
     if tuple(data_set.input_shape) != spec.input_shape or data_set.num_classes != spec.num_classes:
         raise InvalidInputError(
             f"The model expects {spec.input_shape} inputs and {spec.num_classes} classes, but {dataset} has "
@@ -123,9 +146,3 @@ def import_and_evaluate(
     model.load_state_dict(state, strict=True)
     acc = accuracy(model, data_set.x_test, data_set.y_test)
     return store.import_model(data, spec, name=name, dataset=dataset, filename=filename, clean_accuracy=acc)
-
-
-def test_images(dataset: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first `n` images of a built-in dataset's test split (the split is seeded, so this is fixed)."""
-    data = load_dataset(dataset)
-    return data.x_test[:n], data.y_test[:n]

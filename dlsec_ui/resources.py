@@ -13,9 +13,10 @@ import torch
 from torch import nn
 
 from dlsec_core.attacks.base import Attack, AttackResult, get_attack
-from dlsec_core.data.builtin import Dataset, load_dataset
+from dlsec_core.data.builtin import Dataset
 from dlsec_core.jobs import JobRunner, default_runner
 from dlsec_core.store import ModelCard, Store
+from dlsec_core.workflows import resolve_dataset
 
 
 @st.cache_resource(show_spinner=False)
@@ -28,9 +29,10 @@ def get_runner() -> JobRunner:
     return default_runner()
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner=False, max_entries=16)
 def get_dataset(name: str) -> Dataset:
-    return load_dataset(name)
+    """A built-in or uploaded dataset (uploaded names are never reused, so caching by name is safe)."""
+    return resolve_dataset(get_store(), name)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)

@@ -24,6 +24,9 @@ UPLOAD_NAME = "upload_name"
 UPLOAD_DATASET = "upload_dataset"
 UPLOAD_BUTTON = "upload_button"
 DELETE_BUTTON = "delete_button"
+DATA_UPLOAD = "data_upload"
+DATA_NAME = "data_name"
+DATA_BUTTON = "data_button"
 
 # attack lab
 IMAGE_SOURCE = "image_source"

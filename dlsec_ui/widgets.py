@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 
 from dlsec_core.attacks.base import ATTACKS, Attack
-from dlsec_core.data.builtin import DATASETS, Dataset
+from dlsec_core.data.builtin import Dataset
 from dlsec_core.data.images import drawing_to_input, image_to_input
 from dlsec_core.errors import DlsecError
 from dlsec_core.store import ModelCard
@@ -39,10 +39,11 @@ def model_label(card: ModelCard) -> str:
 
 
 def dataset_for(card: ModelCard) -> Dataset | None:
-    """The built-in dataset a model was trained on, or None for an uploaded model without one."""
-    if card.dataset in DATASETS:
+    """The dataset a model was trained on (built-in or uploaded), or None when it is gone."""
+    try:
         return get_dataset(card.dataset)
-    return None
+    except DlsecError:
+        return None
 
 
 def pick_image(card: ModelCard, data: Dataset | None) -> tuple[torch.Tensor, int] | None:

@@ -7,7 +7,7 @@ from dlsec_core.errors import DlsecError
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.safe_load import spec_from_upload
 from dlsec_core.training.loop import TrainConfig
-from dlsec_core.workflows import import_and_evaluate
+from dlsec_core.workflows import dataset_names, import_and_evaluate, store_uploaded_dataset
 from dlsec_ui import figures, state
 from dlsec_ui.jobs import render_job, submit_training, train_records
 from dlsec_ui.resources import get_runner, get_store
@@ -18,7 +18,11 @@ st.title("Models")
 with st.container(border=True):
     st.subheader("Train a model")
     c1, c2, c3 = st.columns(3)
-    dataset = c1.selectbox("Dataset", list(DATASETS), key=state.TRAIN_DATASET, help=DATASETS["mnist5k"][0])
+    datasets = dataset_names(get_store())
+    dataset = c1.selectbox(
+        "Dataset", datasets, key=state.TRAIN_DATASET,
+        help="Built-in: " + "; ".join(f"{n}: {d}" for n, (d, _) in DATASETS.items()) + ". Upload your own below.",
+    )  # fmt: skip
     arch = c2.selectbox(
         "Architecture", list(ARCHITECTURES), index=list(ARCHITECTURES).index("cnn"), key=state.TRAIN_ARCH,
         format_func=lambda a: f"{a}: {ARCHITECTURES[a].description}",
@@ -101,7 +105,7 @@ with st.expander("Upload a model (.safetensors)"):
     )
     u1, u2 = st.columns(2)
     up_name = u1.text_input("Name", "uploaded-model", key=state.UPLOAD_NAME, max_chars=80)
-    up_data = u2.selectbox("Trained for dataset", list(DATASETS), key=state.UPLOAD_DATASET)
+    up_data = u2.selectbox("Trained for dataset", datasets, key=state.UPLOAD_DATASET)
     if (
         st.button("Import", key=state.UPLOAD_BUTTON, disabled=weights_file is None)
         and weights_file is not None
@@ -119,6 +123,25 @@ with st.expander("Upload a model (.safetensors)"):
             st.success(
                 f"Imported {imported.name} ({imported.num_parameters:,} parameters, "
                 f"{imported.clean_accuracy:.1%} clean test accuracy on {up_data})."
+            )
+        except DlsecError as err:
+            st.error(str(err))
+
+with st.expander("Upload a dataset (.npz or .zip of class folders)"):
+    st.caption(
+        "An .npz with `x` (N,H,W or N,C,H,W; uint8 or floats in [0, 1]) and `y` (labels 0..K-1), or a .zip with one "
+        "folder of PNG/JPEG images per class. It gets a fixed, seeded 80/20 train/test split."
+    )
+    data_file = st.file_uploader("Dataset file", type=["npz", "zip"], key=state.DATA_UPLOAD)
+    data_name = st.text_input(
+        "Dataset name (letters, digits, - and _)", "my-data", key=state.DATA_NAME, max_chars=40
+    )
+    if st.button("Add dataset", key=state.DATA_BUTTON, disabled=data_file is None) and data_file is not None:
+        try:
+            added = store_uploaded_dataset(get_store(), data_file.getvalue(), data_file.name, data_name)
+            st.success(
+                f"Added {added.name}: {len(added.y_train)} train / {len(added.y_test)} test images of shape "
+                f"{added.input_shape}, {added.num_classes} classes. Pick it under Train a model."
             )
         except DlsecError as err:
             st.error(str(err))

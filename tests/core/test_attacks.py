@@ -100,7 +100,9 @@ def test_result_is_in_the_ball_and_the_box_detached_on_cpu(name: str, norm: str,
 
 @contract
 @pytest.mark.parametrize("grads", ["none", "set"])
-def test_parameters_and_their_grads_are_untouched(name: str, norm: str, targeted: bool, arch: str, grads: str):
+def test_parameters_and_their_grads_are_untouched(
+    name: str, norm: str, targeted: bool, arch: str, grads: str
+):
     model = small_model(arch)
     if grads == "set":
         for i, p in enumerate(model.parameters()):
@@ -171,7 +173,11 @@ BAD_INPUTS = {
     "label count": (torch.rand(4, 1, 8, 8), torch.zeros(3, dtype=torch.long), None),
     "negative label": (torch.rand(4, 1, 8, 8), torch.tensor([0, 1, -1, 2]), None),
     "label too large": (torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 10, 2]), None),
-    "target count": (torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), torch.zeros(3, dtype=torch.long)),
+    "target count": (
+        torch.rand(4, 1, 8, 8),
+        torch.zeros(4, dtype=torch.long),
+        torch.zeros(3, dtype=torch.long),
+    ),
     "target too large": (torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), torch.tensor([12])),
 }
 
@@ -243,10 +249,8 @@ def logreg_gradient(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> 
 
 
 def closed_form_fgsm(x: torch.Tensor, g: torch.Tensor, eps: float, norm: str, sign: float) -> torch.Tensor:
-    if norm == "linf":
-        step = g.sign()
-    else:
-        step = g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    # L-inf: sign(g); L2: g / ||g||_2 per sample, (N, 1, 1, 1) broadcast over (N, C, H, W)
+    step = g.sign() if norm == "linf" else g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
     return (x.double() + sign * eps * step).clamp(0, 1).float()
 
 

@@ -81,7 +81,9 @@ def test_fgsm_sweep_in_one_batch_equals_fgsm_on_all_inputs(trained, norm: str):
     for point in sweep(model, x, y, FGSM(norm=norm), EPS_VALUES[norm], batch_size=1000):
         result = FGSM(eps=point.eps, norm=norm)(model, x, y)
         assert point.correct == x.shape[0] - int(result.success.sum())
-        assert point.accuracy == pytest.approx(1 - result.success_rate, abs=1e-6)  # success_rate is a float32 mean
+        assert point.accuracy == pytest.approx(
+            1 - result.success_rate, abs=1e-6
+        )  # success_rate is a float32 mean
 
 
 @pytest.mark.parametrize("attack", [FGSM(), PGD(steps=5)], ids=["fgsm", "pgd"])
