@@ -1,0 +1,92 @@
+"""The CLI end to end, in-process: train, list, sweep (--json), export, import, delete, and clear errors."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dlsec_core.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_round_trip(tmp_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "train", "--dataset", "digits", "--arch", "logreg", "--epochs", "2", "--lr", "0.05",
+                         "--name", "cli", "--json")  # fmt: skip
+    assert code == 0, err
+    card = json.loads(out)
+    assert card["name"] == "cli" and card["accuracy"] > 0.5
+    assert "epoch 2/2" in err
+    code, out, _ = run(capsys, "list", "--json")
+    assert [c["id"] for c in json.loads(out)] == [card["id"]]
+    code, out, _ = run(
+        capsys, "sweep", "--model", card["id"], "--eps", "0,0.1,0.3", "--n", "100", "--json", "--quiet"
+    )
+    points = json.loads(out)
+    assert [p["eps"] for p in points] == [0.0, 0.1, 0.3]
+    assert points[0]["accuracy"] >= points[-1]["accuracy"]
+    assert all(p["attack"].startswith("FGSM") for p in points)
+    code, out, _ = run(capsys, "sweep", "--model", card["id"], "--attack", "pgd", "--steps", "5", "--points", "3",
+                       "--eps-max", "0.2", "--n", "50", "--quiet")  # fmt: skip
+    assert code == 0 and out.startswith("# PGD")
+    code, out, _ = run(capsys, "export", card["id"], str(tmp_path / "out"), "--json")
+    files = json.loads(out)
+    code, out, err = run(
+        capsys, "import", files["weights"], "--dataset", "digits", "--name", "back", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["accuracy"] == pytest.approx(card["accuracy"])
+    code, out, _ = run(capsys, "delete", card["id"])
+    assert code == 0
+    code, out, _ = run(capsys, "list", "--json")
+    assert [c["name"] for c in json.loads(out)] == ["back"]
+
+
+def test_cli_datasets_and_add_dataset(
+    tmp_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = (np.random.default_rng(0).random((30, 8, 8)) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, x=x, y=np.repeat(np.arange(3), 10))
+    path = tmp_path / "mine.npz"
+    path.write_bytes(buf.getvalue())
+    code, out, err = run(capsys, "add-dataset", str(path), "--name", "mine", "--json")
+    assert code == 0, err
+    assert json.loads(out)["classes"] == 3
+    code, out, _ = run(capsys, "datasets", "--json")
+    assert [d["name"] for d in json.loads(out)] == ["mnist5k", "digits", "mine"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("sweep", "--model", "000000000000"),
+        ("delete", "000000000000"),
+        ("train", "--dataset", "nope"),
+        ("train", "--dataset", "digits", "--epochs", "0"),
+        ("sweep", "--model", "000000000000", "--eps", "-1"),
+        ("import", "/definitely/missing.safetensors"),
+    ],
+)
+def test_cli_errors_are_one_sentence(
+    tmp_home: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...]
+) -> None:
+    code, out, err = run(capsys, *args)
+    assert code == 2
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert out == ""
+
+
+def test_cli_refuses_pickle(tmp_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"\x80\x04\x95" + b"\x00" * 20)
+    code, _, err = run(capsys, "import", str(path))
+    assert code == 2 and "unpickling" in err and "save_file" in err

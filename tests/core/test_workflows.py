@@ -1,0 +1,172 @@
+"""Workflows shared by the UI jobs and the CLI: train-and-store, uploads of data and models, multi-model sweeps,
+and the guarantee that an interrupted training run never becomes a stored model."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dlsec_core.attacks import FGSM
+from dlsec_core.errors import DlsecError, InvalidInputError, NotFoundError
+from dlsec_core.evaluation import sweep
+from dlsec_core.jobs import JobRunner, JobState
+from dlsec_core.store import Store
+from dlsec_core.training.loop import TrainConfig, run_to_end
+from dlsec_core.workflows import (
+    import_and_evaluate,
+    resolve_dataset,
+    store_uploaded_dataset,
+    sweep_models,
+    train_and_store,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = TrainConfig(epochs=2, lr=0.05, shift=0)
+
+
+def _npz(n_per_class: int = 10, classes: int = 3, side: int = 8) -> bytes:
+    rng = np.random.default_rng(0)
+    x = (rng.random((n_per_class * classes, side, side)) * 255).astype(np.uint8)
+    y = np.repeat(np.arange(classes), n_per_class)
+    buf = io.BytesIO()
+    np.savez(buf, x=x, y=y)
+    return buf.getvalue()
+
+
+def test_train_and_store_saves_card_only_at_the_end(tmp_home: Path) -> None:
+    store = Store()
+    gen = train_and_store(store, dataset="digits", arch="logreg", name="t", config=FAST)
+    events = []
+    for event in gen:
+        events.append(event)
+        assert store.list_models() == []  # nothing visible while training runs
+    cards = store.list_models()
+    assert len(cards) == 1
+    card = cards[0]
+    assert card.name == "t" and card.dataset == "digits" and card.recipe == "standard" and card.seed == 0
+    assert card.train_config["epochs"] == 2 and len(card.history) == 2
+    assert card.clean_accuracy == events[-1].test_accuracy
+    assert card.train_seconds is not None and card.train_seconds > 0
+
+
+def test_closing_training_early_stores_nothing(tmp_home: Path) -> None:
+    store = Store()
+    gen = train_and_store(store, dataset="digits", arch="cnn", config=TrainConfig(epochs=5, shift=0))
+    next(gen)
+    gen.close()  # what the job runner does on cancel
+    assert store.list_models() == []
+    assert list((tmp_home / "models").iterdir()) == []
+
+
+def test_cancelled_training_job_stores_nothing(tmp_home: Path) -> None:
+    store = Store()
+    runner = JobRunner(max_running=1)
+    started = []
+
+    def work(ctx):  # type: ignore[no-untyped-def]
+        for event in train_and_store(
+            store, dataset="digits", arch="cnn", config=TrainConfig(epochs=20, shift=0)
+        ):
+            started.append(event)
+            yield event
+
+    job = runner.submit(work, kind="train", title="t")
+    deadline = time.monotonic() + 60
+    while not started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    runner.cancel(job)
+    snap = runner.wait(job, timeout=60)
+    runner.shutdown()
+    assert snap.state is JobState.CANCELLED
+    assert store.list_models() == []
+
+
+def test_killed_training_process_leaves_no_model(tmp_path: Path) -> None:
+    """SIGKILL a CLI training run mid-way: the store has no model and no stray weights file."""
+    home = tmp_path / "home"
+    env = {**os.environ, "DLSEC_HOME": str(home), "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dlsec_core",
+            "train",
+            "--dataset",
+            "digits",
+            "--arch",
+            "cnn",
+            "--epochs",
+            "200",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()  # first epoch done: training is well under way
+    assert line.startswith("epoch 1/200"), line
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    store = Store(home)
+    assert store.list_models() == []
+    assert [p for p in (home / "models").iterdir()] == []
+
+
+def test_uploaded_dataset_round_trip_and_training(tmp_home: Path) -> None:
+    store = Store()
+    data = store_uploaded_dataset(store, _npz(), "mine.npz", "mine")
+    again = resolve_dataset(store, "mine")
+    assert torch.equal(data.x_train, again.x_train) and torch.equal(data.y_test, again.y_test)
+    assert again.class_names == data.class_names
+    card = run_to_end(train_and_store(store, dataset="mine", arch="mlp", config=TrainConfig(epochs=1)))
+    assert card.dataset == "mine" and card.spec.input_shape == (1, 8, 8) and card.spec.num_classes == 3
+
+
+@pytest.mark.parametrize(
+    ("payload", "filename", "name"),
+    [
+        (b"not a zip", "x.npz", "ok"),
+        (b"hello", "x.txt", "ok"),
+        (_npz(), "x.npz", "bad name!"),
+        (_npz(), "x.npz", "digits"),  # a built-in's name
+    ],
+)
+def test_bad_dataset_uploads_store_nothing(tmp_home: Path, payload: bytes, filename: str, name: str) -> None:
+    store = Store()
+    with pytest.raises(DlsecError) as info:
+        store_uploaded_dataset(store, payload, filename, name)
+    assert str(info.value)
+    assert store.list_datasets() == []
+
+
+def test_import_and_evaluate_measures_accuracy(tmp_home: Path, stored_model) -> None:  # type: ignore[no-untyped-def]
+    store = Store()
+    data = store.weights_bytes(stored_model.id)
+    card = import_and_evaluate(store, data, None, name="copy", dataset="digits")
+    assert card.clean_accuracy == pytest.approx(stored_model.clean_accuracy)
+    with pytest.raises(InvalidInputError, match="pick the dataset"):
+        import_and_evaluate(store, data, None, name="copy2", dataset="mnist5k")
+    assert len(store.list_models()) == 2
+
+
+def test_sweep_models_matches_the_single_model_sweep(tmp_home: Path, stored_model) -> None:  # type: ignore[no-untyped-def]
+    store = Store()
+    eps = [0.0, 0.1, 0.2]
+    points = list(sweep_models(store, [stored_model.id, stored_model.id], FGSM(), eps, n_images=100))
+    assert [p.point.eps for p in points] == eps * 2
+    model, _ = store.load_model(stored_model.id)
+    data = resolve_dataset(store, "digits")
+    direct = [p.accuracy for p in sweep(model, data.x_test[:100], data.y_test[:100], FGSM(), eps)]
+    assert [p.point.accuracy for p in points[:3]] == direct
+    with pytest.raises(NotFoundError):
+        list(sweep_models(store, ["000000000000"], FGSM(), eps))

@@ -1,0 +1,295 @@
+"""Every page through Streamlit's AppTest: registration, smoke runs, and the main interaction of each page.
+
+AppTest cannot see Plotly charts (tests/ui/test_figures.py tests the figure builders), and `run_every`
+fragments never fire here: a test waits on the job runner itself, then runs the script again.
+"""
+
+from __future__ import annotations
+
+import ast
+import pickle
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+
+from dlsec_core.attacks.base import ATTACKS
+from dlsec_core.store import ModelCard, Store
+from dlsec_ui import state
+from dlsec_ui.resources import get_runner
+from dlsec_ui.widgets import EPS_RANGE
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "app.py"
+TIMEOUT = 60.0  # seconds per script run: torch's first import alone can take several on a busy machine
+JOB_TIMEOUT = 90.0
+DEFAULT_PAGE = "pages/home.py"
+EPS_KEY = f"{state.EPS}_linf"  # widgets.eps_slider keys the slider by norm; the default norm is L∞
+
+
+def registered_pages() -> list[str]:
+    """The "pages/*.py" paths that app.py passes to st.Page, read from its syntax tree (nothing is run)."""
+    tree = ast.parse(APP.read_text(encoding="utf-8"))
+    return sorted(
+        {
+            node.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.startswith("pages/")
+            and node.value.endswith(".py")
+        }
+    )
+
+
+PAGES = registered_pages()
+
+
+class _Marker:
+    """Unpickling this would create a file: the proof that an upload was (wrongly) unpickled."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.path), "w"))
+
+
+@pytest.fixture
+def app(tmp_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], AppTest]]:
+    """Open a page of the app, as a fresh browser session would, over this test's DLSEC_HOME.
+
+    AppTest resets `PagesManager.uses_pages_directory` before every run; a new PagesManager then sees the
+    `pages/` folder and runs a switched-to page on its own, without app.py's frame (sidebar, seed, model
+    picker). A real server clears that flag at the first `st.navigation` call and runs app.py every time,
+    so the flag is pinned to False here to test what users get.
+    """
+    original_init = PagesManager.__init__
+
+    def init(self: PagesManager, *args: object, **kwargs: object) -> None:
+        PagesManager.uses_pages_directory = False
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+    def open_page(page: str = DEFAULT_PAGE) -> AppTest:
+        at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+        at.run()
+        if page != DEFAULT_PAGE:
+            at.switch_page(page).run()
+        assert_ok(at)
+        assert at.sidebar.number_input(key=state.SEED), "the frame (app.py's sidebar) did not run"
+        return at
+
+    yield open_page
+    for job in get_runner().list():
+        get_runner().wait(job.id, timeout=JOB_TIMEOUT)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def assert_ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def metric(at: AppTest, label: str) -> str:
+    values = [m.value for m in at.metric if m.label == label]
+    assert values, f"no metric {label!r}; metrics: {[m.label for m in at.metric]}"
+    return values[0]
+
+
+def wait_for(at: AppTest, job_key: str) -> None:
+    """Let the job this session submitted finish, then rerun the script (what the polling fragment does)."""
+    snapshot = get_runner().wait(at.session_state[job_key], timeout=JOB_TIMEOUT)
+    assert not snapshot.is_active, f"job still {snapshot.state} after {JOB_TIMEOUT} s"
+    assert snapshot.error is None, snapshot.error
+    at.run()
+    assert_ok(at)
+
+
+# -- registration and smoke runs ---------------------------------------------------------------------------
+
+
+def test_every_page_file_is_registered() -> None:
+    on_disk = sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py") if p.name != "__init__.py")
+    assert on_disk, "no pages found"
+    assert PAGES == on_disk
+    assert DEFAULT_PAGE in PAGES
+
+
+@pytest.mark.parametrize("with_model", [False, True], ids=["empty-store", "one-model"])
+@pytest.mark.parametrize("page", PAGES)
+def test_page_runs(
+    page: str, with_model: bool, app: Callable[[str], AppTest], request: pytest.FixtureRequest
+) -> None:
+    if with_model:
+        card: ModelCard = request.getfixturevalue("stored_model")
+    at = app(page)
+    assert at.title, "every page has a title"
+    picker = [s for s in at.sidebar.selectbox if s.key == state.MODEL]
+    if with_model:
+        assert picker and picker[0].value == card.id
+    else:
+        assert not picker
+        assert any("No stored model" in c.value for c in at.sidebar.caption)
+
+
+# -- models page -------------------------------------------------------------------------------------------
+
+
+def test_train_lists_the_new_model(app: Callable[[str], AppTest], tmp_home: Path) -> None:
+    at = app("pages/models.py")
+    at.selectbox(key=state.TRAIN_DATASET).select("digits")
+    at.selectbox(key=state.TRAIN_ARCH).select("logreg")
+    at.slider(key=state.TRAIN_EPOCHS).set_value(1)
+    at.text_input(key=state.TRAIN_NAME).input("apptest-trained")
+    at.button(key=state.TRAIN_BUTTON).click().run()
+    assert_ok(at)
+    assert not at.error
+    wait_for(at, state.TRAIN_JOB)
+
+    assert any("done" in s.value for s in at.success)
+    table = at.dataframe[0].value
+    assert list(table["name"]) == ["apptest-trained"]
+    assert list(table["dataset"]) == ["digits"] and list(table["arch"]) == ["logreg"]
+    cards = Store(tmp_home).list_models()
+    assert [c.name for c in cards] == ["apptest-trained"]
+    assert cards[0].train_config["epochs"] == 1
+    assert at.sidebar.selectbox(key=state.MODEL).value == cards[0].id
+
+
+def test_delete_removes_the_model(app: Callable[[str], AppTest], stored_model: ModelCard, tmp_home: Path) -> None:
+    at = app("pages/models.py")
+    assert len(at.dataframe[0].value) == 1
+    at.button(key=state.DELETE_BUTTON).click().run()
+    assert_ok(at)
+    assert Store(tmp_home).list_models() == []
+    assert not (tmp_home / "models" / f"{stored_model.id}.safetensors").exists()
+    assert not at.dataframe
+    assert any("No model yet" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("filename", ["model.pt", "model.safetensors"], ids=["pt-name", "disguised"])
+def test_pickle_upload_is_refused(
+    filename: str, app: Callable[[str], AppTest], stored_model: ModelCard, tmp_home: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "unpickled.marker"
+    at = app("pages/models.py")
+    at.file_uploader(key=state.UPLOAD_WEIGHTS).upload(filename, pickle.dumps(_Marker(marker)))
+    at.run()
+    at.button(key=state.UPLOAD_BUTTON).click().run()
+    assert_ok(at)
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "pickl" in errors[0], errors
+    assert not at.success
+    assert not marker.exists()
+    assert [c.id for c in Store(tmp_home).list_models()] == [stored_model.id]
+
+
+def test_safetensors_upload_is_imported(
+    app: Callable[[str], AppTest], stored_model: ModelCard, tmp_home: Path
+) -> None:
+    weights = Store(tmp_home).weights_bytes(stored_model.id)  # carries its spec in the metadata
+    at = app("pages/models.py")
+    at.file_uploader(key=state.UPLOAD_WEIGHTS).upload("exported.safetensors", weights)
+    at.text_input(key=state.UPLOAD_NAME).input("re-imported")
+    at.selectbox(key=state.UPLOAD_DATASET).select("digits")
+    at.run()
+    at.button(key=state.UPLOAD_BUTTON).click().run()
+    assert_ok(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any("Imported re-imported" in s.value for s in at.success)
+    cards = Store(tmp_home).list_models()
+    assert sorted(c.name for c in cards) == ["digits-logreg", "re-imported"]
+    imported = next(c for c in cards if c.name == "re-imported")
+    assert imported.source == "uploaded"
+    assert imported.clean_accuracy == pytest.approx(stored_model.clean_accuracy, abs=1e-6)
+
+
+# -- attack lab --------------------------------------------------------------------------------------------
+
+
+def test_eps_slider_changes_the_attack(app: Callable[[str], AppTest], stored_model: ModelCard) -> None:
+    at = app("pages/attack_lab.py")
+    lo, hi, _, default = EPS_RANGE["linf"]
+    assert at.slider(key=EPS_KEY).value == pytest.approx(default)
+    assert float(metric(at, "L∞ size")) == pytest.approx(default, abs=1e-3)
+    sizes = []
+    for eps in (lo, 0.05, 0.25):
+        at.slider(key=EPS_KEY).set_value(eps).run()
+        assert_ok(at)
+        sizes.append(float(metric(at, "L∞ size")))
+        assert sizes[-1] == pytest.approx(eps, abs=1e-3)
+        assert int(metric(at, "L0 (pixels changed)")) >= 0
+    assert sizes[0] == 0.0 and int(metric(at, "L0 (pixels changed)")) > 0
+    assert sizes == sorted(sizes) and len(set(sizes)) == 3
+    assert hi >= 0.25
+
+
+def test_targeted_toggle(app: Callable[[str], AppTest], stored_model: ModelCard) -> None:
+    at = app("pages/attack_lab.py")
+    assert "Fooled" in [m.label for m in at.metric]
+    assert not [s for s in at.selectbox if s.key == state.TARGET_CLASS]
+    at.toggle(key=state.TARGETED).set_value(True).run()
+    assert_ok(at)
+    at.selectbox(key=state.TARGET_CLASS).select(3)
+    at.slider(key=EPS_KEY).set_value(0.4).run()
+    assert_ok(at)
+    labels = [m.label for m in at.metric]
+    assert "Reached target" in labels and "Fooled" not in labels
+    assert metric(at, "Reached target") in ("yes", "no")
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_every_attack_runs_on_one_image(
+    attack: str, app: Callable[[str], AppTest], stored_model: ModelCard
+) -> None:
+    at = app("pages/attack_lab.py")
+    at.selectbox(key=state.ATTACK).select(attack).run()
+    assert_ok(at)
+    assert not at.error, [e.value for e in at.error]
+    eps = at.slider(key=EPS_KEY).value
+    assert 0.0 < float(metric(at, "L∞ size")) <= eps + 1e-6
+
+
+def test_batch_view(app: Callable[[str], AppTest], stored_model: ModelCard) -> None:
+    at = app("pages/attack_lab.py")
+    view = next(s for s in at.segmented_control if s.label == "View")
+    view.set_value("Batch").run()
+    assert_ok(at)
+    at.select_slider(key=state.BATCH_N).set_value(8).run()
+    assert_ok(at)
+    fooled = metric(at, "Fooled")
+    assert fooled.endswith("%") and 0 <= int(fooled[:-1]) <= 100
+    assert "L∞ size" not in [m.label for m in at.metric]  # the single-image metrics are gone
+    at.toggle(key=state.TARGETED).set_value(True).run()
+    assert_ok(at)
+    assert any("untargeted" in c.value for c in at.caption)
+
+
+# -- robustness page ---------------------------------------------------------------------------------------
+
+
+def test_sweep_gives_one_row_per_eps(app: Callable[[str], AppTest], stored_model: ModelCard) -> None:
+    at = app("pages/robustness.py")
+    assert at.multiselect(key=state.SWEEP_MODELS).value == [stored_model.id]
+    at.slider(key=state.SWEEP_POINTS).set_value(4)
+    at.select_slider(key=state.SWEEP_IMAGES).set_value(100)
+    eps_max = at.slider(key=state.SWEEP_EPS_MAX).value
+    at.button(key=state.SWEEP_BUTTON).click().run()
+    assert_ok(at)
+    wait_for(at, state.SWEEP_JOB)
+
+    table = at.dataframe[0].value
+    assert len(table) == 4
+    assert list(table["eps"]) == pytest.approx(list(np.linspace(0.0, eps_max, 4)))
+    assert set(table["model"]) == {stored_model.name}
+    assert (table["n"] == 100).all()
+    assert table["accuracy"].iloc[0] > 0.5  # a trained model, unattacked
+    assert table["accuracy"].iloc[-1] <= table["accuracy"].iloc[0]
