@@ -218,9 +218,8 @@ def print_training(r: dict[str, Any]) -> None:
         print(f"   {e['epoch']:>5}  {e['test_accuracy']:>8.3f}  {e['elapsed_s']:>6.2f} s")
     first = r["first_reach_97"]
     reached = f"epoch {first['epoch']} at {fmt_s(first['elapsed_s'])}" if first else "never"
-    print(
-        f"   first >= {TRAIN_TARGET_ACC:.0%}: {reached}   [target {r['target']}: {verdict(r['target_met'])}]"
-    )
+    print(f"   first >= {TRAIN_TARGET_ACC:.0%}: {reached}")
+    print(f"   [target {r['target']}: {verdict(r['target_met'])}]")
     print(f"   final: {r['final_test_accuracy']:.3f} test accuracy after {fmt_s(r['train_seconds'])}")
 
 
@@ -294,40 +293,37 @@ def bench_fgsm(
     }
 
 
+LABELS = {"ours": "ours", "torchattacks": "torchattacks", "art": "ART"}
+
+
 def print_fgsm(r: dict[str, Any], repeats: int) -> None:
-    has_art = "art" in r["correct"]
-    print(
-        f"\n2. FGSM sweep, {len(r['eps'])} eps = linspace(0, 0.3, 11), {r['n']} test images, batch {r['batch_size']}"
-    )
+    names = list(r["correct"])
+    print(f"\n2. FGSM sweep, eps = linspace(0, 0.3, 11), {r['n']} test images, batch {r['batch_size']}")
     print(
         "   ours: dlsec_core.evaluation.sweep(model, x, y, FGSM(), eps_list)  (one gradient, reused per eps)"
     )
-    print(
-        "   torchattacks: torchattacks.FGSM(model, eps=e), once per eps"
-        + ("; ART: FastGradientMethod per eps" if has_art else "")
-    )
-    header = "    eps   ours  torchattacks" + ("    ART" if has_art else "") + "  equal?"
-    print(header)
-    acc = r["accuracy"]
+    print("   torchattacks: torchattacks.FGSM(model, eps=e), once per eps (one gradient per eps)")
+    if "art" in names:
+        print("   ART: FastGradientMethod(PyTorchClassifier(..., clip_values=(0, 1)), eps=e), once per eps")
+    print("    eps  " + "  ".join(f"{LABELS[k]:>12}" for k in names) + "  equal?")
     for i, eps in enumerate(r["eps"]):
-        row = [r["correct"][k][i] for k in r["correct"]]
-        line = f"   {eps:4.2f}  {acc['ours'][i]:.3f}  {acc['torchattacks'][i]:>12.3f}"
-        if has_art:
-            line += f"  {acc['art'][i]:.3f}"
-        print(line + f"  {'yes' if len(set(row)) == 1 else 'NO'}")
-    med, times = r["median_s"], r["times_s"]
-    runs = ", ".join(f"{k} {fmt_s(med[k])}" for k in med)
-    print(f"   time (median of {repeats}): {runs}")
-    for k, v in times.items():
-        print(f"      {k:<12} runs: {', '.join(f'{t:.2f}' for t in v)} s")
-    print(
-        f"   speed-up vs torchattacks: {r['speedup_vs_torchattacks']:.2f}x"
-        + (f", vs ART: {r['speedup_vs_art']:.2f}x" if has_art else "")
-    )
+        accs = "  ".join(f"{r['accuracy'][k][i]:>12.3f}" for k in names)
+        same = len({r["correct"][k][i] for k in names}) == 1
+        print(f"   {eps:4.2f}  {accs}  {'yes' if same else 'NO'}")
+    med = r["median_s"]
+    print(f"   time (median of {repeats}): " + ", ".join(f"{LABELS[k]} {fmt_s(med[k])}" for k in names))
+    if repeats > 1:
+        for k in names:
+            print(f"      {LABELS[k]:<12} runs: {', '.join(f'{t:.2f}' for t in r['times_s'][k])} s")
+    speed = f"   speed-up of ours: {r['speedup_vs_torchattacks']:.2f}x vs torchattacks"
+    if r["speedup_vs_art"] is not None:
+        speed += f", {r['speedup_vs_art']:.2f}x vs ART"
+    print(speed)
     same = "identical" if r["identical_to_torchattacks"] else "DIFFERENT"
-    if has_art:
-        same += f" (ART: {'identical' if r['identical_to_art'] else 'DIFFERENT'})"
-    print(f"   accuracies vs torchattacks: {same}   [target {r['target']}: {verdict(r['target_met'])}]")
+    if r["identical_to_art"] is not None:
+        same += f" (vs ART: {'identical' if r['identical_to_art'] else 'DIFFERENT'})"
+    print(f"   accuracies vs torchattacks: {same}")
+    print(f"   [target {r['target']}: {verdict(r['target_met'])}]")
 
 
 # -- 3. PGD -------------------------------------------------------------------------------------------------------
@@ -513,8 +509,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"libraries: torchattacks {info['torchattacks']}, adversarial-robustness-toolbox "
         f"{info['adversarial-robustness-toolbox']}, numpy {info['numpy']}"
     )
+    busy = load_start is not None and load_start[0] > 0.5 * cores
     print(
-        f"load average at start (1/5/15 min): {load_start}  (other processes add noise to every time below)"
+        f"load average at start (1/5/15 min): {load_start}"
+        + ("  -- the machine is busy: other processes add noise to every time below" if busy else "")
     )
 
     model, training = bench_training(device)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 import streamlit as st
 import torch
 
 from dlsec_core.attacks.base import ATTACKS, Attack
 from dlsec_core.data.builtin import Dataset
-from dlsec_core.data.images import drawing_to_input, image_to_input
+from dlsec_core.data.images import drawing_to_input, image_to_input, open_image
 from dlsec_core.errors import DlsecError
 from dlsec_core.store import ModelCard
 from dlsec_ui import state
@@ -80,13 +81,14 @@ def pick_image(card: ModelCard, data: Dataset | None) -> tuple[torch.Tensor, int
     st.caption("Draw a digit with the mouse (white on black, like MNIST).")
     canvas = st_canvas(
         stroke_width=18, stroke_color="#FFFFFF", background_color="#000000", height=196, width=196,
-        drawing_mode="freedraw", key=state.CANVAS,
+        drawing_mode="freedraw", return_image_data=True, key=state.CANVAS,
     )  # fmt: skip
-    if canvas.image_data is None or not canvas.image_data[..., :3].any():
+    if canvas.image_bytes is None:
         st.caption("Draw a digit first.")
         return None
-    try:
-        x = drawing_to_input(canvas.image_data, card.spec.input_shape)
+    try:  # the browser sends a PNG: decode it with the same checks as an upload
+        rgba = np.asarray(open_image(canvas.image_bytes, filename="drawing.png").convert("RGBA"))
+        x = drawing_to_input(rgba, card.spec.input_shape)
     except DlsecError as err:
         st.error(str(err))
         return None

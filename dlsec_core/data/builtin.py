@@ -80,9 +80,10 @@ def stratified_split(
         rng.shuffle(idx)
         n_test = max(1, round(len(idx) * test_fraction)) if len(idx) > 1 else 0
         test_idx.append(idx[:n_test])
-    test = np.sort(np.concatenate(test_idx))
-    train = np.setdiff1d(np.arange(len(y)), test)
-    train = rng.permutation(train)
+    test = np.concatenate(test_idx)
+    train = rng.permutation(np.setdiff1d(np.arange(len(y)), test))
+    # Shuffled too: files are often sorted by class, and "the first n test images" must cover every class.
+    test = rng.permutation(test)
     return x[train], y[train], x[test], y[test]
 
 

@@ -363,22 +363,19 @@ def test_spec_upload_accepts_bytes_with_bom() -> None:
     assert spec_from_upload(b"\xef\xbb\xbf" + SPEC.to_json().encode()) == SPEC
 
 
-@pytest.mark.parametrize(
-    ("hparams", "expected"),
-    [
-        ({"hidden": 10**9}, "parameters"),
-        ({"hidden": -3}, "cannot build"),
-        ({"hidden": "wide"}, "cannot build"),
-    ],
-)
-def test_untrusted_spec_hyperparameters_are_checked_before_allocating(
-    store: Store, hparams: dict, expected: str
-) -> None:
-    spec = ModelSpec(arch="mlp", input_shape=(1, 8, 8), num_classes=3, hparams=hparams)
-    with pytest.raises(InvalidInputError, match=expected):
+@pytest.mark.parametrize("hparams", [{"hidden": 10**9}, {"hidden": -3}, {"hidden": "wide"}, {"depth": 10**5}])
+def test_untrusted_spec_hyperparameters_are_refused_by_the_spec(hparams: dict) -> None:
+    with pytest.raises(InvalidInputError, match="hidden|depth"):
+        ModelSpec(arch="mlp", input_shape=(1, 8, 8), num_classes=3, hparams=hparams)
+
+
+def test_oversized_models_are_refused_before_allocating(store: Store) -> None:
+    # Every hyperparameter within its bounds, yet 16 layers of 4096x4096 is ~270M parameters.
+    spec = ModelSpec(arch="mlp", input_shape=(1, 8, 8), num_classes=3, hparams={"hidden": 4096, "depth": 16})
+    with pytest.raises(InvalidInputError, match="parameters"):
         build_checked(spec)
     before = snapshot(store)
-    with pytest.raises(InvalidInputError, match=expected):
+    with pytest.raises(InvalidInputError, match="parameters"):
         store.import_model(st_bytes(), spec, name="big")
     assert snapshot(store) == before
 

@@ -1,0 +1,246 @@
+"""The Plotly figure builders, tested directly (AppTest cannot look inside charts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+import pytest
+import torch
+
+from dlsec_core.attacks.base import AttackResult
+from dlsec_ui import figures
+
+NAMES = [str(k) for k in range(10)]
+RED = (228, 87, 86)
+GREEN = (84, 162, 75)
+
+
+def make_result(
+    *,
+    n: int | None = None,
+    channels: int = 1,
+    size: int = 8,
+    eps: float = 0.1,
+    norm: str = "linf",
+    fooled: list[bool] | None = None,
+    target: list[int] | None = None,
+    seed: int = 0,
+) -> AttackResult:
+    """A hand-made attack result: labels 0, 1, ...; clean predictions right, adversarial ones wrong where `fooled`
+    (default: every other image of `n`)."""
+    g = torch.Generator().manual_seed(seed)
+    k = len(NAMES)
+    fooled = fooled if fooled is not None else [i % 2 == 0 for i in range(n or 3)]
+    n = len(fooled)
+    x = torch.rand(n, channels, size, size, generator=g) * 0.6 + 0.2  # away from the box edges
+    sign = torch.randint(0, 2, x.shape, generator=g).float() * 2 - 1
+    x_adv = x + eps * sign if norm == "linf" else x + eps * sign / sign.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    y = torch.arange(n) % k
+    pred_adv = torch.where(torch.tensor(fooled), (y + 1) % k, y)
+
+    def probs(pred: torch.Tensor) -> torch.Tensor:
+        p = torch.full((n, k), 0.2 / (k - 1))
+        p[torch.arange(n), pred] = 0.8
+        return p
+
+    return AttackResult(
+        attack="fgsm",
+        eps=eps,
+        norm=norm,
+        x=x,
+        x_adv=x_adv,
+        y=y,
+        target=None if target is None else torch.tensor(target),
+        probs_clean=probs(y),
+        probs_adv=probs(pred_adv),
+    )
+
+
+# -- attack triptych ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("eps", [0.03, 0.1, 0.3])
+def test_triptych_gray_linf(eps: float) -> None:
+    result = make_result(eps=eps, fooled=[True, False, True])
+    fig = figures.attack_triptych(result, NAMES)
+    assert len(fig.data) == 3
+    assert all(isinstance(t, go.Heatmap) for t in fig.data)
+    original, delta, adversarial = fig.data
+    assert np.allclose(np.asarray(original.z), result.x[0, 0].numpy())
+    assert np.allclose(np.asarray(adversarial.z), result.x_adv[0, 0].numpy())
+    assert np.allclose(np.asarray(delta.z), result.perturbation[0, 0].numpy(), atol=1e-6)
+    # symmetric diverging scale, and its range is the budget itself
+    assert delta.zmid == 0
+    assert delta.zmin == pytest.approx(-eps) and delta.zmax == pytest.approx(eps)
+    assert original.zmin == 0 and original.zmax == 1
+
+
+def test_triptych_titles_follow_the_result() -> None:
+    result = make_result(fooled=[True, False])
+    fooled = figures.attack_triptych(result, NAMES, index=0)
+    held = figures.attack_triptych(result, NAMES, index=1)
+    titles = [a.text for a in fooled.layout.annotations]
+    assert titles[0] == "Original: 0 (80%)"
+    assert titles[1].startswith("Perturbation (scale ±0.1")
+    assert titles[2] == "Adversarial: 1 (80%)  FOOLED"
+    assert fooled.layout.annotations[2].font.color == figures.ADV_COLOR
+    assert held.layout.annotations[2].text == "Adversarial: 1 (80%)"  # label 1 kept
+    assert held.layout.annotations[2].font.color is None
+
+
+def test_triptych_targeted_marks_reaching_the_target() -> None:
+    reached = make_result(fooled=[True], target=[1])  # adversarial prediction 1 == target
+    missed = make_result(fooled=[True], target=[5])
+    assert figures.attack_triptych(reached, NAMES).layout.annotations[2].text.endswith("FOOLED")
+    assert not figures.attack_triptych(missed, NAMES).layout.annotations[2].text.endswith("FOOLED")
+
+
+def test_triptych_l2_scale_is_the_largest_change() -> None:
+    result = make_result(norm="l2", eps=1.0)
+    fig = figures.attack_triptych(result, NAMES)
+    delta = fig.data[1]
+    largest = float(np.abs(result.perturbation[0].mean(dim=0).numpy()).max())
+    assert delta.zmax == pytest.approx(largest) and delta.zmin == pytest.approx(-largest)
+    assert delta.zmid == 0
+
+
+def test_triptych_zero_perturbation_keeps_a_valid_scale() -> None:
+    result = make_result(eps=0.0)
+    delta = figures.attack_triptych(result, NAMES).data[1]
+    assert delta.zmax > 0 and delta.zmin == -delta.zmax
+
+
+def test_triptych_rgb() -> None:
+    result = make_result(channels=3, size=6)
+    fig = figures.attack_triptych(result, NAMES)
+    assert len(fig.data) == 3
+    assert isinstance(fig.data[0], go.Image) and isinstance(fig.data[2], go.Image)
+    assert isinstance(fig.data[1], go.Heatmap)
+    assert np.asarray(fig.data[0].z).shape == (6, 6, 3)
+
+
+# -- probability bars --------------------------------------------------------------------------------------
+
+
+def test_probability_bars() -> None:
+    result = make_result(fooled=[True])
+    fig = figures.probability_bars(result, NAMES)
+    assert len(fig.data) == 2
+    clean, adv = fig.data
+    assert all(isinstance(t, go.Bar) for t in fig.data)
+    assert (clean.name, adv.name) == ("original", "adversarial")
+    assert list(clean.x) == NAMES and list(adv.x) == NAMES
+    assert len(clean.y) == len(adv.y) == len(NAMES)
+    assert np.allclose(clean.y, result.probs_clean[0].numpy())
+    assert np.allclose(adv.y, result.probs_adv[0].numpy())
+    assert fig.layout.barmode == "group"
+    assert tuple(fig.layout.yaxis.range) == (0, 1)
+
+
+# -- batch grid --------------------------------------------------------------------------------------------
+
+
+def test_mosaic_frames_match_success() -> None:
+    fooled = [True, False, True, True, False, False, True, False, True, False, False]
+    result = make_result(fooled=fooled)
+    ncols, border = 4, 2
+    img = figures.mosaic(result, ncols=ncols, border=border)
+    cell = 8 + 2 * border
+    rows = (len(fooled) + ncols - 1) // ncols
+    assert img.shape == (rows * cell, ncols * cell, 3) and img.dtype == np.uint8
+    for i, was_fooled in enumerate(fooled):
+        r, c = divmod(i, ncols)
+        y0, x0 = r * cell, c * cell
+        frame = img[y0 : y0 + cell, x0 : x0 + cell]
+        expected = RED if was_fooled else GREEN
+        for corner in (frame[0, 0], frame[-1, -1], frame[0, -1], frame[-1, 0]):
+            assert tuple(corner) == expected, (i, was_fooled)
+        inner = frame[border:-border, border:-border, 0]
+        assert np.array_equal(inner, (result.x_adv[i, 0].numpy() * 255).round().astype(np.uint8))
+    # empty cells after the last image stay white
+    assert (img[-cell:, -cell:] == 255).all()
+
+
+def test_batch_grid() -> None:
+    fooled = [True, False] * 5
+    result = make_result(fooled=fooled)
+    fig = figures.batch_grid(result, NAMES, ncols=8)
+    assert len(fig.data) == 1 and isinstance(fig.data[0], go.Image)
+    assert np.array_equal(np.asarray(fig.data[0].z), figures.mosaic(result, 8))
+    texts = [a.text for a in fig.layout.annotations]
+    assert len(texts) == 10
+    for i, text in enumerate(texts):
+        k = i % 10
+        assert text == f"{k}→{(k + 1) % 10 if fooled[i] else k}"
+
+
+# -- robustness curves -------------------------------------------------------------------------------------
+
+
+def sweep_records(models: list[str], eps: list[float], norm: str = "linf") -> list[dict[str, Any]]:
+    return [
+        {"model": m, "eps": e, "accuracy": max(0.0, 0.9 - j * e), "norm": norm, "attack": "FGSM"}
+        for j, m in enumerate(models, start=1)
+        for e in eps
+    ]
+
+
+def test_robustness_curves_one_trace_per_model_one_point_per_eps() -> None:
+    eps = [float(e) for e in np.linspace(0, 0.3, 5)]
+    records = sweep_records(["a", "b", "c"], eps)
+    fig = figures.robustness_curves(records, title="FGSM")
+    assert [t.name for t in fig.data] == ["a", "b", "c"]
+    for j, trace in enumerate(fig.data, start=1):
+        assert list(trace.x) == eps
+        assert list(trace.y) == [max(0.0, 0.9 - j * e) for e in eps]
+        assert trace.mode == "lines+markers"
+    assert fig.layout.title.text == "FGSM"
+    assert "L∞" in fig.layout.xaxis.title.text
+    assert tuple(fig.layout.yaxis.range) == (0, 1.02)
+
+
+def test_robustness_curves_grow_point_by_point() -> None:
+    records = sweep_records(["a"], [0.0, 0.1, 0.2])
+    assert [len(figures.robustness_curves(records[:k]).data[0].x) for k in (1, 2, 3)] == [1, 2, 3]
+    assert figures.robustness_curves([]).data == ()
+
+
+def test_robustness_curves_l2_axis() -> None:
+    fig = figures.robustness_curves(sweep_records(["a"], [0.0, 1.0], norm="l2"))
+    assert "L2" in fig.layout.xaxis.title.text
+
+
+# -- training curves ---------------------------------------------------------------------------------------
+
+
+def test_training_curves() -> None:
+    records = [
+        {"epoch_float": 0.5, "loss": 2.0, "train_accuracy": 0.3, "test_accuracy": None},
+        {"epoch_float": 1.0, "loss": 1.0, "train_accuracy": 0.6, "test_accuracy": 0.7},
+        {"epoch_float": 1.5, "loss": 0.8, "train_accuracy": 0.7},
+        {"epoch_float": 2.0, "loss": 0.5, "train_accuracy": 0.8, "test_accuracy": 0.85},
+    ]
+    fig = figures.training_curves(records)
+    assert [t.name for t in fig.data] == ["train loss", "train accuracy", "test accuracy"]
+    loss, train_acc, test_acc = fig.data
+    assert list(loss.x) == [0.5, 1.0, 1.5, 2.0] and list(loss.y) == [2.0, 1.0, 0.8, 0.5]
+    assert list(train_acc.y) == [0.3, 0.6, 0.7, 0.8]
+    assert list(test_acc.x) == [1.0, 2.0] and list(test_acc.y) == [0.7, 0.85]
+    assert loss.xaxis == "x" and train_acc.xaxis == test_acc.xaxis == "x2"
+    assert tuple(fig.layout.yaxis2.range) == (0, 1.01)
+
+
+def test_every_figure_sets_its_template() -> None:
+    result = make_result()
+    built = [
+        figures.attack_triptych(result, NAMES),
+        figures.probability_bars(result, NAMES),
+        figures.batch_grid(result, NAMES),
+        figures.robustness_curves(sweep_records(["a"], [0.0, 0.1])),
+        figures.training_curves([{"epoch_float": 1.0, "loss": 1.0, "train_accuracy": 0.5}]),
+    ]
+    for fig in built:  # importing streamlit changes Plotly's default template: each figure names its own
+        assert fig.layout.template == pio.templates[figures.TEMPLATE]
