@@ -12,4 +12,6 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 .venv/bin/python -m ruff check .
 .venv/bin/python -m mypy
+# Tiny models: one torch thread per process avoids oversubscribing 2 cores (the e2e server is a second process).
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 exec .venv/bin/python -m pytest "$@"

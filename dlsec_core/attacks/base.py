@@ -117,6 +117,8 @@ def input_gradient(
     """
     x = x.detach().requires_grad_(True)
     logits = model(x)
+    # Check the label range here: cross_entropy would otherwise fail with a bare IndexError.
+    _check_classes(logits.shape[1], y, target)
     if target is None:
         loss = F.cross_entropy(logits, y, reduction="sum")
     else:
@@ -192,9 +194,6 @@ class Attack:
         was_training = model.training
         model.eval()
         try:
-            # Check the label range before the attack: cross_entropy would fail first with an IndexError.
-            with torch.no_grad():
-                _check_classes(model(x[:1]).shape[1], y, target)
             with torch.enable_grad():
                 if self.linear_in_eps:
                     x_adv = x + self.eps * self.direction(model, x, y, target)

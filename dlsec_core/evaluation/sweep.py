@@ -70,9 +70,25 @@ def sweep(
     batch_size: int = 500,
     seed: int = 0,
 ) -> Iterator[SweepPoint]:
-    """Yield one `SweepPoint` per epsilon (in the order given) for `attack` (its own eps is ignored)."""
+    """Yield one `SweepPoint` per epsilon (in the order given) for `attack` (its own eps is ignored).
+
+    Arguments are validated when this is called, before the first point is asked for.
+    """
     eps_list = check_eps_values(eps_values, attack.norm)
     x, y, _ = check_inputs(x, y, None)
+    return _sweep(model, x, y, attack, eps_list, batch_size=batch_size, seed=seed)
+
+
+def _sweep(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attack: Attack,
+    eps_list: list[float],
+    *,
+    batch_size: int,
+    seed: int,
+) -> Iterator[SweepPoint]:
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     batches = [
         (x[i : i + batch_size].to(device), y[i : i + batch_size].to(device))
