@@ -194,14 +194,43 @@ class Attack:
         was_training = model.training
         model.eval()
         try:
-            with torch.enable_grad():
-                if self.linear_in_eps:
-                    x_adv = x + self.eps * self.direction(model, x, y, target)
-                else:
-                    x_adv = self._run(model, x, y, target, generator)
-            return self._result(model, x, x_adv, y, target)
+            return self._result(model, x, self._perturb(model, x, y, target, generator), y, target)
         finally:
             model.train(was_training)
+
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        target: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Adversarial inputs only, detached, on the model's device, inside the ε-ball and [0, 1].
+
+        The fast path for training-time defenses (adversarial training): no validation of `x` beyond what the
+        caller guarantees, no CPU copies, no predictions. Same mode and gradient guarantees as `__call__`.
+        """
+        was_training = model.training
+        model.eval()
+        try:
+            return project(self._perturb(model, x, y, target, generator).detach(), x, self.eps, self.norm)
+        finally:
+            model.train(was_training)
+
+    def _perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        with torch.enable_grad():
+            if self.linear_in_eps:
+                return x + self.eps * self.direction(model, x, y, target)
+            return self._run(model, x, y, target, generator)
 
     def apply_direction(
         self,
