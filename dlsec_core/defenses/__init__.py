@@ -1,0 +1,1 @@
+"""Defenses: training-time recipes (adversarial training), input transforms, detection, certification."""
