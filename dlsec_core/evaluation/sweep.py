@@ -69,18 +69,23 @@ def sweep(
     *,
     batch_size: int = 500,
     seed: int = 0,
+    attack_model: nn.Module | None = None,
 ) -> Iterator[SweepPoint]:
     """Yield one `SweepPoint` per epsilon (in the order given) for `attack` (its own eps is ignored).
 
+    Accuracy is measured on `model`, the deployed classifier. The attack differentiates `attack_model` when one
+    is given: for a defended pipeline that is its adaptive view (straight-through gradients through
+    non-differentiable transforms, expectation over random ones), while `model` stays the pipeline as deployed.
     Arguments are validated when this is called, before the first point is asked for.
     """
     eps_list = check_eps_values(eps_values, attack.norm)
     x, y, _ = check_inputs(x, y, None)
-    return _sweep(model, x, y, attack, eps_list, batch_size=batch_size, seed=seed)
+    return _sweep(model, attack_model or model, x, y, attack, eps_list, batch_size=batch_size, seed=seed)
 
 
 def _sweep(
     model: nn.Module,
+    attack_model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     attack: Attack,
@@ -96,12 +101,13 @@ def _sweep(
     ]
     n = x.shape[0]
     start = time.perf_counter()
-    was_training = model.training
+    modes = [(m, m.training) for m in (model, attack_model)]
     model.eval()
+    attack_model.eval()
     try:
         if attack.linear_in_eps:
             with torch.enable_grad():
-                directions = [attack.direction(model, xb, yb) for xb, yb in batches]
+                directions = [attack.direction(attack_model, xb, yb) for xb, yb in batches]
             for eps in eps_list:
                 correct = 0
                 with torch.no_grad():
@@ -115,11 +121,13 @@ def _sweep(
                 at = attack.with_params(eps=eps)
                 correct = 0
                 for xb, yb in batches:
-                    result = at(model, xb, yb, generator=generator)
-                    correct += int((~result.success).sum())
+                    x_adv = at.perturb(attack_model, xb, yb, generator=generator)
+                    with torch.no_grad():
+                        correct += int((model(x_adv).argmax(1) == yb).sum())
                 yield _point(at, correct, n, start)
     finally:
-        model.train(was_training)
+        for m, was_training in modes:
+            m.train(was_training)
 
 
 def _point(attack: Attack, correct: int, n: int, start: float) -> SweepPoint:
