@@ -22,6 +22,7 @@ from torch import nn
 
 from dlsec_core.attacks._projection import NORMS, flat_norm, project
 from dlsec_core.errors import InvalidInputError, NotFoundError
+from dlsec_core.models.modes import eval_mode
 
 
 def param(default: Any, label: str, *, help: str = "", **ui: Any) -> Any:
@@ -191,12 +192,8 @@ class Attack:
         x, y, target = check_inputs(x, y, target)
         x, y = x.to(device), y.to(device)
         target = None if target is None else target.to(device)
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             return self._result(model, x, self._perturb(model, x, y, target, generator), y, target)
-        finally:
-            model.train(was_training)
 
     def perturb(
         self,
@@ -212,12 +209,8 @@ class Attack:
         The fast path for training-time defenses (adversarial training): no validation of `x` beyond what the
         caller guarantees, no CPU copies, no predictions. Same mode and gradient guarantees as `__call__`.
         """
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             return project(self._perturb(model, x, y, target, generator).detach(), x, self.eps, self.norm)
-        finally:
-            model.train(was_training)
 
     def _perturb(
         self,
@@ -253,12 +246,8 @@ class Attack:
             raise InvalidInputError(
                 f"The direction has shape {tuple(direction.shape)}, the inputs {tuple(x.shape)}."
             )
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             return self._result(model, x, x + self.eps * direction.to(device), y, target)
-        finally:
-            model.train(was_training)
 
     def _result(
         self,

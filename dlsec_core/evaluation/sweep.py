@@ -19,6 +19,7 @@ from torch import nn
 from dlsec_core.attacks._projection import project
 from dlsec_core.attacks.base import Attack, check_inputs
 from dlsec_core.errors import InvalidInputError
+from dlsec_core.models.modes import eval_mode
 
 MAX_POINTS = 101
 
@@ -101,10 +102,7 @@ def _sweep(
     ]
     n = x.shape[0]
     start = time.perf_counter()
-    modes = [(m, m.training) for m in (model, attack_model)]
-    model.eval()
-    attack_model.eval()
-    try:
+    with eval_mode(model, attack_model):
         if attack.linear_in_eps:
             with torch.enable_grad():
                 directions = [attack.direction(attack_model, xb, yb) for xb, yb in batches]
@@ -125,9 +123,6 @@ def _sweep(
                     with torch.no_grad():
                         correct += int((model(x_adv).argmax(1) == yb).sum())
                 yield _point(at, correct, n, start)
-    finally:
-        for m, was_training in modes:
-            m.train(was_training)
 
 
 def _point(attack: Attack, correct: int, n: int, start: float) -> SweepPoint:
