@@ -16,13 +16,20 @@ import numpy as np
 
 from dlsec_core.attacks import ATTACKS, get_attack
 from dlsec_core.data.builtin import DATASETS
-from dlsec_core.errors import DlsecError
+from dlsec_core.defenses.transforms import TRANSFORMS, get_transform
+from dlsec_core.errors import DlsecError, InvalidInputError
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.safe_load import spec_from_upload
 from dlsec_core.store import Store
 from dlsec_core.training.loop import TrainConfig
 from dlsec_core.training.recipes import RECIPES, get_recipe
-from dlsec_core.workflows import import_and_evaluate, store_uploaded_dataset, sweep_models, train_and_store
+from dlsec_core.workflows import (
+    CurveFindings,
+    import_and_evaluate,
+    store_uploaded_dataset,
+    sweep_models,
+    train_and_store,
+)
 
 
 def _eps_list(args: argparse.Namespace) -> list[float]:
@@ -90,23 +97,60 @@ def cmd_list(args: argparse.Namespace, store: Store) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace, store: Store) -> None:
-    params: dict[str, Any] = {"norm": args.norm}
-    if args.attack == "pgd":
-        params.update(steps=args.steps, random_start=not args.no_random_start)
-        if args.alpha is not None:
-            params["alpha"] = args.alpha
-    attack = get_attack(args.attack, **params)
-    records = []
-    for item in sweep_models(store, args.model, attack, _eps_list(args), n_images=args.n, seed=args.seed):
+    attack = get_attack(args.attack, **_attack_params(args))
+    defense = get_transform(args.defense, **_kv(args.defense_param)) if args.defense else None
+    records: list[dict[str, Any]] = []
+    findings: list[dict[str, Any]] = []
+    for item in sweep_models(
+        store, args.model, attack, _eps_list(args), n_images=args.n, seed=args.seed, defense=defense,
+        sanity_checks=not args.no_checks,
+    ):  # fmt: skip
+        if isinstance(item, CurveFindings):
+            findings += item.to_records()
+            for f in item.findings if not args.quiet else []:
+                print(f"[{f.severity}] {item.model_name}: {f.title}. {f.sentence}", file=sys.stderr)
+            continue
         rec = item.to_record()
         records.append(rec)
         if not args.quiet:
             print(f"{rec['model']}  eps {rec['eps']:.4g}  accuracy {rec['accuracy']:.3f}", file=sys.stderr)
     if args.json:
-        _print(records, True)
+        print(json.dumps({"points": records, "findings": findings}, indent=2, default=str))
     else:
-        print(f"# {records[0]['attack'] if records else attack.describe()}")
+        print(f"# {records[-1]['attack'] if records else attack.describe()} (ε varies)")
         _print([{k: r[k] for k in ("model", "eps", "accuracy", "correct", "n")} for r in records], False)
+        for rec in findings:
+            print(f"# [{rec['severity']}] {rec['curve']}: {rec['title']}")
+
+
+def _attack_params(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {"norm": args.norm}
+    if args.attack == "pgd":
+        params.update(steps=args.steps, random_start=not args.no_random_start)
+        if args.alpha is not None:
+            params["alpha"] = args.alpha
+    return {**params, **_kv(args.attack_param)}
+
+
+def _kv(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """`["bits=3", "quality=50"]` -> {"bits": 3, "quality": 50} (numbers and true/false parsed)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise InvalidInputError(f"Parameters are given as name=value, got {pair!r}.")
+        value: Any = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    pass
+        out[key.strip()] = value
+    return out
 
 
 def cmd_import(args: argparse.Namespace, store: Store) -> None:
@@ -175,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=40, help="PGD steps")
     s.add_argument("--alpha", type=float, help="PGD step size (default 2.5*eps/steps)")
     s.add_argument("--no-random-start", action="store_true")
+    s.add_argument("--attack-param", action="append", help="extra attack parameter name=value (repeatable)")
+    s.add_argument("--defense", choices=list(TRANSFORMS), help="put the models behind an input transform")
+    s.add_argument("--defense-param", action="append", help="defense parameter name=value, e.g. bits=3")
+    s.add_argument("--no-checks", action="store_true", help="skip the extra sanity attacks (faster)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_sweep)
     im = add("import", "import a .safetensors model (pickle files are refused)")

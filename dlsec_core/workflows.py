@@ -11,12 +11,23 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dlsec_core.attacks.base import Attack
+import torch
+from torch import nn
+
+from dlsec_core.attacks.base import Attack, get_attack
 from dlsec_core.data.builtin import DATASETS, Dataset, load_dataset
 from dlsec_core.data.user import load_image_folder_zip, load_npz
+from dlsec_core.defenses.transforms import InputTransform, defend
 from dlsec_core.errors import InvalidInputError
+from dlsec_core.evaluation.checks import (
+    Finding,
+    check_black_box_vs_white_box,
+    check_large_eps,
+    check_naive_vs_adaptive,
+    run_checks,
+)
 from dlsec_core.evaluation.metrics import accuracy
-from dlsec_core.evaluation.sweep import SweepPoint, sweep
+from dlsec_core.evaluation.sweep import SweepPoint, check_eps_values, sweep
 from dlsec_core.models.spec import ModelSpec, build_model
 from dlsec_core.safe_load import load_upload
 from dlsec_core.store import ModelCard, Store
@@ -93,14 +104,40 @@ def train_and_store(
 
 @dataclass(frozen=True, kw_only=True)
 class ModelSweepPoint:
-    """A sweep point tagged with the model it belongs to (several models share one chart)."""
+    """A sweep point tagged with the curve it belongs to (several models and defenses share one chart)."""
 
     model_id: str
-    model_name: str
+    model_name: str  # the curve's label: the model's name, plus the defense and attack mode if any
     point: SweepPoint
+    defense: str = ""
 
     def to_record(self) -> dict[str, Any]:
-        return {"model_id": self.model_id, "model": self.model_name, **self.point.to_record()}
+        return {
+            "model_id": self.model_id,
+            "model": self.model_name,
+            "defense": self.defense,
+            **self.point.to_record(),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class CurveFindings:
+    """The honesty checks of one finished curve (emitted right after its last point)."""
+
+    model_name: str
+    findings: list[Finding]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [{"curve": self.model_name, **f.to_record()} for f in self.findings]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepReport:
+    records: list[dict[str, Any]]
+    findings: list[dict[str, Any]]
+
+
+SANITY_IMAGES = 100  # images for the extra sanity attacks (black-box comparison, huge budget)
 
 
 def sweep_models(
@@ -111,18 +148,81 @@ def sweep_models(
     *,
     n_images: int = 500,
     seed: int = 0,
-) -> Generator[ModelSweepPoint, None, list[dict[str, Any]]]:
-    """Accuracy vs. epsilon for several stored models on their datasets' test images, one point at a time."""
+    defense: InputTransform | None = None,
+    sanity_checks: bool = True,
+) -> Generator[ModelSweepPoint | CurveFindings, None, SweepReport]:
+    """Accuracy vs. epsilon for stored models on their datasets' test images, one point at a time.
+
+    With a `defense`, each model gets two curves: the adaptive attack (BPDA/EOT, the number to report) and the
+    naive one (the transform's own gradients), so the gap that gradient masking creates is visible. After each
+    curve come its honesty checks (`CurveFindings`): zero gradients, a curve that rises with epsilon, naive vs.
+    adaptive, and, with `sanity_checks`, a black-box attack (Square) at the largest epsilon and the same attack
+    at a huge budget, which must win.
+    """
+    eps_list = check_eps_values(eps_values, attack.norm)
     records: list[dict[str, Any]] = []
+    findings: list[dict[str, Any]] = []
     for model_id in model_ids:
         model, card = store.load_model(model_id)
         data = resolve_dataset(store, card.dataset)
         x, y = data.x_test[:n_images], data.y_test[:n_images]
-        for point in sweep(model, x, y, attack, eps_values, seed=seed):
-            item = ModelSweepPoint(model_id=card.id, model_name=card.name, point=point)
-            records.append(item.to_record())
-            yield item
-    return records
+        curves: list[tuple[str, nn.Module, nn.Module]] = [(card.name, model, model)]
+        if defense is not None:
+            adaptive, naive = defend(model, defense, mode="adaptive"), defend(model, defense, mode="naive")
+            curves = [
+                (f"{card.name} + {defense.describe()} (adaptive)", adaptive, adaptive.attack_view()),
+                (f"{card.name} + {defense.describe()} (naive)", naive, naive.attack_view()),
+            ]
+        finals: list[float] = []
+        for label, deployed, view in curves:
+            points = []
+            for point in sweep(deployed, x, y, attack, eps_list, seed=seed, attack_model=view):
+                item = ModelSweepPoint(
+                    model_id=card.id,
+                    model_name=label,
+                    point=point,
+                    defense=defense.describe() if defense else "",
+                )
+                records.append(item.to_record())
+                points.append(point)
+                yield item
+            finals.append(points[-1].accuracy)
+            found = run_checks(view, x, y, curve=points)
+            if sanity_checks:
+                found += _sanity(deployed, view, x, y, attack, eps_list[-1], points[-1], seed)
+            if len(finals) == 2:  # the naive curve just finished: compare with the adaptive one
+                found += check_naive_vs_adaptive(finals[1], finals[0], n=len(y))
+            result = CurveFindings(
+                model_name=label, findings=sorted(found, key=lambda f: f.severity != "warning")
+            )
+            findings.extend(result.to_records())
+            yield result
+    return SweepReport(records=records, findings=findings)
+
+
+def _sanity(
+    deployed: nn.Module,
+    view: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attack: Attack,
+    eps: float,
+    last: SweepPoint,
+    seed: int,
+) -> list[Finding]:
+    """Extra attacks that an honest evaluation must pass: black-box no better than white-box; a huge budget wins."""
+    xs, ys = x[:SANITY_IMAGES], y[:SANITY_IMAGES]
+    out: list[Finding] = []
+    if attack.name != "square" and eps > 0:
+        white = next(iter(sweep(deployed, xs, ys, attack, [eps], seed=seed, attack_model=view)))
+        black_attack = get_attack("square", eps=eps, norm=attack.norm, n_queries=300)
+        black = next(iter(sweep(deployed, xs, ys, black_attack, [eps], seed=seed)))
+        out += check_black_box_vs_white_box(white.accuracy, black.accuracy, n=len(ys))
+    huge = 0.5 if attack.norm == "linf" else 0.5 * float(x[0].numel()) ** 0.5
+    if eps < huge:
+        point = next(iter(sweep(deployed, xs, ys, attack, [huge], seed=seed, attack_model=view)))
+        out += check_large_eps(huge, point.accuracy, attack.norm, dims=int(x[0].numel()))
+    return out
 
 
 def import_and_evaluate(

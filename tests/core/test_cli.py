@@ -30,13 +30,23 @@ def test_cli_round_trip(tmp_home: Path, tmp_path: Path, capsys: pytest.CaptureFi
     code, out, _ = run(
         capsys, "sweep", "--model", card["id"], "--eps", "0,0.1,0.3", "--n", "100", "--json", "--quiet"
     )
-    points = json.loads(out)
+    report = json.loads(out)
+    points = report["points"]
+    assert isinstance(report["findings"], list)
     assert [p["eps"] for p in points] == [0.0, 0.1, 0.3]
     assert points[0]["accuracy"] >= points[-1]["accuracy"]
     assert all(p["attack"].startswith("FGSM") for p in points)
     code, out, _ = run(capsys, "sweep", "--model", card["id"], "--attack", "pgd", "--steps", "5", "--points", "3",
                        "--eps-max", "0.2", "--n", "50", "--quiet")  # fmt: skip
     assert code == 0 and out.startswith("# PGD")
+    code, out, err = run(capsys, "sweep", "--model", card["id"], "--attack", "pgd", "--steps", "10", "--eps", "0.2",
+                         "--n", "100", "--defense", "bit-depth", "--defense-param", "bits=2", "--json", "--quiet")  # fmt: skip
+    assert code == 0, err
+    report = json.loads(out)
+    naive = [p for p in report["points"] if p["model"].endswith("(naive)")]
+    adaptive = [p for p in report["points"] if p["model"].endswith("(adaptive)")]
+    assert naive[0]["accuracy"] > adaptive[0]["accuracy"]  # the gap gradient masking creates
+    assert {"naive-overestimates", "zero-gradients"} <= {f["code"] for f in report["findings"]}
     code, out, _ = run(capsys, "export", card["id"], str(tmp_path / "out"), "--json")
     files = json.loads(out)
     code, out, err = run(

@@ -22,6 +22,8 @@ from dlsec_core.jobs import JobRunner, JobState
 from dlsec_core.store import Store
 from dlsec_core.training.loop import TrainConfig, run_to_end
 from dlsec_core.workflows import (
+    CurveFindings,
+    ModelSweepPoint,
     import_and_evaluate,
     resolve_dataset,
     store_uploaded_dataset,
@@ -162,11 +164,44 @@ def test_import_and_evaluate_measures_accuracy(tmp_home: Path, stored_model) -> 
 def test_sweep_models_matches_the_single_model_sweep(tmp_home: Path, stored_model) -> None:  # type: ignore[no-untyped-def]
     store = Store()
     eps = [0.0, 0.1, 0.2]
-    points = list(sweep_models(store, [stored_model.id, stored_model.id], FGSM(), eps, n_images=100))
+    events = list(
+        sweep_models(
+            store, [stored_model.id, stored_model.id], FGSM(), eps, n_images=100, sanity_checks=False
+        )
+    )
+    points = [e for e in events if isinstance(e, ModelSweepPoint)]
+    checks = [e for e in events if isinstance(e, CurveFindings)]
     assert [p.point.eps for p in points] == eps * 2
+    assert len(checks) == 2 and events[3] is checks[0]  # each curve's checks follow its last point
+    assert not [
+        f for c in checks for f in c.findings if f.severity == "warning"
+    ]  # a plain model: nothing to flag
     model, _ = store.load_model(stored_model.id)
     data = resolve_dataset(store, "digits")
     direct = [p.accuracy for p in sweep(model, data.x_test[:100], data.y_test[:100], FGSM(), eps)]
     assert [p.point.accuracy for p in points[:3]] == direct
     with pytest.raises(NotFoundError):
         list(sweep_models(store, ["000000000000"], FGSM(), eps))
+
+
+def test_defended_sweep_shows_the_gap_and_flags_masking(tmp_home: Path, stored_model) -> None:  # type: ignore[no-untyped-def]
+    """Bit-depth reduction: the naive curve (zero gradients) looks robust, the adaptive (BPDA) one does not, and
+    the checks say so: zero gradients, black-box beating white-box, naive overestimating."""
+    from dlsec_core.attacks import PGD
+    from dlsec_core.defenses.transforms import BitDepth
+
+    store = Store()
+    gen = sweep_models(
+        store, [stored_model.id], PGD(steps=10), [0.0, 0.2], n_images=100, defense=BitDepth(bits=2)
+    )
+    report = run_to_end(gen)  # type: ignore[arg-type]
+    by_curve: dict[str, list[float]] = {}
+    for rec in report.records:
+        by_curve.setdefault(rec["model"].rsplit("(", 1)[1], []).append(rec["accuracy"])
+    assert by_curve["naive)"][-1] > by_curve["adaptive)"][-1] + 0.3
+    naive_codes = {f["code"] for f in report.findings if f["curve"].endswith("(naive)")}
+    assert {"zero-gradients", "black-box-beats-white-box", "naive-overestimates"} <= naive_codes
+    adaptive_warnings = [
+        f for f in report.findings if f["curve"].endswith("(adaptive)") and f["severity"] == "warning"
+    ]
+    assert adaptive_warnings == []
