@@ -6,17 +6,15 @@ from dlsec_core.device import describe_device
 from dlsec_core.errors import DlsecError
 from dlsec_ui import state
 from dlsec_ui.resources import get_store
-from dlsec_ui.widgets import model_label
+from dlsec_ui.widgets import model_picker
 
-st.set_page_config(
-    page_title="dlsec: Deep Learning Security Lab", page_icon=":material/shield:", layout="wide"
-)
+st.set_page_config(page_title="dlsec: Deep Learning Security Lab", page_icon="assets/icon.png", layout="wide")
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
-    st.Page("pages/attack_lab.py", title="Attack Lab", icon=":material/bolt:"),
-    st.Page("pages/robustness.py", title="Robustness", icon=":material/show_chart:"),
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("app_pages/models.py", title="Models", icon=":material/model_training:"),
+    st.Page("app_pages/attack_lab.py", title="Attack Lab", icon=":material/bolt:"),
+    st.Page("app_pages/robustness.py", title="Robustness", icon=":material/show_chart:"),
 ]
 
 with st.sidebar:
@@ -27,12 +25,7 @@ with st.sidebar:
         st.error(str(err))
         cards = {}
     if cards:
-        if st.session_state.get(state.MODEL) not in cards:
-            st.session_state.pop(state.MODEL, None)
-        st.selectbox(
-            "Current model", list(cards), format_func=lambda i: model_label(cards[i]), key=state.MODEL,
-            bind="query-params",
-        )  # fmt: skip
+        model_picker(cards)
     else:
         st.session_state.pop(state.MODEL, None)
         st.caption("No stored model yet.")

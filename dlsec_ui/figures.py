@@ -56,7 +56,8 @@ def attack_triptych(result: AttackResult, class_names: Sequence[str], index: int
     titles = (
         f"Original: {_label(class_names, kc, float(pc[kc]))}",
         f"Perturbation (scale ±{bound:.3g})",
-        f"Adversarial: {_label(class_names, ka, float(pa[ka]))}" + ("  FOOLED" if fooled else ""),
+        # FOOLED on its own line: the three titles share one narrow column and would run into each other
+        f"Adversarial: {_label(class_names, ka, float(pa[ka]))}" + ("<br>FOOLED" if fooled else ""),
     )
     fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.04)
     fig.add_trace(_image_trace(x), row=1, col=1)
@@ -81,7 +82,7 @@ def attack_triptych(result: AttackResult, class_names: Sequence[str], index: int
         fig.update_xaxes(visible=False, row=1, col=col)
     if fooled:
         fig.layout.annotations[2].font.color = ADV_COLOR
-    fig.update_layout(template=TEMPLATE, height=330, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    fig.update_layout(template=TEMPLATE, height=340, margin={"l": 10, "r": 10, "t": 55, "b": 10})
     return fig
 
 
@@ -168,6 +169,20 @@ def training_curves(records: Sequence[dict[str, Any]]) -> go.Figure:
         row=1,
         col=2,
     )
+    robust = [r for r in records if r.get("robust_accuracy") is not None]
+    if robust:
+        fig.add_trace(
+            go.Scatter(
+                x=[r["epoch_float"] for r in robust],
+                y=[r["robust_accuracy"] for r in robust],
+                name="robust accuracy",
+                mode="lines+markers",
+                line={"dash": "dot"},
+                hovertemplate="%{y:.1%}<extra>" + str(robust[-1].get("robust_attack", "")) + "</extra>",
+            ),  # fmt: skip
+            row=1,
+            col=2,
+        )
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
     fig.update_yaxes(range=[0, 1.01], row=1, col=2)
     fig.update_layout(template=TEMPLATE, height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10})
@@ -184,6 +199,7 @@ def robustness_curves(records: Sequence[dict[str, Any]], title: str = "") -> go.
         fig.add_trace(
             go.Scatter(
                 x=[r["eps"] for r in rows], y=[r["accuracy"] for r in rows], mode="lines+markers", name=name,
+                line={"dash": "dash" if name.endswith("(naive)") else "solid"},
                 hovertemplate="ε=%{x:.3g}<br>accuracy=%{y:.1%}<extra>" + name + "</extra>",
             )
         )  # fmt: skip

@@ -8,10 +8,11 @@ from typing import Any
 import streamlit as st
 
 from dlsec_core.attacks.base import Attack
+from dlsec_core.defenses.transforms import InputTransform
 from dlsec_core.jobs import JobContext, JobSnapshot, JobState
 from dlsec_core.training.loop import TrainConfig, TrainEvent
 from dlsec_core.training.recipes import Recipe
-from dlsec_core.workflows import ModelSweepPoint, sweep_models, train_and_store
+from dlsec_core.workflows import CurveFindings, ModelSweepPoint, sweep_models, train_and_store
 from dlsec_ui import state
 from dlsec_ui.resources import get_runner, get_store
 
@@ -30,11 +31,27 @@ def submit_training(
     return get_runner().submit(work, kind="train", title=title, owner=state.owner_id())
 
 
-def submit_sweep(model_ids: Sequence[str], attack: Attack, eps_values: Sequence[float], n_images: int) -> str:
-    total = len(model_ids) * len(eps_values)
+def submit_sweep(
+    model_ids: Sequence[str],
+    attack: Attack,
+    eps_values: Sequence[float],
+    n_images: int,
+    *,
+    defense: InputTransform | None = None,
+    seed: int = 0,
+) -> str:
+    total = len(model_ids) * len(eps_values) * (2 if defense is not None else 1)
 
     def work(ctx: JobContext) -> Any:
-        gen = sweep_models(get_store(), list(model_ids), attack, list(eps_values), n_images=n_images)
+        gen = sweep_models(
+            get_store(),
+            list(model_ids),
+            attack,
+            list(eps_values),
+            n_images=n_images,
+            defense=defense,
+            seed=seed,
+        )
         records = yield from _with_progress(ctx, gen, total=total)
         return records
 
@@ -44,17 +61,19 @@ def submit_sweep(model_ids: Sequence[str], attack: Attack, eps_values: Sequence[
 
 def _with_progress(ctx: JobContext, gen: Any, total: int | None = None) -> Any:
     """Forward a workflow's events and report progress: training events carry their own, sweeps count points."""
-    done = 0
+    points = 0
     while True:
         try:
             event = next(gen)
         except StopIteration as stop:
             return stop.value
-        done += 1
         if isinstance(event, TrainEvent):
             ctx.progress(event.progress, f"epoch {event.epoch}/{event.epochs}")
         elif isinstance(event, ModelSweepPoint) and total:
-            ctx.progress(done / total, f"{event.model_name}: ε={event.point.eps:.3g}")
+            points += 1
+            ctx.progress(points / total, f"{event.model_name}: ε={event.point.eps:.3g}")
+            if points == total:
+                ctx.progress(1.0, "sanity checks")
         yield event
 
 
@@ -95,3 +114,7 @@ def train_records(events: Sequence[Any]) -> list[dict[str, Any]]:
 
 def sweep_records(events: Sequence[Any]) -> list[dict[str, Any]]:
     return [e.to_record() for e in events if isinstance(e, ModelSweepPoint)]
+
+
+def sweep_findings(events: Sequence[Any]) -> list[CurveFindings]:
+    return [e for e in events if isinstance(e, CurveFindings)]

@@ -14,6 +14,7 @@ from torch import nn
 
 from dlsec_core.attacks.base import Attack, AttackResult, get_attack
 from dlsec_core.data.builtin import Dataset
+from dlsec_core.defenses.transforms import InputTransform, defend
 from dlsec_core.jobs import JobRunner, default_runner
 from dlsec_core.store import ModelCard, Store
 from dlsec_core.workflows import resolve_dataset
@@ -80,11 +81,34 @@ def attack_direction(
 
 
 def attack_one(
-    model_id: str, attack: Attack, x: torch.Tensor, y: int, target: int | None, seed: int
+    model_id: str,
+    attack: Attack,
+    x: torch.Tensor,
+    y: int,
+    target: int | None,
+    seed: int,
+    defense: InputTransform | None = None,
+    mode: str = "adaptive",
 ) -> AttackResult:
-    """Attack one image. FGSM reuses its cached direction (one forward pass per ε); others run in full."""
+    """Attack one image. Without a defense, FGSM reuses its cached direction (one forward pass per ε).
+
+    With a defense, the attack differentiates the defended pipeline's attack view (adaptive: BPDA/EOT; naive:
+    the transform's own gradient) and the result is scored on the pipeline as deployed. The defended model is
+    built per call: it is cheap, and never shared between sessions.
+    """
     model, _ = get_model(model_id)
     t = None if target is None else torch.tensor([target])
+    if defense is not None:
+        defended = defend(model, defense, mode=mode)  # type: ignore[arg-type]
+        with defended.drawing_from(torch.Generator().manual_seed(seed)):
+            found = attack(
+                defended.attack_view(),
+                x,
+                torch.tensor([y]),
+                target=t,
+                generator=torch.Generator().manual_seed(seed),
+            )
+            return attack.evaluate(defended, x, found.x_adv, torch.tensor([y]), target=t)
     if attack.linear_in_eps:
         d = attack_direction(model_id, attack, x, y, target)
         return attack.apply_direction(model, x, torch.tensor([y]), d, target=t)
@@ -93,15 +117,35 @@ def attack_one(
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _attack_batch(
-    model_id: str, created_at: str, attack_key: str, _attack: Attack, n: int, seed: int
+    model_id: str,
+    created_at: str,
+    key: str,
+    _attack: Attack,
+    n: int,
+    seed: int,
+    _defense: InputTransform | None,
+    mode: str,
 ) -> AttackResult:
     model, card = _load_model(model_id, created_at)
     data = get_dataset(card.dataset)
     x, y = data.x_test[:n], data.y_test[:n]
-    return _attack(model, x, y, generator=torch.Generator().manual_seed(seed))
+    if _defense is None:
+        return _attack(model, x, y, generator=torch.Generator().manual_seed(seed))
+    defended = defend(model, _defense, mode=mode)  # type: ignore[arg-type]
+    with defended.drawing_from(torch.Generator().manual_seed(seed)):
+        found = _attack(defended.attack_view(), x, y, generator=torch.Generator().manual_seed(seed))
+        return _attack.evaluate(defended, x, found.x_adv, y)
 
 
-def attack_batch(model_id: str, attack: Attack, n: int, seed: int) -> AttackResult:
-    """Attack the first `n` test images of the model's dataset (cached per model, attack settings and seed)."""
+def attack_batch(
+    model_id: str,
+    attack: Attack,
+    n: int,
+    seed: int,
+    defense: InputTransform | None = None,
+    mode: str = "adaptive",
+) -> AttackResult:
+    """Attack the first `n` test images of the model's dataset (cached per model, settings, defense and seed)."""
     card = get_store().get_card(model_id)
-    return _attack_batch(model_id, card.created_at, repr(attack), attack, n, seed)
+    key = f"{attack!r}|{defense!r}"
+    return _attack_batch(model_id, card.created_at, key, attack, n, seed, defense, mode)

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import streamlit as st
 import torch
+from torch import nn
 
 from dlsec_core.attacks.base import ATTACKS, Attack
 from dlsec_core.data.builtin import Dataset
 from dlsec_core.data.images import drawing_to_input, image_to_input, open_image
+from dlsec_core.defenses.transforms import TRANSFORMS, InputTransform
 from dlsec_core.errors import DlsecError
 from dlsec_core.store import ModelCard
+from dlsec_core.workflows import CurveFindings
 from dlsec_ui import state
-from dlsec_ui.resources import get_dataset, get_store
+from dlsec_ui.resources import get_dataset, get_model, get_store
 
 EPS_RANGE = {"linf": (0.0, 0.5, 0.005, 0.1), "l2": (0.0, 5.0, 0.05, 1.0)}  # min, max, step, default
 
@@ -25,7 +29,7 @@ def current_model_card() -> ModelCard | None:
     model_id = st.session_state.get(state.MODEL)
     if not model_id:
         st.info("No model yet. Train one on the **Models** page (about 15 seconds), then come back.")
-        st.page_link("pages/models.py", label="Go to Models", icon=":material/model_training:")
+        st.page_link("app_pages/models.py", label="Go to Models", icon=":material/model_training:")
         return None
     try:
         return get_store().get_card(model_id)
@@ -35,8 +39,22 @@ def current_model_card() -> ModelCard | None:
 
 
 def model_label(card: ModelCard) -> str:
+    """A model's label in select boxes. It ends with the id because select boxes map labels back to options:
+    two models with the same name and accuracy (the same default run trained twice) would otherwise collapse."""
     acc = "" if card.clean_accuracy is None else f", {card.clean_accuracy:.1%}"
-    return f"{card.name} ({card.spec.arch}, {card.dataset}{acc})"
+    return f"{card.name} ({card.spec.arch}, {card.dataset}{acc}) · {card.id}"
+
+
+def model_picker(cards: dict[str, ModelCard]) -> None:
+    """The sidebar's current-model select box, mirrored in the URL as `?model=<id>`: a link opens that model.
+
+    Not `bind="query-params"`: a bound select box writes its label into the URL, not the id.
+    """
+    if st.session_state.get(state.MODEL) not in cards:
+        wanted = st.query_params.get(state.MODEL)
+        st.session_state[state.MODEL] = wanted if wanted in cards else next(iter(cards))
+    st.selectbox("Current model", list(cards), format_func=lambda i: model_label(cards[i]), key=state.MODEL)
+    st.query_params[state.MODEL] = st.session_state[state.MODEL]
 
 
 def dataset_for(card: ModelCard) -> Dataset | None:
@@ -113,6 +131,59 @@ def class_names(card: ModelCard) -> list[str]:
     return _class_names(card, dataset_for(card))
 
 
+def config_form(cls: type, *, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Widgets generated from a config dataclass's fields and their `param(...)` metadata (label, range,
+    options). Optional floats whose default is None keep their default rule (e.g. PGD's α = 2.5·ε/steps)."""
+    params: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if f.name in skip or "label" not in meta or not f.init:
+            continue
+        key, kind = f"{prefix}{cls.__name__}_{f.name}", str(f.type)
+        if meta.get("kind") == "model":
+            params[f.name] = _surrogate_picker(meta["label"], key)
+        elif "options" in meta:
+            options = list(meta["options"])
+            params[f.name] = st.radio(
+                meta["label"], options, index=options.index(f.default) if f.default in options else 0,
+                horizontal=True, key=key, format_func=_norm_label,
+            )  # fmt: skip
+        elif kind == "bool":
+            params[f.name] = st.checkbox(meta["label"], value=bool(f.default), key=key)
+        elif kind == "int":
+            hi = min(int(meta["max"]), int(meta.get("ui_max", 200)))
+            params[f.name] = int(st.slider(meta["label"], int(meta["min"]), hi, int(f.default), key=key))
+        elif kind == "float" and f.default is not None:
+            params[f.name] = float(
+                st.number_input(
+                    meta["label"], float(meta["min"]), float(meta["max"]), float(f.default), float(meta["step"]),
+                    key=key, help=meta.get("help") or None, format="%g",
+                )
+            )  # fmt: skip
+    return params
+
+
+def _surrogate_picker(label: str, key: str) -> nn.Module | None:
+    """Another stored model with the same input shape and classes, as the surrogate of a transfer attack."""
+    current = st.session_state.get(state.MODEL)
+    cards = get_store().list_models()
+    me = next((c for c in cards if c.id == current), None)
+    others = [
+        c for c in cards
+        if c.id != current and (me is None or (c.spec.input_shape, c.spec.num_classes) == (me.spec.input_shape, me.spec.num_classes))
+    ]  # fmt: skip
+    if not others:
+        st.caption("Train or upload a second model for the same data to use it as the surrogate.")
+        return None
+    chosen = st.selectbox(
+        label,
+        [c.id for c in others],
+        format_func=lambda i: model_label(next(c for c in others if c.id == i)),
+        key=key,
+    )
+    return get_model(chosen)[0]
+
+
 def attack_form(prefix: str = "") -> Attack:
     """Attack picker plus a form generated from the chosen attack's hyperparameter fields (labels, ranges)."""
     name = st.selectbox(
@@ -120,25 +191,30 @@ def attack_form(prefix: str = "") -> Attack:
         help="; ".join(f"{cls.title}: {cls.paper}" for cls in ATTACKS.values()),
     )  # fmt: skip
     cls = ATTACKS[name]
-    params: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name == "eps":
-            continue  # ε has its own slider, tied to the norm
-        meta, key = f.metadata, f"{prefix}{name}_{f.name}"
-        if "options" in meta:
-            params[f.name] = st.radio(
-                meta["label"], meta["options"], horizontal=True, key=key, format_func=_norm_label
-            )
-        elif f.type in (bool, "bool"):
-            params[f.name] = st.checkbox(meta["label"], value=bool(f.default), key=key)
-        elif f.type in (int, "int"):
-            params[f.name] = int(
-                st.slider(
-                    meta["label"], int(meta["min"]), min(int(meta["max"]), 200), int(f.default), key=key
-                )
-            )
-        # optional floats (PGD's alpha) keep their default rule, written in the attack's description
-    return cls(**params)
+    params = config_form(cls, prefix=prefix, skip=("eps",))
+    # The pages set ε from their own slider; start from the UI default of the chosen norm, since the class's
+    # default ε belongs to its default norm (CW's L2 3.0 is no L∞ budget).
+    try:
+        return cls(**params, eps=EPS_RANGE[params["norm"]][3])
+    except DlsecError as err:
+        st.error(str(err))
+        st.stop()
+
+
+def defense_form(prefix: str = "") -> InputTransform | None:
+    """An optional input-transform defense with its parameters (None = no defense)."""
+    names = ["none", *TRANSFORMS]
+    name = st.selectbox(
+        "Input defense", names, key=prefix + state.DEFENSE,
+        format_func=lambda n: "none" if n == "none" else TRANSFORMS[n].title,
+        help="The attack targets the whole defended pipeline. Non-differentiable transforms are attacked through "
+        "a straight-through gradient (BPDA), random ones by averaging over draws (EOT): the adaptive attack.",
+    )  # fmt: skip
+    if name == "none":
+        return None
+    cls = TRANSFORMS[name]
+    st.caption(cls.paper)
+    return cls(**config_form(cls, prefix=prefix))
 
 
 def eps_slider(norm: str, key: str) -> float:
@@ -159,3 +235,16 @@ def eps_slider(norm: str, key: str) -> float:
 
 def _norm_label(norm: str) -> str:
     return {"linf": "L∞", "l2": "L2"}.get(norm, norm)
+
+
+def render_findings(checks: Sequence[CurveFindings]) -> None:
+    """The honesty checks next to the curves: warnings as warning boxes, the rest as notes."""
+    for group in checks:
+        warnings = [f for f in group.findings if f.severity == "warning"]
+        if not group.findings:
+            st.success(f"**{group.model_name}**: no sign of gradient masking or of a weak evaluation.")
+        for f in warnings:
+            st.warning(f"**{group.model_name}: {f.title}.** {f.sentence}")
+        for f in group.findings:
+            if f.severity != "warning":
+                st.caption(f"{group.model_name}: {f.title}. {f.sentence}")

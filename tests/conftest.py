@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,12 @@ def store_trained(home: Path, result: TrainResult, name: str = "digits-logreg") 
         train_seconds=result.seconds,
         history=result.history,
     )
+
+
+@pytest.fixture(scope="session")
+def save_trained() -> Callable[..., ModelCard]:
+    """`store_trained` for other folders' fixtures (a conftest module cannot be imported by name)."""
+    return store_trained
 
 
 @pytest.fixture

@@ -175,7 +175,11 @@ def train(
         optimizer = torch.optim.SGD(
             model.parameters(), lr=config.lr, momentum=0.9, weight_decay=config.weight_decay
         )
-    setup = recipe.prepare(TrainingSetup(model, optimizer, loader, config.epochs, gen))
+    setup = recipe.prepare(
+        TrainingSetup(
+            model, optimizer, loader, config.epochs, gen, x_val=dataset.x_test, y_val=dataset.y_test
+        )
+    )
     steps_per_epoch = len(setup.loader)
     total = steps_per_epoch * config.epochs
     scheduler = (

@@ -24,13 +24,17 @@ from dlsec_core.errors import InvalidInputError, NotFoundError
 
 @dataclass
 class TrainingSetup:
-    """The mutable objects a recipe may replace in `prepare`."""
+    """The mutable objects a recipe may replace in `prepare`, and held-out data it may evaluate on."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
     loader: DataLoader[tuple[torch.Tensor, ...]]
     epochs: int
     generator: torch.Generator
+    #: held-out images (N, C, H, W) and labels (N,) on CPU (the dataset's test split), for per-epoch metrics
+    #: such as robust accuracy; never trained on. None when the caller has none.
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,11 +10,11 @@ import ast
 import pickle
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from dlsec_core.attacks.base import ATTACKS
@@ -27,26 +27,42 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app.py"
 TIMEOUT = 60.0  # seconds per script run: torch's first import alone can take several on a busy machine
 JOB_TIMEOUT = 90.0
-DEFAULT_PAGE = "pages/home.py"
 EPS_KEY = f"{state.EPS}_linf"  # widgets.eps_slider keys the slider by norm; the default norm is L∞
 
 
+def _st_pages() -> list[tuple[str, bool]]:
+    """(path, default) of every `st.Page("<file>.py", ...)` in app.py, read from its syntax tree (nothing runs)."""
+    found = []
+    for node in ast.walk(ast.parse(APP.read_text(encoding="utf-8"))):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "Page"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and str(node.args[0].value).endswith(".py")
+        ):
+            default = any(
+                k.arg == "default" and isinstance(k.value, ast.Constant) and k.value.value is True
+                for k in node.keywords
+            )
+            found.append((str(node.args[0].value), default))
+    return found
+
+
 def registered_pages() -> list[str]:
-    """The "pages/*.py" paths that app.py passes to st.Page, read from its syntax tree (nothing is run)."""
-    tree = ast.parse(APP.read_text(encoding="utf-8"))
-    return sorted(
-        {
-            node.value
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Constant)
-            and isinstance(node.value, str)
-            and node.value.startswith("pages/")
-            and node.value.endswith(".py")
-        }
-    )
+    return sorted(path for path, _ in _st_pages())
 
 
 PAGES = registered_pages()
+DEFAULT_PAGE = next((path for path, default in _st_pages() if default), PAGES[0] if PAGES else "")
+
+
+def page_file(stem: str) -> str:
+    return next((p for p in PAGES if Path(p).stem == stem), f"<{stem} is not registered>")
+
+
+MODELS, ATTACK_LAB, ROBUSTNESS = page_file("models"), page_file("attack_lab"), page_file("robustness")
 
 
 class _Marker:
@@ -63,18 +79,9 @@ class _Marker:
 def app(tmp_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], AppTest]]:
     """Open a page of the app, as a fresh browser session would, over this test's DLSEC_HOME.
 
-    AppTest resets `PagesManager.uses_pages_directory` before every run; a new PagesManager then sees the
-    `pages/` folder and runs a switched-to page on its own, without app.py's frame (sidebar, seed, model
-    picker). A real server clears that flag at the first `st.navigation` call and runs app.py every time,
-    so the flag is pinned to False here to test what users get.
+    (The page scripts live in `app_pages/`, not `pages/`: with a `pages/` folder Streamlit runs a deep-linked
+    page on its own, without app.py's frame, until some session has opened the root URL.)
     """
-    original_init = PagesManager.__init__
-
-    def init(self: PagesManager, *args: object, **kwargs: object) -> None:
-        PagesManager.uses_pages_directory = False
-        original_init(self, *args, **kwargs)
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
     st.cache_resource.clear()
     st.cache_data.clear()
 
@@ -104,6 +111,13 @@ def metric(at: AppTest, label: str) -> str:
     return values[0]
 
 
+def norm_radio(at: AppTest) -> Any:
+    """The attack form's norm radio (generated from the attack's `norm` field; its key ends in "_norm")."""
+    radios = [r for r in at.radio if r.key and r.key.endswith("_norm")]
+    assert len(radios) == 1, [r.key for r in at.radio]
+    return radios[0]
+
+
 def wait_for(at: AppTest, job_key: str) -> None:
     """Let the job this session submitted finish, then rerun the script (what the polling fragment does)."""
     snapshot = get_runner().wait(at.session_state[job_key], timeout=JOB_TIMEOUT)
@@ -117,10 +131,13 @@ def wait_for(at: AppTest, job_key: str) -> None:
 
 
 def test_every_page_file_is_registered() -> None:
-    on_disk = sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py") if p.name != "__init__.py")
-    assert on_disk, "no pages found"
-    assert PAGES == on_disk
-    assert DEFAULT_PAGE in PAGES
+    assert PAGES, "app.py registers no st.Page files"
+    folders = {str(Path(p).parent) for p in PAGES}
+    assert len(folders) == 1, f"pages live in one folder, found {folders}"
+    folder = folders.pop()
+    on_disk = sorted(f"{folder}/{f.name}" for f in (ROOT / folder).glob("*.py") if f.name != "__init__.py")
+    assert on_disk == PAGES  # a page file missing from st.navigation would be unreachable
+    assert len({path for path, default in _st_pages() if default}) == 1, "exactly one default page"
 
 
 @pytest.mark.parametrize("with_model", [False, True], ids=["empty-store", "one-model"])
@@ -144,7 +161,7 @@ def test_page_runs(
 
 
 def test_train_lists_the_new_model(app: Callable[[str], AppTest], tmp_home: Path) -> None:
-    at = app("pages/models.py")
+    at = app(MODELS)
     at.selectbox(key=state.TRAIN_DATASET).select("digits")
     at.selectbox(key=state.TRAIN_ARCH).select("logreg")
     at.slider(key=state.TRAIN_EPOCHS).set_value(1)
@@ -164,8 +181,10 @@ def test_train_lists_the_new_model(app: Callable[[str], AppTest], tmp_home: Path
     assert at.sidebar.selectbox(key=state.MODEL).value == cards[0].id
 
 
-def test_delete_removes_the_model(app: Callable[[str], AppTest], stored_model: ModelCard, tmp_home: Path) -> None:
-    at = app("pages/models.py")
+def test_delete_removes_the_model(
+    app: Callable[[str], AppTest], stored_model: ModelCard, tmp_home: Path
+) -> None:
+    at = app(MODELS)
     assert len(at.dataframe[0].value) == 1
     at.button(key=state.DELETE_BUTTON).click().run()
     assert_ok(at)
@@ -180,7 +199,7 @@ def test_pickle_upload_is_refused(
     filename: str, app: Callable[[str], AppTest], stored_model: ModelCard, tmp_home: Path, tmp_path: Path
 ) -> None:
     marker = tmp_path / "unpickled.marker"
-    at = app("pages/models.py")
+    at = app(MODELS)
     at.file_uploader(key=state.UPLOAD_WEIGHTS).upload(filename, pickle.dumps(_Marker(marker)))
     at.run()
     at.button(key=state.UPLOAD_BUTTON).click().run()
@@ -196,7 +215,7 @@ def test_safetensors_upload_is_imported(
     app: Callable[[str], AppTest], stored_model: ModelCard, tmp_home: Path
 ) -> None:
     weights = Store(tmp_home).weights_bytes(stored_model.id)  # carries its spec in the metadata
-    at = app("pages/models.py")
+    at = app(MODELS)
     at.file_uploader(key=state.UPLOAD_WEIGHTS).upload("exported.safetensors", weights)
     at.text_input(key=state.UPLOAD_NAME).input("re-imported")
     at.selectbox(key=state.UPLOAD_DATASET).select("digits")
@@ -215,8 +234,17 @@ def test_safetensors_upload_is_imported(
 # -- attack lab --------------------------------------------------------------------------------------------
 
 
+def open_fgsm_lab(app: Callable[[str], AppTest]) -> AppTest:
+    """The Attack Lab on FGSM, L∞ (its perturbation is exactly ε wherever the box [0, 1] does not clip)."""
+    at = app(ATTACK_LAB)
+    at.selectbox(key=state.ATTACK).select("fgsm").run()
+    assert norm_radio(at).value == "linf"  # FGSM's own default norm
+    assert_ok(at)
+    return at
+
+
 def test_eps_slider_changes_the_attack(app: Callable[[str], AppTest], stored_model: ModelCard) -> None:
-    at = app("pages/attack_lab.py")
+    at = open_fgsm_lab(app)
     lo, hi, _, default = EPS_RANGE["linf"]
     assert at.slider(key=EPS_KEY).value == pytest.approx(default)
     assert float(metric(at, "L∞ size")) == pytest.approx(default, abs=1e-3)
@@ -233,7 +261,7 @@ def test_eps_slider_changes_the_attack(app: Callable[[str], AppTest], stored_mod
 
 
 def test_targeted_toggle(app: Callable[[str], AppTest], stored_model: ModelCard) -> None:
-    at = app("pages/attack_lab.py")
+    at = open_fgsm_lab(app)
     assert "Fooled" in [m.label for m in at.metric]
     assert not [s for s in at.selectbox if s.key == state.TARGET_CLASS]
     at.toggle(key=state.TARGETED).set_value(True).run()
@@ -250,16 +278,19 @@ def test_targeted_toggle(app: Callable[[str], AppTest], stored_model: ModelCard)
 def test_every_attack_runs_on_one_image(
     attack: str, app: Callable[[str], AppTest], stored_model: ModelCard
 ) -> None:
-    at = app("pages/attack_lab.py")
+    at = app(ATTACK_LAB)
     at.selectbox(key=state.ATTACK).select(attack).run()
     assert_ok(at)
     assert not at.error, [e.value for e in at.error]
-    eps = at.slider(key=EPS_KEY).value
-    assert 0.0 < float(metric(at, "L∞ size")) <= eps + 1e-6
+    norm = norm_radio(at).value
+    default = EPS_RANGE[norm][3]
+    assert at.slider(key=f"{state.EPS}_{norm}").value == pytest.approx(default)
+    size = float(metric(at, "L∞ size" if norm == "linf" else "L2 size"))
+    assert 0.0 <= size <= default + 1e-3  # the base class keeps every attack inside the ε-ball
 
 
 def test_batch_view(app: Callable[[str], AppTest], stored_model: ModelCard) -> None:
-    at = app("pages/attack_lab.py")
+    at = open_fgsm_lab(app)
     view = next(s for s in at.segmented_control if s.label == "View")
     view.set_value("Batch").run()
     assert_ok(at)
@@ -277,8 +308,10 @@ def test_batch_view(app: Callable[[str], AppTest], stored_model: ModelCard) -> N
 
 
 def test_sweep_gives_one_row_per_eps(app: Callable[[str], AppTest], stored_model: ModelCard) -> None:
-    at = app("pages/robustness.py")
+    at = app(ROBUSTNESS)
     assert at.multiselect(key=state.SWEEP_MODELS).value == [stored_model.id]
+    at.selectbox(key=state.SWEEP_ATTACK).select("fgsm").run()
+    assert norm_radio(at).value == "linf"
     at.slider(key=state.SWEEP_POINTS).set_value(4)
     at.select_slider(key=state.SWEEP_IMAGES).set_value(100)
     eps_max = at.slider(key=state.SWEEP_EPS_MAX).value

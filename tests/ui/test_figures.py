@@ -37,7 +37,9 @@ def make_result(
     n = len(fooled)
     x = torch.rand(n, channels, size, size, generator=g) * 0.6 + 0.2  # away from the box edges
     sign = torch.randint(0, 2, x.shape, generator=g).float() * 2 - 1
-    x_adv = x + eps * sign if norm == "linf" else x + eps * sign / sign.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    x_adv = (
+        x + eps * sign if norm == "linf" else x + eps * sign / sign.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    )
     y = torch.arange(n) % k
     pred_adv = torch.where(torch.tensor(fooled), (y + 1) % k, y)
 
@@ -85,7 +87,7 @@ def test_triptych_titles_follow_the_result() -> None:
     titles = [a.text for a in fooled.layout.annotations]
     assert titles[0] == "Original: 0 (80%)"
     assert titles[1].startswith("Perturbation (scale ±0.1")
-    assert titles[2] == "Adversarial: 1 (80%)  FOOLED"
+    assert titles[2] == "Adversarial: 1 (80%)<br>FOOLED"
     assert fooled.layout.annotations[2].font.color == figures.ADV_COLOR
     assert held.layout.annotations[2].text == "Adversarial: 1 (80%)"  # label 1 kept
     assert held.layout.annotations[2].font.color is None

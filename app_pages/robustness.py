@@ -10,14 +10,14 @@ from dlsec_core.errors import DlsecError
 from dlsec_ui import figures, state
 from dlsec_ui.jobs import render_job, submit_sweep, sweep_records
 from dlsec_ui.resources import get_runner, get_store
-from dlsec_ui.widgets import EPS_RANGE, attack_form, model_label
+from dlsec_ui.widgets import EPS_RANGE, attack_form, defense_form, model_label
 
 st.title("Robustness")
 st.caption("How accuracy falls as the attacker's budget ε grows. One line per model, one point per ε.")
 cards = {c.id: c for c in get_store().list_models()}
 if not cards:
     st.info("No model yet. Train one on the Models page first.")
-    st.page_link("pages/models.py", label="Go to Models", icon=":material/model_training:")
+    st.page_link("app_pages/models.py", label="Go to Models", icon=":material/model_training:")
     st.stop()
 
 with st.container(border=True):
@@ -29,6 +29,8 @@ with st.container(border=True):
     c1, c2, c3 = st.columns(3)
     with c1:
         attack = attack_form(prefix="sweep_")
+    with c3:
+        defense = defense_form(prefix="sweep_")
     _, hi, step, _ = EPS_RANGE[attack.norm]
     eps_max = c2.slider(
         "Largest ε", step, hi, min(hi, 0.3 if attack.norm == "linf" else 3.0), step, key=state.SWEEP_EPS_MAX
@@ -38,7 +40,14 @@ with st.container(border=True):
     eps_values = [round(float(e), 6) for e in np.linspace(0.0, eps_max, points)]
     if st.button("Run sweep", type="primary", key=state.SWEEP_BUTTON, disabled=not chosen):
         try:
-            st.session_state[state.SWEEP_JOB] = submit_sweep(chosen, attack, eps_values, n_images)
+            st.session_state[state.SWEEP_JOB] = submit_sweep(
+                chosen,
+                attack,
+                eps_values,
+                n_images,
+                defense=defense,
+                seed=int(st.session_state.get(state.SEED, 0)),
+            )
         except DlsecError as err:
             st.error(str(err))
 

@@ -26,13 +26,13 @@ st.subheader("Quick start")
 c1, c2, c3 = st.columns(3)
 with c1:
     st.markdown("**1. Train** a small CNN on 5,000 MNIST digits (about 15 s).")
-    st.page_link("pages/models.py", label="Models", icon=":material/model_training:")
+    st.page_link("app_pages/models.py", label="Models", icon=":material/model_training:")
 with c2:
     st.markdown("**2. Attack** one digit: move ε and watch the prediction flip.")
-    st.page_link("pages/attack_lab.py", label="Attack Lab", icon=":material/bolt:")
+    st.page_link("app_pages/attack_lab.py", label="Attack Lab", icon=":material/bolt:")
 with c3:
     st.markdown("**3. Measure** accuracy as ε grows, for several models on one chart.")
-    st.page_link("pages/robustness.py", label="Robustness", icon=":material/show_chart:")
+    st.page_link("app_pages/robustness.py", label="Robustness", icon=":material/show_chart:")
 
 st.caption(
     "Anchors: Goodfellow et al. 2015 (FGSM: a softmax regression misclassifies 99.9 % of MNIST at ε = 0.25); "

@@ -5,7 +5,15 @@ import streamlit as st
 from dlsec_core.errors import DlsecError
 from dlsec_ui import figures, state
 from dlsec_ui.resources import attack_batch, attack_one
-from dlsec_ui.widgets import attack_form, class_names, current_model_card, dataset_for, eps_slider, pick_image
+from dlsec_ui.widgets import (
+    attack_form,
+    class_names,
+    current_model_card,
+    dataset_for,
+    defense_form,
+    eps_slider,
+    pick_image,
+)
 
 st.title("Attack Lab")
 card = current_model_card()
@@ -30,6 +38,16 @@ with left:
         if targeted
         else None
     )
+    with st.expander("Defense", expanded=st.session_state.get(state.DEFENSE, "none") != "none"):
+        defense = defense_form(prefix="lab_")
+        mode = "adaptive"
+        if defense is not None:
+            mode = st.radio(
+                "How the attack treats the defense", ["adaptive", "naive"], horizontal=True, key=state.ATTACK_MODE,
+                help="Adaptive: straight-through gradients (BPDA) and averages over random draws (EOT), the honest "
+                "evaluation. Naive: the transform's own gradient, which is zero for rounding: robustness that is "
+                "only hidden.",
+            )  # fmt: skip
     picked = pick_image(card, dataset_for(card)) if view != "Batch" else None
 
 seed = int(st.session_state.get(state.SEED, 0))
@@ -42,7 +60,7 @@ with right:
             n = st.select_slider("Test images", [8, 16, 32, 64], value=16, key=state.BATCH_N)
             if targeted:
                 st.caption("The batch view runs the untargeted attack.")
-            result = attack_batch(card.id, attack, n, seed)
+            result = attack_batch(card.id, attack, n, seed, defense, mode)
             st.metric("Fooled", f"{result.success_rate:.0%}", help=attack.describe())
             st.plotly_chart(figures.batch_grid(result, names), key="batch_grid")
             st.caption(
@@ -50,7 +68,7 @@ with right:
             )
         elif picked is not None:
             x, y = picked
-            result = attack_one(card.id, attack, x, y, target, seed)
+            result = attack_one(card.id, attack, x, y, target, seed, defense, mode)
             st.plotly_chart(figures.attack_triptych(result, names), key="triptych")
             m1, m2, m3, m4 = st.columns(4)
             m1.metric(
@@ -61,5 +79,14 @@ with right:
             m4.metric("L0 (pixels changed)", int(result.l0[0]))
             st.plotly_chart(figures.probability_bars(result, names), key="prob_bars")
             st.caption(attack.describe() + ". " + type(attack).paper + ".")
+            if defense is not None:
+                other = "naive" if mode == "adaptive" else "adaptive"
+                twin = attack_one(card.id, attack, x, y, target, seed, defense, other)
+                st.info(
+                    f"Defense: {defense.describe()}. With the {other} attack instead, the image is "
+                    f"{'fooled' if bool(twin.success[0]) else 'not fooled'} at this ε. A defense is only as strong as "
+                    "its adaptive number: the naive attack follows the transform's own gradients, which a "
+                    "non-differentiable transform zeroes out."
+                )
     except DlsecError as err:
         st.error(str(err))

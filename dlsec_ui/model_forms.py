@@ -1,4 +1,6 @@
-"""Models: train in the background with live curves, browse model cards, upload and delete."""
+"""The Models page's forms: training (with a recipe), a model's card, uploads of models and datasets."""
+
+from __future__ import annotations
 
 import streamlit as st
 
@@ -6,21 +8,21 @@ from dlsec_core.data.builtin import DATASETS
 from dlsec_core.errors import DlsecError
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.safe_load import spec_from_upload
+from dlsec_core.store import ModelCard
 from dlsec_core.training.loop import TrainConfig
+from dlsec_core.training.recipes import RECIPES
 from dlsec_core.workflows import dataset_names, import_and_evaluate, store_uploaded_dataset
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import render_job, submit_training, train_records
-from dlsec_ui.resources import get_runner, get_store
-from dlsec_ui.widgets import model_label
+from dlsec_ui.jobs import submit_training
+from dlsec_ui.resources import get_store
+from dlsec_ui.widgets import config_form
 
-st.title("Models")
 
-with st.container(border=True):
-    st.subheader("Train a model")
+def train_form() -> None:
+    """Dataset, architecture, recipe (standard or a training-time defense), epochs; submits a background job."""
     c1, c2, c3 = st.columns(3)
-    datasets = dataset_names(get_store())
     dataset = c1.selectbox(
-        "Dataset", datasets, key=state.TRAIN_DATASET,
+        "Dataset", dataset_names(get_store()), key=state.TRAIN_DATASET,
         help="Built-in: " + "; ".join(f"{n}: {d}" for n, (d, _) in DATASETS.items()) + ". Upload your own below.",
     )  # fmt: skip
     arch = c2.selectbox(
@@ -28,48 +30,28 @@ with st.container(border=True):
         format_func=lambda a: f"{a}: {ARCHITECTURES[a].description}",
     )  # fmt: skip
     epochs = c3.slider("Epochs", 1, 30, 10, key=state.TRAIN_EPOCHS)
+    recipe_name = c1.selectbox(
+        "Recipe", list(RECIPES), key=state.TRAIN_RECIPE, format_func=lambda r: RECIPES[r].title,
+        help="; ".join(f"{cls.title}: {cls.paper}" for cls in RECIPES.values() if cls.paper),
+    )  # fmt: skip
+    cls = RECIPES[recipe_name]
+    with c2:
+        params = config_form(cls, prefix="train_")
+    if cls.paper:
+        c3.caption(cls.paper)
     name = st.text_input("Name (optional)", key=state.TRAIN_NAME, max_chars=80)
     if st.button("Train", type="primary", key=state.TRAIN_BUTTON):
         try:
-            config = TrainConfig(epochs=epochs, seed=int(st.session_state[state.SEED]))
+            config = TrainConfig(epochs=epochs, seed=int(st.session_state.get(state.SEED, 0)))
             st.session_state[state.TRAIN_JOB] = submit_training(
-                dataset=dataset, arch=arch, name=name.strip() or None, config=config
+                dataset=dataset, arch=arch, name=name.strip() or None, config=config, recipe=cls(**params)
             )
         except DlsecError as err:
             st.error(str(err))
 
 
-@st.fragment(run_every=1.0)
-def training_progress() -> None:
-    job_id = st.session_state.get(state.TRAIN_JOB)
-    if not job_id:
-        return
-    try:
-        job = get_runner().get(job_id)
-    except DlsecError:
-        return
-    render_job(job, cancel_key="cancel_train")
-    records = train_records(job.events)
-    if records:
-        st.plotly_chart(figures.training_curves(records), key="train_curves")
-    if not job.is_active and st.session_state.get("train_shown") != job_id:
-        st.session_state["train_shown"] = job_id
-        st.rerun()  # refresh the model list and the sidebar once the job has finished
-
-
-training_progress()
-
-st.subheader("Stored models")
-cards = get_store().list_models()
-if not cards:
-    st.caption("No model yet: train one above or upload one below.")
-else:
-    st.dataframe([c.to_record() for c in cards], hide_index=True)
-    by_id = {c.id: c for c in cards}
-    chosen = st.selectbox(
-        "Model card", list(by_id), format_func=lambda i: model_label(by_id[i]), key="card_model"
-    )
-    card = by_id[chosen]
+def model_card(card: ModelCard) -> None:
+    """Everything known about one stored model, its curves, downloads and a delete button."""
     c1, c2 = st.columns([2, 3])
     c1.json(
         {"id": card.id, "dataset": card.dataset, "spec": card.spec.to_dict(), "recipe": card.recipe,
@@ -79,21 +61,22 @@ else:
         expanded=False,
     )  # fmt: skip
     if card.history:
-        c2.plotly_chart(
-            figures.training_curves([{"epoch_float": h["epoch"], **h} for h in card.history]),
-            key="card_curves",
-        )
-    weights = get_store().weights_bytes(card.id)
+        records = [{"epoch_float": h["epoch"], **h} for h in card.history]
+        c2.plotly_chart(figures.training_curves(records), key=state.CARD_CURVES)
     d1, d2, d3 = st.columns(3)
     d1.download_button(
-        "Download weights (.safetensors)", weights, f"{card.name}.safetensors", key="dl_weights"
+        "Download weights (.safetensors)", get_store().weights_bytes(card.id), f"{card.name}.safetensors",
+        key=state.DOWNLOAD_WEIGHTS,
+    )  # fmt: skip
+    d2.download_button(
+        "Download spec (.json)", card.spec.to_json(), f"{card.name}.spec.json", key=state.DOWNLOAD_SPEC
     )
-    d2.download_button("Download spec (.json)", card.spec.to_json(), f"{card.name}.spec.json", key="dl_spec")
     if d3.button("Delete this model", key=state.DELETE_BUTTON):
         get_store().delete_model(card.id)
         st.rerun()
 
-with st.expander("Upload a model (.safetensors)"):
+
+def upload_model_form() -> None:
     st.caption(
         "A state dict saved with safetensors for one of the architectures above, plus its spec JSON (or a file "
         "exported here, which carries its spec). Pickle files (.pt, .pth, .pkl) are refused: loading them can run "
@@ -105,7 +88,7 @@ with st.expander("Upload a model (.safetensors)"):
     )
     u1, u2 = st.columns(2)
     up_name = u1.text_input("Name", "uploaded-model", key=state.UPLOAD_NAME, max_chars=80)
-    up_data = u2.selectbox("Trained for dataset", datasets, key=state.UPLOAD_DATASET)
+    up_data = u2.selectbox("Trained for dataset", dataset_names(get_store()), key=state.UPLOAD_DATASET)
     if (
         st.button("Import", key=state.UPLOAD_BUTTON, disabled=weights_file is None)
         and weights_file is not None
@@ -127,7 +110,8 @@ with st.expander("Upload a model (.safetensors)"):
         except DlsecError as err:
             st.error(str(err))
 
-with st.expander("Upload a dataset (.npz or .zip of class folders)"):
+
+def upload_dataset_form() -> None:
     st.caption(
         "An .npz with `x` (N,H,W or N,C,H,W; uint8 or floats in [0, 1]) and `y` (labels 0..K-1), or a .zip with one "
         "folder of PNG/JPEG images per class. It gets a fixed, seeded 80/20 train/test split."

@@ -1,0 +1,55 @@
+"""Models: train in the background with live curves, browse model cards, upload models and datasets."""
+
+import streamlit as st
+
+from dlsec_core.errors import DlsecError
+from dlsec_ui import figures, state
+from dlsec_ui.jobs import render_job, train_records
+from dlsec_ui.model_forms import model_card, train_form, upload_dataset_form, upload_model_form
+from dlsec_ui.resources import get_runner, get_store
+from dlsec_ui.widgets import model_label
+
+st.title("Models")
+
+with st.container(border=True):
+    st.subheader("Train a model")
+    train_form()
+
+
+@st.fragment(run_every=1.0)
+def training_progress() -> None:
+    job_id = st.session_state.get(state.TRAIN_JOB)
+    if not job_id:
+        return
+    try:
+        job = get_runner().get(job_id)
+    except DlsecError:
+        return
+    render_job(job, cancel_key=state.CANCEL_TRAIN)
+    records = train_records(job.events)
+    if records:
+        st.plotly_chart(figures.training_curves(records), key=state.TRAIN_CURVES)
+    if not job.is_active and st.session_state.get(state.TRAIN_SHOWN) != job_id:
+        st.session_state[state.TRAIN_SHOWN] = job_id
+        st.rerun()  # refresh the model list and the sidebar once the job has finished
+
+
+training_progress()
+
+st.subheader("Stored models")
+cards = get_store().list_models()
+if not cards:
+    st.caption("No model yet: train one above or upload one below.")
+else:
+    st.dataframe([c.to_record() for c in cards], hide_index=True)
+    by_id = {c.id: c for c in cards}
+    chosen = st.selectbox(
+        "Model card", list(by_id), format_func=lambda i: model_label(by_id[i]), key=state.CARD_MODEL
+    )
+    model_card(by_id[chosen])
+
+with st.expander("Upload a model (.safetensors)"):
+    upload_model_form()
+
+with st.expander("Upload a dataset (.npz or .zip of class folders)"):
+    upload_dataset_form()
