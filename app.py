@@ -15,6 +15,8 @@ PAGES = [
     st.Page("app_pages/models.py", title="Models", icon=":material/model_training:"),
     st.Page("app_pages/attack_lab.py", title="Attack Lab", icon=":material/bolt:"),
     st.Page("app_pages/robustness.py", title="Robustness", icon=":material/show_chart:"),
+    st.Page("app_pages/detection.py", title="Detection", icon=":material/policy:"),
+    st.Page("app_pages/certification.py", title="Certified", icon=":material/verified:"),
 ]
 
 with st.sidebar:

@@ -4,7 +4,7 @@ import streamlit as st
 
 from dlsec_core.errors import DlsecError
 from dlsec_ui import figures, state
-from dlsec_ui.resources import attack_batch, attack_one
+from dlsec_ui.resources import attack_batch, attack_one, get_detector, get_model
 from dlsec_ui.widgets import (
     attack_form,
     class_names,
@@ -24,7 +24,7 @@ st.caption(f"Model: **{card.name}** ({card.spec.arch} on {card.dataset}). Change
 
 left, right = st.columns([1, 2], gap="large")
 with left:
-    view = st.segmented_control("View", ["Single image", "Batch"], default="Single image", key="lab_view")
+    view = st.segmented_control("View", ["Single image", "Batch"], default="Single image", key=state.LAB_VIEW)
     attack = attack_form()
     eps = eps_slider(attack.norm, key=state.EPS)
     attack = attack.with_params(eps=eps)
@@ -77,6 +77,18 @@ with right:
             m2.metric("L∞ size", f"{float(result.linf[0]):.3f}")
             m3.metric("L2 size", f"{float(result.l2[0]):.3f}")
             m4.metric("L0 (pixels changed)", int(result.l0[0]))
+            if st.toggle(
+                "Feature-squeezing detector",
+                key=state.LAB_DETECTOR,
+                help="Xu et al. 2018; see the Detection page.",
+            ):
+                detector = get_detector(card.id)
+                score = float(detector.scores(get_model(card.id)[0], result.x_adv)[0])
+                flagged = score > detector.threshold
+                st.markdown(
+                    f"Detector: **{'flagged' if flagged else 'not flagged'}** (score {score:.3f}, threshold "
+                    f"{detector.threshold:.3f}, set for a {detector.fpr_target:.0%} false-positive rate on clean images)."
+                )
             st.plotly_chart(figures.probability_bars(result, names), key="prob_bars")
             st.caption(attack.describe() + ". " + type(attack).paper + ".")
             if defense is not None:

@@ -11,8 +11,16 @@ st.markdown(
 
 st.subheader("Map of threats")
 threats = [
-    ("Evasion", "available", "Tiny input changes flip the prediction: FGSM, PGD, accuracy-vs-ε curves."),
-    ("Defenses", "coming", "Adversarial training, input transforms, detection, honest adaptive evaluation."),
+    (
+        "Evasion",
+        "available",
+        "Tiny input changes flip the prediction: FGSM, PGD, C&W, DeepFool, Square, transfer.",
+    ),
+    (
+        "Defenses",
+        "available",
+        "Adversarial training, input transforms, detection, certification, adaptive attacks.",
+    ),
     ("Privacy", "coming", "DP-SGD with Opacus, membership inference, model inversion."),
     ("Model theft", "coming", "Extracting a model through its predictions, and what stops it."),
 ]

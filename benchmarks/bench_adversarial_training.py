@@ -4,8 +4,9 @@ The default `cnn` is trained on `mnist5k` with dlsec's one training loop (defaul
 of epochs, seed 0) under four recipes: `standard`, `fgsm-rs` (Wong, Rice, Kolter 2020), `pgd` with 7 steps
 (Madry et al. 2018) and `trades` (Zhang et al. 2019), each at its default eps 0.1. For each it reports
 
-1. the time per epoch (median over epochs, from the loop's epoch events) and its ratio to standard training
-   (issue target: FGSM-RS at most 3x standard);
+1. the time per epoch (median over epochs, read at the loop's epoch events), as CPU time and wall time, and
+   its ratio to standard training (issue target: FGSM-RS at most 3x standard, judged on CPU time, which other
+   processes on a shared machine do not inflate);
 2. the final clean test accuracy;
 3. robust accuracy under PGD-40 (L-inf eps 0.1, alpha 2.5 eps / 40, random start, seed 0) on the first 1,000
    test images, with FGSM accuracy at the same eps beside it as a gradient-masking check: a model whose FGSM
@@ -91,13 +92,18 @@ def subset(data: Dataset, n_train: int | None) -> Dataset:
 
 def train_one(
     data: Dataset, name: str, params: dict[str, Any], config: TrainConfig, device: torch.device
-) -> tuple[TrainResult, list[float]]:
-    """Train with a recipe; return the result and the wall time of each epoch (from the epoch events)."""
+) -> tuple[TrainResult, list[float], list[float]]:
+    """Train with a recipe; return the result, and the wall time and CPU time of each epoch.
+
+    The loop runs in this thread between events, so reading both clocks at each epoch event times the epoch.
+    CPU time (`time.process_time`, all threads of this process) counts only this process's work: on a shared
+    machine it is the fairer basis for comparing recipes.
+    """
     if name != "standard":
         params = {**params, "robust_eval_images": 0}  # time training only
     recipe = get_recipe(name, **params)
     events = train(spec_for(data, ARCH), data, config, recipe, device=device)
-    ends: list[float] = []
+    marks = [(time.perf_counter(), time.process_time())]
     while True:
         try:
             event: TrainEvent = next(events)
@@ -105,8 +111,10 @@ def train_one(
             result: TrainResult = stop.value
             break
         if event.kind == "epoch":
-            ends.append(event.elapsed)
-    return result, [b - a for a, b in zip([0.0, *ends[:-1]], ends, strict=True)]
+            marks.append((time.perf_counter(), time.process_time()))
+    wall = [b[0] - a[0] for a, b in zip(marks, marks[1:], strict=False)]
+    cpu = [b[1] - a[1] for a, b in zip(marks, marks[1:], strict=False)]
+    return result, wall, cpu
 
 
 def robust_accuracy(result: TrainResult, x: torch.Tensor, y: torch.Tensor, pgd_steps: int) -> dict[str, Any]:
@@ -133,7 +141,7 @@ def bench(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]
     for name, params in RECIPES.items():
         print(f"   training {name} ...", flush=True)
         train_one(warm, name, params, TrainConfig(epochs=1, seed=SEED), device)  # first-call overheads
-        result, epoch_s = train_one(data, name, params, config, device)
+        result, epoch_s, epoch_cpu_s = train_one(data, name, params, config, device)
         rows.append(
             {
                 "recipe": name,
@@ -142,14 +150,17 @@ def bench(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]
                 "paper": result.recipe.paper,
                 "epoch_seconds": epoch_s,
                 "median_epoch_s": statistics.median(epoch_s),
+                "epoch_cpu_seconds": epoch_cpu_s,
+                "median_epoch_cpu_s": statistics.median(epoch_cpu_s),
                 "train_seconds": result.seconds,
                 "clean_accuracy": result.test_accuracy,
                 **robust_accuracy(result, x, y, args.pgd_steps),
             }
         )
-    base = rows[0]["median_epoch_s"]
+    base, base_cpu = rows[0]["median_epoch_s"], rows[0]["median_epoch_cpu_s"]
     for r in rows:
-        r["ratio_to_standard"] = r["median_epoch_s"] / base
+        r["wall_ratio_to_standard"] = r["median_epoch_s"] / base
+        r["ratio_to_standard"] = r["median_epoch_cpu_s"] / base_cpu  # the one the target is judged on
     return rows
 
 
@@ -160,15 +171,17 @@ def print_table(rows: Sequence[dict[str, Any]], args: argparse.Namespace, n_trai
         f"seed {SEED}; robust accuracy on the first {n} test images at L∞ ε={EPS:g}"
     )
     print(f"   robust attack: {rows[0]['pgd_attack']}; FGSM at the same ε as a gradient-masking check")
+    print("   per epoch: median over epochs; CPU = this process's CPU time, wall = elapsed time")
     head = (
-        f"   {'recipe':<10} {'s/epoch':>8} {'x std':>6} {'train s':>8} {'clean':>6} "
-        f"{'PGD-' + str(args.pgd_steps):>7} {'FGSM':>6}"
+        f"   {'recipe':<10} {'CPU s':>7} {'x std':>6} {'wall s':>7} {'x std':>6} {'train s':>8} "
+        f"{'clean':>6} {'PGD-' + str(args.pgd_steps):>7} {'FGSM':>6}"
     )
     print(head)
     print("   " + "-" * (len(head) - 3))
     for r in rows:
         print(
-            f"   {r['recipe']:<10} {r['median_epoch_s']:>8.2f} {r['ratio_to_standard']:>5.1f}x "
+            f"   {r['recipe']:<10} {r['median_epoch_cpu_s']:>7.2f} {r['ratio_to_standard']:>5.1f}x "
+            f"{r['median_epoch_s']:>7.2f} {r['wall_ratio_to_standard']:>5.1f}x "
             f"{r['train_seconds']:>8.1f} {r['clean_accuracy']:>6.3f} {r['pgd_accuracy']:>7.3f} "
             f"{r['fgsm_accuracy']:>6.3f}"
         )
@@ -219,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     fgsm_rs = next(r for r in rows if r["recipe"] == "fgsm-rs")
     met = fgsm_rs["ratio_to_standard"] <= FGSM_RS_MAX_RATIO
-    target = f"FGSM-RS at most {FGSM_RS_MAX_RATIO:g}x standard per epoch"
+    target = f"FGSM-RS at most {FGSM_RS_MAX_RATIO:g}x standard per epoch (CPU time)"
     print(f"\n   [target {target}: {fgsm_rs['ratio_to_standard']:.2f}x, {OK if met else MISSED}]")
     load_end = load_average()
     total = time.perf_counter() - started

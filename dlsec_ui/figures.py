@@ -210,3 +210,72 @@ def robustness_curves(records: Sequence[dict[str, Any]], title: str = "") -> go.
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, legend={"orientation": "h", "y": -0.2},
     )  # fmt: skip
     return fig
+
+
+def detection_curves(records: Sequence[dict[str, Any]]) -> go.Figure:
+    """Attack success, detection rate (among successes) and evasion (fooled and not flagged) vs. ε."""
+    xs = [r["eps"] for r in records]
+    fig = go.Figure()
+    for key, name, dash in (
+        ("success_rate", "attack success", "solid"),
+        ("detection_rate", "detected (among successful)", "solid"),
+        ("evaded_rate", "fooled and not flagged", "dash"),
+        ("false_positive_rate", "clean images flagged", "dot"),
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=xs, y=[r[key] for r in records], name=name, mode="lines+markers", line={"dash": dash}
+            )
+        )
+    fig.update_layout(
+        template=TEMPLATE, height=360, xaxis={"title": "ε (pixel units)", "rangemode": "tozero"},
+        yaxis={"title": "rate", "range": [0, 1.02], "tickformat": ".0%"}, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        legend={"orientation": "h", "y": -0.25},
+    )  # fmt: skip
+    return fig
+
+
+def roc_figure(roc: Sequence[dict[str, float]], auc: float, title: str) -> go.Figure:
+    """The detector's ROC curve (adversarial = positive) with its AUC, and the chance diagonal."""
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=[p["fpr"] for p in roc], y=[p["tpr"] for p in roc], mode="lines", name=f"AUC {auc:.3f}"
+            ),
+            go.Scatter(
+                x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot", "color": "gray"}
+            ),
+        ]
+    )
+    fig.update_layout(
+        template=TEMPLATE, height=360, title=title, xaxis={"title": "false-positive rate (clean flagged)"},
+        yaxis={"title": "true-positive rate (adversarial flagged)"}, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    )  # fmt: skip
+    return fig
+
+
+def certified_vs_empirical(
+    certified: Sequence[dict[str, Any]], empirical: Sequence[dict[str, Any]]
+) -> go.Figure:
+    """Certified accuracy (a guarantee) and empirical accuracy under attack (what an attack achieved) vs. L2 radius."""
+    fig = go.Figure()
+    if certified:
+        fig.add_trace(
+            go.Scatter(
+                x=[r["radius"] for r in certified], y=[r["certified_accuracy"] for r in certified],
+                mode="lines+markers", name="certified (randomized smoothing)", line={"shape": "hv"},
+            )
+        )  # fmt: skip
+    if empirical:
+        fig.add_trace(
+            go.Scatter(
+                x=[r["eps"] for r in empirical], y=[r["accuracy"] for r in empirical], mode="lines+markers",
+                name="empirical (L2 PGD + EOT)", line={"dash": "dash"},
+            )
+        )  # fmt: skip
+    fig.update_layout(
+        template=TEMPLATE, height=380, xaxis={"title": "L2 radius / ε (pixel units)", "rangemode": "tozero"},
+        yaxis={"title": "accuracy", "range": [0, 1.02], "tickformat": ".0%"}, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        legend={"orientation": "h", "y": -0.25},
+    )  # fmt: skip
+    return fig

@@ -8,6 +8,9 @@ from typing import Any
 import streamlit as st
 
 from dlsec_core.attacks.base import Attack
+from dlsec_core.defense_studies import certification_study, detection_study
+from dlsec_core.defenses.detection import FeatureSqueezingDetector
+from dlsec_core.defenses.smoothing import CertifyEvent
 from dlsec_core.defenses.transforms import InputTransform
 from dlsec_core.jobs import JobContext, JobSnapshot, JobState
 from dlsec_core.training.loop import TrainConfig, TrainEvent
@@ -57,6 +60,57 @@ def submit_sweep(
 
     title = f"{attack.title} sweep over {len(model_ids)} model(s)"
     return get_runner().submit(work, kind="sweep", title=title, owner=state.owner_id())
+
+
+def submit_detection(
+    model_id: str,
+    detector: FeatureSqueezingDetector,
+    attack: Attack,
+    eps_values: Sequence[float],
+    n_images: int,
+    seed: int,
+) -> str:
+    total = len(eps_values)
+
+    def work(ctx: JobContext) -> Any:
+        gen = detection_study(
+            get_store(), model_id, detector=detector, attack=attack, eps_values=list(eps_values), n_images=n_images,
+            seed=seed,
+        )  # fmt: skip
+        done = 0
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            done += 1
+            ctx.progress(
+                done / (total + 1), f"ε={event.eps:.3g}" if done < total else "ROC and detector-aware attack"
+            )
+            yield event
+
+    return get_runner().submit(
+        work, kind="detection", title=f"Detection study ({attack.title})", owner=state.owner_id()
+    )
+
+
+def submit_certification(model_id: str, sigma: float, n_images: int, n: int, seed: int) -> str:
+    def work(ctx: JobContext) -> Any:
+        gen = certification_study(get_store(), model_id, sigma=sigma, n_images=n_images, n=n, seed=seed)
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if isinstance(event, CertifyEvent):
+                ctx.progress(0.8 * event.progress, f"certified {event.done}/{event.total} images")
+            else:
+                ctx.progress(0.9, f"empirical attack at radius {event.eps:.3g}")
+            yield event
+
+    return get_runner().submit(
+        work, kind="certify", title=f"Certification (σ={sigma:g})", owner=state.owner_id()
+    )
 
 
 def _with_progress(ctx: JobContext, gen: Any, total: int | None = None) -> Any:

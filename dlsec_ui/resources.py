@@ -14,6 +14,7 @@ from torch import nn
 
 from dlsec_core.attacks.base import Attack, AttackResult, get_attack
 from dlsec_core.data.builtin import Dataset
+from dlsec_core.defenses.detection import CalibratedDetector, FeatureSqueezingDetector
 from dlsec_core.defenses.transforms import InputTransform, defend
 from dlsec_core.jobs import JobRunner, default_runner
 from dlsec_core.store import ModelCard, Store
@@ -149,3 +150,16 @@ def attack_batch(
     card = get_store().get_card(model_id)
     key = f"{attack!r}|{defense!r}"
     return _attack_batch(model_id, card.created_at, key, attack, n, seed, defense, mode)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _detector(model_id: str, created_at: str) -> CalibratedDetector:
+    model, card = _load_model(model_id, created_at)
+    data = get_dataset(card.dataset)
+    return FeatureSqueezingDetector().calibrate(model, data.x_test[: data.x_test.shape[0] // 2])
+
+
+def get_detector(model_id: str) -> CalibratedDetector:
+    """The paper's MNIST feature-squeezing detector, calibrated once per model to a 5 % false-positive rate."""
+    card = get_store().get_card(model_id)
+    return _detector(model_id, card.created_at)

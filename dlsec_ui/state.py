@@ -50,6 +50,8 @@ PGD_STEPS = "pgd_steps"
 BATCH_N = "batch_n"
 DEFENSE = "defense"
 ATTACK_MODE = "attack_mode"
+LAB_DETECTOR = "lab_detector"
+LAB_VIEW = "lab_view"
 
 # robustness page
 SWEEP_MODELS = "sweep_models"
@@ -66,3 +68,25 @@ def owner_id() -> str:
     if OWNER not in st.session_state:
         st.session_state[OWNER] = uuid.uuid4().hex[:12]
     return str(st.session_state[OWNER])
+
+
+# detection page
+DET_FPR = "det_fpr"
+DET_BITS = "det_bits"
+DET_MEDIAN = "det_median"
+DET_EPS_MAX = "det_eps_max"
+DET_IMAGES = "det_images"
+DET_BUTTON = "det_button"
+DET_JOB = "det_job"
+DET_CHART = "det_chart"
+DET_ROC = "det_roc"
+CANCEL_DET = "cancel_det"
+
+# certification page
+CERT_SIGMA = "cert_sigma"
+CERT_IMAGES = "cert_images"
+CERT_N = "cert_n"
+CERT_BUTTON = "cert_button"
+CERT_JOB = "cert_job"
+CERT_CHART = "cert_chart"
+CANCEL_CERT = "cancel_cert"

@@ -4,7 +4,8 @@ Andriushchenko, Croce, Flammarion, Hein, "Square Attack: a query-efficient black
 random search", ECCV 2020. Only the model's outputs are used, never a gradient: from a random start on the
 boundary of the ε-ball, each query proposes a change inside one random square window and keeps it if the
 margin loss improves. Untargeted, the margin is max_{k != y} Z_k - Z_y; targeted, Z_t - max_{k != t} Z_k; the
-model is fooled once it is positive, and a fooled sample costs no more queries.
+model is fooled once it is positive, and a fooled sample costs no more queries. `n_queries` counts every
+evaluation of an image: the clean input, the random start and each proposal.
 
 - L∞: start from vertical stripes of ±ε; a proposal sets an s x s window to x ± ε (one random sign per channel).
 - L2: start from a grid of ±"pseudo-Gaussian" bumps scaled to ||δ||_2 = ε; a proposal moves the budget of two
@@ -69,7 +70,15 @@ class Square(Attack):
     title = "Square Attack (black-box)"
     paper = "Andriushchenko et al. 2020, Square Attack: a query-efficient black-box adversarial attack via random search"
 
-    n_queries: int = param(1000, "Queries per image (model outputs only)", min=1, max=10_000, step=100)
+    n_queries: int = param(
+        1000,
+        "Queries per image (model outputs only)",
+        help="Every model evaluation counts: the clean input, the random start and each proposal.",
+        min=10,
+        max=10_000,
+        step=100,
+        ui_max=5000,
+    )
     p_init: float = param(
         0.8, "p_init (initial fraction of the image in a square)", min=0.01, max=1.0, step=0.01
     )
@@ -77,8 +86,8 @@ class Square(Attack):
     def __post_init__(self) -> None:
         super().__post_init__()
         q = self.n_queries
-        if not isinstance(q, int) or isinstance(q, bool) or not 1 <= q <= 1_000_000:
-            raise InvalidInputError(f"The query budget must be an integer from 1 to 1000000, got {q!r}.")
+        if not isinstance(q, int) or isinstance(q, bool) or not 2 <= q <= 1_000_000:
+            raise InvalidInputError(f"The query budget must be an integer from 2 to 1000000, got {q!r}.")
         if not (isinstance(self.p_init, int | float) and 0.0 < float(self.p_init) <= 1.0):
             raise InvalidInputError(f"p_init must be a fraction in (0, 1], got {self.p_init!r}.")
 
@@ -146,9 +155,10 @@ class Square(Attack):
             _check_classes(logits.shape[1], y, target)
             best, margin = x.clone(), fooling_margin(logits, labels, targeted)
             todo = margin <= 0  # samples fooled already keep x
-            start = self._start(x[todo], generator)
-            best[todo], margin[todo] = start, fooling_margin(model(start), labels[todo], targeted)
-            for query in range(1, self.n_queries):
+            if bool(todo.any()):
+                start = self._start(x[todo], generator)
+                best[todo], margin[todo] = start, fooling_margin(model(start), labels[todo], targeted)
+            for query in range(2, self.n_queries):  # queries 0 and 1 were the clean input and the start
                 active = (margin <= 0).nonzero().squeeze(1)
                 if active.numel() == 0:
                     break

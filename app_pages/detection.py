@@ -1,0 +1,83 @@
+"""Detection: a feature-squeezing detector (Xu et al. 2018) against an attack, and against one that knows it."""
+
+import numpy as np
+import streamlit as st
+
+from dlsec_core.defenses.detection import FeatureSqueezingDetector, Squeezer
+from dlsec_core.errors import DlsecError
+from dlsec_ui import figures, state
+from dlsec_ui.jobs import render_job, submit_detection
+from dlsec_ui.resources import get_runner
+from dlsec_ui.widgets import EPS_RANGE, attack_form, current_model_card
+
+st.title("Detection")
+st.caption(
+    "Feature squeezing (Xu, Evans, Qi 2018): an input whose prediction changes a lot when its pixels are "
+    "squeezed (fewer bits, median smoothing) is flagged. The threshold is set on clean test images for the "
+    "false-positive rate you choose; the evaluation uses the other half of the test split."
+)
+card = current_model_card()
+if card is None:
+    st.stop()
+
+with st.container(border=True):
+    c1, c2, c3 = st.columns(3)
+    fpr = c1.slider("False-positive rate to allow", 0.01, 0.2, 0.05, 0.01, key=state.DET_FPR)
+    bits = c1.slider("Squeezer: bits per pixel", 1, 7, 1, key=state.DET_BITS)
+    median = c1.slider("Squeezer: median window (0 = off)", 0, 3, 2, key=state.DET_MEDIAN)
+    with c2:
+        attack = attack_form(prefix="det_")
+    _, hi, step, _ = EPS_RANGE[attack.norm]
+    eps_max = c3.slider(
+        "Largest ε", step, hi, min(hi, 0.3 if attack.norm == "linf" else 3.0), step, key=state.DET_EPS_MAX
+    )
+    n_images = c3.select_slider("Test images", [100, 200, 500], value=200, key=state.DET_IMAGES)
+    if st.button("Run detection study", type="primary", key=state.DET_BUTTON):
+        try:
+            squeezers = (Squeezer("bit_depth", bits),) + (
+                (Squeezer("median", median),) if median >= 2 else ()
+            )
+            detector = FeatureSqueezingDetector(squeezers=squeezers, fpr=fpr)
+            eps_values = [round(float(e), 6) for e in np.linspace(0.0, eps_max, 6)]
+            seed = int(st.session_state.get(state.SEED, 0))
+            st.session_state[state.DET_JOB] = submit_detection(
+                card.id, detector, attack, eps_values, n_images, seed
+            )
+        except DlsecError as err:
+            st.error(str(err))
+
+
+@st.fragment(run_every=1.0)
+def detection_progress() -> None:
+    job_id = st.session_state.get(state.DET_JOB)
+    if not job_id:
+        return
+    job = get_runner().get(job_id)
+    render_job(job, cancel_key=state.CANCEL_DET)
+    records = [e.to_record() for e in job.events]
+    if records:
+        st.plotly_chart(figures.detection_curves(records), key=state.DET_CHART)
+        st.caption(
+            f"Attack: {records[-1]['attack']} (ε varies along the x axis), {records[0]['n']} held-out images."
+        )
+    report = job.result
+    if report is None:
+        return
+    st.caption(
+        f"Detector: {report.detector}; realised false-positive rate on its calibration images {report.calibration_fpr:.1%}."
+    )
+    left, right = st.columns(2)
+    left.plotly_chart(
+        figures.roc_figure(report.roc, report.roc_auc, f"ROC at {report.roc_attack}"), key=state.DET_ROC
+    )
+    with right:
+        st.markdown("**Against an attack that knows about the detector** (same budget, same images)")
+        st.dataframe([report.plain, report.adaptive], hide_index=True)
+        st.caption(
+            "'Evaded' = fooled and not flagged. The detector-aware attack (Carlini & Wagner 2017) makes the squeezed "
+            "and unsqueezed predictions agree while fooling the model: a detector is only as good as its number "
+            "against this attack."
+        )
+
+
+detection_progress()
