@@ -8,9 +8,9 @@ import streamlit as st
 
 from dlsec_core.errors import DlsecError
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import render_job, submit_sweep, sweep_records
+from dlsec_ui.jobs import render_job, submit_sweep, sweep_findings, sweep_records
 from dlsec_ui.resources import get_runner, get_store
-from dlsec_ui.widgets import EPS_RANGE, attack_form, defense_form, model_label
+from dlsec_ui.widgets import EPS_RANGE, attack_form, defense_form, model_label, render_findings
 
 st.title("Robustness")
 st.caption("How accuracy falls as the attacker's budget ε grows. One line per model, one point per ε.")
@@ -61,22 +61,30 @@ def sweep_progress() -> None:
         job = get_runner().get(job_id)
     except DlsecError:
         return
-    render_job(job, cancel_key="cancel_sweep")
+    render_job(job, cancel_key=state.CANCEL_SWEEP)
     records = sweep_records(job.events)
     if not records:
         return
     st.plotly_chart(
-        figures.robustness_curves(records, title=records[0]["attack"].split(" (")[0]), key="sweep_chart"
+        figures.robustness_curves(records, title=records[0]["attack"].split(" (")[0]), key=state.SWEEP_CHART
     )
     st.caption(
         f"Attack: {records[-1]['attack']} (ε varies along the x axis), on {records[0]['n']} test images."
     )
+    if any(r["defense"] for r in records):
+        st.caption(
+            "Solid: the adaptive attack (straight-through gradients through non-differentiable transforms, averages "
+            "over random ones): the number to report. Dashed: the naive attack, which follows the transform's own "
+            "gradients; the gap between them is robustness that only looks real."
+        )
     st.dataframe(records, hide_index=True)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(records[0]))
     writer.writeheader()
     writer.writerows(records)
-    st.download_button("Download CSV", out.getvalue(), "robustness.csv", "text/csv", key="sweep_csv")
+    st.download_button("Download CSV", out.getvalue(), "robustness.csv", "text/csv", key=state.SWEEP_CSV)
+    st.subheader("Honesty checks")
+    render_findings(sweep_findings(job.events))
 
 
 sweep_progress()

@@ -61,6 +61,9 @@ SWEEP_POINTS = "sweep_points"
 SWEEP_IMAGES = "sweep_images"
 SWEEP_BUTTON = "sweep_button"
 SWEEP_JOB = "sweep_job"
+SWEEP_CHART = "sweep_chart"
+SWEEP_CSV = "sweep_csv"
+CANCEL_SWEEP = "cancel_sweep"
 
 
 def owner_id() -> str:

@@ -326,3 +326,62 @@ def test_sweep_gives_one_row_per_eps(app: Callable[[str], AppTest], stored_model
     assert (table["n"] == 100).all()
     assert table["accuracy"].iloc[0] > 0.5  # a trained model, unattacked
     assert table["accuracy"].iloc[-1] <= table["accuracy"].iloc[0]
+
+
+def test_defended_sweep_shows_naive_and_adaptive_with_checks(
+    app: Callable[[str], AppTest], stored_model: ModelCard
+) -> None:
+    at = app(ROBUSTNESS)
+    at.selectbox(key=state.SWEEP_ATTACK).select("pgd").run()
+    at.selectbox(key="sweep_" + state.DEFENSE).select("bit-depth").run()
+    at.slider(key=state.SWEEP_POINTS).set_value(3)
+    at.select_slider(key=state.SWEEP_IMAGES).set_value(100)
+    at.button(key=state.SWEEP_BUTTON).click().run()
+    assert_ok(at)
+    wait_for(at, state.SWEEP_JOB)
+    table = at.dataframe[0].value
+    assert len(table) == 6  # 3 ε x (adaptive, naive)
+    assert {m.rsplit("(", 1)[1] for m in table["model"]} == {"adaptive)", "naive)"}
+    warnings = " ".join(w.value for w in at.warning)
+    assert "naive attack overestimated robustness" in warnings.lower()
+
+
+DETECTION = page_file("detection")
+CERTIFIED = page_file("certification")
+
+
+def test_detection_study_runs(app: Callable[[str], AppTest], stored_model: ModelCard) -> None:
+    at = app(DETECTION)
+    at.selectbox(key="det_" + state.ATTACK).select("fgsm").run()
+    at.select_slider(key=state.DET_IMAGES).set_value(100)
+    at.button(key=state.DET_BUTTON).click().run()
+    assert_ok(at)
+    wait_for(at, state.DET_JOB)
+    rows = at.dataframe[0].value
+    assert len(rows) == 2  # plain PGD and the detector-aware attack, same budget
+    assert rows["attack"].iloc[1].startswith("Detector-aware PGD")
+    assert any("Detector:" in c.value for c in at.caption)
+
+
+def test_certification_runs(app: Callable[[str], AppTest], stored_model: ModelCard) -> None:
+    at = app(CERTIFIED)
+    at.select_slider(key=state.CERT_IMAGES).set_value(20)
+    at.select_slider(key=state.CERT_N).set_value(200)
+    at.button(key=state.CERT_BUTTON).click().run()
+    assert_ok(at)
+    wait_for(at, state.CERT_JOB)
+    assert any("Certified: Randomized smoothing" in c.value for c in at.caption)
+
+
+def test_train_with_a_defense_recipe(app: Callable[[str], AppTest], tmp_home: Path) -> None:
+    at = app(MODELS)
+    at.selectbox(key=state.TRAIN_DATASET).select("digits").run()
+    at.selectbox(key=state.TRAIN_ARCH).select("logreg").run()
+    at.selectbox(key=state.TRAIN_RECIPE).select("fgsm-rs").run()
+    at.slider(key=state.TRAIN_EPOCHS).set_value(1)
+    at.button(key=state.TRAIN_BUTTON).click().run()
+    assert_ok(at)
+    wait_for(at, state.TRAIN_JOB)
+    (card,) = Store(tmp_home).list_models()
+    assert card.recipe == "fgsm-rs" and card.recipe_params["eps"] > 0
+    assert "robust_accuracy" in card.history[-1] and card.history[-1]["robust_attack"].startswith("PGD")
