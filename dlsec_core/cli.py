@@ -1,4 +1,4 @@
-"""Command-line interface: `python -m dlsec_core {datasets,add-dataset,train,list,sweep,import,export,delete}`.
+"""Command-line interface: `python -m dlsec_core {datasets,add-dataset,train,list,sweep,detect,certify,import,export,delete}`.
 
 The same core functions the app uses; progress goes to stderr, results to stdout (`--json` for machines).
 """
@@ -6,6 +6,7 @@ The same core functions the app uses; progress goes to stderr, results to stdout
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,9 @@ import numpy as np
 
 from dlsec_core.attacks import ATTACKS, get_attack
 from dlsec_core.data.builtin import DATASETS
+from dlsec_core.defense_studies import certification_study, detection_study
+from dlsec_core.defenses.detection import FeatureSqueezingDetector, Squeezer
+from dlsec_core.defenses.smoothing import CertifyEvent
 from dlsec_core.defenses.transforms import TRANSFORMS, get_transform
 from dlsec_core.errors import DlsecError, InvalidInputError
 from dlsec_core.models.architectures import ARCHITECTURES
@@ -75,7 +79,7 @@ def cmd_train(args: argparse.Namespace, store: Store) -> None:
         arch=args.arch,
         name=args.name,
         config=config,
-        recipe=get_recipe(args.recipe),
+        recipe=get_recipe(args.recipe, **_kv(args.recipe_param)),
     )
     while True:
         try:
@@ -84,9 +88,13 @@ def cmd_train(args: argparse.Namespace, store: Store) -> None:
             card = stop.value
             break
         if event.kind == "epoch" and not args.quiet:
+            robust = event.metrics.get("robust_accuracy")
+            extra = (
+                f"  robust {robust:.3f} ({event.metrics.get('robust_attack')})" if robust is not None else ""
+            )
             print(
                 f"epoch {event.epoch}/{event.epochs}  loss {event.loss:.4f}  train {event.train_accuracy:.3f}  "
-                f"test {event.test_accuracy:.3f}  {event.elapsed:.1f}s",
+                f"test {event.test_accuracy:.3f}  {event.elapsed:.1f}s{extra}",
                 file=sys.stderr,
             )
     _print(card.to_record(), args.json)
@@ -153,6 +161,56 @@ def _kv(pairs: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
+def cmd_detect(args: argparse.Namespace, store: Store) -> None:
+    squeezers = (Squeezer("bit_depth", args.bits),) + (
+        (Squeezer("median", args.median),) if args.median >= 2 else ()
+    )
+    detector = FeatureSqueezingDetector(squeezers=squeezers, fpr=args.fpr)
+    attack = get_attack(args.attack, **_attack_params(args))
+    gen = detection_study(
+        store, args.model, detector=detector, attack=attack, eps_values=_eps_list(args), n_images=args.n
+    )
+    while True:
+        try:
+            point = next(gen)
+        except StopIteration as stop:
+            report = stop.value
+            break
+        if not args.quiet:
+            print(
+                f"eps {point.eps:.4g}  success {point.success_rate:.3f}  detected {point.detection_rate:.3f}  "
+                f"evaded {point.evaded_rate:.3f}  auc {point.auc:.3f}",
+                file=sys.stderr,
+            )
+    _print(dataclasses.asdict(report) if args.json else {
+        "detector": report.detector, "roc_auc": report.roc_auc, "roc_attack": report.roc_attack,
+        "plain_evaded": report.plain["evaded_rate"], "adaptive_evaded": report.adaptive["evaded_rate"],
+        "adaptive_attack": report.adaptive["attack"],
+    }, args.json)  # fmt: skip
+
+
+def cmd_certify(args: argparse.Namespace, store: Store) -> None:
+    gen = certification_study(
+        store, args.model, sigma=args.sigma, n_images=args.n, n=args.samples, seed=args.seed
+    )
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            report = stop.value
+            break
+        if isinstance(event, CertifyEvent) and not args.quiet:
+            print(
+                f"certified {event.done}/{event.total}  correct {event.correct}  abstained {event.abstained}",
+                file=sys.stderr,
+            )
+    if args.json:
+        _print(dataclasses.asdict(report), True)
+    else:
+        print(f"# {report.certify}")
+        _print(report.certified, False)
+
+
 def cmd_import(args: argparse.Namespace, store: Store) -> None:
     data = Path(args.weights).read_bytes()
     spec = spec_from_upload(Path(args.spec).read_bytes()) if args.spec else None
@@ -202,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     t.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     t.add_argument("--lr", type=float, default=TrainConfig.lr)
+    t.add_argument(
+        "--recipe-param", action="append", help="recipe parameter name=value, e.g. eps=0.1 (repeatable)"
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--name")
     t.set_defaults(func=cmd_train)
@@ -225,6 +286,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-checks", action="store_true", help="skip the extra sanity attacks (faster)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_sweep)
+    dt = add("detect", "feature-squeezing detector: detection rate vs eps, ROC, detector-aware attack")
+    dt.add_argument("--model", required=True)
+    dt.add_argument("--attack", default="fgsm", choices=list(ATTACKS))
+    dt.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    dt.add_argument("--eps", help="comma-separated epsilons")
+    dt.add_argument("--eps-max", type=float, default=0.3)
+    dt.add_argument("--points", type=int, default=6)
+    dt.add_argument("--n", type=int, default=500, help="held-out test images")
+    dt.add_argument("--steps", type=int, default=40)
+    dt.add_argument("--alpha", type=float)
+    dt.add_argument("--no-random-start", action="store_true")
+    dt.add_argument("--attack-param", action="append")
+    dt.add_argument("--fpr", type=float, default=0.05, help="false-positive rate the threshold is set for")
+    dt.add_argument("--bits", type=int, default=1, help="bit-depth squeezer")
+    dt.add_argument("--median", type=int, default=2, help="median squeezer window (0 = off)")
+    dt.set_defaults(func=cmd_detect)
+    ce = add("certify", "randomized smoothing: certified accuracy vs L2 radius, beside L2 PGD+EOT")
+    ce.add_argument("--model", required=True)
+    ce.add_argument("--sigma", type=float, default=0.25)
+    ce.add_argument("--n", type=int, default=50, help="test images")
+    ce.add_argument("--samples", type=int, default=500, help="noise samples per image")
+    ce.add_argument("--seed", type=int, default=0)
+    ce.set_defaults(func=cmd_certify)
     im = add("import", "import a .safetensors model (pickle files are refused)")
     im.add_argument("weights")
     im.add_argument("--spec", help="spec JSON (not needed for files exported by dlsec)")

@@ -100,3 +100,24 @@ def test_cli_refuses_pickle(tmp_home: Path, tmp_path: Path, capsys: pytest.Captu
     path.write_bytes(b"\x80\x04\x95" + b"\x00" * 20)
     code, _, err = run(capsys, "import", str(path))
     assert code == 2 and "unpickling" in err and "save_file" in err
+
+
+def test_cli_defenses(tmp_home: Path, capsys: pytest.CaptureFixture[str], stored_model) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = run(capsys, "detect", "--model", stored_model.id, "--n", "100", "--points", "3", "--bits", "1",
+                         "--median", "0", "--steps", "10", "--json", "--quiet")  # fmt: skip
+    assert code == 0, err
+    report = json.loads(out)
+    assert len(report["points"]) == 3 and 0.0 <= report["roc_auc"] <= 1.0
+    assert report["adaptive"]["attack"].startswith("Detector-aware PGD")
+    code, out, err = run(capsys, "certify", "--model", stored_model.id, "--n", "5", "--samples", "100", "--json",
+                         "--quiet")  # fmt: skip
+    assert code == 0, err
+    report = json.loads(out)
+    accs = [r["certified_accuracy"] for r in report["certified"]]
+    assert accs == sorted(accs, reverse=True) and "Randomized smoothing" in report["certify"]
+    code, out, err = run(capsys, "train", "--dataset", "digits", "--arch", "logreg", "--epochs", "1", "--recipe",
+                         "fgsm-rs", "--recipe-param", "eps=0.05", "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["recipe"] == "fgsm-rs" and "robust" in err
+    code, _, err = run(capsys, "train", "--recipe", "fgsm-rs", "--recipe-param", "eps=5")
+    assert code == 2 and err.startswith("error: ")
