@@ -6,7 +6,7 @@ from dlsec_core.device import describe_device
 from dlsec_core.errors import DlsecError
 from dlsec_ui import state
 from dlsec_ui.resources import get_store
-from dlsec_ui.widgets import model_picker
+from dlsec_ui.widgets import model_picker, show_error
 
 st.set_page_config(page_title="dlsec: Deep Learning Security Lab", page_icon="assets/icon.png", layout="wide")
 
@@ -24,7 +24,7 @@ with st.sidebar:
     try:
         cards = {c.id: c for c in get_store().list_models()}
     except DlsecError as err:
-        st.error(str(err))
+        show_error(err)
         cards = {}
     if cards:
         model_picker(cards)

@@ -13,6 +13,7 @@ from dlsec_ui.widgets import (
     defense_form,
     eps_slider,
     pick_image,
+    show_error,
 )
 
 st.title("Attack Lab")
@@ -101,4 +102,4 @@ with right:
                     "non-differentiable transform zeroes out."
                 )
     except DlsecError as err:
-        st.error(str(err))
+        show_error(err)

@@ -7,7 +7,7 @@ from dlsec_core.errors import DlsecError
 from dlsec_ui import figures, state
 from dlsec_ui.jobs import render_job, submit_certification
 from dlsec_ui.resources import get_runner
-from dlsec_ui.widgets import current_model_card
+from dlsec_ui.widgets import current_model_card, show_error
 
 st.title("Certified robustness")
 st.caption(
@@ -29,7 +29,7 @@ with st.container(border=True):
             seed = int(st.session_state.get(state.SEED, 0))
             st.session_state[state.CERT_JOB] = submit_certification(card.id, sigma, n_images, n, seed)
         except DlsecError as err:
-            st.error(str(err))
+            show_error(err)
 
 
 @st.fragment(run_every=1.0)

@@ -8,7 +8,7 @@ from dlsec_core.errors import DlsecError
 from dlsec_ui import figures, state
 from dlsec_ui.jobs import render_job, submit_detection
 from dlsec_ui.resources import get_runner
-from dlsec_ui.widgets import EPS_RANGE, attack_form, current_model_card
+from dlsec_ui.widgets import EPS_RANGE, attack_form, current_model_card, show_error
 
 st.title("Detection")
 st.caption(
@@ -44,7 +44,7 @@ with st.container(border=True):
                 card.id, detector, attack, eps_values, n_images, seed
             )
         except DlsecError as err:
-            st.error(str(err))
+            show_error(err)
 
 
 @st.fragment(run_every=1.0)

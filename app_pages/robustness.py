@@ -10,7 +10,7 @@ from dlsec_core.errors import DlsecError
 from dlsec_ui import figures, state
 from dlsec_ui.jobs import render_job, submit_sweep, sweep_findings, sweep_records
 from dlsec_ui.resources import get_runner, get_store
-from dlsec_ui.widgets import EPS_RANGE, attack_form, defense_form, model_label, render_findings
+from dlsec_ui.widgets import EPS_RANGE, attack_form, defense_form, model_label, render_findings, show_error
 
 st.title("Robustness")
 st.caption("How accuracy falls as the attacker's budget ε grows. One line per model, one point per ε.")
@@ -49,7 +49,7 @@ with st.container(border=True):
                 seed=int(st.session_state.get(state.SEED, 0)),
             )
         except DlsecError as err:
-            st.error(str(err))
+            show_error(err)
 
 
 @st.fragment(run_every=0.5)

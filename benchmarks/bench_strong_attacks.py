@@ -10,8 +10,7 @@ seed 0, as in bench_evasion.py); then, on the first test images the model classi
 2. DeepFool L2 (Moosavi-Dezfooli et al. 2016): 50 steps, overshoot 0.02, 10 candidate classes
    (`torchattacks.DeepFool`, ART `DeepFool(epsilon=0.02, nb_grads=10)`);
 3. Square Attack L-inf (Andriushchenko et al. 2020), score-based black-box: eps 0.2, 1000 queries, p_init 0.8,
-   margin loss, one restart (`torchattacks.Square`, ART `SquareAttack`), on the first 200 of the images
-   (`--square-images`): 1000 queries per image make it the slowest part on a CPU.
+   margin loss, one restart (`torchattacks.Square`, ART `SquareAttack`).
 
 For each: success rate (prediction differs from the label), median L2 and L-inf size of the successful
 perturbations, wall time (one run after a warm-up on a few images). Our minimal-perturbation attacks get an L2
@@ -219,16 +218,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=None, help="test images to attack (default 500)")
     parser.add_argument("--no-art", action="store_true", help="skip the ART reference columns")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all usable cores)")
-    parser.add_argument("--square-images", type=int, default=None, help="images for Square (default 200)")
     parser.add_argument(
         "--attacks", default=",".join(SETTINGS), help=f"comma-separated subset of {','.join(SETTINGS)}"
     )
     args = parser.parse_args(argv)
     args.images = args.images if args.images is not None else (100 if args.quick else 500)
-    if args.square_images is None:
-        args.square_images = min(args.images, 50 if args.quick else 200)
     args.attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
-    if args.images < 1 or args.square_images < 1 or any(a not in SETTINGS for a in args.attacks):
+    if args.images < 1 or any(a not in SETTINGS for a in args.attacks):
         parser.error(f"--images must be >= 1 and --attacks a subset of {','.join(SETTINGS)}")
     return args
 
@@ -279,10 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results = {}
     for i, attack in enumerate(args.attacks, start=1):
-        n = args.square_images if attack == "square" else args.images
-        results[attack] = bench(attack, model, x[:n], y[:n], classifier, device)
-        results[attack]["images"] = int(x[:n].shape[0])
-        print_bench(i, attack, results[attack], int(x[:n].shape[0]))
+        results[attack] = bench(attack, model, x, y, classifier, device)
+        print_bench(i, attack, results[attack], int(x.shape[0]))
 
     targets = {k: r["target_met"] for k, r in results.items()}
     total = time.perf_counter() - started

@@ -15,7 +15,7 @@ from dlsec_core.workflows import dataset_names, import_and_evaluate, store_uploa
 from dlsec_ui import figures, state
 from dlsec_ui.jobs import submit_training
 from dlsec_ui.resources import get_store
-from dlsec_ui.widgets import config_form
+from dlsec_ui.widgets import config_form, show_error
 
 
 def train_form() -> None:
@@ -47,7 +47,7 @@ def train_form() -> None:
                 dataset=dataset, arch=arch, name=name.strip() or None, config=config, recipe=cls(**params)
             )
         except DlsecError as err:
-            st.error(str(err))
+            show_error(err)
 
 
 def model_card(card: ModelCard) -> None:
@@ -108,7 +108,7 @@ def upload_model_form() -> None:
                 f"{imported.clean_accuracy:.1%} clean test accuracy on {up_data})."
             )
         except DlsecError as err:
-            st.error(str(err))
+            show_error(err)
 
 
 def upload_dataset_form() -> None:
@@ -128,4 +128,4 @@ def upload_dataset_form() -> None:
                 f"{added.input_shape}, {added.num_classes} classes. Pick it under Train a model."
             )
         except DlsecError as err:
-            st.error(str(err))
+            show_error(err)

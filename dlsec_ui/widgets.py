@@ -34,7 +34,7 @@ def current_model_card() -> ModelCard | None:
     try:
         return get_store().get_card(model_id)
     except DlsecError as err:
-        st.error(str(err))
+        show_error(err)
         return None
 
 
@@ -91,7 +91,7 @@ def pick_image(card: ModelCard, data: Dataset | None) -> tuple[torch.Tensor, int
         try:
             x = image_to_input(file.getvalue(), card.spec.input_shape, filename=file.name)
         except DlsecError as err:
-            st.error(str(err))
+            show_error(err)
             return None
         return x, _true_label(names)
     from streamlit_drawable_canvas import st_canvas  # imports only inside a running Streamlit app
@@ -108,7 +108,7 @@ def pick_image(card: ModelCard, data: Dataset | None) -> tuple[torch.Tensor, int
         rgba = np.asarray(open_image(canvas.image_bytes, filename="drawing.png").convert("RGBA"))
         x = drawing_to_input(rgba, card.spec.input_shape)
     except DlsecError as err:
-        st.error(str(err))
+        show_error(err)
         return None
     return x, _true_label(names)
 
@@ -197,7 +197,7 @@ def attack_form(prefix: str = "") -> Attack:
     try:
         return cls(**params, eps=EPS_RANGE[params["norm"]][3])
     except DlsecError as err:
-        st.error(str(err))
+        show_error(err)
         st.stop()
 
 
@@ -248,3 +248,13 @@ def render_findings(checks: Sequence[CurveFindings]) -> None:
         for f in group.findings:
             if f.severity != "warning":
                 st.caption(f"{group.model_name}: {f.title}. {f.sentence}")
+
+
+def show_error(err: DlsecError) -> None:
+    """A user-facing error: its sentence, and any indented lines (a code fix) as a code block."""
+    text, code = [], []
+    for line in str(err).splitlines():
+        (code if line.startswith("    ") else text).append(
+            line.strip() if not line.startswith("    ") else line[4:]
+        )
+    st.error(" ".join(text) + (("\n\n```python\n" + "\n".join(code) + "\n```") if code else ""))
