@@ -5,10 +5,12 @@ import streamlit as st
 from dlsec_core.device import describe_device
 from dlsec_core.errors import DlsecError
 from dlsec_ui import state
-from dlsec_ui.resources import get_store
+from dlsec_ui.resources import configure_server, get_store
 from dlsec_ui.widgets import model_picker, show_error
 
 st.set_page_config(page_title="dlsec: Deep Learning Security Lab", page_icon="assets/icon.png", layout="wide")
+
+configure_server()
 
 PAGES = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),

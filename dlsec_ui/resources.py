@@ -16,6 +16,7 @@ from dlsec_core.attacks.base import Attack, AttackResult, get_attack
 from dlsec_core.data.builtin import Dataset
 from dlsec_core.defenses.detection import CalibratedDetector, FeatureSqueezingDetector
 from dlsec_core.defenses.transforms import InputTransform, defend
+from dlsec_core.device import configure_threads
 from dlsec_core.jobs import JobRunner, default_runner
 from dlsec_core.store import ModelCard, Store
 from dlsec_core.workflows import resolve_dataset
@@ -29,6 +30,12 @@ def get_store() -> Store:
 @st.cache_resource(show_spinner=False)
 def get_runner() -> JobRunner:
     return default_runner()
+
+
+@st.cache_resource(show_spinner=False)
+def configure_server() -> int:
+    """Once per server: one torch thread per job or session (see `configure_threads`); returns the count."""
+    return configure_threads(default=1)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
