@@ -73,9 +73,10 @@ def sweep_progress() -> None:
     )
     if any(r["defense"] for r in records):
         st.caption(
-            "Solid: the adaptive attack (straight-through gradients through non-differentiable transforms, averages "
-            "over random ones): the number to report. Dashed: the naive attack, which follows the transform's own "
-            "gradients; the gap between them is robustness that only looks real."
+            "With a defense, each model has three curves: undefended; the defense under the adaptive attack (solid: "
+            "straight-through gradients through non-differentiable transforms, averages over random ones), the "
+            "number to report; and under the naive attack (dashed), which follows the transform's own gradients. "
+            "The gap between the last two is robustness that only looks real."
         )
     st.dataframe(records, hide_index=True)
     out = io.StringIO()

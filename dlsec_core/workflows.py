@@ -153,8 +153,9 @@ def sweep_models(
 ) -> Generator[ModelSweepPoint | CurveFindings, None, SweepReport]:
     """Accuracy vs. epsilon for stored models on their datasets' test images, one point at a time.
 
-    With a `defense`, each model gets two curves: the adaptive attack (BPDA/EOT, the number to report) and the
-    naive one (the transform's own gradients), so the gap that gradient masking creates is visible. After each
+    With a `defense`, each model gets three curves: undefended, the defense under the adaptive attack (BPDA/EOT,
+    the number to report) and under the naive one (the transform's own gradients), so both what the defense buys
+    and the gap that gradient masking creates are visible. After each
     curve come its honesty checks (`CurveFindings`): zero gradients, a curve that rises with epsilon, naive vs.
     adaptive, and, with `sanity_checks`, a black-box attack (Square) at the largest epsilon and the same attack
     at a huge budget, which must win.
@@ -169,7 +170,7 @@ def sweep_models(
         curves: list[tuple[str, nn.Module, nn.Module]] = [(card.name, model, model)]
         if defense is not None:
             adaptive, naive = defend(model, defense, mode="adaptive"), defend(model, defense, mode="naive")
-            curves = [
+            curves += [
                 (f"{card.name} + {defense.describe()} (adaptive)", adaptive, adaptive.attack_view()),
                 (f"{card.name} + {defense.describe()} (naive)", naive, naive.attack_view()),
             ]
@@ -181,7 +182,7 @@ def sweep_models(
                     model_id=card.id,
                     model_name=label,
                     point=point,
-                    defense=defense.describe() if defense else "",
+                    defense=defense.describe() if defense is not None and deployed is not model else "",
                 )
                 records.append(item.to_record())
                 points.append(point)
@@ -190,8 +191,8 @@ def sweep_models(
             found = run_checks(view, x, y, curve=points)
             if sanity_checks:
                 found += _sanity(deployed, view, x, y, attack, eps_list[-1], points[-1], seed)
-            if len(finals) == 2:  # the naive curve just finished: compare with the adaptive one
-                found += check_naive_vs_adaptive(finals[1], finals[0], n=len(y))
+            if len(finals) == 3:  # the naive curve just finished: compare with the adaptive one
+                found += check_naive_vs_adaptive(finals[2], finals[1], n=len(y))
             result = CurveFindings(
                 model_name=label, findings=sorted(found, key=lambda f: f.severity != "warning")
             )

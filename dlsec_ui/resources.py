@@ -155,7 +155,8 @@ def attack_batch(
 ) -> AttackResult:
     """Attack the first `n` test images of the model's dataset (cached per model, settings, defense and seed)."""
     card = get_store().get_card(model_id)
-    key = f"{attack!r}|{defense!r}"
+    # Transfer's surrogate is left out of its repr: key on the (cached, stable) surrogate module's identity.
+    key = f"{attack!r}|{id(getattr(attack, 'surrogate', None))}|{defense!r}"
     return _attack_batch(model_id, card.created_at, key, attack, n, seed, defense, mode)
 
 

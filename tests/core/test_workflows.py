@@ -197,7 +197,9 @@ def test_defended_sweep_shows_the_gap_and_flags_masking(tmp_home: Path, stored_m
     report = run_to_end(gen)  # type: ignore[arg-type]
     by_curve: dict[str, list[float]] = {}
     for rec in report.records:
-        by_curve.setdefault(rec["model"].rsplit("(", 1)[1], []).append(rec["accuracy"])
+        kind = rec["model"].rsplit("(", 1)[1] if rec["defense"] else "undefended"
+        by_curve.setdefault(kind, []).append(rec["accuracy"])
+    assert set(by_curve) == {"undefended", "adaptive)", "naive)"}  # one chart: baseline, honest, flattering
     assert by_curve["naive)"][-1] > by_curve["adaptive)"][-1] + 0.3
     naive_codes = {f["code"] for f in report.findings if f["curve"].endswith("(naive)")}
     assert {"zero-gradients", "black-box-beats-white-box", "naive-overestimates"} <= naive_codes

@@ -340,8 +340,8 @@ def test_defended_sweep_shows_naive_and_adaptive_with_checks(
     assert_ok(at)
     wait_for(at, state.SWEEP_JOB)
     table = at.dataframe[0].value
-    assert len(table) == 6  # 3 ε x (adaptive, naive)
-    assert {m.rsplit("(", 1)[1] for m in table["model"]} == {"adaptive)", "naive)"}
+    assert len(table) == 9  # 3 ε x (undefended, adaptive, naive)
+    assert {m.rsplit("(", 1)[-1] for m in table["model"] if "+" in m} == {"adaptive)", "naive)"}
     warnings = " ".join(w.value for w in at.warning)
     assert "naive attack overestimated robustness" in warnings.lower()
 
