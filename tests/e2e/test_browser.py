@@ -220,6 +220,32 @@ def test_robustness_sweep_draws_one_point_per_eps(app: Any, page: Page) -> None:
     screenshot(page, "robustness-sweep-5-points")
 
 
+def test_defended_sweep_shows_the_masking_gap_and_the_flags(app: Any, page: Page) -> None:
+    """Toggle bit-depth reduction, run a PGD sweep: undefended, adaptive and naive curves on one chart, and the
+    honesty checks flag the naive one."""
+    open_page(page, f"{app.url}/robustness?model={app.model_id}", key(state.SWEEP_BUTTON))
+    select_option(page, state.SWEEP_ATTACK, "PGD")
+    select_option(page, "sweep_" + state.DEFENSE, "Bit-depth reduction")
+    press(page, state.SWEEP_POINTS, "Home")  # 3 points
+    page.locator(f"{key(state.SWEEP_BUTTON)} button").click()
+    page.locator('[data-testid="stAlertContentSuccess"]', has_text="done in").wait_for(timeout=JOB_TIMEOUT_MS)
+    wait_chart(page, state.SWEEP_CHART)
+    settle(page)
+
+    chart = plot_state(page, state.SWEEP_CHART)
+    names = [t["name"] for t in chart["data"]]
+    assert len(names) == 3 and names[0] == app.model_name
+    assert names[1].endswith("(adaptive)") and names[2].endswith("(naive)")
+    assert all(len(t["x"]) == 3 for t in chart["data"])
+    adaptive, naive = chart["data"][1]["y"], chart["data"][2]["y"]
+    assert naive[-1] > adaptive[-1]  # the naive attack is blinded by zero gradients
+    warnings = page.locator('[data-testid="stAlertContentWarning"]').all_inner_texts()
+    assert any("naive attack overestimated robustness" in w.lower() for w in warnings), warnings
+    assert any("zero gradient" in w.lower() for w in warnings), warnings
+    assert_no_errors(page)
+    screenshot(page, "robustness-defended-sweep")
+
+
 class _WritesMarker:
     """Unpickling this creates a file: proof that an upload was unpickled. The test itself never unpickles it."""
 
