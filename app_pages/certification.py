@@ -5,8 +5,7 @@ import streamlit as st
 from dlsec_core.defenses.smoothing import CertifyEvent
 from dlsec_core.errors import DlsecError
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import render_job, submit_certification
-from dlsec_ui.resources import get_runner
+from dlsec_ui.jobs import show_session_job, submit_certification
 from dlsec_ui.widgets import current_model_card, show_error
 
 st.title("Certified robustness")
@@ -34,11 +33,9 @@ with st.container(border=True):
 
 @st.fragment(run_every=1.0)
 def certification_progress() -> None:
-    job_id = st.session_state.get(state.CERT_JOB)
-    if not job_id:
+    job = show_session_job(state.CERT_JOB, cancel_key=state.CANCEL_CERT)
+    if job is None:
         return
-    job = get_runner().get(job_id)
-    render_job(job, cancel_key=state.CANCEL_CERT)
     report = job.result
     if report is None:
         done = [e for e in job.events if isinstance(e, CertifyEvent)]

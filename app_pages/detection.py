@@ -6,8 +6,7 @@ import streamlit as st
 from dlsec_core.defenses.detection import FeatureSqueezingDetector, Squeezer
 from dlsec_core.errors import DlsecError
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import render_job, submit_detection
-from dlsec_ui.resources import get_runner
+from dlsec_ui.jobs import show_session_job, submit_detection
 from dlsec_ui.widgets import EPS_RANGE, attack_form, current_model_card, show_error
 
 st.title("Detection")
@@ -49,11 +48,9 @@ with st.container(border=True):
 
 @st.fragment(run_every=1.0)
 def detection_progress() -> None:
-    job_id = st.session_state.get(state.DET_JOB)
-    if not job_id:
+    job = show_session_job(state.DET_JOB, cancel_key=state.CANCEL_DET)
+    if job is None:
         return
-    job = get_runner().get(job_id)
-    render_job(job, cancel_key=state.CANCEL_DET)
     records = [e.to_record() for e in job.events]
     if records:
         st.plotly_chart(figures.detection_curves(records), key=state.DET_CHART)

@@ -2,11 +2,10 @@
 
 import streamlit as st
 
-from dlsec_core.errors import DlsecError
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import render_job, train_records
+from dlsec_ui.jobs import show_session_job, train_records
 from dlsec_ui.model_forms import model_card, train_form, upload_dataset_form, upload_model_form
-from dlsec_ui.resources import get_runner, get_store
+from dlsec_ui.resources import get_store
 from dlsec_ui.widgets import model_label
 
 st.title("Models")
@@ -18,19 +17,14 @@ with st.container(border=True):
 
 @st.fragment(run_every=1.0)
 def training_progress() -> None:
-    job_id = st.session_state.get(state.TRAIN_JOB)
-    if not job_id:
+    job = show_session_job(state.TRAIN_JOB, cancel_key=state.CANCEL_TRAIN)
+    if job is None:
         return
-    try:
-        job = get_runner().get(job_id)
-    except DlsecError:
-        return
-    render_job(job, cancel_key=state.CANCEL_TRAIN)
     records = train_records(job.events)
     if records:
         st.plotly_chart(figures.training_curves(records), key=state.TRAIN_CURVES)
-    if not job.is_active and st.session_state.get(state.TRAIN_SHOWN) != job_id:
-        st.session_state[state.TRAIN_SHOWN] = job_id
+    if not job.is_active and st.session_state.get(state.TRAIN_SHOWN) != job.id:
+        st.session_state[state.TRAIN_SHOWN] = job.id
         st.rerun()  # refresh the model list and the sidebar once the job has finished
 
 

@@ -8,8 +8,8 @@ import streamlit as st
 
 from dlsec_core.errors import DlsecError
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import render_job, submit_sweep, sweep_findings, sweep_records
-from dlsec_ui.resources import get_runner, get_store
+from dlsec_ui.jobs import show_session_job, submit_sweep, sweep_findings, sweep_records
+from dlsec_ui.resources import get_store
 from dlsec_ui.widgets import EPS_RANGE, attack_form, defense_form, model_label, render_findings, show_error
 
 st.title("Robustness")
@@ -54,14 +54,9 @@ with st.container(border=True):
 
 @st.fragment(run_every=0.5)
 def sweep_progress() -> None:
-    job_id = st.session_state.get(state.SWEEP_JOB)
-    if not job_id:
+    job = show_session_job(state.SWEEP_JOB, cancel_key=state.CANCEL_SWEEP)
+    if job is None:
         return
-    try:
-        job = get_runner().get(job_id)
-    except DlsecError:
-        return
-    render_job(job, cancel_key=state.CANCEL_SWEEP)
     records = sweep_records(job.events)
     if not records:
         return

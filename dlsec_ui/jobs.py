@@ -12,6 +12,7 @@ from dlsec_core.defense_studies import certification_study, detection_study
 from dlsec_core.defenses.detection import FeatureSqueezingDetector
 from dlsec_core.defenses.smoothing import CertifyEvent
 from dlsec_core.defenses.transforms import InputTransform
+from dlsec_core.errors import DlsecError
 from dlsec_core.jobs import JobContext, JobSnapshot, JobState
 from dlsec_core.training.loop import TrainConfig, TrainEvent
 from dlsec_core.training.recipes import Recipe
@@ -129,6 +130,20 @@ def _with_progress(ctx: JobContext, gen: Any, total: int | None = None) -> Any:
             if points == total:
                 ctx.progress(1.0, "sanity checks")
         yield event
+
+
+def show_session_job(job_key: str, *, cancel_key: str) -> JobSnapshot | None:
+    """The job this session started under `job_key`, rendered (progress, queue place, failure, cancel); None if
+    there is none (or the server restarted and forgot it)."""
+    job_id = st.session_state.get(job_key)
+    if not job_id:
+        return None
+    try:
+        job = get_runner().get(job_id)
+    except DlsecError:
+        return None
+    render_job(job, cancel_key=cancel_key)
+    return job
 
 
 def render_job(job: JobSnapshot, *, cancel_key: str) -> None:
