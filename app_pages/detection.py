@@ -69,7 +69,12 @@ def detection_progress() -> None:
     )
     with right:
         st.markdown("**Against an attack that knows about the detector** (same budget, same images)")
-        st.dataframe([report.plain, report.adaptive], hide_index=True)
+        rows = [
+            {"attack": r["attack"], "fooled": f"{r['success_rate']:.0%}", "flagged": f"{r['flag_rate']:.0%}",
+             "evaded": f"{r['evaded_rate']:.0%}"}
+            for r in (report.plain, report.adaptive)
+        ]  # fmt: skip
+        st.dataframe(rows, hide_index=True)
         st.caption(
             "'Evaded' = fooled and not flagged. The detector-aware attack (Carlini & Wagner 2017) makes the squeezed "
             "and unsqueezed predictions agree while fooling the model: a detector is only as good as its number "

@@ -429,7 +429,7 @@ PGD_LABELS = {
 }
 
 
-def print_pgd(rows: Sequence[dict[str, Any]], repeats: int) -> None:
+def print_pgd(rows: Sequence[dict[str, Any]]) -> None:
     first = rows[0]
     print(
         f"\n3. PGD, L-inf, {first['steps']} steps, alpha {first['alpha']:g}, random start, "
@@ -460,12 +460,12 @@ def print_pgd(rows: Sequence[dict[str, Any]], repeats: int) -> None:
             f"{verdict(r['time_target_met'])} (speed ratio {r['speedup_vs_torchattacks']:.2f}x)"
         )
     print(
-        "   random starts: on CPU ours (a generator seeded 0) and torchattacks (torch.manual_seed(0)) draw the same"
+        "   random starts: on CPU, ours (a generator seeded 0) and torchattacks (torch.manual_seed(0)) draw the"
     )
     print(
-        "   uniform start, so they are compared step for step; ART draws from numpy: its start differs and so may"
+        "   same uniform start, so they are compared step for step; ART draws its start from numpy, so its robust"
     )
-    print("   its robust accuracy, by a few images (ours over seeds 0-5 at eps 0.1: 610-619 of 1000 correct)")
+    print("   accuracy may differ by a few images (see benchmarks/README.md for the spread over seeds)")
 
 
 # -- main -----------------------------------------------------------------------------------------------------------
@@ -566,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fgsm = bench_fgsm(model, x, y, args.batch_size, args.repeats, art, device)
     print_fgsm(fgsm, args.repeats)
     pgd = bench_pgd(model, x, y, args.batch_size, args.repeats, art, device)
-    print_pgd(pgd, args.repeats)
+    print_pgd(pgd)
 
     load_end = load_average()
     total = time.perf_counter() - started
