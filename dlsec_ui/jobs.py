@@ -24,10 +24,10 @@ from dlsec_ui.resources import get_runner, get_store
 def submit_training(
     *, dataset: str, arch: str, name: str | None, config: TrainConfig, recipe: Recipe | None = None
 ) -> str:
+    store = get_store()  # resolved here, in the script thread: the worker makes no st.* calls
+
     def work(ctx: JobContext) -> Any:
-        gen = train_and_store(
-            get_store(), dataset=dataset, arch=arch, name=name, config=config, recipe=recipe
-        )
+        gen = train_and_store(store, dataset=dataset, arch=arch, name=name, config=config, recipe=recipe)
         card = yield from _with_progress(ctx, gen)
         return card
 
@@ -46,9 +46,11 @@ def submit_sweep(
 ) -> str:
     total = len(model_ids) * len(eps_values) * (2 if defense is not None else 1)
 
+    store = get_store()  # resolved here, in the script thread: the worker makes no st.* calls
+
     def work(ctx: JobContext) -> Any:
         gen = sweep_models(
-            get_store(),
+            store,
             list(model_ids),
             attack,
             list(eps_values),
@@ -73,9 +75,11 @@ def submit_detection(
 ) -> str:
     total = len(eps_values)
 
+    store = get_store()  # resolved here, in the script thread: the worker makes no st.* calls
+
     def work(ctx: JobContext) -> Any:
         gen = detection_study(
-            get_store(), model_id, detector=detector, attack=attack, eps_values=list(eps_values), n_images=n_images,
+            store, model_id, detector=detector, attack=attack, eps_values=list(eps_values), n_images=n_images,
             seed=seed,
         )  # fmt: skip
         done = 0
@@ -96,8 +100,10 @@ def submit_detection(
 
 
 def submit_certification(model_id: str, sigma: float, n_images: int, n: int, seed: int) -> str:
+    store = get_store()  # resolved here, in the script thread: the worker makes no st.* calls
+
     def work(ctx: JobContext) -> Any:
-        gen = certification_study(get_store(), model_id, sigma=sigma, n_images=n_images, n=n, seed=seed)
+        gen = certification_study(store, model_id, sigma=sigma, n_images=n_images, n=n, seed=seed)
         while True:
             try:
                 event = next(gen)
