@@ -1,0 +1,68 @@
+"""Privacy accounting: known values, monotonicity, calibration that never overshoots, bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from dlsec_core.errors import InvalidInputError
+from dlsec_core.privacy import ACCOUNTANTS, epsilon_after, epsilon_curve, noise_for_target
+
+
+def test_known_rdp_value_from_opacus_tests() -> None:
+    spend = epsilon_after(1.5, 0.04, 2250, 1e-5, accountant="rdp")
+    assert spend.epsilon == pytest.approx(7.329, abs=0.01)
+    assert spend.accountant == "rdp" and "RDP" in spend.describe()
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "prv"])
+def test_epsilon_grows_with_steps_and_rate_and_falls_with_noise(accountant: str) -> None:
+    base = epsilon_after(1.0, 0.01, 1000, 1e-5, accountant=accountant).epsilon
+    assert epsilon_after(1.0, 0.01, 2000, 1e-5, accountant=accountant).epsilon > base
+    assert epsilon_after(1.0, 0.02, 1000, 1e-5, accountant=accountant).epsilon > base
+    assert epsilon_after(2.0, 0.01, 1000, 1e-5, accountant=accountant).epsilon < base
+
+
+def test_prv_is_tighter_than_rdp_on_the_known_run() -> None:
+    rdp = epsilon_after(1.5, 0.04, 2250, 1e-5, accountant="rdp").epsilon
+    prv = epsilon_after(1.5, 0.04, 2250, 1e-5, accountant="prv").epsilon
+    assert prv < rdp
+
+
+def test_curve_is_increasing_and_ends_at_the_total() -> None:
+    curve = epsilon_curve(1.1, 0.02, 500, 1e-5, points=10)
+    eps = [p.epsilon for p in curve]
+    assert eps == sorted(eps) and curve[-1].steps == 500
+    assert curve[-1].epsilon == pytest.approx(epsilon_after(1.1, 0.02, 500, 1e-5).epsilon)
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "prv"])
+@pytest.mark.parametrize("target", [0.5, 2.0, 8.0])
+def test_calibrated_noise_never_overshoots(accountant: str, target: float) -> None:
+    spend = noise_for_target(target, 0.01, 2000, 1e-5, accountant=accountant)
+    assert spend.epsilon <= target
+    assert spend.epsilon > 0.9 * target  # and is not wastefully noisy
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"noise_multiplier": 0.0},
+        {"noise_multiplier": float("nan")},
+        {"sample_rate": 0.0},
+        {"sample_rate": 1.5},
+        {"steps": 0},
+        {"delta": 0.0},
+        {"delta": 1.0},
+        {"accountant": "moments"},
+    ],
+)
+def test_bad_input_is_refused_with_a_sentence(kwargs: dict) -> None:
+    args = {"noise_multiplier": 1.0, "sample_rate": 0.01, "steps": 100, "delta": 1e-5, **kwargs}
+    accountant = args.pop("accountant", "rdp")
+    with pytest.raises(InvalidInputError):
+        epsilon_after(**args, accountant=accountant)
+
+
+def test_every_accountant_is_named() -> None:
+    for name, (_, label) in ACCOUNTANTS.items():
+        assert epsilon_after(1.0, 0.01, 100, 1e-5, accountant=name).accountant == name and label
