@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import show_session_job, train_records
+from dlsec_ui.jobs import render_server_load, show_session_job, train_records
 from dlsec_ui.model_forms import model_card, train_form, upload_dataset_form, upload_model_form
 from dlsec_ui.resources import get_store
 from dlsec_ui.widgets import model_label
@@ -17,6 +17,7 @@ with st.container(border=True):
 
 @st.fragment(run_every=1.0)
 def training_progress() -> None:
+    render_server_load()
     job = show_session_job(state.TRAIN_JOB, cancel_key=state.CANCEL_TRAIN)
     if job is None:
         return

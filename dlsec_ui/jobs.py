@@ -152,6 +152,19 @@ def show_session_job(job_key: str, *, cancel_key: str) -> JobSnapshot | None:
     return job
 
 
+def render_server_load() -> None:
+    """One line for a shared server: how many jobs run and wait, and this session's own jobs still active (so a
+    participant who reloaded the tab sees that their training is still going)."""
+    runner = get_runner()
+    active = [j for j in runner.list() if j.is_active]
+    running = sum(1 for j in active if j.state is JobState.RUNNING)
+    mine = [j for j in active if j.owner == state.owner_id()]
+    text = f"Server: {running} job(s) running, {len(active) - running} waiting (at most {runner.max_running} at once)."
+    if active:
+        text += " Yours: " + (", ".join(f"{j.title} ({j.progress:.0%})" for j in mine) or "none") + "."
+    st.caption(text)
+
+
 def render_job(job: JobSnapshot, *, cancel_key: str) -> None:
     """Progress, queue position, failure sentence and a cancel button for one job."""
     if job.state is JobState.QUEUED:

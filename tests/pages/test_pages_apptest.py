@@ -385,3 +385,8 @@ def test_train_with_a_defense_recipe(app: Callable[[str], AppTest], tmp_home: Pa
     (card,) = Store(tmp_home).list_models()
     assert card.recipe == "fgsm-rs" and card.recipe_params["eps"] > 0
     assert "robust_accuracy" in card.history[-1] and card.history[-1]["robust_attack"].startswith("PGD")
+
+
+def test_models_page_shows_the_server_load(app: Callable[[str], AppTest]) -> None:
+    at = app(MODELS)
+    assert any(c.value.startswith("Server: ") and "at most" in c.value for c in at.caption)
