@@ -393,7 +393,7 @@ def bench_pgd(
             ),
         }
         if art is not None:
-            # ART is several times slower (see README): one timed run only.
+            # ART's PGD is the slowest (15-25 s per eps on 2 quiet cores, far more when busy): time it once.
             methods["art"] = (functools.partial(pgd_art, art, model, eps=eps, batch_size=batch_size), 1)
         correct, times = time_methods(methods, x, y, device)
         medians = {k: statistics.median(v) for k, v in times.items()}
