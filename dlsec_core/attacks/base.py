@@ -22,7 +22,7 @@ from torch import nn
 
 from dlsec_core.attacks._projection import NORMS, flat_norm, project
 from dlsec_core.errors import InvalidInputError, NotFoundError
-from dlsec_core.models.modes import eval_mode
+from dlsec_core.models.modes import device_of, eval_mode
 
 
 def param(default: Any, label: str, *, help: str = "", **ui: Any) -> Any:
@@ -102,10 +102,6 @@ class AttackResult:
                 }
             )
         return rows
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def input_gradient(
@@ -188,7 +184,7 @@ class Attack:
             target: classes to reach (targeted attack), or None (untargeted).
             generator: CPU random generator for any randomness (same seed, same result).
         """
-        device = _device_of(model)
+        device = device_of(model)
         x, y, target = check_inputs(x, y, target)
         x, y = x.to(device), y.to(device)
         target = None if target is None else target.to(device)
@@ -238,7 +234,7 @@ class Attack:
         pass; used by the ε slider so moving it never recomputes a gradient)."""
         if not self.linear_in_eps:
             raise InvalidInputError(f"{self.title} has no ε-independent direction to reuse.")
-        device = _device_of(model)
+        device = device_of(model)
         x, y, target = check_inputs(x, y, target)
         x, y = x.to(device), y.to(device)
         target = None if target is None else target.to(device)

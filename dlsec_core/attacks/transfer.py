@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from dlsec_core.attacks.base import Attack, _device_of, param, register_attack
+from dlsec_core.attacks.base import Attack, param, register_attack
 from dlsec_core.attacks.fgsm import FGSM
 from dlsec_core.attacks.pgd import PGD
 from dlsec_core.errors import InvalidInputError
+from dlsec_core.models.modes import device_of
 
 INNER = ("pgd", "fgsm")
 
@@ -89,7 +90,7 @@ class Transfer(Attack):
         generator: torch.Generator | None,
     ) -> torch.Tensor:
         surrogate = model if self.surrogate is None else self.surrogate
-        device = _device_of(surrogate)
+        device = device_of(surrogate)
         x_adv = self.crafting_attack().perturb(
             surrogate,
             x.to(device),

@@ -33,16 +33,13 @@ from dlsec_core.attacks.base import param
 from dlsec_core.attacks.fgsm import FGSM
 from dlsec_core.attacks.pgd import PGD
 from dlsec_core.errors import InvalidInputError
+from dlsec_core.models.modes import device_of
 from dlsec_core.training.recipes import Recipe, TrainingSetup, register_recipe
 
 #: The per-epoch robust evaluation: PGD with this many steps at the recipe's eps, from a fixed seed.
 ROBUST_EVAL_STEPS = 10
 ROBUST_EVAL_SEED = 0
 _EVAL_BATCH = 500
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def _check_number(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False) -> float:
@@ -102,7 +99,7 @@ class AdversarialRecipe(Recipe):
         # A private, fixed-seed generator: the same random starts every epoch (epochs compare the model, not the
         # draw), and the training generator's stream is not consumed by evaluation.
         generator = torch.Generator().manual_seed(ROBUST_EVAL_SEED)
-        model, device = setup.model, _device_of(setup.model)
+        model, device = setup.model, device_of(setup.model)
         was_training = model.training
         model.eval()
         correct = 0

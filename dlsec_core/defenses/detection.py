@@ -30,6 +30,7 @@ from dlsec_core.attacks._projection import NORMS, normalize_step, project, rando
 from dlsec_core.attacks.base import Attack, AttackResult, check_inputs, param
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.evaluation.sweep import check_eps_values
+from dlsec_core.models.modes import device_of
 
 SQUEEZER_KINDS = ("bit_depth", "median")
 
@@ -109,8 +110,6 @@ DEFAULT_SQUEEZERS = (Squeezer("bit_depth", 1), Squeezer("median", 2))  # the pap
 
 
 # -- scores --------------------------------------------------------------------------------------------------
-def _device_of(model: nn.Module) -> torch.device:
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def _score_graph(
@@ -137,7 +136,7 @@ def squeeze_scores(
     """
     if x.shape[0] == 0:
         return torch.zeros(0)
-    device = _device_of(model)
+    device = device_of(model)
     was_training = model.training
     model.eval()
     try:
@@ -480,7 +479,7 @@ def _detection_rate_vs_eps(
     scores_clean = squeeze_scores(model, x, detector.squeezers, batch_size)
     directions: list[torch.Tensor] = []
     if attack.linear_in_eps:
-        device = _device_of(model)
+        device = device_of(model)
         was_training = model.training
         model.eval()
         try:
@@ -617,7 +616,7 @@ def adaptive_attack(
         eps=eps, norm=norm, steps=steps, alpha=alpha, score_weight=score_weight, random_start=random_start
     )
     x, y, _ = check_inputs(x, y, None)
-    device = _device_of(model)
+    device = device_of(model)
     was_training = model.training
     model.eval()
     try:

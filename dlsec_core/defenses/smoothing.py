@@ -31,6 +31,7 @@ from torch import nn
 
 from dlsec_core.attacks.base import check_inputs, param
 from dlsec_core.errors import InvalidInputError
+from dlsec_core.models.modes import device_of
 from dlsec_core.training.recipes import Recipe, register_recipe
 
 ABSTAIN = -1
@@ -105,8 +106,6 @@ def _check_count(value: int, what: str, low: int = 1, high: int = MAX_SAMPLES) -
 
 
 # -- the smoothed classifier ---------------------------------------------------------------------------------
-def _device_of(model: nn.Module) -> torch.device:
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,7 +137,7 @@ class SmoothedClassifier:
         """Counts (K,) of the base model's classes on `num` noisy copies of one image x (C, H, W)."""
         _check_count(num, "The number of noise samples", low=0)
         _check_count(batch_size, "The batch size", high=100_000)
-        device = _device_of(self.model)
+        device = device_of(self.model)
         x = x.to(device)
         counts = torch.zeros(self.num_classes, dtype=torch.long)
         was_training = self.model.training
@@ -408,7 +407,7 @@ def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
     model.eval()
     try:
         with torch.no_grad():
-            logits = model(x[:1].float().to(_device_of(model)))
+            logits = model(x[:1].float().to(device_of(model)))
     finally:
         model.train(was_training)
     return int(logits.shape[1])

@@ -29,7 +29,7 @@ from torch import nn
 from dlsec_core.attacks.base import check_inputs, input_gradient
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.evaluation.sweep import SweepPoint
-from dlsec_core.models.modes import eval_mode
+from dlsec_core.models.modes import device_of, eval_mode
 
 Severity = Literal["warning", "info"]
 
@@ -150,16 +150,12 @@ def check_sweep(points: Sequence[SweepPoint], *, dims: int | None = None) -> lis
     return findings + check_large_eps(top.eps, top.accuracy, top.norm, dims=dims)
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
-
-
 def zero_gradient_fraction(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 500
 ) -> float:
     """Fraction of inputs whose cross-entropy gradient with respect to the input is exactly zero."""
     x, y, _ = check_inputs(x, y, None)
-    device = _device_of(model)
+    device = device_of(model)
     zero = 0
     with eval_mode(model), torch.enable_grad():
         for i in range(0, x.shape[0], batch_size):
@@ -228,7 +224,7 @@ def check_black_box_vs_white_box(
 @torch.no_grad()
 def _outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with eval_mode(model):
-        return model(x.to(_device_of(model))).float().cpu()
+        return model(x.to(device_of(model))).float().cpu()
 
 
 def check_probability_outputs(model: nn.Module, x: torch.Tensor, *, tol: float = 1e-4) -> list[Finding]:

@@ -5,17 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dlsec_core.models.modes import eval_mode
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
+from dlsec_core.models.modes import device_of, eval_mode
 
 
 @torch.no_grad()
 def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """Softmax probabilities (N, K) on CPU; the model's mode is restored afterwards."""
-    device = _device_of(model)
+    device = device_of(model)
     with eval_mode(model):
         out = [
             model(x[i : i + batch_size].to(device)).softmax(1).cpu() for i in range(0, x.shape[0], batch_size)

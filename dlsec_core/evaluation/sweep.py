@@ -19,7 +19,7 @@ from torch import nn
 from dlsec_core.attacks._projection import project
 from dlsec_core.attacks.base import Attack, check_inputs
 from dlsec_core.errors import InvalidInputError
-from dlsec_core.models.modes import eval_mode
+from dlsec_core.models.modes import device_of, eval_mode
 
 MAX_POINTS = 101
 
@@ -95,7 +95,7 @@ def _sweep(
     batch_size: int,
     seed: int,
 ) -> Iterator[SweepPoint]:
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = device_of(model)
     batches = [
         (x[i : i + batch_size].to(device), y[i : i + batch_size].to(device))
         for i in range(0, len(x), batch_size)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import torch
 from torch import nn
 
 
@@ -23,3 +24,8 @@ def eval_mode(*models: nn.Module) -> Iterator[None]:
     finally:
         for m, was_training in saved:
             m.training = was_training
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """The device of a model's parameters (CPU for a parameter-free module)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
