@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import streamlit as st
@@ -20,19 +20,49 @@ from dlsec_core.workflows import CurveFindings, ModelSweepPoint, sweep_models, t
 from dlsec_ui import state
 from dlsec_ui.resources import get_runner, get_store
 
+Progress = Callable[[Any, int], "tuple[float, str] | None"]  # (event, events so far) -> (fraction, message)
+
+
+def _forward(
+    ctx: JobContext, gen: Generator[Any, None, Any], progress: Progress
+) -> Generator[Any, None, Any]:
+    """Relay a workflow's events to the job runner, reporting progress; return the workflow's result."""
+    count = 0
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        count += 1
+        update = progress(event, count)
+        if update is not None:
+            ctx.progress(*update)
+        yield event
+
+
+def _submit(
+    work: Callable[[], Generator[Any, None, Any]], progress: Progress, *, kind: str, title: str
+) -> str:
+    def job(ctx: JobContext) -> Generator[Any, None, Any]:
+        return (yield from _forward(ctx, work(), progress))
+
+    return get_runner().submit(job, kind=kind, title=title, owner=state.owner_id())
+
 
 def submit_training(
     *, dataset: str, arch: str, name: str | None, config: TrainConfig, recipe: Recipe | None = None
 ) -> str:
     store = get_store()  # resolved here, in the script thread: the worker makes no st.* calls
 
-    def work(ctx: JobContext) -> Any:
-        gen = train_and_store(store, dataset=dataset, arch=arch, name=name, config=config, recipe=recipe)
-        card = yield from _with_progress(ctx, gen)
-        return card
+    def progress(event: Any, _: int) -> tuple[float, str] | None:
+        return (
+            (event.progress, f"epoch {event.epoch}/{event.epochs}") if isinstance(event, TrainEvent) else None
+        )
 
-    title = f"Train {name or arch} on {dataset}"
-    return get_runner().submit(work, kind="train", title=title, owner=state.owner_id())
+    return _submit(
+        lambda: train_and_store(store, dataset=dataset, arch=arch, name=name, config=config, recipe=recipe),
+        progress, kind="train", title=f"Train {name or arch} on {dataset}",
+    )  # fmt: skip
 
 
 def submit_sweep(
@@ -44,25 +74,26 @@ def submit_sweep(
     defense: InputTransform | None = None,
     seed: int = 0,
 ) -> str:
-    total = len(model_ids) * len(eps_values) * (2 if defense is not None else 1)
+    store = get_store()
+    curves_per_model = 3 if defense is not None else 1  # undefended, adaptive, naive (see `sweep_models`)
+    total = len(model_ids) * len(eps_values) * curves_per_model
+    points = 0
 
-    store = get_store()  # resolved here, in the script thread: the worker makes no st.* calls
+    def progress(event: Any, _: int) -> tuple[float, str] | None:
+        nonlocal points
+        if not isinstance(event, ModelSweepPoint):
+            return None
+        points += 1
+        if points == total:
+            return 1.0, "sanity checks"
+        return points / total, f"{event.model_name}: ε={event.point.eps:.3g}"
 
-    def work(ctx: JobContext) -> Any:
-        gen = sweep_models(
-            store,
-            list(model_ids),
-            attack,
-            list(eps_values),
-            n_images=n_images,
-            defense=defense,
-            seed=seed,
-        )
-        records = yield from _with_progress(ctx, gen, total=total)
-        return records
-
-    title = f"{attack.title} sweep over {len(model_ids)} model(s)"
-    return get_runner().submit(work, kind="sweep", title=title, owner=state.owner_id())
+    return _submit(
+        lambda: sweep_models(
+            store, list(model_ids), attack, list(eps_values), n_images=n_images, defense=defense, seed=seed
+        ),
+        progress, kind="sweep", title=f"{attack.title} sweep over {len(model_ids)} model(s)",
+    )  # fmt: skip
 
 
 def submit_detection(
@@ -73,69 +104,33 @@ def submit_detection(
     n_images: int,
     seed: int,
 ) -> str:
+    store = get_store()
     total = len(eps_values)
 
-    store = get_store()  # resolved here, in the script thread: the worker makes no st.* calls
+    def progress(event: Any, done: int) -> tuple[float, str]:
+        return done / (total + 1), f"ε={event.eps:.3g}" if done < total else "ROC and detector-aware attack"
 
-    def work(ctx: JobContext) -> Any:
-        gen = detection_study(
+    return _submit(
+        lambda: detection_study(
             store, model_id, detector=detector, attack=attack, eps_values=list(eps_values), n_images=n_images,
             seed=seed,
-        )  # fmt: skip
-        done = 0
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            done += 1
-            ctx.progress(
-                done / (total + 1), f"ε={event.eps:.3g}" if done < total else "ROC and detector-aware attack"
-            )
-            yield event
-
-    return get_runner().submit(
-        work, kind="detection", title=f"Detection study ({attack.title})", owner=state.owner_id()
-    )
+        ),
+        progress, kind="detection", title=f"Detection study ({attack.title})",
+    )  # fmt: skip
 
 
 def submit_certification(model_id: str, sigma: float, n_images: int, n: int, seed: int) -> str:
-    store = get_store()  # resolved here, in the script thread: the worker makes no st.* calls
+    store = get_store()
 
-    def work(ctx: JobContext) -> Any:
-        gen = certification_study(store, model_id, sigma=sigma, n_images=n_images, n=n, seed=seed)
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            if isinstance(event, CertifyEvent):
-                ctx.progress(0.8 * event.progress, f"certified {event.done}/{event.total} images")
-            else:
-                ctx.progress(0.9, f"empirical attack at radius {event.eps:.3g}")
-            yield event
+    def progress(event: Any, _: int) -> tuple[float, str]:
+        if isinstance(event, CertifyEvent):
+            return 0.8 * event.progress, f"certified {event.done}/{event.total} images"
+        return 0.9, f"empirical attack at radius {event.eps:.3g}"
 
-    return get_runner().submit(
-        work, kind="certify", title=f"Certification (σ={sigma:g})", owner=state.owner_id()
-    )
-
-
-def _with_progress(ctx: JobContext, gen: Any, total: int | None = None) -> Any:
-    """Forward a workflow's events and report progress: training events carry their own, sweeps count points."""
-    points = 0
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if isinstance(event, TrainEvent):
-            ctx.progress(event.progress, f"epoch {event.epoch}/{event.epochs}")
-        elif isinstance(event, ModelSweepPoint) and total:
-            points += 1
-            ctx.progress(points / total, f"{event.model_name}: ε={event.point.eps:.3g}")
-            if points == total:
-                ctx.progress(1.0, "sanity checks")
-        yield event
+    return _submit(
+        lambda: certification_study(store, model_id, sigma=sigma, n_images=n_images, n=n, seed=seed),
+        progress, kind="certify", title=f"Certification (σ={sigma:g})",
+    )  # fmt: skip
 
 
 def show_session_job(job_key: str, *, cancel_key: str) -> JobSnapshot | None:
