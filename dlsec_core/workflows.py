@@ -7,6 +7,7 @@ cancelled or crashed training run never appears as a model.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from torch import nn
 from dlsec_core.attacks.base import Attack, get_attack
 from dlsec_core.data.builtin import DATASETS, Dataset, load_dataset
 from dlsec_core.data.user import load_image_folder_zip, load_npz
-from dlsec_core.defenses.transforms import InputTransform, defend
+from dlsec_core.defenses.transforms import DefendedModel, InputTransform, defend
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.evaluation.checks import (
     Finding,
@@ -176,29 +177,37 @@ def sweep_models(
             ]
         finals: list[float] = []
         for label, deployed, view in curves:
-            points = []
-            for point in sweep(deployed, x, y, attack, eps_list, seed=seed, attack_model=view):
-                item = ModelSweepPoint(
-                    model_id=card.id,
-                    model_name=label,
-                    point=point,
-                    defense=defense.describe() if defense is not None and deployed is not model else "",
+            with _seeded(deployed, seed):  # random transforms draw from the sweep's seed
+                points = []
+                for point in sweep(deployed, x, y, attack, eps_list, seed=seed, attack_model=view):
+                    item = ModelSweepPoint(
+                        model_id=card.id,
+                        model_name=label,
+                        point=point,
+                        defense=defense.describe() if defense is not None and deployed is not model else "",
+                    )
+                    records.append(item.to_record())
+                    points.append(point)
+                    yield item
+                finals.append(points[-1].accuracy)
+                found = run_checks(view, x, y, curve=points)
+                if sanity_checks:
+                    found += _sanity(deployed, view, x, y, attack, eps_list[-1], points[-1], seed)
+                if len(finals) == 3:  # the naive curve just finished: compare with the adaptive one
+                    found += check_naive_vs_adaptive(finals[2], finals[1], n=len(y))
+                result = CurveFindings(
+                    model_name=label, findings=sorted(found, key=lambda f: f.severity != "warning")
                 )
-                records.append(item.to_record())
-                points.append(point)
-                yield item
-            finals.append(points[-1].accuracy)
-            found = run_checks(view, x, y, curve=points)
-            if sanity_checks:
-                found += _sanity(deployed, view, x, y, attack, eps_list[-1], points[-1], seed)
-            if len(finals) == 3:  # the naive curve just finished: compare with the adaptive one
-                found += check_naive_vs_adaptive(finals[2], finals[1], n=len(y))
-            result = CurveFindings(
-                model_name=label, findings=sorted(found, key=lambda f: f.severity != "warning")
-            )
-            findings.extend(result.to_records())
-            yield result
+                findings.extend(result.to_records())
+                yield result
     return SweepReport(records=records, findings=findings)
+
+
+def _seeded(model: nn.Module, seed: int) -> contextlib.AbstractContextManager[None]:
+    """For a defended model, make its random transform draw from `seed` (same seed, same curve)."""
+    if isinstance(model, DefendedModel):
+        return model.drawing_from(torch.Generator().manual_seed(seed))
+    return contextlib.nullcontext()
 
 
 def _sanity(

@@ -46,6 +46,7 @@ from torch import nn
 from dlsec_core.attacks.base import Attack, check_inputs, param
 from dlsec_core.errors import InvalidInputError, NotFoundError
 from dlsec_core.evaluation.sweep import SweepPoint, check_eps_values
+from dlsec_core.models.modes import device_of, eval_mode
 
 Mode = Literal["adaptive", "naive"]
 MODES: tuple[Mode, ...] = ("adaptive", "naive")
@@ -511,26 +512,21 @@ def robust_accuracy_under(
     x, y, _ = check_inputs(x, y, None)
     if batch_size < 1:
         raise InvalidInputError(f"The batch size must be at least 1, got {batch_size}.")
-    device = next((p.device for p in defended.parameters()), torch.device("cpu"))
+    device = device_of(defended)
     view = defended.attack_view()
-    was_training = defended.training
-    defended.eval()
     clean = robust = seen = 0
     adversarial = []
-    try:
-        with defended.drawing_from(generator):
-            for i in range(0, x.shape[0], batch_size):
-                xb, yb = x[i : i + batch_size], y[i : i + batch_size]
-                result = attack(view, xb, yb, generator=generator)
-                seen += int((~result.success).sum())
-                with torch.no_grad():
-                    logits = defended(torch.cat([xb, result.x_adv]).to(device)).cpu()
-                pred = logits.argmax(dim=1)
-                clean += int((pred[: len(yb)] == yb).sum())
-                robust += int((pred[len(yb) :] == yb).sum())
-                adversarial.append(result.x_adv)
-    finally:
-        defended.train(was_training)
+    with eval_mode(defended), defended.drawing_from(generator):
+        for i in range(0, x.shape[0], batch_size):
+            xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+            result = attack(view, xb, yb, generator=generator)
+            seen += int((~result.success).sum())
+            with torch.no_grad():
+                logits = defended(torch.cat([xb, result.x_adv]).to(device)).cpu()
+            pred = logits.argmax(dim=1)
+            clean += int((pred[: len(yb)] == yb).sum())
+            robust += int((pred[len(yb) :] == yb).sum())
+            adversarial.append(result.x_adv)
     n = x.shape[0]
     return DefenseEvaluation(
         defense=defended.describe(),

@@ -207,3 +207,19 @@ def test_defended_sweep_shows_the_gap_and_flags_masking(tmp_home: Path, stored_m
         f for f in report.findings if f["curve"].endswith("(adaptive)") and f["severity"] == "warning"
     ]
     assert adaptive_warnings == []
+
+
+def test_defended_sweep_with_a_random_transform_is_reproducible(tmp_home: Path, stored_model) -> None:  # type: ignore[no-untyped-def]
+    from dlsec_core.attacks import PGD
+    from dlsec_core.defenses.transforms import GaussianNoise
+
+    store = Store()
+
+    def accuracies(seed: int) -> list[float]:
+        gen = sweep_models(
+            store, [stored_model.id], PGD(steps=3), [0.0, 0.2], n_images=60, defense=GaussianNoise(sigma=0.3),
+            seed=seed, sanity_checks=False,
+        )  # fmt: skip
+        return [r["accuracy"] for r in run_to_end(gen).records]  # type: ignore[arg-type]
+
+    assert accuracies(1) == accuracies(1)
