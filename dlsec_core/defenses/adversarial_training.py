@@ -152,14 +152,19 @@ class FGSMRSRecipe(AdversarialRecipe):
         # A step of 1 already takes every pixel to the box's edge, so capping at 1 changes nothing.
         return min(1.0, float(self.alpha) if self.alpha is not None else 1.25 * self.eps)
 
-    def loss(
+    def perturb(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> torch.Tensor:
+        """The training batch's adversarial version (also used by DP-SGD combined with adversarial training)."""
         x_start = random_start(x, self.eps, "linf", generator)
         # FGSM of size alpha from the start: clip(x_start + alpha * sign(grad), 0, 1); then back into the eps-ball.
         x_step = FGSM(eps=self.step_size).perturb(model, x_start, y)
-        x_adv = project(x_step, x, self.eps, "linf")
-        logits = model(x_adv)
+        return project(x_step, x, self.eps, "linf")
+
+    def loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(self.perturb(model, x, y, generator))
         return F.cross_entropy(logits, y), logits
 
 

@@ -24,18 +24,22 @@ class ArchInfo:
     builder: Builder
     description: str
     defaults: dict[str, Any] = field(default_factory=dict)
+    #: the architecture Opacus's `ModuleValidator.fix` turns this one into (BatchNorm -> GroupNorm), if any
+    dp_fix: str | None = None
 
 
 ARCHITECTURES: dict[str, ArchInfo] = {}
 
 
-def register_architecture(name: str, description: str, **defaults: Any) -> Callable[[Builder], Builder]:
+def register_architecture(
+    name: str, description: str, *, dp_fix: str | None = None, **defaults: Any
+) -> Callable[[Builder], Builder]:
     """Register `builder(input_shape, num_classes, **hparams) -> nn.Module` under `name`."""
 
     def deco(builder: Builder) -> Builder:
         if name in ARCHITECTURES:
             raise ValueError(f"architecture {name!r} registered twice")
-        ARCHITECTURES[name] = ArchInfo(name, builder, description, dict(defaults))
+        ARCHITECTURES[name] = ArchInfo(name, builder, description, dict(defaults), dp_fix)
         return builder
 
     return deco
@@ -59,9 +63,36 @@ def mlp(input_shape: tuple[int, int, int], num_classes: int, hidden: int = 256, 
     return nn.Sequential(*layers)
 
 
-@register_architecture(
-    "cnn", "Two conv + two fully connected layers (default).", channels1=32, channels2=64, hidden=128
-)
+def _cnn(
+    input_shape: tuple[int, int, int], num_classes: int, channels1: int, channels2: int, hidden: int, norm: str
+) -> nn.Module:
+    """Conv(3x3) [-> norm] -> ReLU -> MaxPool, twice, then two fully connected layers.
+
+    `norm` is "none", "batch" (BatchNorm2d: Opacus refuses it, a sample's output depends on its batch) or
+    "group" (GroupNorm with min(32, C) groups: exactly what Opacus's `ModuleValidator.fix` swaps BatchNorm for).
+    """
+    c, h, w = input_shape
+    layers: list[nn.Module] = []
+    for c_in, c_out in ((c, int(channels1)), (int(channels1), int(channels2))):
+        layers.append(nn.Conv2d(c_in, c_out, 3, padding=1))
+        if norm == "batch":
+            layers.append(nn.BatchNorm2d(c_out))
+        elif norm == "group":
+            layers.append(nn.GroupNorm(min(32, c_out), c_out))
+        layers += [nn.ReLU(), nn.MaxPool2d(2)]
+    features = nn.Sequential(*layers, nn.Flatten())
+    with torch.no_grad():  # (1, C, H, W) -> (1, channels2 * H//4 * W//4)
+        flat = features.eval()(torch.zeros(1, c, h, w)).shape[1]
+    features.train()
+    return nn.Sequential(
+        *features, nn.Linear(flat, int(hidden)), nn.ReLU(), nn.Linear(int(hidden), num_classes)
+    )
+
+
+_CNN_DEFAULTS = {"channels1": 32, "channels2": 64, "hidden": 128}
+
+
+@register_architecture("cnn", "Two conv + two fully connected layers (default).", **_CNN_DEFAULTS)
 def cnn(
     input_shape: tuple[int, int, int],
     num_classes: int,
@@ -69,18 +100,33 @@ def cnn(
     channels2: int = 64,
     hidden: int = 128,
 ) -> nn.Module:
-    c, h, w = input_shape
-    features = nn.Sequential(
-        nn.Conv2d(c, int(channels1), 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(int(channels1), int(channels2), 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-    )
-    with torch.no_grad():  # (1, C, H, W) -> (1, channels2 * H//4 * W//4)
-        flat = features(torch.zeros(1, c, h, w)).shape[1]
-    return nn.Sequential(
-        *features, nn.Linear(flat, int(hidden)), nn.ReLU(), nn.Linear(int(hidden), num_classes)
-    )
+    return _cnn(input_shape, num_classes, channels1, channels2, hidden, "none")
+
+
+@register_architecture(
+    "cnn-bn",
+    "The cnn with BatchNorm after each conv: Opacus cannot train it with DP (one-click fix: cnn-gn).",
+    dp_fix="cnn-gn",
+    **_CNN_DEFAULTS,
+)
+def cnn_bn(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    channels1: int = 32,
+    channels2: int = 64,
+    hidden: int = 128,
+) -> nn.Module:
+    return _cnn(input_shape, num_classes, channels1, channels2, hidden, "batch")
+
+
+@register_architecture(
+    "cnn-gn", "The cnn with GroupNorm after each conv (DP-compatible replacement of cnn-bn).", **_CNN_DEFAULTS
+)
+def cnn_gn(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    channels1: int = 32,
+    channels2: int = 64,
+    hidden: int = 128,
+) -> nn.Module:
+    return _cnn(input_shape, num_classes, channels1, channels2, hidden, "group")

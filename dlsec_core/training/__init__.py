@@ -5,6 +5,7 @@ Importing this package registers every recipe in `RECIPES`, including those defi
 
 import dlsec_core.defenses.adversarial_training  # noqa: F401  (registers fgsm-rs, pgd, trades)
 import dlsec_core.defenses.smoothing  # noqa: F401  (registers gaussian-noise)
+import dlsec_core.privacy.dp_sgd  # noqa: F401  (registers dp-sgd)
 from dlsec_core.training.loop import TrainConfig, TrainEvent, TrainResult, train
 from dlsec_core.training.recipes import RECIPES, Recipe, StandardRecipe, get_recipe, register_recipe
 

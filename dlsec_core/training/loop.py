@@ -181,6 +181,7 @@ def train(
         )
     )
     steps_per_epoch = len(setup.loader)
+    loss_fn = setup.loss_fn or recipe.loss
     total = steps_per_epoch * config.epochs
     scheduler = (
         torch.optim.lr_scheduler.OneCycleLR(setup.optimizer, max_lr=config.lr, total_steps=total)
@@ -201,10 +202,11 @@ def train(
                 continue
             xb = random_shift(xb, shift, gen)
             setup.optimizer.zero_grad(set_to_none=True)
-            loss, logits = recipe.loss(setup.model, xb, yb, gen)
-            if not torch.isfinite(loss):
+            loss, logits = loss_fn(setup.model, xb, yb, gen)
+            if not torch.isfinite(loss.detach()):
                 raise InvalidInputError(
-                    f"Training diverged (loss became {float(loss)}) at epoch {epoch}; lower the learning rate."
+                    f"Training diverged (loss became {float(loss.detach())}) at epoch {epoch}; "
+                    "lower the learning rate."
                 )
             loss.backward()
             setup.optimizer.step()

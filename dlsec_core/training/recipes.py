@@ -11,7 +11,8 @@ The standard recipe is plain empirical risk minimisation.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -20,6 +21,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from dlsec_core.errors import InvalidInputError, NotFoundError
+
+
+#: (model, x, y, generator) -> (loss to minimise, logits for train accuracy)
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], tuple[Any, torch.Tensor]]
 
 
 @dataclass
@@ -35,6 +40,10 @@ class TrainingSetup:
     #: such as robust accuracy; never trained on. None when the caller has none.
     x_val: torch.Tensor | None = None
     y_val: torch.Tensor | None = None
+    #: replaces `Recipe.loss` for this run when set (DP-SGD's loss goes through Opacus's per-run criterion)
+    loss_fn: LossFn | None = None
+    #: per-run objects a recipe keeps between its hooks (Opacus's accountant); recipes themselves are frozen configs
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +53,8 @@ class Recipe:
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    #: training settings this recipe works best with (the UI's defaults), e.g. DP-SGD's larger batches
+    suggested: ClassVar[dict[str, Any]] = {}
 
     def prepare(self, setup: TrainingSetup) -> TrainingSetup:
         """Called once before training; may wrap or replace the model, optimizer and loader."""
