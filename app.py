@@ -19,6 +19,7 @@ PAGES = [
     st.Page("app_pages/robustness.py", title="Robustness", icon=":material/show_chart:"),
     st.Page("app_pages/detection.py", title="Detection", icon=":material/policy:"),
     st.Page("app_pages/certification.py", title="Certified", icon=":material/verified:"),
+    st.Page("app_pages/privacy_budget.py", title="Privacy budget", icon=":material/lock:"),
 ]
 
 with st.sidebar:

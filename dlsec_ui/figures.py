@@ -148,7 +148,11 @@ def training_curves(records: Sequence[dict[str, Any]]) -> go.Figure:
 
     Each record needs "epoch_float", "loss", "train_accuracy" and optionally "test_accuracy".
     """
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss", "Accuracy"), horizontal_spacing=0.1)
+    private = [r for r in records if r.get("epsilon") is not None]
+    titles = ("Training loss", "Accuracy") + (
+        (f"Privacy spent (ε, {private[-1]['accountant'].upper()})",) if private else ()
+    )
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.08)
     xs = [r["epoch_float"] for r in records]
     fig.add_trace(
         go.Scatter(x=xs, y=[r["loss"] for r in records], name="train loss", mode="lines"), row=1, col=1
@@ -183,8 +187,20 @@ def training_curves(records: Sequence[dict[str, Any]]) -> go.Figure:
             row=1,
             col=2,
         )
+    if private:
+        fig.add_trace(
+            go.Scatter(
+                x=[0.0] + [r["epoch_float"] for r in private], y=[0.0] + [r["epsilon"] for r in private],
+                name="ε spent", mode="lines+markers", line={"color": "#7b2cbf"},
+                hovertemplate="ε = %{y:.3g}<extra>δ = " + f"{private[-1]['delta']:g}, "
+                + private[-1]["accountant"].upper() + "</extra>",
+            ),
+            row=1, col=3,
+        )  # fmt: skip
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
     fig.update_yaxes(range=[0, 1.01], row=1, col=2)
+    if private:
+        fig.update_yaxes(rangemode="tozero", row=1, col=3)
     fig.update_layout(template=TEMPLATE, height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
 
@@ -278,4 +294,54 @@ def certified_vs_empirical(
         yaxis={"title": "accuracy", "range": [0, 1.02], "tickformat": ".0%"}, margin={"l": 10, "r": 10, "t": 10, "b": 10},
         legend={"orientation": "h", "y": -0.25},
     )  # fmt: skip
+    return fig
+
+
+ACCOUNTANT_COLORS = {"rdp": "#1f77b4", "prv": "#d62728", "gdp": "#7f7f7f"}
+
+
+def epsilon_curves(curves: dict[str, Sequence[dict[str, Any]]], steps_per_epoch: int) -> go.Figure:
+    """ε spent against epochs, one line per accountant (records of `PrivacySpend.to_record()`)."""
+    fig = go.Figure()
+    for acc, records in curves.items():
+        fig.add_trace(
+            go.Scatter(
+                x=[0.0] + [r["steps"] / steps_per_epoch for r in records], y=[0.0] + [r["epsilon"] for r in records],
+                mode="lines", name=acc.upper(), line={"color": ACCOUNTANT_COLORS.get(acc), "dash": "dot" if acc == "gdp" else "solid"},
+                hovertemplate="epoch %{x:.2f}: ε = %{y:.3g}<extra>" + acc.upper() + "</extra>",
+            )
+        )  # fmt: skip
+    fig.update_layout(
+        template=TEMPLATE, height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis_title="epochs", yaxis_title="ε spent", legend_title_text="accountant",
+    )  # fmt: skip
+    fig.update_yaxes(rangemode="tozero")
+    return fig
+
+
+def privacy_frontier(records: Sequence[dict[str, Any]]) -> go.Figure:
+    """Test accuracy vs. ε (log axis), one marker series per accountant; non-private baselines as dashed lines."""
+    fig = go.Figure()
+    private = [r for r in records if r.get("epsilon") is not None]
+    for acc in sorted({str(r["accountant"]) for r in private}):
+        rows = sorted((r for r in private if r["accountant"] == acc), key=lambda r: r["epsilon"])
+        fig.add_trace(
+            go.Scatter(
+                x=[r["epsilon"] for r in rows], y=[r["test_accuracy"] for r in rows], mode="lines+markers",
+                name=f"DP-SGD (ε by {acc.upper()})", marker={"size": 9, "color": ACCOUNTANT_COLORS.get(acc)},
+                text=[f"{r['model']}<br>σ = {r['noise_multiplier']:.3g}, δ = {r['delta']:g}" for r in rows],
+                hovertemplate="%{text}<br>ε = %{x:.3g}, accuracy %{y:.1%}<extra></extra>",
+            )
+        )  # fmt: skip
+    for r in (r for r in records if r.get("epsilon") is None):
+        fig.add_hline(
+            y=r["test_accuracy"], line={"dash": "dash", "color": "#2ca02c"},
+            annotation_text=f"no DP (ε = ∞): {r['model']} {r['test_accuracy']:.1%}", annotation_position="bottom right",
+        )  # fmt: skip
+    fig.update_layout(
+        template=TEMPLATE, height=380, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis_title="ε (log scale)", yaxis_title="test accuracy",
+    )  # fmt: skip
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(range=[0, 1.01], tickformat=".0%")
     return fig

@@ -14,6 +14,7 @@ from dlsec_core.defenses.smoothing import CertifyEvent
 from dlsec_core.defenses.transforms import InputTransform
 from dlsec_core.errors import DlsecError
 from dlsec_core.jobs import JobContext, JobSnapshot, JobState
+from dlsec_core.privacy.frontier import FrontierProgress, frontier_sweep
 from dlsec_core.training.loop import TrainConfig, TrainEvent
 from dlsec_core.training.recipes import Recipe
 from dlsec_core.workflows import CurveFindings, ModelSweepPoint, sweep_models, train_and_store
@@ -55,9 +56,13 @@ def submit_training(
     store = get_store()  # resolved here, in the script thread: the worker makes no st.* calls
 
     def progress(event: Any, _: int) -> tuple[float, str] | None:
-        return (
-            (event.progress, f"epoch {event.epoch}/{event.epochs}") if isinstance(event, TrainEvent) else None
-        )
+        if not isinstance(event, TrainEvent):
+            return None
+        spent = event.metrics.get("epsilon")
+        label = f"epoch {event.epoch}/{event.epochs}"
+        if spent is not None:
+            label += f" · ε = {spent:.3g} ({str(event.metrics.get('accountant', '')).upper()})"
+        return event.progress, label
 
     return _submit(
         lambda: train_and_store(store, dataset=dataset, arch=arch, name=name, config=config, recipe=recipe),
@@ -130,6 +135,28 @@ def submit_certification(model_id: str, sigma: float, n_images: int, n: int, see
     return _submit(
         lambda: certification_study(store, model_id, sigma=sigma, n_images=n_images, n=n, seed=seed),
         progress, kind="certify", title=f"Certification (σ={sigma:g})",
+    )  # fmt: skip
+
+
+def submit_frontier(
+    *, dataset: str, arch: str, targets: Sequence[float], config: TrainConfig, accountant: str
+) -> str:
+    store = get_store()
+
+    def progress(event: Any, _: int) -> tuple[float, str] | None:
+        if not isinstance(event, FrontierProgress):
+            return None
+        e = event.event
+        return (
+            event.progress,
+            f"run {event.index + 1}/{event.total} ({event.label}), epoch {e.epoch}/{e.epochs}",
+        )
+
+    return _submit(
+        lambda: frontier_sweep(
+            store, dataset=dataset, arch=arch, targets=targets, config=config, accountant=accountant
+        ),
+        progress, kind="frontier", title=f"Privacy-utility sweep ({len(targets)} ε values, {arch} on {dataset})",
     )  # fmt: skip
 
 

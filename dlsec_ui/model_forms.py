@@ -7,19 +7,20 @@ import streamlit as st
 from dlsec_core.data.builtin import DATASETS
 from dlsec_core.errors import DlsecError
 from dlsec_core.models.architectures import ARCHITECTURES
+from dlsec_core.privacy.dp_sgd import DPSGDRecipe, dp_fixed_spec, dp_problems, privacy_plan
 from dlsec_core.safe_load import spec_from_upload
 from dlsec_core.store import ModelCard
 from dlsec_core.training.loop import TrainConfig
 from dlsec_core.training.recipes import RECIPES
-from dlsec_core.workflows import dataset_names, import_and_evaluate, store_uploaded_dataset
+from dlsec_core.workflows import dataset_names, import_and_evaluate, spec_for, store_uploaded_dataset
 from dlsec_ui import figures, state
 from dlsec_ui.jobs import submit_training
-from dlsec_ui.resources import get_store
+from dlsec_ui.resources import get_dataset, get_store
 from dlsec_ui.widgets import config_form, show_error
 
 
 def train_form() -> None:
-    """Dataset, architecture, recipe (standard or a training-time defense), epochs; submits a background job."""
+    """Dataset, architecture, recipe (standard or a training-time defense), epochs, batch; a background job."""
     c1, c2, c3 = st.columns(3)
     dataset = c1.selectbox(
         "Dataset", dataset_names(get_store()), key=state.TRAIN_DATASET,
@@ -29,25 +30,79 @@ def train_form() -> None:
         "Architecture", list(ARCHITECTURES), index=list(ARCHITECTURES).index("cnn"), key=state.TRAIN_ARCH,
         format_func=lambda a: f"{a}: {ARCHITECTURES[a].description}",
     )  # fmt: skip
-    epochs = c3.slider("Epochs", 1, 30, 10, key=state.TRAIN_EPOCHS)
     recipe_name = c1.selectbox(
         "Recipe", list(RECIPES), key=state.TRAIN_RECIPE, format_func=lambda r: RECIPES[r].title,
         help="; ".join(f"{cls.title}: {cls.paper}" for cls in RECIPES.values() if cls.paper),
+        on_change=_apply_suggested,
     )  # fmt: skip
     cls = RECIPES[recipe_name]
+    st.session_state.setdefault(state.TRAIN_EPOCHS, DEFAULT_EPOCHS)
+    st.session_state.setdefault(state.TRAIN_BATCH, DEFAULT_BATCH)
+    epochs = c3.slider("Epochs", 1, 30, key=state.TRAIN_EPOCHS)
+    batch_size = c3.select_slider(
+        "Batch size" + (" (expected: Poisson sampling)" if recipe_name == "dp-sgd" else ""), BATCH_SIZES,
+        key=state.TRAIN_BATCH,
+    )  # fmt: skip
     with c2:
         params = config_form(cls, prefix="train_")
     if cls.paper:
         c3.caption(cls.paper)
     name = st.text_input("Name (optional)", key=state.TRAIN_NAME, max_chars=80)
-    if st.button("Train", type="primary", key=state.TRAIN_BUTTON):
+    blocked = False
+    try:
+        config = TrainConfig(
+            epochs=epochs, batch_size=batch_size, seed=int(st.session_state.get(state.SEED, 0))
+        )
+        recipe = cls(**params)
+        if isinstance(recipe, DPSGDRecipe):
+            blocked = not _dp_preview(recipe, dataset, arch, config)
+    except DlsecError as err:
+        show_error(err)
+        return
+    if st.button("Train", type="primary", key=state.TRAIN_BUTTON, disabled=blocked):
         try:
-            config = TrainConfig(epochs=epochs, seed=int(st.session_state.get(state.SEED, 0)))
             st.session_state[state.TRAIN_JOB] = submit_training(
-                dataset=dataset, arch=arch, name=name.strip() or None, config=config, recipe=cls(**params)
+                dataset=dataset, arch=arch, name=name.strip() or None, config=config, recipe=recipe
             )
         except DlsecError as err:
             show_error(err)
+
+
+BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024]
+DEFAULT_EPOCHS, DEFAULT_BATCH = 10, 64
+
+
+def _apply_suggested() -> None:
+    """A newly chosen recipe brings the epochs and batch size it works best with (DP-SGD: larger batches)."""
+    suggested = RECIPES[st.session_state[state.TRAIN_RECIPE]].suggested
+    st.session_state[state.TRAIN_EPOCHS] = int(suggested.get("epochs", DEFAULT_EPOCHS))
+    st.session_state[state.TRAIN_BATCH] = int(suggested.get("batch_size", DEFAULT_BATCH))
+
+
+def _use_arch(arch: str) -> None:
+    st.session_state[state.TRAIN_ARCH] = arch
+
+
+def _dp_preview(recipe: DPSGDRecipe, dataset: str, arch: str, config: TrainConfig) -> bool:
+    """What Opacus would refuse (with the one-click fix), and the ε the planned run will spend. False = blocked."""
+    data = get_dataset(dataset)
+    spec = spec_for(data, arch)
+    problems = dp_problems(spec)
+    if problems:
+        fixed = dp_fixed_spec(spec).arch if ARCHITECTURES[arch].dp_fix else None
+        st.warning(
+            "Opacus cannot train this architecture with differential privacy:\n\n"
+            + "\n".join(f"- {p}" for p in problems)
+        )
+        if fixed:
+            st.button(
+                f"Fix: use {fixed} ({ARCHITECTURES[fixed].description})", key=state.TRAIN_DP_FIX,
+                on_click=_use_arch, args=(fixed,),
+            )  # fmt: skip
+        return False
+    n = len(data.y_train)
+    st.info(privacy_plan(recipe, n, config))
+    return True
 
 
 def model_card(card: ModelCard) -> None:

@@ -37,7 +37,7 @@ from dlsec_core.errors import InvalidInputError
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.models.modes import device_of
 from dlsec_core.models.spec import ModelSpec, build_model
-from dlsec_core.privacy.accounting import ACCOUNTANTS, epsilon_after, noise_for_target
+from dlsec_core.privacy.accounting import ACCOUNTANTS, PrivacySpend, epsilon_after, noise_for_target
 from dlsec_core.training.recipes import Recipe, TrainingSetup, register_recipe
 
 #: accountants offered for training (GDP's CLT approximation is not an upper bound: calculator only)
@@ -103,7 +103,9 @@ def privatize(
     n = len(loader.dataset)  # type: ignore[arg-type]
     batch_size = int(loader.batch_size or 1)
     if not 1 <= batch_size <= n:
-        raise InvalidInputError(f"The batch size must be from 1 to the {n} training images, got {batch_size}.")
+        raise InvalidInputError(
+            f"The batch size must be from 1 to the {n} training images, got {batch_size}."
+        )
     q = batch_size / n
     module = GradSampleModuleFastGradientClipping(
         model, batch_first=True, loss_reduction="mean", max_grad_norm=max_grad_norm, use_ghost_clipping=True
@@ -221,7 +223,9 @@ class DPSGDRecipe(Recipe):
             ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
             if not ok or not ((lo < value) if open_lo else (lo <= value)) or value > hi:
                 bracket = "(" if open_lo else "["
-                raise InvalidInputError(f"{name} must be a number in {bracket}{lo:g}, {hi:g}], got {value!r}.")
+                raise InvalidInputError(
+                    f"{name} must be a number in {bracket}{lo:g}, {hi:g}], got {value!r}."
+                )
             return float(value)
 
         for attr, label, lo, hi, open_lo in (
@@ -243,6 +247,18 @@ class DPSGDRecipe(Recipe):
                 "training would stop before reaching the target."
             )
 
+    def plan(self, n: int, batch_size: int, epochs: int) -> PrivacySpend:
+        """The σ this run will use (given, or calibrated to the target ε) and the ε all planned epochs spend."""
+        if not 1 <= batch_size <= n:
+            raise InvalidInputError(
+                f"The batch size must be from 1 to the {n} training images, got {batch_size}."
+            )
+        q = batch_size / n
+        steps = int(1 / q) * epochs  # DPDataLoader draws int(1/q) batches per epoch
+        if self.target_epsilon > 0:
+            return noise_for_target(self.target_epsilon, q, steps, self.delta, accountant=self.accountant)
+        return epsilon_after(self.noise_multiplier, q, steps, self.delta, accountant=self.accountant)
+
     def prepare(self, setup: TrainingSetup) -> TrainingSetup:
         n = len(setup.loader.dataset)  # type: ignore[arg-type]
         if self.delta >= 1 / n:
@@ -252,12 +268,7 @@ class DPSGDRecipe(Recipe):
             )
         batch_size = int(setup.loader.batch_size or 1)
         q = batch_size / n
-        steps = int(1 / q) * setup.epochs  # DPDataLoader draws int(1/q) batches per epoch
-        sigma = self.noise_multiplier
-        if self.target_epsilon > 0:
-            sigma = noise_for_target(
-                self.target_epsilon, q, steps, self.delta, accountant=self.accountant
-            ).noise_multiplier
+        sigma = self.plan(n, batch_size, setup.epochs).noise_multiplier
         if self.max_epsilon > 0:
             first = epsilon_after(sigma, q, int(1 / q), self.delta, accountant=self.accountant)
             if first.epsilon > self.max_epsilon:
@@ -301,9 +312,7 @@ class DPSGDRecipe(Recipe):
             "accountant": self.accountant, "delta": self.delta, "noise_multiplier": parts.noise_multiplier,
             "sample_rate": parts.sample_rate, "max_grad_norm": parts.max_grad_norm, "dp_steps": steps,
         }  # fmt: skip
-        record["epsilon"] = (
-            float(parts.accountant.get_epsilon(delta=self.delta)) if steps else 0.0
-        )
+        record["epsilon"] = float(parts.accountant.get_epsilon(delta=self.delta)) if steps else 0.0
         return record
 
     def epoch_metrics(self, setup: TrainingSetup) -> dict[str, Any]:
@@ -342,3 +351,21 @@ def _unwrap(module: nn.Module) -> nn.Module:
     inner = module._module if isinstance(module, GradSampleModuleFastGradientClipping) else module
     assert isinstance(inner, nn.Module)
     return inner
+
+
+def privacy_plan(recipe: DPSGDRecipe, n: int, config: Any) -> str:
+    """One sentence before training: the sampling rate, σ and the ε the planned epochs will spend."""
+    spend = recipe.plan(n, int(config.batch_size), int(config.epochs))
+    how = (
+        f"σ = {spend.noise_multiplier:.3g} calibrated for target ε = {recipe.target_epsilon:g}"
+        if recipe.target_epsilon > 0
+        else f"σ = {spend.noise_multiplier:g}"
+    )
+    budget = (
+        f" The budget ε = {recipe.max_epsilon:g} stops it earlier if needed." if recipe.max_epsilon else ""
+    )
+    return (
+        f"Planned: {config.epochs} epochs × {int(1 / spend.sample_rate)} steps, sampling rate q = "
+        f"{config.batch_size}/{n} = {spend.sample_rate:.4g}, {how}, clipping C = {recipe.max_grad_norm:g} → "
+        f"{spend.describe()}.{budget}"
+    )

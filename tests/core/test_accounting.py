@@ -92,7 +92,15 @@ def test_prv_agrees_with_google_pld_accountant(sigma: float, q: float, steps: in
         dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma)), steps
     )
     # PRV and privacy-loss distributions are both (near-)exact numerical compositions: they must agree closely.
-    google = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(delta)
+    google = (
+        dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(delta)
+    )
     ours = epsilon_after(sigma, q, steps, delta, accountant="prv").epsilon
     # Measured: 6.779 vs 6.769, 4.872 vs 4.861, 7.718 vs 7.708, 2.071 vs 2.061.
     assert ours == pytest.approx(google, rel=0.01)
+
+
+def test_fast_rdp_curve_equals_pointwise_accounting() -> None:
+    curve = epsilon_curve(1.0, 0.064, 150, 1e-5, accountant="rdp", points=7)
+    for point in curve:
+        assert point.epsilon == pytest.approx(epsilon_after(1.0, 0.064, point.steps, 1e-5).epsilon, rel=1e-12)

@@ -1,0 +1,143 @@
+"""Privacy budget: the ε a DP-SGD run spends, before training (calculator) and across trained runs (frontier)."""
+
+import streamlit as st
+
+from dlsec_core.errors import DlsecError
+from dlsec_core.models.architectures import ARCHITECTURES
+from dlsec_core.privacy.accounting import ACCOUNTANTS
+from dlsec_core.privacy.frontier import FrontierPoint, frontier_points
+from dlsec_core.training.loop import TrainConfig
+from dlsec_core.workflows import dataset_names
+from dlsec_ui import figures, state
+from dlsec_ui.jobs import show_session_job, submit_frontier
+from dlsec_ui.model_forms import BATCH_SIZES
+from dlsec_ui.resources import get_dataset, get_store, noise_needed, privacy_curve
+from dlsec_ui.widgets import show_error
+
+st.title("Privacy budget")
+st.caption(
+    "DP-SGD (Abadi et al. 2016) clips each example's gradient and adds Gaussian noise; an accountant turns the "
+    "noise σ, the sampling rate q = batch / N and the number of steps into a guarantee (ε, δ): no single training "
+    "example changes what the model reveals by more than a factor e^ε, except with probability δ. Smaller ε: "
+    "stronger privacy. Accountants differ in how tightly they bound the same run, so every ε here names its own."
+)
+calculator, frontier = st.tabs(["Calculator", "Privacy-utility frontier"])
+
+with calculator:
+    c1, c2, c3 = st.columns(3)
+    names = dataset_names(get_store())
+    dataset = c1.selectbox("Dataset (sets N)", names, key=state.PB_DATASET)
+    n = int(
+        c1.number_input(
+            "Training set size N",
+            10,
+            10_000_000,
+            len(get_dataset(dataset).y_train),
+            key=f"{state.PB_N}_{dataset}",
+        )
+    )
+    batch = int(c2.select_slider("Expected batch size", BATCH_SIZES, value=256, key=state.PB_BATCH))
+    epochs = int(c2.slider("Epochs", 1, 100, 8, key=state.PB_EPOCHS))
+    sigma = float(c3.number_input("Noise multiplier σ", 0.1, 50.0, 1.0, 0.1, key=state.PB_SIGMA, format="%g"))
+    delta = float(
+        c3.number_input(
+            "δ", 1e-10, 1e-2, 1e-5, 1e-6, key=state.PB_DELTA, format="%g",
+            help="Keep δ well below 1/N: a mechanism that publishes one random record in full is (0, 1/N)-DP.",
+        )
+    )  # fmt: skip
+    accountants = st.multiselect(
+        "Accountants", list(ACCOUNTANTS), default=["rdp", "prv"], key=state.PB_ACCOUNTANTS,
+        format_func=lambda a: ACCOUNTANTS[a][1],
+        help="GDP is a central-limit approximation and can underestimate ε: shown for comparison only.",
+    )  # fmt: skip
+    if batch > n:
+        st.error(f"The batch size {batch} is larger than the dataset ({n}).")
+    elif delta >= 1 / n:
+        st.error(
+            f"δ = {delta:g} is not below 1/N = {1 / n:.2g}: such a guarantee allows leaking a whole record."
+        )
+    elif accountants:
+        q = batch / n
+        steps = int(1 / q) * epochs
+        chart = st.empty()
+        curves: dict = {}
+        try:
+            for acc in sorted(accountants, key=lambda a: a == "prv"):  # the fast ones draw first
+                if acc == "prv":
+                    chart.plotly_chart(
+                        figures.epsilon_curves(curves, int(1 / q)), key=f"{state.PB_CHART}_fast"
+                    )
+                    with st.spinner("PRV: composing privacy loss distributions…"):
+                        curves[acc] = privacy_curve(acc, sigma, q, steps, delta)
+                else:
+                    curves[acc] = privacy_curve(acc, sigma, q, steps, delta)
+            chart.plotly_chart(figures.epsilon_curves(curves, int(1 / q)), key=state.PB_CHART)
+        except DlsecError as err:
+            show_error(err)
+        rows = [
+            {"accountant": ACCOUNTANTS[a][1], "ε after all epochs": round(c[-1]["epsilon"], 3), "δ": delta,
+             "steps": steps, "q": round(q, 5)}
+            for a, c in curves.items()
+        ]  # fmt: skip
+        st.dataframe(rows, hide_index=True)
+        st.markdown("**Inverse: how much noise for a target ε?**")
+        t1, t2 = st.columns([1, 2])
+        target = float(t1.number_input("Target ε", 0.05, 100.0, 2.0, 0.5, key=state.PB_TARGET, format="%g"))
+        try:
+            needed = {a: noise_needed(a, target, q, steps, delta) for a in accountants if a != "gdp"}
+            t2.markdown(
+                "\n".join(
+                    f"- **{ACCOUNTANTS[a][1]}**: σ ≥ {s:.3g} keeps ε ≤ {target:g} after {epochs} epochs"
+                    for a, s in needed.items()
+                )
+            )
+        except DlsecError as err:
+            show_error(err)
+
+with frontier:
+    st.caption(
+        "Test accuracy against the ε each stored DP-SGD model spent, beside the same architecture trained without "
+        "DP. The sweep trains one DP model per target ε (σ calibrated for it) as a background job."
+    )
+    f1, f2, f3 = st.columns(3)
+    fr_dataset = f1.selectbox("Dataset", dataset_names(get_store()), key=state.FR_DATASET)
+    dp_archs = [a for a, info in ARCHITECTURES.items() if info.dp_fix is None]
+    fr_arch = f2.selectbox("Architecture", dp_archs, index=dp_archs.index("cnn"), key=state.FR_ARCH)
+    fr_accountant = f3.radio("Accountant", ["rdp", "prv"], horizontal=True, key=state.FR_ACCOUNTANT)
+    targets_text = f1.text_input("Target ε values (comma-separated)", "0.5, 1, 2, 4, 8", key=state.FR_TARGETS)
+    fr_epochs = int(f2.slider("Epochs per run", 1, 30, 8, key=state.FR_EPOCHS))
+    if f3.button("Run the sweep", type="primary", key=state.FR_BUTTON):
+        try:
+            targets = [float(t) for t in targets_text.replace(";", ",").split(",") if t.strip()]
+        except ValueError:
+            st.error(
+                f"Could not read the target ε values {targets_text!r}: give numbers separated by commas."
+            )
+        else:
+            try:
+                config = TrainConfig(
+                    epochs=fr_epochs, batch_size=256, seed=int(st.session_state.get(state.SEED, 0))
+                )
+                st.session_state[state.FR_JOB] = submit_frontier(
+                    dataset=fr_dataset, arch=fr_arch, targets=targets, config=config, accountant=fr_accountant
+                )
+            except DlsecError as err:
+                show_error(err)
+
+    @st.fragment(run_every=1.0)
+    def frontier_view() -> None:
+        job = show_session_job(state.FR_JOB, cancel_key=state.CANCEL_FR)
+        points = frontier_points(get_store(), fr_dataset, fr_arch)
+        if job is not None and job.is_active:  # points that landed during this run (the store has them too)
+            known = {p.model_id for p in points}
+            points += [e for e in job.events if isinstance(e, FrontierPoint) and e.model_id not in known]
+        if not points:
+            st.info(
+                f"No DP-SGD or standard {fr_arch} model on {fr_dataset} yet: run the sweep, or train one on Models."
+            )
+            return
+        records = [p.to_record() for p in points]
+        st.plotly_chart(figures.privacy_frontier(records), key=state.FR_CHART)
+        st.dataframe(records, hide_index=True)
+
+    frontier_view()
