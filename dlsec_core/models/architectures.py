@@ -64,7 +64,12 @@ def mlp(input_shape: tuple[int, int, int], num_classes: int, hidden: int = 256, 
 
 
 def _cnn(
-    input_shape: tuple[int, int, int], num_classes: int, channels1: int, channels2: int, hidden: int, norm: str
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    channels1: int,
+    channels2: int,
+    hidden: int,
+    norm: str,
 ) -> nn.Module:
     """Conv(3x3) [-> norm] -> ReLU -> MaxPool, twice, then two fully connected layers.
 
@@ -89,7 +94,7 @@ def _cnn(
     )
 
 
-_CNN_DEFAULTS = {"channels1": 32, "channels2": 64, "hidden": 128}
+_CNN_DEFAULTS: dict[str, Any] = {"channels1": 32, "channels2": 64, "hidden": 128}
 
 
 @register_architecture("cnn", "Two conv + two fully connected layers (default).", **_CNN_DEFAULTS)

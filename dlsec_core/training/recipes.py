@@ -22,7 +22,6 @@ from torch.utils.data import DataLoader
 
 from dlsec_core.errors import InvalidInputError, NotFoundError
 
-
 #: (model, x, y, generator) -> (loss to minimise, logits for train accuracy)
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], tuple[Any, torch.Tensor]]
 

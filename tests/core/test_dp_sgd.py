@@ -54,7 +54,9 @@ def _one_at_a_time(model, x, y, clip):
     """The DP-SGD update computed naively: each example's gradient alone, clipped, averaged, negated."""
     total = [torch.zeros_like(p) for p in model.parameters()]
     for i in range(len(y)):
-        grads = torch.autograd.grad(F.cross_entropy(model(x[i : i + 1]), y[i : i + 1]), list(model.parameters()))
+        grads = torch.autograd.grad(
+            F.cross_entropy(model(x[i : i + 1]), y[i : i + 1]), list(model.parameters())
+        )
         norm = torch.sqrt(sum((g**2).sum() for g in grads))
         scale = min(1.0, clip / (float(norm) + 1e-6))
         for t, g in zip(total, grads, strict=True):
@@ -118,7 +120,9 @@ def test_sample_rate_is_batch_size_over_dataset_size(digits):
 
 def _dp_train(data, epochs=2, **recipe):
     config = TrainConfig(epochs=epochs, batch_size=128, lr=1e-2, seed=0, shift=0)
-    return run_to_end(train(spec_for(data, "mlp", hidden=32, depth=1), data, config, get_recipe("dp-sgd", **recipe)))
+    return run_to_end(
+        train(spec_for(data, "mlp", hidden=32, depth=1), data, config, get_recipe("dp-sgd", **recipe))
+    )
 
 
 def test_training_reports_the_accountants_epsilon_every_epoch(digits):
