@@ -20,6 +20,7 @@ PAGES = [
     st.Page("app_pages/detection.py", title="Detection", icon=":material/policy:"),
     st.Page("app_pages/certification.py", title="Certified", icon=":material/verified:"),
     st.Page("app_pages/privacy_budget.py", title="Privacy budget", icon=":material/lock:"),
+    st.Page("app_pages/membership.py", title="Membership inference", icon=":material/person_search:"),
 ]
 
 with st.sidebar:

@@ -345,3 +345,35 @@ def privacy_frontier(records: Sequence[dict[str, Any]]) -> go.Figure:
     fig.update_xaxes(type="log")
     fig.update_yaxes(range=[0, 1.01], tickformat=".0%")
     return fig
+
+
+def membership_roc(curves: Sequence[dict[str, Any]]) -> go.Figure:
+    """Membership-inference ROC curves on log-log axes (Carlini et al. 2022: what matters is the low-FPR corner).
+
+    Each curve: {"label", "fpr", "tpr", "auc", "tpr_at_0_1pct"}; the chance diagonal TPR = FPR is drawn dotted.
+    """
+    fig = go.Figure()
+    floor = 1e-4
+    for c in curves:
+        fpr = [max(float(v), floor) for v in c["fpr"]]
+        tpr = [max(float(v), floor) for v in c["tpr"]]
+        fig.add_trace(
+            go.Scatter(
+                x=fpr, y=tpr, mode="lines", name=f"{c['label']} (AUC {c['auc']:.3f}, TPR@0.1% {c['tpr_at_0_1pct']:.1%})",
+                hovertemplate="FPR %{x:.2%} → TPR %{y:.2%}<extra>" + str(c["label"]) + "</extra>",
+            )
+        )  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=[floor, 1], y=[floor, 1], mode="lines", name="chance (TPR = FPR)",
+            line={"dash": "dot", "color": "#999999"}, hoverinfo="skip",
+        )
+    )  # fmt: skip
+    fig.update_layout(
+        template=TEMPLATE, height=420, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis_title="false-positive rate (log)", yaxis_title="true-positive rate (log)",
+        legend={"orientation": "h", "y": -0.25},
+    )  # fmt: skip
+    fig.update_xaxes(type="log", range=[-4, 0])
+    fig.update_yaxes(type="log", range=[-4, 0])
+    return fig

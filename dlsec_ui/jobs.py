@@ -15,6 +15,7 @@ from dlsec_core.defenses.transforms import InputTransform
 from dlsec_core.errors import DlsecError
 from dlsec_core.jobs import JobContext, JobSnapshot, JobState
 from dlsec_core.privacy.frontier import FrontierProgress, frontier_sweep
+from dlsec_core.privacy.membership import LiraConfig, MembershipEvent, membership_study
 from dlsec_core.training.loop import TrainConfig, TrainEvent
 from dlsec_core.training.recipes import Recipe
 from dlsec_core.workflows import CurveFindings, ModelSweepPoint, sweep_models, train_and_store
@@ -157,6 +158,23 @@ def submit_frontier(
             store, dataset=dataset, arch=arch, targets=targets, config=config, accountant=accountant
         ),
         progress, kind="frontier", title=f"Privacy-utility sweep ({len(targets)} ε values, {arch} on {dataset})",
+    )  # fmt: skip
+
+
+def submit_membership(model_ids: Sequence[str], *, attack: str, n: int, lira: LiraConfig | None) -> str:
+    store = get_store()
+
+    def progress(event: Any, _: int) -> tuple[float, str] | None:
+        if not isinstance(event, MembershipEvent):
+            return None
+        what = "done" if event.result is not None else "attacking"
+        if event.shadow is not None:
+            what = f"shadow model {event.shadow.index + 1}/{event.shadow.shadows}"
+        return event.progress, f"model {event.model_index}/{event.models} ({event.model_name}): {what}"
+
+    return _submit(
+        lambda: membership_study(store, list(model_ids), attack=attack, n=n, lira=lira),
+        progress, kind="membership", title=f"Membership inference ({attack}) on {len(model_ids)} model(s)",
     )  # fmt: skip
 
 

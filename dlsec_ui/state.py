@@ -115,3 +115,12 @@ FR_BUTTON = "fr_button"
 FR_JOB = "fr_job"
 FR_CHART = "fr_chart"
 CANCEL_FR = "cancel_fr"
+
+# membership inference page
+MI_MODELS = "mi_models"
+MI_ATTACK = "mi_attack"
+MI_N = "mi_n"
+MI_BUTTON = "mi_button"
+MI_JOB = "mi_job"
+MI_ROC = "mi_roc"
+CANCEL_MI = "cancel_mi"

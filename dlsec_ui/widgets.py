@@ -258,3 +258,24 @@ def show_error(err: DlsecError) -> None:
             line.strip() if not line.startswith("    ") else line[4:]
         )
     st.error(" ".join(text) + (("\n\n```python\n" + "\n".join(code) + "\n```") if code else ""))
+
+
+def privacy_label(card: ModelCard) -> str:
+    """'ε = 2.1 (RDP, δ 1e-05)' for a DP-SGD model (its last epoch's spend), 'no DP' otherwise."""
+    last = card.history[-1] if card.history else {}
+    if card.recipe == "dp-sgd" and last.get("epsilon") is not None:
+        return f"ε = {last['epsilon']:.3g} ({str(last['accountant']).upper()}, δ {last['delta']:g})"
+    return "no DP"
+
+
+def privacy_twins(card: ModelCard, cards: list[ModelCard]) -> list[str]:
+    """The model and the newest model of the same architecture on the same data on the other side of DP (a DP run
+    for a non-private model and vice versa): the default side-by-side of the privacy pages."""
+    private = card.recipe == "dp-sgd"
+    twins = [
+        c for c in cards
+        if c.id != card.id and c.dataset == card.dataset and c.spec.arch == card.spec.arch
+        and (c.recipe == "dp-sgd") != private
+    ]  # fmt: skip
+    twins.sort(key=lambda c: c.created_at, reverse=True)
+    return [card.id] + [c.id for c in twins[:1]]

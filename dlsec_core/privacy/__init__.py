@@ -1,4 +1,4 @@
-"""Privacy: differential-privacy accounting (DP-SGD training, membership inference and inversion come next)."""
+"""Privacy: differential-privacy accounting, membership inference, privacy auditing and model inversion."""
 
 from dlsec_core.privacy.accounting import (
     ACCOUNTANTS,
@@ -7,5 +7,64 @@ from dlsec_core.privacy.accounting import (
     epsilon_curve,
     noise_for_target,
 )
+from dlsec_core.privacy.audit import (
+    AuditConfig,
+    AuditResult,
+    Canaries,
+    audit_privacy,
+    eps_lower_bound,
+    guess_membership,
+    p_value_dp_audit,
+    plant_canaries,
+    score_canaries,
+)
+from dlsec_core.privacy.inversion import InversionConfig, InversionResult, invert, total_variation
+from dlsec_core.privacy.membership import (
+    LIRA_VARIANTS,
+    MEMBERSHIP_ATTACKS,
+    LiraConfig,
+    MembershipEvent,
+    MembershipResult,
+    RocMetrics,
+    ShadowEvent,
+    lira_attack,
+    lira_scores,
+    logit_scaled_confidence,
+    loss_threshold_attack,
+    membership_study,
+    roc_metrics,
+)
 
-__all__ = ["ACCOUNTANTS", "PrivacySpend", "epsilon_after", "epsilon_curve", "noise_for_target"]
+__all__ = [
+    "ACCOUNTANTS",
+    "LIRA_VARIANTS",
+    "MEMBERSHIP_ATTACKS",
+    "AuditConfig",
+    "AuditResult",
+    "Canaries",
+    "InversionConfig",
+    "InversionResult",
+    "LiraConfig",
+    "MembershipEvent",
+    "MembershipResult",
+    "PrivacySpend",
+    "RocMetrics",
+    "ShadowEvent",
+    "audit_privacy",
+    "eps_lower_bound",
+    "epsilon_after",
+    "epsilon_curve",
+    "guess_membership",
+    "invert",
+    "lira_attack",
+    "lira_scores",
+    "logit_scaled_confidence",
+    "loss_threshold_attack",
+    "membership_study",
+    "noise_for_target",
+    "p_value_dp_audit",
+    "plant_canaries",
+    "roc_metrics",
+    "score_canaries",
+    "total_variation",
+]

@@ -97,13 +97,19 @@ def epsilon_curve(
     if not 1 <= points <= 500:
         raise InvalidInputError(f"Points must be from 1 to 500, got {points}.")
     grid = sorted({max(1, round(steps * (i + 1) / points)) for i in range(points)})
-    if accountant == "rdp":  # RDP adds up over steps: one per-step computation serves every point (~100x faster)
+    if (
+        accountant == "rdp"
+    ):  # RDP adds up over steps: one per-step computation serves every point (~100x faster)
         orders = RDPAccountant.DEFAULT_ALPHAS
         per_step = compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=orders)
         return [
             PrivacySpend(
-                epsilon=float(get_privacy_spent(orders=orders, rdp=per_step * s, delta=delta)[0]), delta=float(delta),
-                steps=s, noise_multiplier=float(noise_multiplier), sample_rate=float(sample_rate), accountant="rdp",
+                epsilon=float(get_privacy_spent(orders=orders, rdp=per_step * s, delta=delta)[0]),
+                delta=float(delta),
+                steps=s,
+                noise_multiplier=float(noise_multiplier),
+                sample_rate=float(sample_rate),
+                accountant="rdp",
             )  # fmt: skip
             for s in grid
         ]

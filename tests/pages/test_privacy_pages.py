@@ -1,0 +1,166 @@
+"""The privacy pages through AppTest: DP training from the Models page, the budget calculator, the frontier and
+membership inference, each checked against the core's own numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from dlsec_core.data.builtin import load_dataset
+from dlsec_core.privacy.accounting import epsilon_after
+from dlsec_core.store import ModelCard, Store
+from dlsec_core.training import TrainConfig, get_recipe, train
+from dlsec_core.training.loop import run_to_end
+from dlsec_core.workflows import spec_for
+from dlsec_ui import state
+from dlsec_ui.resources import get_runner
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "app.py"
+JOB_TIMEOUT = 120.0
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture
+def app(tmp_home: Path) -> Iterator[Callable[[str], AppTest]]:
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+    def open_page(page: str) -> AppTest:
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        at.run()
+        at.switch_page(page).run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    yield open_page
+    for job in get_runner().list():
+        get_runner().wait(job.id, timeout=JOB_TIMEOUT)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def wait_for(at: AppTest, job_key: str) -> None:
+    snapshot = get_runner().wait(at.session_state[job_key], timeout=JOB_TIMEOUT)
+    assert not snapshot.is_active and snapshot.error is None, (snapshot.state, snapshot.error)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+@pytest.fixture
+def twins(tmp_home: Path) -> tuple[ModelCard, ModelCard]:
+    """A non-private and a DP-SGD logreg on digits, trained the same way, in this test's store."""
+    data = load_dataset("digits")
+    spec = spec_for(data, "logreg")
+    config = TrainConfig(epochs=3, batch_size=128, lr=0.05, shift=0)
+    store = Store(tmp_home)
+    cards = []
+    for recipe in (get_recipe("standard"), get_recipe("dp-sgd", noise_multiplier=1.0)):
+        result = run_to_end(train(spec, data, config, recipe))
+        cards.append(
+            store.save_model(
+                result.model, spec, name=f"digits-{recipe.name}", dataset="digits", recipe=recipe.name,
+                recipe_params=recipe.params(), train_config=config.to_dict(), seed=0,
+                clean_accuracy=result.test_accuracy, history=result.history,
+            )
+        )  # fmt: skip
+    return cards[0], cards[1]
+
+
+def test_dp_training_from_the_models_page(app: Callable[[str], AppTest], tmp_home: Path) -> None:
+    at = app("app_pages/models.py")
+    at.selectbox(key=state.TRAIN_DATASET).select("digits")
+    at.selectbox(key=state.TRAIN_ARCH).select("logreg")
+    at.selectbox(key=state.TRAIN_RECIPE).select("dp-sgd").run()
+    assert at.slider(key=state.TRAIN_EPOCHS).value == 8  # the recipe's suggested settings
+    assert at.select_slider(key=state.TRAIN_BATCH).value == 256
+    n = len(load_dataset("digits").y_train)
+    plan = " ".join(i.value for i in at.info)
+    assert "Planned" in plan and "RDP" in plan and f"q = 256/{n}" in plan
+    expected = epsilon_after(1.0, 256 / n, int(n / 256) * 8, 1e-5).epsilon
+    assert f"ε = {expected:.3g}" in plan
+    at.slider(key=state.TRAIN_EPOCHS).set_value(2)
+    at.button(key=state.TRAIN_BUTTON).click().run()
+    wait_for(at, state.TRAIN_JOB)
+    (card,) = Store(tmp_home).list_models()
+    assert card.recipe == "dp-sgd" and card.train_config["batch_size"] == 256
+    assert [h["accountant"] for h in card.history] == ["rdp", "rdp"]
+    assert card.history[-1]["epsilon"] == pytest.approx(
+        epsilon_after(1.0, 256 / n, 2 * int(n / 256), 1e-5).epsilon
+    )
+
+
+def test_batchnorm_model_is_blocked_with_a_one_click_fix(app: Callable[[str], AppTest]) -> None:
+    at = app("app_pages/models.py")
+    at.selectbox(key=state.TRAIN_DATASET).select("digits")
+    at.selectbox(key=state.TRAIN_RECIPE).select("dp-sgd").run()
+    at.selectbox(key=state.TRAIN_ARCH).select("cnn-bn").run()
+    assert any("BatchNorm" in w.value for w in at.warning)
+    assert at.button(key=state.TRAIN_BUTTON).disabled
+    at.button(key=state.TRAIN_DP_FIX).click().run()
+    assert at.selectbox(key=state.TRAIN_ARCH).value == "cnn-gn"
+    assert not at.warning and not at.button(key=state.TRAIN_BUTTON).disabled
+
+
+def test_calculator_matches_the_accountants(app: Callable[[str], AppTest]) -> None:
+    at = app("app_pages/privacy_budget.py")
+    at.selectbox(key=state.PB_DATASET).select("mnist5k").run()
+    at.select_slider(key=state.PB_BATCH).set_value(256)
+    at.slider(key=state.PB_EPOCHS).set_value(10)
+    at.number_input(key=state.PB_SIGMA).set_value(1.5).run()
+    assert not at.error
+    table = at.dataframe[0].value
+    q, steps = 256 / 4000, int(4000 / 256) * 10
+    got = dict(zip(table["accountant"], table["ε after all epochs"], strict=True))
+    for acc in ("rdp", "prv"):
+        label = next(k for k in got if k.lower().startswith(acc))
+        assert got[label] == pytest.approx(
+            epsilon_after(1.5, q, steps, 1e-5, accountant=acc).epsilon, abs=2e-3
+        )
+    assert any("σ ≥" in m.value and "ε ≤ 2" in m.value for m in at.markdown)
+    at.number_input(key=state.PB_DELTA).set_value(0.001).run()  # ≥ 1/N for N = 4000
+    assert any("1/N" in e.value for e in at.error)
+
+
+def test_frontier_lists_stored_runs_and_the_sweep_adds_one(
+    app: Callable[[str], AppTest], twins: tuple[ModelCard, ModelCard], tmp_home: Path
+) -> None:
+    at = app("app_pages/privacy_budget.py")
+    at.selectbox(key=state.FR_DATASET).select("digits")
+    at.selectbox(key=state.FR_ARCH).select("logreg").run()
+    rows = at.dataframe[-1].value
+    assert set(rows["model"]) == {"digits-standard", "digits-dp-sgd"}
+    at.text_input(key=state.FR_TARGETS).input("3")
+    at.slider(key=state.FR_EPOCHS).set_value(1)
+    at.button(key=state.FR_BUTTON).click().run()
+    wait_for(at, state.FR_JOB)
+    rows = at.dataframe[-1].value
+    assert len(rows) == 3  # the baseline existed: one new DP run
+    new = [r for r in rows.to_dict("records") if r["model"].startswith("logreg-digits-dp-eps3")]
+    assert new and new[0]["epsilon"] <= 3.0 and new[0]["accountant"] == "rdp"
+
+
+def test_membership_inference_side_by_side(
+    app: Callable[[str], AppTest], twins: tuple[ModelCard, ModelCard]
+) -> None:
+    standard, private = twins
+    at = app("app_pages/membership.py")
+    assert set(at.multiselect(key=state.MI_MODELS).value) == {
+        standard.id,
+        private.id,
+    }  # the twin is the default
+    at.button(key=state.MI_BUTTON).click().run()
+    wait_for(at, state.MI_JOB)
+    rows = at.dataframe[0].value.to_dict("records")
+    assert {r["model"] for r in rows} == {"digits-standard", "digits-dp-sgd"}
+    by_name = {r["model"]: r for r in rows}
+    assert by_name["digits-standard"]["privacy"] == "no DP"
+    assert (
+        by_name["digits-dp-sgd"]["privacy"].startswith("ε = ")
+        and "RDP" in by_name["digits-dp-sgd"]["privacy"]
+    )
+    assert all(0 <= r["AUC"] <= 1 for r in rows)
