@@ -21,6 +21,8 @@ PAGES = [
     st.Page("app_pages/certification.py", title="Certified", icon=":material/verified:"),
     st.Page("app_pages/privacy_budget.py", title="Privacy budget", icon=":material/lock:"),
     st.Page("app_pages/membership.py", title="Membership inference", icon=":material/person_search:"),
+    st.Page("app_pages/inversion.py", title="Model inversion", icon=":material/face:"),
+    st.Page("app_pages/audit.py", title="Privacy audit", icon=":material/fact_check:"),
 ]
 
 with st.sidebar:

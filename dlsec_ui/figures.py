@@ -377,3 +377,50 @@ def membership_roc(curves: Sequence[dict[str, Any]]) -> go.Figure:
     fig.update_xaxes(type="log", range=[-4, 0])
     fig.update_yaxes(type="log", range=[-4, 0])
     return fig
+
+
+def audit_scores(runs: Sequence[tuple[str, Any, Any]]) -> go.Figure:
+    """Canary scores (−loss on the wrong label) of included vs. excluded canaries, one row per audited run.
+
+    `runs`: (label, scores, included) with (m,) arrays. Separated histograms = memorised canaries = leakage.
+    """
+    fig = make_subplots(rows=len(runs), cols=1, subplot_titles=[r[0] for r in runs], vertical_spacing=0.18)
+    for row, (_, scores, included) in enumerate(runs, start=1):
+        s = [float(v) for v in scores]
+        inc = [bool(v) for v in included]
+        for flag, name, color in (
+            (True, "canary in training set", "#d62728"),
+            (False, "canary left out", "#1f77b4"),
+        ):
+            fig.add_trace(
+                go.Histogram(
+                    x=[v for v, i in zip(s, inc, strict=True) if i == flag], name=name, opacity=0.6,
+                    marker_color=color, nbinsx=40, showlegend=row == 1,
+                ),
+                row=row, col=1,
+            )  # fmt: skip
+    fig.update_layout(
+        template=TEMPLATE, barmode="overlay", height=260 * len(runs), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    )  # fmt: skip
+    fig.update_xaxes(title_text="score: −loss on the canary's wrong label (higher = memorised)")
+    return fig
+
+
+def image_rows(rows: Sequence[tuple[str, torch.Tensor, Sequence[str]]]) -> go.Figure:
+    """A grid of images: one row per (row label, (K, C, H, W) images in [0, 1], K cell titles)."""
+    ncols = max(len(r[2]) for r in rows)
+    titles = [t for _, _, cell_titles in rows for t in list(cell_titles) + [""] * (ncols - len(cell_titles))]
+    fig = make_subplots(
+        rows=len(rows), cols=ncols, subplot_titles=titles, horizontal_spacing=0.01, vertical_spacing=0.12
+    )
+    for r, (_, images, _) in enumerate(rows, start=1):
+        for c in range(images.shape[0]):
+            fig.add_trace(_image_trace(images[c]), row=r, col=c + 1)
+        fig.update_yaxes(title_text=rows[r - 1][0], row=r, col=1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x", showgrid=False)
+    fig.update_annotations(font_size=11)
+    fig.update_layout(
+        template=TEMPLATE, height=40 + 150 * len(rows), margin={"l": 10, "r": 10, "t": 30, "b": 10}
+    )
+    return fig

@@ -14,13 +14,14 @@ from dlsec_core.defenses.smoothing import CertifyEvent
 from dlsec_core.defenses.transforms import InputTransform
 from dlsec_core.errors import DlsecError
 from dlsec_core.jobs import JobContext, JobSnapshot, JobState
+from dlsec_core.privacy.audit import AuditConfig, AuditProgress, audit_study
 from dlsec_core.privacy.frontier import FrontierProgress, frontier_sweep
 from dlsec_core.privacy.membership import LiraConfig, MembershipEvent, membership_study
 from dlsec_core.training.loop import TrainConfig, TrainEvent
 from dlsec_core.training.recipes import Recipe
-from dlsec_core.workflows import CurveFindings, ModelSweepPoint, sweep_models, train_and_store
+from dlsec_core.workflows import CurveFindings, ModelSweepPoint, spec_for, sweep_models, train_and_store
 from dlsec_ui import state
-from dlsec_ui.resources import get_runner, get_store
+from dlsec_ui.resources import get_dataset, get_runner, get_store
 
 Progress = Callable[[Any, int], "tuple[float, str] | None"]  # (event, events so far) -> (fraction, message)
 
@@ -175,6 +176,27 @@ def submit_membership(model_ids: Sequence[str], *, attack: str, n: int, lira: Li
     return _submit(
         lambda: membership_study(store, list(model_ids), attack=attack, n=n, lira=lira),
         progress, kind="membership", title=f"Membership inference ({attack}) on {len(model_ids)} model(s)",
+    )  # fmt: skip
+
+
+def submit_audit(
+    *, dataset: str, arch: str, config: TrainConfig, recipe: Recipe, audit: AuditConfig, control: bool
+) -> str:
+    data = get_dataset(dataset)  # resolved here, in the script thread
+    spec = spec_for(data, arch)
+
+    def progress(event: Any, _: int) -> tuple[float, str] | None:
+        if not isinstance(event, AuditProgress):
+            return None
+        e = event.event
+        return (
+            event.progress,
+            f"run {event.index + 1}/{event.total} ({event.label}), epoch {e.epoch}/{e.epochs}",
+        )
+
+    return _submit(
+        lambda: audit_study(spec, data, config, recipe, config=audit, control=control),
+        progress, kind="audit", title=f"Privacy audit ({audit.canaries} canaries, {arch} on {dataset})",
     )  # fmt: skip
 
 

@@ -124,3 +124,20 @@ MI_BUTTON = "mi_button"
 MI_JOB = "mi_job"
 MI_ROC = "mi_roc"
 CANCEL_MI = "cancel_mi"
+
+# privacy audit page
+AU_DATASET = "au_dataset"
+AU_ARCH = "au_arch"
+AU_EPOCHS = "au_epochs"
+AU_BATCH = "au_batch"
+AU_CONTROL = "au_control"
+AU_BUTTON = "au_button"
+AU_JOB = "au_job"
+AU_CHART = "au_chart"
+CANCEL_AU = "cancel_au"
+
+# model inversion page
+INV_MODELS = "inv_models"
+INV_CLASSES = "inv_classes"
+INV_BUTTON = "inv_button"
+INV_RESULT = "inv_result"

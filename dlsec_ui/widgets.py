@@ -150,13 +150,24 @@ def config_form(cls: type, *, prefix: str, skip: tuple[str, ...] = ()) -> dict[s
             )  # fmt: skip
         elif kind == "bool":
             params[f.name] = st.checkbox(meta["label"], value=bool(f.default), key=key)
-        elif kind == "int":
+        elif (
+            kind == "int"
+            and "max" in meta
+            and ("ui_max" in meta or int(meta["max"]) - int(meta["min"]) <= 1000)
+        ):
             hi = min(int(meta["max"]), int(meta.get("ui_max", 200)))
             params[f.name] = int(st.slider(meta["label"], int(meta["min"]), hi, int(f.default), key=key))
+        elif kind == "int":  # wide or open ranges (seeds, counts): a number box
+            params[f.name] = int(
+                st.number_input(
+                    meta["label"], int(meta["min"]), int(meta["max"]) if "max" in meta else None, int(f.default),
+                    int(meta.get("step", 1)), key=key, help=meta.get("help") or None,
+                )
+            )  # fmt: skip
         elif kind == "float" and f.default is not None:
             params[f.name] = float(
                 st.number_input(
-                    meta["label"], float(meta["min"]), float(meta["max"]), float(f.default), float(meta["step"]),
+                    meta["label"], float(meta["min"]), float(meta["max"]), float(f.default), float(meta.get("step", 0.01)),
                     key=key, help=meta.get("help") or None, format="%g",
                 )
             )  # fmt: skip

@@ -359,3 +359,46 @@ def _is_number(value: Any) -> bool:
     return (
         isinstance(value, int | float | np.floating) and not isinstance(value, bool) and math.isfinite(value)
     )
+
+
+# -- the study the app and the CLI run: the recipe under audit beside a positive control ---------------------
+@dataclass(frozen=True, kw_only=True)
+class AuditProgress:
+    """A training event of audit run `index` (0-based) of `total`; `label` says which run ("DP-SGD", "control")."""
+
+    index: int
+    total: int
+    label: str
+    event: TrainEvent
+
+    @property
+    def progress(self) -> float:
+        return (self.index + self.event.progress) / self.total
+
+
+def audit_study(
+    spec: ModelSpec,
+    dataset: Dataset,
+    train_config: TrainConfig,
+    recipe: Recipe,
+    *,
+    config: AuditConfig | None = None,
+    control: bool = True,
+) -> Generator[AuditProgress, None, list[tuple[str, AuditResult]]]:
+    """Audit `recipe` and, with `control`, the same training without DP (standard recipe: no clipping, no noise),
+    on the same canaries and coin flips: the control shows what the audit can detect when nothing protects."""
+    config = config or AuditConfig()
+    runs: list[tuple[str, Recipe]] = [(recipe.title or recipe.name, recipe)]
+    if control and recipe.name != StandardRecipe.name:
+        runs.append(("positive control: standard training (no clipping, no noise)", StandardRecipe()))
+    results: list[tuple[str, AuditResult]] = []
+    for index, (label, rec) in enumerate(runs):
+        run = audit_privacy(spec, dataset, train_config, rec, config=config)
+        while True:
+            try:
+                event = next(run)
+            except StopIteration as stop:
+                results.append((label, stop.value))
+                break
+            yield AuditProgress(index=index, total=len(runs), label=label, event=event)
+    return results

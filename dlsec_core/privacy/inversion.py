@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlsec_core.attacks.base import param
+from dlsec_core.data.builtin import Dataset
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.models.modes import device_of, eval_mode
 
@@ -308,3 +309,10 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def class_means(dataset: Dataset, classes: Sequence[int]) -> torch.Tensor:
+    """(K, C, H, W): the average training image of each class, the reference a reconstruction is compared with."""
+    return torch.stack(
+        [dataset.x_train[dataset.y_train == k].mean(0) for k in _check_targets(classes).tolist()]
+    )

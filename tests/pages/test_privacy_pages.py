@@ -164,3 +164,34 @@ def test_membership_inference_side_by_side(
         and "RDP" in by_name["digits-dp-sgd"]["privacy"]
     )
     assert all(0 <= r["AUC"] <= 1 for r in rows)
+
+
+def test_inversion_reconstructs_for_both_twins(
+    app: Callable[[str], AppTest], twins: tuple[ModelCard, ModelCard]
+) -> None:
+    at = app("app_pages/inversion.py")
+    assert set(at.multiselect(key=state.INV_MODELS).value) == {twins[0].id, twins[1].id}
+    assert at.multiselect(key=state.INV_CLASSES).value == list(range(10))
+    assert not at.error
+    assert any("MI-Face" in c.value for c in at.caption)
+    at.multiselect(key=state.INV_CLASSES).set_value([3]).run()
+    assert not at.exception and not at.error
+
+
+def test_audit_with_a_positive_control(app: Callable[[str], AppTest]) -> None:
+    at = app("app_pages/audit.py")
+    at.selectbox(key=state.AU_DATASET).select("digits")
+    at.selectbox(key=state.AU_ARCH).select("logreg")
+    at.slider(key=state.AU_EPOCHS).set_value(2)
+    at.number_input(key="audit_AuditConfig_canaries").set_value(100)
+    at.number_input(key="audit_DPSGDRecipe_target_epsilon").set_value(1.0)
+    at.button(key=state.AU_BUTTON).click().run()
+    wait_for(at, state.AU_JOB)
+    claimed = [m.value for m in at.metric if m.label == "Claimed ε"]
+    measured = [m.value for m in at.metric if m.label.startswith("Measured ε")]
+    assert len(claimed) == 2 and claimed[0].startswith("≤ ") and "RDP" in claimed[0]
+    assert claimed[1] == "none (no DP)"
+    assert len(measured) == 2 and all(v.startswith("≥ ") for v in measured)
+    dp_bound = float(measured[0].removeprefix("≥ "))
+    assert dp_bound <= float(claimed[0].split()[1])  # a correct DP implementation is never refuted
+    assert not at.error
