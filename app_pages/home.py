@@ -21,7 +21,11 @@ threats = [
         "available",
         "Adversarial training, input transforms, detection, certification, adaptive attacks.",
     ),
-    ("Privacy", "coming", "DP-SGD with Opacus, membership inference, model inversion."),
+    (
+        "Privacy",
+        "available",
+        "DP-SGD with Opacus and a live ε budget, membership inference (LiRA), model inversion, a one-run audit.",
+    ),
     ("Model theft", "coming", "Extracting a model through its predictions, and what stops it."),
 ]
 for col, (name, status, text) in zip(st.columns(len(threats)), threats, strict=True):
@@ -41,6 +45,16 @@ with c2:
 with c3:
     st.markdown("**3. Measure** accuracy as ε grows, for several models on one chart.")
     st.page_link("app_pages/robustness.py", label="Robustness", icon=":material/show_chart:")
+
+st.markdown(
+    "**Privacy in three clicks:** train a model with the recipe *DP-SGD* and one without on **Models**, then "
+    "attack both on **Membership inference**: the non-private model's ROC curve bows above the diagonal, the DP "
+    "model's hugs it. **Privacy budget** shows what ε the noise buys before you train."
+)
+c4, c5, c6 = st.columns(3)
+c4.page_link("app_pages/privacy_budget.py", label="Privacy budget", icon=":material/lock:")
+c5.page_link("app_pages/membership.py", label="Membership inference", icon=":material/person_search:")
+c6.page_link("app_pages/audit.py", label="Privacy audit", icon=":material/fact_check:")
 
 st.caption(
     "Anchors: Goodfellow et al. 2015 (FGSM: a softmax regression misclassifies 99.9 % of MNIST at ε = 0.25); "

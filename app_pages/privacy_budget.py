@@ -5,6 +5,7 @@ import streamlit as st
 from dlsec_core.errors import DlsecError
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.privacy.accounting import ACCOUNTANTS
+from dlsec_core.privacy.dp_sgd import check_sampling
 from dlsec_core.privacy.frontier import FrontierPoint, frontier_points
 from dlsec_core.training.loop import TrainConfig
 from dlsec_core.workflows import dataset_names
@@ -50,28 +51,27 @@ with calculator:
         format_func=lambda a: ACCOUNTANTS[a][1],
         help="GDP is a central-limit approximation and can underestimate ε: shown for comparison only.",
     )  # fmt: skip
-    if batch > n:
-        st.error(f"The batch size {batch} is larger than the dataset ({n}).")
-    elif delta >= 1 / n:
-        st.error(
-            f"δ = {delta:g} is not below 1/N = {1 / n:.2g}: such a guarantee allows leaking a whole record."
-        )
-    elif accountants:
+    try:
+        per_epoch = check_sampling(n, batch, delta)
+    except DlsecError as err:
+        show_error(err)
+        per_epoch = 0
+    if per_epoch and accountants:
         q = batch / n
-        steps = int(1 / q) * epochs
+        steps = per_epoch * epochs
         chart = st.empty()
         curves: dict = {}
         try:
             for acc in sorted(accountants, key=lambda a: a == "prv"):  # the fast ones draw first
                 if acc == "prv":
                     chart.plotly_chart(
-                        figures.epsilon_curves(curves, int(1 / q)), key=f"{state.PB_CHART}_fast"
+                        figures.epsilon_curves(curves, per_epoch), key=f"{state.PB_CHART}_fast"
                     )
                     with st.spinner("PRV: composing privacy loss distributions…"):
                         curves[acc] = privacy_curve(acc, sigma, q, steps, delta)
                 else:
                     curves[acc] = privacy_curve(acc, sigma, q, steps, delta)
-            chart.plotly_chart(figures.epsilon_curves(curves, int(1 / q)), key=state.PB_CHART)
+            chart.plotly_chart(figures.epsilon_curves(curves, per_epoch), key=state.PB_CHART)
         except DlsecError as err:
             show_error(err)
         rows = [

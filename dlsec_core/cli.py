@@ -1,6 +1,12 @@
-"""Command-line interface: `python -m dlsec_core {datasets,add-dataset,train,list,sweep,detect,certify,import,export,delete}`.
+"""Command-line interface: `python -m dlsec_core COMMAND`.
+
+Commands: datasets, add-dataset, train, list, sweep, detect, certify, import, export, delete, and for privacy
+privacy-budget (the ε calculator and its inverse), membership (loss-threshold or LiRA membership inference),
+invert (MI-Face model inversion to PNGs), audit (one-run privacy audit, Steinke et al. 2023) and frontier
+(privacy-utility sweep over target ε).
 
 The same core functions the app uses; progress goes to stderr, results to stdout (`--json` for machines).
+Every ε printed names its accountant.
 """
 
 from __future__ import annotations
@@ -8,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,17 +30,27 @@ from dlsec_core.defenses.smoothing import CertifyEvent
 from dlsec_core.defenses.transforms import TRANSFORMS, get_transform
 from dlsec_core.errors import DlsecError, InvalidInputError
 from dlsec_core.models.architectures import ARCHITECTURES
+from dlsec_core.privacy.accounting import ACCOUNTANTS, PrivacySpend, epsilon_after, noise_for_target
+from dlsec_core.privacy.audit import AuditConfig, AuditResult, audit_privacy
+from dlsec_core.privacy.dp_sgd import TRAIN_ACCOUNTANTS, DPSGDRecipe, check_sampling, privacy_plan
+from dlsec_core.privacy.frontier import FrontierPoint, frontier_points, frontier_sweep
+from dlsec_core.privacy.inversion import InversionConfig, invert
+from dlsec_core.privacy.membership import LIRA_VARIANTS, MEMBERSHIP_ATTACKS, LiraConfig, membership_study
 from dlsec_core.safe_load import spec_from_upload
-from dlsec_core.store import Store
-from dlsec_core.training.loop import TrainConfig
-from dlsec_core.training.recipes import RECIPES, get_recipe
+from dlsec_core.store import ModelCard, Store
+from dlsec_core.training.loop import TrainConfig, TrainEvent
+from dlsec_core.training.recipes import RECIPES, Recipe, get_recipe
 from dlsec_core.workflows import (
     CurveFindings,
     import_and_evaluate,
+    resolve_dataset,
+    spec_for,
     store_uploaded_dataset,
     sweep_models,
     train_and_store,
 )
+
+MIN_PNG_SIDE = 112  # inversions of small images (8x8 digits) are upscaled to at least this, nearest-neighbour
 
 
 def _eps_list(args: argparse.Namespace) -> list[float]:
@@ -71,15 +88,40 @@ def cmd_add_dataset(args: argparse.Namespace, store: Store) -> None:
     _print({**info, "classes": data.num_classes}, args.json)
 
 
+def _epoch_line(event: TrainEvent) -> str:
+    """One epoch's progress line; ε names its accountant, e.g. "... test 0.850  ε=4.19 (rdp)"."""
+    robust = event.metrics.get("robust_accuracy")
+    extra = f"  robust {robust:.3f} ({event.metrics.get('robust_attack')})" if robust is not None else ""
+    eps = event.metrics.get("epsilon")
+    if eps is not None:
+        extra += f"  ε={eps:.3g} ({event.metrics.get('accountant', 'accountant not named')})"
+    test = f"{event.test_accuracy:.3f}" if event.test_accuracy is not None else "-"
+    return (
+        f"epoch {event.epoch}/{event.epochs}  loss {event.loss:.4f}  train {event.train_accuracy:.3f}  "
+        f"test {test}  {event.elapsed:.1f}s{extra}"
+    )
+
+
+def _train_config(args: argparse.Namespace, recipe: str) -> TrainConfig:
+    """Epochs and batch size as given, else the recipe's suggested ones (DP-SGD: larger batches), else defaults."""
+    suggested = RECIPES[recipe].suggested if recipe in RECIPES else {}
+    epochs = args.epochs if args.epochs is not None else int(suggested.get("epochs", TrainConfig.epochs))
+    batch = (
+        args.batch_size
+        if args.batch_size is not None
+        else int(suggested.get("batch_size", TrainConfig.batch_size))
+    )
+    return TrainConfig(epochs=epochs, batch_size=batch, lr=args.lr, seed=args.seed)
+
+
 def cmd_train(args: argparse.Namespace, store: Store) -> None:
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    config = _train_config(args, args.recipe)
+    recipe = get_recipe(args.recipe, **_kv(args.recipe_param))
+    if isinstance(recipe, DPSGDRecipe) and not args.quiet:
+        n = len(resolve_dataset(store, args.dataset).y_train)
+        print(privacy_plan(recipe, n, config), file=sys.stderr)
     gen = train_and_store(
-        store,
-        dataset=args.dataset,
-        arch=args.arch,
-        name=args.name,
-        config=config,
-        recipe=get_recipe(args.recipe, **_kv(args.recipe_param)),
+        store, dataset=args.dataset, arch=args.arch, name=args.name, config=config, recipe=recipe
     )
     while True:
         try:
@@ -88,15 +130,7 @@ def cmd_train(args: argparse.Namespace, store: Store) -> None:
             card = stop.value
             break
         if event.kind == "epoch" and not args.quiet:
-            robust = event.metrics.get("robust_accuracy")
-            extra = (
-                f"  robust {robust:.3f} ({event.metrics.get('robust_attack')})" if robust is not None else ""
-            )
-            print(
-                f"epoch {event.epoch}/{event.epochs}  loss {event.loss:.4f}  train {event.train_accuracy:.3f}  "
-                f"test {event.test_accuracy:.3f}  {event.elapsed:.1f}s{extra}",
-                file=sys.stderr,
-            )
+            print(_epoch_line(event), file=sys.stderr)
     _print(card.to_record(), args.json)
 
 
@@ -235,6 +269,270 @@ def cmd_delete(args: argparse.Namespace, store: Store) -> None:
     _print({"deleted": args.model}, args.json)
 
 
+# -- privacy ---------------------------------------------------------------------------------------------------
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(t) for t in text.replace(";", ",").split(",") if t.strip()]
+    except ValueError:
+        raise InvalidInputError(f"Give the {what} as numbers separated by commas, got {text!r}.") from None
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        return [int(t) for t in text.replace(";", ",").split(",") if t.strip()]
+    except ValueError:
+        raise InvalidInputError(
+            f"Give the {what} as whole numbers separated by commas, got {text!r}."
+        ) from None
+
+
+def _accountants(values: Sequence[str] | None, default: Sequence[str]) -> list[str]:
+    """`["rdp,prv", "gdp"]` -> ["rdp", "prv", "gdp"] (order kept, repeats dropped, names checked)."""
+    names = [a.strip().lower() for v in values or default for a in v.split(",") if a.strip()]
+    unknown = [a for a in names if a not in ACCOUNTANTS]
+    if unknown or not names:
+        raise InvalidInputError(
+            f"Unknown accountant {', '.join(unknown) or '(none)'}; choose from {', '.join(ACCOUNTANTS)}."
+        )
+    return list(dict.fromkeys(names))
+
+
+def _privacy_of(card: ModelCard) -> dict[str, Any]:
+    """The ε a stored model spent, with its accountant and δ (from its last epoch), or "no DP"."""
+    last = card.history[-1] if card.history else {}
+    if card.recipe != "dp-sgd":
+        return {"privacy": "no DP", "epsilon": None, "accountant": None, "delta": None}
+    if last.get("epsilon") is None:
+        return {"privacy": "DP-SGD (ε not recorded)", "epsilon": None, "accountant": None, "delta": None}
+    eps, acc, delta = float(last["epsilon"]), last.get("accountant"), last.get("delta")
+    return {"privacy": f"ε={eps:.3g} ({acc}, δ={delta:g})", "epsilon": eps, "accountant": acc, "delta": delta}
+
+
+def cmd_privacy_budget(args: argparse.Namespace, store: Store) -> None:
+    n = args.n if args.n is not None else len(resolve_dataset(store, args.dataset).y_train)
+    batch, delta = args.batch_size, args.delta
+    per_epoch = check_sampling(n, batch, delta)  # the refusals DP-SGD training makes
+    if args.epochs < 1:
+        raise InvalidInputError(f"Epochs must be at least 1, got {args.epochs}.")
+    accountants = _accountants(args.accountant, ("rdp,prv",))
+    q = batch / n
+    steps = per_epoch * args.epochs
+    sigma = args.sigma if args.sigma is not None or args.target_epsilon is not None else 1.0
+    spends: list[PrivacySpend] = []
+    if sigma is not None:
+        for acc in accountants:
+            spends.append(epsilon_after(sigma, q, steps, delta, accountant=acc))
+            if not args.quiet:
+                print(f"{acc}: ε = {spends[-1].epsilon:.4g}", file=sys.stderr)
+    needed: list[PrivacySpend] = []
+    if args.target_epsilon is not None:
+        for acc in accountants:
+            if acc == "gdp":  # a CLT approximation, not an upper bound: never calibrate noise on it
+                if not args.quiet:
+                    print(
+                        "gdp: skipped for the target ε (an approximation, not an upper bound)",
+                        file=sys.stderr,
+                    )
+                continue
+            needed.append(noise_for_target(args.target_epsilon, q, steps, delta, accountant=acc))
+    setting = {
+        "n": n,
+        "batch_size": batch,
+        "epochs": args.epochs,
+        "sample_rate": q,
+        "steps": steps,
+        "delta": delta,
+    }
+    if args.json:
+        _print({
+            **setting, "noise_multiplier": sigma, "epsilon": [s.to_record() for s in spends],
+            "target_epsilon": args.target_epsilon, "noise_for_target": [s.to_record() for s in needed],
+        }, True)  # fmt: skip
+        return
+    print(
+        f"# q = {batch}/{n} = {q:.4g}, {per_epoch} steps/epoch × {args.epochs} epochs = {steps} steps, δ = {delta:g}"
+    )
+    for spend in spends:
+        print(f"σ = {spend.noise_multiplier:g}: {spend.describe()}")
+    for spend in needed:
+        print(
+            f"σ ≥ {spend.noise_multiplier:.4g} keeps ε ≤ {args.target_epsilon:g} "
+            f"({ACCOUNTANTS[spend.accountant][1]}: reaches ε = {spend.epsilon:.4g})"
+        )
+
+
+def cmd_membership(args: argparse.Namespace, store: Store) -> None:
+    lira_args = {
+        "shadows": args.shadows,
+        "variant": args.variant,
+        "epochs": args.shadow_epochs,
+        "seed": args.seed,
+    }
+    lira = LiraConfig(**{k: v for k, v in lira_args.items() if v is not None})
+    gen = membership_study(store, args.models, attack=args.attack, n=args.n, lira=lira)
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            results = stop.value
+            break
+        if args.quiet:
+            continue
+        head = f"model {event.model_index}/{event.models} {event.model_name}"
+        if event.result is not None:
+            print(f"{head}: auc {event.result.auc:.3f}", file=sys.stderr)
+        elif event.shadow is not None and event.shadow.kind == "shadow":
+            sh = event.shadow
+            acc = f"  test {sh.test_accuracy:.3f}" if sh.test_accuracy is not None else ""
+            print(f"{head}: shadow {sh.index}/{sh.shadows} trained{acc}  {sh.elapsed:.1f}s", file=sys.stderr)
+    rows = []
+    for card, result in results:
+        rows.append({"model_id": card.id, "model": card.name, **_privacy_of(card), **result.to_record()})
+        if args.json:
+            rows[-1] |= {"fpr": result.roc.fpr.tolist(), "tpr": result.roc.tpr.tolist()}
+    if args.json:
+        _print(rows, True)
+        return
+    keys = ("auc", "tpr_at_0_1pct", "tpr_at_1pct", "member_accuracy", "nonmember_accuracy")
+    _print([
+        {"model": r["model"], "privacy": r["privacy"], **{k: round(r[k], 4) for k in keys},
+         "attack": r["description"]}
+        for r in rows
+    ], False)  # fmt: skip
+
+
+def _to_png(image: Any, path: Path) -> tuple[int, int]:
+    """Write one (C, H, W) float image in [0, 1] as a PNG, small ones upscaled (nearest-neighbour); its size."""
+    from PIL import Image  # noqa: PLC0415 (only this command needs Pillow)
+
+    arr = (image.clamp(0, 1).numpy() * 255).round().astype(np.uint8)  # (C, H, W) in 0..255
+    channels = arr.shape[0]
+    if channels == 3 or channels == 4:
+        img = Image.fromarray(arr.transpose(1, 2, 0), "RGB" if channels == 3 else "RGBA")  # -> (H, W, C)
+    else:  # one channel (or an unusual count, averaged): grayscale
+        img = Image.fromarray(arr.mean(0).round().astype(np.uint8) if channels > 1 else arr[0], "L")
+    factor = math.ceil(MIN_PNG_SIDE / min(img.size))
+    if factor > 1:
+        img = img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST)
+    img.save(path, format="PNG")
+    return img.size
+
+
+def cmd_invert(args: argparse.Namespace, store: Store) -> None:
+    model, card = store.load_model(args.model)
+    classes = _ints(args.classes, "classes") if args.classes else list(range(card.spec.num_classes))
+    given = {
+        "steps": args.steps, "lr": args.lr, "optimizer": args.optimizer, "objective": args.objective,
+        "tv_weight": args.tv_weight, "l2_weight": args.l2_weight, "start": args.start,
+        "init_noise": args.init_noise, "stop_at": args.stop_at, "seed": args.seed,
+    }  # fmt: skip
+    config = InversionConfig(**{k: v for k, v in given.items() if v is not None})
+    if not args.quiet:
+        print(
+            f"inverting {len(classes)} classes of {card.name} ({config.steps} steps at most)…",
+            file=sys.stderr,
+        )
+    result = invert(model, classes, card.spec.input_shape, config=config)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    repeated = len(set(classes)) < len(classes)
+    records = []
+    for i, rec in enumerate(result.to_records()):
+        path = out / (f"{i:03d}_class_{rec['target']}.png" if repeated else f"class_{rec['target']}.png")
+        width, height = _to_png(result.images[i], path)
+        records.append({**rec, "file": str(path), "width": width, "height": height})
+    if args.json:
+        _print({"model_id": card.id, "model": card.name, "description": result.description,
+                "seconds": result.seconds, "classes": records}, True)  # fmt: skip
+        return
+    print(f"# {result.description}")
+    _print([
+        {"class": r["target"], "p_target": round(r["p_target"], 4), "predicted": r["predicted"], "steps": r["steps"],
+         "file": r["file"]}
+        for r in records
+    ], False)  # fmt: skip
+
+
+def _run_audit(args: argparse.Namespace, store: Store, recipe: Recipe, label: str) -> AuditResult:
+    data = resolve_dataset(store, args.dataset)
+    given = {
+        "canaries": args.canaries,
+        "keep_test": args.keep_test,
+        "confidence": args.confidence,
+        "seed": args.seed,
+    }
+    config = AuditConfig(**{k: v for k, v in given.items() if v is not None})
+    gen = audit_privacy(
+        spec_for(data, args.arch), data, _train_config(args, args.recipe), recipe, config=config
+    )
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            result: AuditResult = stop.value
+            return result
+        if event.kind == "epoch" and not args.quiet:
+            print(f"[{label}] {_epoch_line(event)}", file=sys.stderr)
+
+
+def cmd_audit(args: argparse.Namespace, store: Store) -> None:
+    recipe = get_recipe(args.recipe, **_kv(args.recipe_param))
+    runs = [(recipe.name, _run_audit(args, store, recipe, recipe.name))]
+    if args.control:  # the positive control: same data, canaries and settings, no clipping, no noise
+        runs.append(("standard (control)", _run_audit(args, store, get_recipe("standard"), "control")))
+    if args.json:
+        _print([{"run": label, **r.to_record(), "describe": r.describe()} for label, r in runs], True)
+        return
+    for label, r in runs:
+        print(f"{label}: {r.describe()}; test accuracy {r.test_accuracy:.3f}")
+
+
+def _point_row(p: FrontierPoint) -> dict[str, Any]:
+    privacy = f"ε={p.epsilon:.3g} ({p.accountant}, δ={p.delta:g})" if p.private else "no DP (ε=∞)"
+    sigma = "-" if p.noise_multiplier is None else f"{p.noise_multiplier:.3g}"
+    return {
+        "model": p.name,
+        "id": p.model_id,
+        "privacy": privacy,
+        "test_accuracy": round(p.accuracy, 4),
+        "σ": sigma,
+    }
+
+
+def cmd_frontier(args: argparse.Namespace, store: Store) -> None:
+    if not args.targets:
+        points = frontier_points(store, args.dataset, args.arch)
+    else:
+        config = _train_config(args, "dp-sgd")
+        gen = frontier_sweep(
+            store, dataset=args.dataset, arch=args.arch, targets=_floats(args.targets, "target ε values"),
+            config=config, accountant=args.accountant, max_grad_norm=args.max_grad_norm, delta=args.delta,
+            baseline=not args.no_baseline,
+        )  # fmt: skip
+        while True:
+            try:
+                item = next(gen)
+            except StopIteration as stop:
+                points = stop.value
+                break
+            if args.quiet:
+                continue
+            if isinstance(item, FrontierPoint):
+                print(f"stored {item.name} ({item.model_id})", file=sys.stderr)
+            elif item.event.kind == "epoch":
+                print(
+                    f"[{item.index + 1}/{item.total} {item.label}] {_epoch_line(item.event)}", file=sys.stderr
+                )
+    if args.json:
+        _print([p.to_record() for p in points], True)
+    elif not points:
+        print(
+            f"# no DP-SGD or standard {args.arch} models on {args.dataset} yet: give --targets to train some"
+        )
+    else:
+        _print([_point_row(p) for p in points], False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m dlsec_core", description="dlsec, the Deep Learning Security Lab."
@@ -257,8 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", default="mnist5k", help="a built-in or added dataset (see `datasets`)")
     t.add_argument("--arch", default="cnn", choices=list(ARCHITECTURES))
     t.add_argument("--recipe", default="standard", choices=list(RECIPES))
-    t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    t.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    t.add_argument("--epochs", type=int, help=f"default: the recipe's suggested, else {TrainConfig.epochs}")
+    t.add_argument(
+        "--batch-size", type=int, help=f"default: the recipe's suggested, else {TrainConfig.batch_size}"
+    )
     t.add_argument("--lr", type=float, default=TrainConfig.lr)
     t.add_argument(
         "--recipe-param", action="append", help="recipe parameter name=value, e.g. eps=0.1 (repeatable)"
@@ -322,6 +622,78 @@ def build_parser() -> argparse.ArgumentParser:
     de = add("delete", "delete a stored model")
     de.add_argument("model")
     de.set_defaults(func=cmd_delete)
+    pb = add(
+        "privacy-budget", "DP-SGD calculator: ε spent by σ, q = batch/N and epochs (or σ for a target ε)"
+    )
+    size = pb.add_mutually_exclusive_group()
+    size.add_argument("--n", type=int, help="training set size N")
+    size.add_argument("--dataset", default="mnist5k", help="take N from this dataset's train split")
+    pb.add_argument("--batch-size", type=int, default=256, help="expected batch size")
+    pb.add_argument("--epochs", type=int, default=8)
+    pb.add_argument(
+        "--sigma", type=float, help="noise multiplier σ (default 1, or none with --target-epsilon)"
+    )
+    pb.add_argument("--delta", type=float, default=1e-5, help="δ, well below 1/N")
+    pb.add_argument(
+        "--accountant",
+        action="append",
+        help=f"{', '.join(ACCOUNTANTS)} (repeatable or comma list; default rdp,prv)",
+    )
+    pb.add_argument("--target-epsilon", type=float, help="also print the σ needed to stay within this ε")
+    pb.set_defaults(func=cmd_privacy_budget)
+    mi = add("membership", "membership inference on stored models: ROC AUC, TPR at 0.1%% and 1%% FPR")
+    mi.add_argument("models", nargs="+", metavar="MODEL_ID")
+    mi.add_argument("--attack", default="loss", choices=list(MEMBERSHIP_ATTACKS))
+    mi.add_argument("--n", type=int, default=500, help="members and non-members per model")
+    mi.add_argument("--shadows", type=int, help="LiRA shadow models (default 8)")
+    mi.add_argument("--variant", choices=list(LIRA_VARIANTS), help="LiRA variant (default online)")
+    mi.add_argument("--shadow-epochs", type=int, help="LiRA shadow epochs (default: as the target)")
+    mi.add_argument("--seed", type=int, help="LiRA seed (default 0)")
+    mi.set_defaults(func=cmd_membership)
+    iv = add("invert", "MI-Face model inversion: one PNG per class")
+    iv.add_argument("model", metavar="MODEL_ID")
+    iv.add_argument("--out", required=True, help="folder for the PNGs")
+    iv.add_argument("--classes", help="comma-separated classes (default: all)")
+    iv.add_argument("--steps", type=int)
+    iv.add_argument("--lr", type=float)
+    iv.add_argument("--optimizer", choices=["adam", "sign"])
+    iv.add_argument("--objective", choices=["cross-entropy", "1-p"])
+    iv.add_argument("--tv-weight", type=float)
+    iv.add_argument("--l2-weight", type=float)
+    iv.add_argument("--start", type=float, help="starting grey level")
+    iv.add_argument("--init-noise", type=float)
+    iv.add_argument("--stop-at", type=float, help="stop an image once p_c exceeds this")
+    iv.add_argument("--seed", type=int)
+    iv.set_defaults(func=cmd_invert)
+    au = add("audit", "one-run privacy audit (Steinke et al. 2023): measured lower bound on ε vs the claim")
+    au.add_argument("--dataset", default="mnist5k")
+    au.add_argument("--arch", default="cnn", choices=list(ARCHITECTURES))
+    au.add_argument("--recipe", default="dp-sgd", choices=list(RECIPES))
+    au.add_argument("--recipe-param", action="append", help="recipe parameter name=value (repeatable)")
+    au.add_argument("--epochs", type=int, help="default: the recipe's suggested")
+    au.add_argument("--batch-size", type=int, help="default: the recipe's suggested")
+    au.add_argument("--lr", type=float, default=TrainConfig.lr)
+    au.add_argument("--canaries", type=int, help="mislabeled test images (default 600)")
+    au.add_argument("--keep-test", type=int, help="test images kept out of the canaries (default 200)")
+    au.add_argument("--confidence", type=float, help="of the bound (default 0.95)")
+    au.add_argument("--seed", type=int, default=0, help="training, canaries and coin flips")
+    au.add_argument("--control", action="store_true", help="also audit standard training (positive control)")
+    au.set_defaults(func=cmd_audit)
+    fr = add(
+        "frontier", "privacy-utility frontier: train one DP model per target ε, or list the stored points"
+    )
+    fr.add_argument("--dataset", default="mnist5k")
+    fr.add_argument("--arch", default="cnn", choices=list(ARCHITECTURES))
+    fr.add_argument("--targets", help="comma-separated target ε values (none: list the stored frontier)")
+    fr.add_argument("--epochs", type=int, help="default: DP-SGD's suggested")
+    fr.add_argument("--batch-size", type=int, help="default: DP-SGD's suggested")
+    fr.add_argument("--lr", type=float, default=TrainConfig.lr)
+    fr.add_argument("--seed", type=int, default=0)
+    fr.add_argument("--accountant", default="rdp", choices=list(TRAIN_ACCOUNTANTS))
+    fr.add_argument("--max-grad-norm", type=float, default=1.0, help="clipping norm C")
+    fr.add_argument("--delta", type=float, default=1e-5)
+    fr.add_argument("--no-baseline", action="store_true", help="do not train the non-private baseline")
+    fr.set_defaults(func=cmd_frontier)
     return p
 
 

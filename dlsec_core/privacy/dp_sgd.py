@@ -64,6 +64,26 @@ def dp_fixed_spec(spec: ModelSpec) -> ModelSpec:
     )  # fmt: skip
 
 
+def check_sampling(n: int, batch_size: int, delta: float) -> int:
+    """Refuse settings no DP-SGD run should use; return the DP data loader's steps per epoch, int(1 / q).
+
+    The batch must fit in the N training images, and δ must be below 1/N: a mechanism that publishes one random
+    record in full is (0, 1/N)-DP, so a larger δ permits exactly that.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise InvalidInputError(f"The dataset size N must be a positive integer, got {n!r}.")
+    if not isinstance(batch_size, int) or not 1 <= batch_size <= n:
+        raise InvalidInputError(
+            f"The batch size must be from 1 to the {n} training images, got {batch_size!r}."
+        )
+    if delta >= 1 / n:
+        raise InvalidInputError(
+            f"δ = {delta:g} is not below 1/N = {1 / n:.2g} for N = {n} training images: that would allow leaking "
+            f"a whole record. Use δ ≤ {10 ** math.floor(math.log10(0.1 / n)):g}."
+        )
+    return int(1 / (batch_size / n))  # DPDataLoader draws int(1/q) batches per epoch
+
+
 # -- Opacus wiring ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class PrivateParts:
@@ -249,23 +269,14 @@ class DPSGDRecipe(Recipe):
 
     def plan(self, n: int, batch_size: int, epochs: int) -> PrivacySpend:
         """The σ this run will use (given, or calibrated to the target ε) and the ε all planned epochs spend."""
-        if not 1 <= batch_size <= n:
-            raise InvalidInputError(
-                f"The batch size must be from 1 to the {n} training images, got {batch_size}."
-            )
+        steps = check_sampling(n, batch_size, self.delta) * epochs
         q = batch_size / n
-        steps = int(1 / q) * epochs  # DPDataLoader draws int(1/q) batches per epoch
         if self.target_epsilon > 0:
             return noise_for_target(self.target_epsilon, q, steps, self.delta, accountant=self.accountant)
         return epsilon_after(self.noise_multiplier, q, steps, self.delta, accountant=self.accountant)
 
     def prepare(self, setup: TrainingSetup) -> TrainingSetup:
         n = len(setup.loader.dataset)  # type: ignore[arg-type]
-        if self.delta >= 1 / n:
-            raise InvalidInputError(
-                f"δ = {self.delta:g} is not below 1/N = {1 / n:.2g} for N = {n} training images: that would "
-                f"allow leaking a whole record. Use δ ≤ {10 ** math.floor(math.log10(0.1 / n)):g}."
-            )
         batch_size = int(setup.loader.batch_size or 1)
         q = batch_size / n
         sigma = self.plan(n, batch_size, setup.epochs).noise_multiplier
