@@ -20,6 +20,7 @@ accountant.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -39,6 +40,12 @@ from dlsec_core.models.modes import device_of
 from dlsec_core.models.spec import ModelSpec, build_model
 from dlsec_core.privacy.accounting import ACCOUNTANTS, PrivacySpend, epsilon_after, noise_for_target
 from dlsec_core.training.recipes import Recipe, TrainingSetup, register_recipe
+
+# Ghost clipping's two backward passes go through module hooks while the inputs need no gradient: torch says so
+# at every step. It is expected here (Opacus 1.6), not a problem, and would flood the CLI's and the server's logs.
+warnings.filterwarnings(
+    "ignore", message="Full backward hook is firing when gradients are computed", category=UserWarning
+)
 
 #: accountants offered for training (GDP's CLT approximation is not an upper bound: calculator only)
 TRAIN_ACCOUNTANTS = ("rdp", "prv")
