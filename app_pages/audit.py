@@ -28,8 +28,12 @@ with st.container(border=True):
     dataset = c1.selectbox("Dataset", dataset_names(get_store()), key=state.AU_DATASET)
     archs = [a for a, info in ARCHITECTURES.items() if info.dp_fix is None]
     arch = c1.selectbox("Architecture", archs, index=archs.index("cnn"), key=state.AU_ARCH)
-    epochs = int(c1.slider("Epochs", 1, 30, 8, key=state.AU_EPOCHS))
-    batch = int(c1.select_slider("Expected batch size", BATCH_SIZES, value=256, key=state.AU_BATCH))
+    epochs = int(c1.slider("Epochs", 1, 30, DPSGDRecipe.suggested["epochs"], key=state.AU_EPOCHS))
+    batch = int(
+        c1.select_slider(
+            "Expected batch size", BATCH_SIZES, value=DPSGDRecipe.suggested["batch_size"], key=state.AU_BATCH
+        )
+    )
     with c2:
         st.markdown("**DP-SGD under audit**")
         dp_params = config_form(DPSGDRecipe, prefix="audit_", skip=("max_epsilon", "adv_eps"))
@@ -44,7 +48,9 @@ with st.container(border=True):
         try:
             st.session_state[state.AU_JOB] = submit_audit(
                 dataset=dataset, arch=arch, recipe=DPSGDRecipe(**dp_params), audit=AuditConfig(**audit_params),
-                config=TrainConfig(epochs=epochs, batch_size=batch, seed=int(st.session_state.get(state.SEED, 0))),
+                config=TrainConfig.suggested(
+                    DPSGDRecipe, epochs=epochs, batch_size=batch, seed=int(st.session_state.get(state.SEED, 0))
+                ),
                 control=control,
             )  # fmt: skip
         except DlsecError as err:

@@ -75,7 +75,7 @@ def membership_results() -> None:
         curves.append({"label": label, "fpr": result.roc.fpr, "tpr": result.roc.tpr, "auc": result.auc,
                        "tpr_at_0_1pct": result.tpr_at_0_1pct})  # fmt: skip
         rows.append({
-            "model": model_card.name, "privacy": privacy_label(model_card), "attack": result.description,
+            "model": model_card.name, "privacy": privacy_label(model_card),
             "AUC": round(result.auc, 3), "TPR @ 0.1% FPR": round(result.tpr_at_0_1pct, 4),
             "TPR @ 1% FPR": round(result.tpr_at_1pct, 4), "train accuracy": round(result.member_accuracy, 3),
             "test accuracy": round(result.nonmember_accuracy, 3),
@@ -84,6 +84,7 @@ def membership_results() -> None:
     st.dataframe(rows, hide_index=True)
     floor = results[0][1].roc.min_meaningful_fpr
     st.caption(
+        "Attack: " + "; ".join(sorted({r.description for _, r in results})) + f". "
         f"{results[0][1].roc.n_members} members and {results[0][1].roc.n_nonmembers} non-members per model: FPRs "
         f"below {floor:.2%} cannot be resolved. The diagonal is guessing. A gap between train and test accuracy is "
         "what the attack exploits."

@@ -5,7 +5,7 @@ import streamlit as st
 from dlsec_core.errors import DlsecError
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.privacy.accounting import ACCOUNTANTS
-from dlsec_core.privacy.dp_sgd import check_sampling
+from dlsec_core.privacy.dp_sgd import DPSGDRecipe, check_sampling
 from dlsec_core.privacy.frontier import FrontierPoint, frontier_points
 from dlsec_core.training.loop import TrainConfig
 from dlsec_core.workflows import dataset_names
@@ -37,9 +37,13 @@ with calculator:
             key=f"{state.PB_N}_{dataset}",
         )
     )
-    batch = int(c2.select_slider("Expected batch size", BATCH_SIZES, value=256, key=state.PB_BATCH))
-    epochs = int(c2.slider("Epochs", 1, 100, 8, key=state.PB_EPOCHS))
-    sigma = float(c3.number_input("Noise multiplier σ", 0.1, 50.0, 1.0, 0.1, key=state.PB_SIGMA, format="%g"))
+    batch = int(
+        c2.select_slider(
+            "Expected batch size", BATCH_SIZES, value=DPSGDRecipe.suggested["batch_size"], key=state.PB_BATCH
+        )
+    )
+    epochs = int(c2.slider("Epochs", 1, 100, DPSGDRecipe.suggested["epochs"], key=state.PB_EPOCHS))
+    sigma = float(c3.number_input("Noise multiplier σ", 0.1, 50.0, 1.5, 0.1, key=state.PB_SIGMA, format="%g"))
     delta = float(
         c3.number_input(
             "δ", 1e-10, 1e-2, 1e-5, 1e-6, key=state.PB_DELTA, format="%g",
@@ -105,7 +109,7 @@ with frontier:
     fr_arch = f2.selectbox("Architecture", dp_archs, index=dp_archs.index("cnn"), key=state.FR_ARCH)
     fr_accountant = f3.radio("Accountant", ["rdp", "prv"], horizontal=True, key=state.FR_ACCOUNTANT)
     targets_text = f1.text_input("Target ε values (comma-separated)", "0.5, 1, 2, 4, 8", key=state.FR_TARGETS)
-    fr_epochs = int(f2.slider("Epochs per run", 1, 30, 8, key=state.FR_EPOCHS))
+    fr_epochs = int(f2.slider("Epochs per run", 1, 30, DPSGDRecipe.suggested["epochs"], key=state.FR_EPOCHS))
     if f3.button("Run the sweep", type="primary", key=state.FR_BUTTON):
         try:
             targets = [float(t) for t in targets_text.replace(";", ",").split(",") if t.strip()]
@@ -115,8 +119,8 @@ with frontier:
             )
         else:
             try:
-                config = TrainConfig(
-                    epochs=fr_epochs, batch_size=256, seed=int(st.session_state.get(state.SEED, 0))
+                config = TrainConfig.suggested(
+                    DPSGDRecipe, epochs=fr_epochs, seed=int(st.session_state.get(state.SEED, 0))
                 )
                 st.session_state[state.FR_JOB] = submit_frontier(
                     dataset=fr_dataset, arch=fr_arch, targets=targets, config=config, accountant=fr_accountant

@@ -103,15 +103,11 @@ def _epoch_line(event: TrainEvent) -> str:
 
 
 def _train_config(args: argparse.Namespace, recipe: str) -> TrainConfig:
-    """Epochs and batch size as given, else the recipe's suggested ones (DP-SGD: larger batches), else defaults."""
-    suggested = RECIPES[recipe].suggested if recipe in RECIPES else {}
-    epochs = args.epochs if args.epochs is not None else int(suggested.get("epochs", TrainConfig.epochs))
-    batch = (
-        args.batch_size
-        if args.batch_size is not None
-        else int(suggested.get("batch_size", TrainConfig.batch_size))
-    )
-    return TrainConfig(epochs=epochs, batch_size=batch, lr=args.lr, seed=args.seed)
+    """Epochs, batch size and learning rate as given, else the recipe's suggested ones, else the defaults."""
+    return TrainConfig.suggested(
+        RECIPES.get(recipe, Recipe), epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, seed=args.seed,
+    )  # fmt: skip
 
 
 def cmd_train(args: argparse.Namespace, store: Store) -> None:
@@ -559,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--batch-size", type=int, help=f"default: the recipe's suggested, else {TrainConfig.batch_size}"
     )
-    t.add_argument("--lr", type=float, default=TrainConfig.lr)
+    t.add_argument("--lr", type=float, help="default: the recipe's suggested, else 0.002")
     t.add_argument(
         "--recipe-param", action="append", help="recipe parameter name=value, e.g. eps=0.1 (repeatable)"
     )
@@ -672,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--recipe-param", action="append", help="recipe parameter name=value (repeatable)")
     au.add_argument("--epochs", type=int, help="default: the recipe's suggested")
     au.add_argument("--batch-size", type=int, help="default: the recipe's suggested")
-    au.add_argument("--lr", type=float, default=TrainConfig.lr)
+    au.add_argument("--lr", type=float, help="default: the recipe's suggested")
     au.add_argument("--canaries", type=int, help="mislabeled test images (default 600)")
     au.add_argument("--keep-test", type=int, help="test images kept out of the canaries (default 200)")
     au.add_argument("--confidence", type=float, help="of the bound (default 0.95)")
@@ -687,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--targets", help="comma-separated target ε values (none: list the stored frontier)")
     fr.add_argument("--epochs", type=int, help="default: DP-SGD's suggested")
     fr.add_argument("--batch-size", type=int, help="default: DP-SGD's suggested")
-    fr.add_argument("--lr", type=float, default=TrainConfig.lr)
+    fr.add_argument("--lr", type=float, help="default: DP-SGD's suggested")
     fr.add_argument("--seed", type=int, default=0)
     fr.add_argument("--accountant", default="rdp", choices=list(TRAIN_ACCOUNTANTS))
     fr.add_argument("--max-grad-norm", type=float, default=1.0, help="clipping norm C")

@@ -374,8 +374,8 @@ def membership_roc(curves: Sequence[dict[str, Any]]) -> go.Figure:
         xaxis_title="false-positive rate (log)", yaxis_title="true-positive rate (log)",
         legend={"orientation": "h", "y": -0.25},
     )  # fmt: skip
-    fig.update_xaxes(type="log", range=[-4, 0])
-    fig.update_yaxes(type="log", range=[-4, 0])
+    fig.update_xaxes(type="log", range=[-4, 0], exponentformat="power")
+    fig.update_yaxes(type="log", range=[-4, 0], exponentformat="power")
     return fig
 
 

@@ -56,15 +56,16 @@ def submit_training(
     *, dataset: str, arch: str, name: str | None, config: TrainConfig, recipe: Recipe | None = None
 ) -> str:
     store = get_store()  # resolved here, in the script thread: the worker makes no st.* calls
+    spent: list[str] = []
 
     def progress(event: Any, _: int) -> tuple[float, str] | None:
         if not isinstance(event, TrainEvent):
             return None
-        spent = event.metrics.get("epsilon")
-        label = f"epoch {event.epoch}/{event.epochs}"
-        if spent is not None:
-            label += f" · ε = {spent:.3g} ({str(event.metrics.get('accountant', '')).upper()})"
-        return event.progress, label
+        if event.metrics.get("epsilon") is not None:  # only epoch events carry ε: keep it for the steps after
+            spent.append(
+                f" · ε = {event.metrics['epsilon']:.3g} ({str(event.metrics.get('accountant', '')).upper()})"
+            )
+        return event.progress, f"epoch {event.epoch}/{event.epochs}" + (spent[-1] if spent else "")
 
     return _submit(
         lambda: train_and_store(store, dataset=dataset, arch=arch, name=name, config=config, recipe=recipe),

@@ -50,8 +50,8 @@ def train_form() -> None:
     name = st.text_input("Name (optional)", key=state.TRAIN_NAME, max_chars=80)
     blocked = False
     try:
-        config = TrainConfig(
-            epochs=epochs, batch_size=batch_size, seed=int(st.session_state.get(state.SEED, 0))
+        config = TrainConfig.suggested(  # the recipe's suggested learning rate (DP-SGD: higher)
+            cls, epochs=epochs, batch_size=batch_size, seed=int(st.session_state.get(state.SEED, 0))
         )
         recipe = cls(**params)
         if isinstance(recipe, DPSGDRecipe):

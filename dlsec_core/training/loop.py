@@ -66,6 +66,13 @@ class TrainConfig:
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             raise InvalidInputError(f"The seed must be a non-negative integer, got {self.seed!r}.")
 
+    @classmethod
+    def suggested(cls, recipe: type[Recipe] | Recipe, **overrides: Any) -> TrainConfig:
+        """The defaults, then the recipe's suggested settings (DP-SGD: larger batches, a higher learning rate),
+        then `overrides` (a None override keeps the suggestion)."""
+        settings = {**recipe.suggested, **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(**settings)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             k: getattr(self, k)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from dlsec_core.cli import main
 from dlsec_core.privacy.accounting import epsilon_after, noise_for_target
+from dlsec_core.privacy.dp_sgd import DPSGDRecipe
 from dlsec_core.privacy.frontier import frontier_points
 from dlsec_core.store import ModelCard, Store
 
@@ -69,7 +70,9 @@ def test_dp_training_then_membership(
     assert code == 0, err
     dp_id = json.loads(out)["id"]
     card = Store(tmp_home).get_card(dp_id)
-    assert card.recipe == "dp-sgd" and card.train_config["batch_size"] == 256  # DP-SGD's suggested batch
+    assert card.recipe == "dp-sgd"
+    assert card.train_config["batch_size"] == DPSGDRecipe.suggested["batch_size"]  # not given: the recipe's
+    assert card.train_config["lr"] == 0.05  # given
     last = card.history[-1]
     assert last["epsilon"] > 0 and last["accountant"] == "rdp"
     assert "Planned:" in err and "epoch 2/2" in err and f"ε={last['epsilon']:.3g} (rdp)" in err

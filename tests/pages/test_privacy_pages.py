@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from dlsec_core.data.builtin import load_dataset
 from dlsec_core.privacy.accounting import epsilon_after
+from dlsec_core.privacy.dp_sgd import DPSGDRecipe
 from dlsec_core.store import ModelCard, Store
 from dlsec_core.training import TrainConfig, get_recipe, train
 from dlsec_core.training.loop import run_to_end
@@ -76,21 +77,24 @@ def test_dp_training_from_the_models_page(app: Callable[[str], AppTest], tmp_hom
     at.selectbox(key=state.TRAIN_DATASET).select("digits")
     at.selectbox(key=state.TRAIN_ARCH).select("logreg")
     at.selectbox(key=state.TRAIN_RECIPE).select("dp-sgd").run()
-    assert at.slider(key=state.TRAIN_EPOCHS).value == 8  # the recipe's suggested settings
-    assert at.select_slider(key=state.TRAIN_BATCH).value == 256
+    suggested, sigma = DPSGDRecipe.suggested, DPSGDRecipe().noise_multiplier
+    batch = suggested["batch_size"]
+    assert at.slider(key=state.TRAIN_EPOCHS).value == suggested["epochs"]  # the recipe's suggested settings
+    assert at.select_slider(key=state.TRAIN_BATCH).value == batch
     n = len(load_dataset("digits").y_train)
     plan = " ".join(i.value for i in at.info)
-    assert "Planned" in plan and "RDP" in plan and f"q = 256/{n}" in plan
-    expected = epsilon_after(1.0, 256 / n, int(n / 256) * 8, 1e-5).epsilon
+    assert "Planned" in plan and "RDP" in plan and f"q = {batch}/{n}" in plan
+    expected = epsilon_after(sigma, batch / n, int(n / batch) * suggested["epochs"], 1e-5).epsilon
     assert f"ε = {expected:.3g}" in plan
     at.slider(key=state.TRAIN_EPOCHS).set_value(2)
     at.button(key=state.TRAIN_BUTTON).click().run()
     wait_for(at, state.TRAIN_JOB)
     (card,) = Store(tmp_home).list_models()
-    assert card.recipe == "dp-sgd" and card.train_config["batch_size"] == 256
+    assert card.recipe == "dp-sgd" and card.train_config["batch_size"] == batch
+    assert card.train_config["lr"] == suggested["lr"]
     assert [h["accountant"] for h in card.history] == ["rdp", "rdp"]
     assert card.history[-1]["epsilon"] == pytest.approx(
-        epsilon_after(1.0, 256 / n, 2 * int(n / 256), 1e-5).epsilon
+        epsilon_after(sigma, batch / n, 2 * int(n / batch), 1e-5).epsilon
     )
 
 
