@@ -24,8 +24,9 @@ from dlsec_core.privacy import (
     p_value_dp_audit,
     plant_canaries,
 )
+from dlsec_core.privacy.audit import audit_study
 from dlsec_core.training import Recipe, TrainConfig, TrainEvent
-from dlsec_core.training.recipes import TrainingSetup
+from dlsec_core.training.recipes import TrainingSetup, get_recipe
 from dlsec_core.workflows import spec_for
 
 
@@ -251,3 +252,24 @@ def test_standard_training_memorises_canaries_and_refutes_a_false_claim(digits: 
     unclaimed = dataclasses.replace(result, claimed_epsilon=None, accountant=None)
     assert unclaimed.describe().startswith("no claim (not trained with DP), measured ε ≥ ")
     assert not unclaimed.claim_refuted
+
+
+def test_dp_sgd_is_never_refuted_and_the_positive_control_leaks_more(digits: Dataset) -> None:
+    """The same canaries and coin flips (audit_study): DP-SGD at ε ≤ 1 beside standard training (the positive
+    control: no clipping, no noise). The DP bound stays below the claim; the control's is clearly higher."""
+    study = audit_study(
+        spec_for(digits, "mlp"), digits, TrainConfig(epochs=20, batch_size=64, shift=0),
+        get_recipe("dp-sgd", target_epsilon=1.0), config=AuditConfig(canaries=150, k_plus=30, k_minus=30),
+    )  # fmt: skip
+    while True:
+        try:
+            next(study)
+        except StopIteration as stop:
+            (dp_label, dp), (control_label, control) = stop.value
+            break
+    assert "DP-SGD" in dp_label and "control" in control_label
+    assert dp.claimed_epsilon is not None and dp.claimed_epsilon <= 1.0 and dp.accountant == "rdp"
+    assert dp.eps_lower_bound <= dp.claimed_epsilon and not dp.claim_refuted
+    assert control.claimed_epsilon is None
+    assert control.eps_lower_bound > dp.eps_lower_bound + 1.0  # measured: 2.97 vs 0
+    assert bool((dp.included == control.included).all())  # the same coin flips
