@@ -5,15 +5,8 @@ import streamlit as st
 from dlsec_core.errors import DlsecError
 from dlsec_core.privacy.inversion import InversionConfig, class_means
 from dlsec_ui import figures, state
-from dlsec_ui.resources import get_dataset, get_store, invert_model
-from dlsec_ui.widgets import (
-    config_form,
-    current_model_card,
-    model_label,
-    privacy_label,
-    privacy_twins,
-    show_error,
-)
+from dlsec_ui.resources import get_dataset, invert_model
+from dlsec_ui.widgets import config_form, current_model_card, privacy_label, show_error, twin_picker
 
 st.title("Model inversion")
 st.caption(
@@ -25,15 +18,11 @@ st.caption(
 card = current_model_card()
 if card is None:
     st.stop()
-cards = get_store().list_models(dataset=card.dataset)
-by_id = {c.id: c for c in cards}
 data = get_dataset(card.dataset)
 
 c1, c2 = st.columns([2, 1])
-chosen = c1.multiselect(
-    "Models (same dataset)", list(by_id), default=privacy_twins(card, cards), key=state.INV_MODELS,
-    format_func=lambda i: f"{model_label(by_id[i])} · {privacy_label(by_id[i])}", max_selections=4,
-)  # fmt: skip
+with c1:
+    chosen = twin_picker(card, state.INV_MODELS)
 classes = c1.multiselect(
     "Classes", list(range(data.num_classes)), default=list(range(min(10, data.num_classes))), key=state.INV_CLASSES,
     format_func=lambda k: data.class_names[k],
@@ -47,8 +36,7 @@ if chosen and classes:
         rows = []
         rows.append(("training mean", class_means(data, classes), [data.class_names[k] for k in classes]))
         with st.spinner("Inverting…"):
-            for model_id in chosen:
-                m = by_id[model_id]
+            for m in chosen.values():
                 result = invert_model(m.id, m.created_at, tuple(classes), config)
                 titles = [
                     f"{data.class_names[k]}: p={p:.2f}"

@@ -6,15 +6,8 @@ from dlsec_core.errors import DlsecError
 from dlsec_core.privacy.membership import MEMBERSHIP_ATTACKS, LiraConfig
 from dlsec_ui import figures, state
 from dlsec_ui.jobs import show_session_job, submit_membership
-from dlsec_ui.resources import get_dataset, get_store
-from dlsec_ui.widgets import (
-    config_form,
-    current_model_card,
-    model_label,
-    privacy_label,
-    privacy_twins,
-    show_error,
-)
+from dlsec_ui.resources import get_dataset
+from dlsec_ui.widgets import config_form, current_model_card, privacy_label, show_error, twin_picker
 
 st.title("Membership inference")
 st.caption(
@@ -27,14 +20,9 @@ st.caption(
 card = current_model_card()
 if card is None:
     st.stop()
-cards = get_store().list_models(dataset=card.dataset)
-by_id = {c.id: c for c in cards}
 
 with st.container(border=True):
-    chosen = st.multiselect(
-        "Models to attack (same dataset)", list(by_id), default=privacy_twins(card, cards), key=state.MI_MODELS,
-        format_func=lambda i: f"{model_label(by_id[i])} · {privacy_label(by_id[i])}", max_selections=4,
-    )  # fmt: skip
+    chosen = twin_picker(card, state.MI_MODELS)
     c1, c2 = st.columns(2)
     attack = c1.radio(
         "Attack", list(MEMBERSHIP_ATTACKS), key=state.MI_ATTACK, format_func=lambda a: MEMBERSHIP_ATTACKS[a]
@@ -58,7 +46,7 @@ with st.container(border=True):
         )
     if st.button("Run the attack", type="primary", key=state.MI_BUTTON, disabled=not chosen):
         try:
-            st.session_state[state.MI_JOB] = submit_membership(chosen, attack=attack, n=n, lira=lira)
+            st.session_state[state.MI_JOB] = submit_membership(list(chosen), attack=attack, n=n, lira=lira)
         except DlsecError as err:
             show_error(err)
 

@@ -14,10 +14,10 @@ from dlsec_core.defenses.smoothing import CertifyEvent
 from dlsec_core.defenses.transforms import InputTransform
 from dlsec_core.errors import DlsecError
 from dlsec_core.jobs import JobContext, JobSnapshot, JobState
-from dlsec_core.privacy.audit import AuditConfig, AuditProgress, audit_study
-from dlsec_core.privacy.frontier import FrontierProgress, frontier_sweep
+from dlsec_core.privacy.audit import AuditConfig, audit_study
+from dlsec_core.privacy.frontier import frontier_sweep
 from dlsec_core.privacy.membership import LiraConfig, MembershipEvent, membership_study
-from dlsec_core.training.loop import TrainConfig, TrainEvent
+from dlsec_core.training.loop import RunProgress, TrainConfig, TrainEvent
 from dlsec_core.training.recipes import Recipe
 from dlsec_core.workflows import CurveFindings, ModelSweepPoint, spec_for, sweep_models, train_and_store
 from dlsec_ui import state
@@ -141,25 +141,24 @@ def submit_certification(model_id: str, sigma: float, n_images: int, n: int, see
     )  # fmt: skip
 
 
+def _series_progress(event: Any, _: int) -> tuple[float, str] | None:
+    """Progress of a series of training runs (frontier sweep, audit and control)."""
+    if not isinstance(event, RunProgress):
+        return None
+    e = event.event
+    return event.progress, f"run {event.index + 1}/{event.total} ({event.label}), epoch {e.epoch}/{e.epochs}"
+
+
 def submit_frontier(
     *, dataset: str, arch: str, targets: Sequence[float], config: TrainConfig, accountant: str
 ) -> str:
     store = get_store()
 
-    def progress(event: Any, _: int) -> tuple[float, str] | None:
-        if not isinstance(event, FrontierProgress):
-            return None
-        e = event.event
-        return (
-            event.progress,
-            f"run {event.index + 1}/{event.total} ({event.label}), epoch {e.epoch}/{e.epochs}",
-        )
-
     return _submit(
         lambda: frontier_sweep(
             store, dataset=dataset, arch=arch, targets=targets, config=config, accountant=accountant
         ),
-        progress, kind="frontier", title=f"Privacy-utility sweep ({len(targets)} ε values, {arch} on {dataset})",
+        _series_progress, kind="frontier", title=f"Privacy-utility sweep ({len(targets)} ε values, {arch} on {dataset})",
     )  # fmt: skip
 
 
@@ -186,18 +185,9 @@ def submit_audit(
     data = get_dataset(dataset)  # resolved here, in the script thread
     spec = spec_for(data, arch)
 
-    def progress(event: Any, _: int) -> tuple[float, str] | None:
-        if not isinstance(event, AuditProgress):
-            return None
-        e = event.event
-        return (
-            event.progress,
-            f"run {event.index + 1}/{event.total} ({event.label}), epoch {e.epoch}/{e.epochs}",
-        )
-
     return _submit(
         lambda: audit_study(spec, data, config, recipe, config=audit, control=control),
-        progress, kind="audit", title=f"Privacy audit ({audit.canaries} canaries, {arch} on {dataset})",
+        _series_progress, kind="audit", title=f"Privacy audit ({audit.canaries} canaries, {arch} on {dataset})",
     )  # fmt: skip
 
 

@@ -290,3 +290,15 @@ def privacy_twins(card: ModelCard, cards: list[ModelCard]) -> list[str]:
     ]  # fmt: skip
     twins.sort(key=lambda c: c.created_at, reverse=True)
     return [card.id] + [c.id for c in twins[:1]]
+
+
+def twin_picker(card: ModelCard, key: str) -> dict[str, ModelCard]:
+    """Up to four stored models on the current model's dataset, by default the model and its twin on the other
+    side of DP (the privacy pages' side-by-side); returns the chosen ones, by id, in the order picked."""
+    cards = get_store().list_models(dataset=card.dataset)
+    by_id = {c.id: c for c in cards}
+    chosen = st.multiselect(
+        "Models (same dataset)", list(by_id), default=privacy_twins(card, cards), key=key, max_selections=4,
+        format_func=lambda i: f"{model_label(by_id[i])} · {privacy_label(by_id[i])}",
+    )  # fmt: skip
+    return {i: by_id[i] for i in chosen}

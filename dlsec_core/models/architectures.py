@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,43 +96,21 @@ def _cnn(
 
 
 _CNN_DEFAULTS: dict[str, Any] = {"channels1": 32, "channels2": 64, "hidden": 128}
-
-
-@register_architecture("cnn", "Two conv + two fully connected layers (default).", **_CNN_DEFAULTS)
-def cnn(
-    input_shape: tuple[int, int, int],
-    num_classes: int,
-    channels1: int = 32,
-    channels2: int = 64,
-    hidden: int = 128,
-) -> nn.Module:
-    return _cnn(input_shape, num_classes, channels1, channels2, hidden, "none")
-
-
-@register_architecture(
-    "cnn-bn",
-    "The cnn with BatchNorm after each conv: Opacus cannot train it with DP (one-click fix: cnn-gn).",
-    dp_fix="cnn-gn",
-    **_CNN_DEFAULTS,
-)
-def cnn_bn(
-    input_shape: tuple[int, int, int],
-    num_classes: int,
-    channels1: int = 32,
-    channels2: int = 64,
-    hidden: int = 128,
-) -> nn.Module:
-    return _cnn(input_shape, num_classes, channels1, channels2, hidden, "batch")
-
-
-@register_architecture(
-    "cnn-gn", "The cnn with GroupNorm after each conv (DP-compatible replacement of cnn-bn).", **_CNN_DEFAULTS
-)
-def cnn_gn(
-    input_shape: tuple[int, int, int],
-    num_classes: int,
-    channels1: int = 32,
-    channels2: int = 64,
-    hidden: int = 128,
-) -> nn.Module:
-    return _cnn(input_shape, num_classes, channels1, channels2, hidden, "group")
+for _name, _norm, _fix, _description in (
+    ("cnn", "none", None, "Two conv + two fully connected layers (default)."),
+    (
+        "cnn-bn",
+        "batch",
+        "cnn-gn",
+        "The cnn with BatchNorm after each conv: Opacus cannot train it with DP (fix: cnn-gn).",
+    ),
+    (
+        "cnn-gn",
+        "group",
+        None,
+        "The cnn with GroupNorm after each conv (DP-compatible replacement of cnn-bn).",
+    ),
+):
+    register_architecture(_name, _description, dp_fix=_fix, **_CNN_DEFAULTS)(
+        functools.partial(_cnn, norm=_norm)
+    )

@@ -43,7 +43,7 @@ from dlsec_core.errors import InvalidInputError
 from dlsec_core.models.modes import device_of, eval_mode
 from dlsec_core.models.spec import ModelSpec
 from dlsec_core.privacy.accounting import ACCOUNTANTS
-from dlsec_core.training.loop import TrainConfig, TrainEvent, TrainResult, train
+from dlsec_core.training.loop import RunProgress, TrainConfig, TrainEvent, TrainResult, in_series, train
 from dlsec_core.training.recipes import Recipe, StandardRecipe
 
 MAX_CANARIES = 100_000
@@ -362,20 +362,6 @@ def _is_number(value: Any) -> bool:
 
 
 # -- the study the app and the CLI run: the recipe under audit beside a positive control ---------------------
-@dataclass(frozen=True, kw_only=True)
-class AuditProgress:
-    """A training event of audit run `index` (0-based) of `total`; `label` says which run ("DP-SGD", "control")."""
-
-    index: int
-    total: int
-    label: str
-    event: TrainEvent
-
-    @property
-    def progress(self) -> float:
-        return (self.index + self.event.progress) / self.total
-
-
 def audit_study(
     spec: ModelSpec,
     dataset: Dataset,
@@ -384,7 +370,7 @@ def audit_study(
     *,
     config: AuditConfig | None = None,
     control: bool = True,
-) -> Generator[AuditProgress, None, list[tuple[str, AuditResult]]]:
+) -> Generator[RunProgress, None, list[tuple[str, AuditResult]]]:
     """Audit `recipe` and, with `control`, the same training without DP (standard recipe: no clipping, no noise),
     on the same canaries and coin flips: the control shows what the audit can detect when nothing protects."""
     config = config or AuditConfig()
@@ -394,11 +380,5 @@ def audit_study(
     results: list[tuple[str, AuditResult]] = []
     for index, (label, rec) in enumerate(runs):
         run = audit_privacy(spec, dataset, train_config, rec, config=config)
-        while True:
-            try:
-                event = next(run)
-            except StopIteration as stop:
-                results.append((label, stop.value))
-                break
-            yield AuditProgress(index=index, total=len(runs), label=label, event=event)
+        results.append((label, (yield from in_series(run, index=index, total=len(runs), label=label))))
     return results

@@ -14,7 +14,7 @@ from typing import Any
 
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.store import ModelCard, Store
-from dlsec_core.training.loop import TrainConfig, TrainEvent
+from dlsec_core.training.loop import RunProgress, TrainConfig, in_series
 from dlsec_core.training.recipes import get_recipe
 
 MAX_SWEEP_RUNS = 12
@@ -73,20 +73,6 @@ def frontier_points(store: Store, dataset: str, arch: str) -> list[FrontierPoint
     return sorted(points, key=lambda p: p.epsilon)
 
 
-@dataclass(frozen=True, kw_only=True)
-class FrontierProgress:
-    """A training event of run `index` (0-based) of `total` in a frontier sweep, and the target it trains for."""
-
-    index: int
-    total: int
-    label: str
-    event: TrainEvent
-
-    @property
-    def progress(self) -> float:
-        return (self.index + self.event.progress) / self.total
-
-
 def frontier_sweep(
     store: Store,
     *,
@@ -98,7 +84,7 @@ def frontier_sweep(
     max_grad_norm: float = 1.0,
     delta: float = 1e-5,
     baseline: bool = True,
-) -> Generator[FrontierProgress | FrontierPoint, None, list[FrontierPoint]]:
+) -> Generator[RunProgress | FrontierPoint, None, list[FrontierPoint]]:
     """Train one DP model per target ε (σ calibrated for it) and, if none is stored yet, the non-private baseline.
 
     Yields the training progress of each run and a `FrontierPoint` as each model lands in the store.
@@ -129,13 +115,7 @@ def frontier_sweep(
         run = train_and_store(
             store, dataset=dataset, arch=arch, name=f"{name}-s{config.seed}", config=config, recipe=recipe
         )
-        while True:
-            try:
-                event = next(run)
-            except StopIteration as stop:
-                card: ModelCard = stop.value
-                break
-            yield FrontierProgress(index=index, total=len(recipes), label=label, event=event)
+        card: ModelCard = yield from in_series(run, index=index, total=len(recipes), label=label)
         point = point_of(card)
         if point is not None:
             points.append(point)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -251,6 +251,36 @@ def train(
         history=history,
         stopped_early=stopped,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunProgress:
+    """A training event of run `index` (0-based) of `total` in a series of runs, and the run's label."""
+
+    index: int
+    total: int
+    label: str
+    event: TrainEvent
+
+    @property
+    def progress(self) -> float:
+        return (self.index + self.event.progress) / self.total
+
+
+R = TypeVar("R")
+
+
+def in_series(
+    run: Generator[TrainEvent, None, R], *, index: int, total: int, label: str
+) -> Generator[RunProgress, None, R]:
+    """Relay one run of a series (a frontier sweep, an audit and its control) as `RunProgress`; return its result."""
+    while True:
+        try:
+            event = next(run)
+        except StopIteration as stop:
+            result: R = stop.value
+            return result
+        yield RunProgress(index=index, total=total, label=label, event=event)
 
 
 def run_to_end(events: Generator[TrainEvent, None, TrainResult]) -> TrainResult:

@@ -33,10 +33,16 @@ def test_every_architecture_builds_and_returns_logits(arch: str, shape: tuple[in
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
-def test_architectures_are_opacus_compatible(arch: str):
+def test_architectures_are_opacus_compatible_or_name_their_fix(arch: str):
+    """Every architecture trains with DP, except those that say which one replaces them (cnn-bn -> cnn-gn)."""
+    fix = ARCHITECTURES[arch].dp_fix
     model = build_model(ModelSpec(arch=arch, input_shape=(1, 8, 8), num_classes=10))
-    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    assert ModuleValidator.validate(model, strict=False) == []
+    has_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert has_batchnorm == (fix is not None)
+    assert (ModuleValidator.validate(model, strict=False) == []) == (fix is None)
+    if fix is not None:
+        fixed = build_model(ModelSpec(arch=fix, input_shape=(1, 8, 8), num_classes=10))
+        assert ARCHITECTURES[fix].dp_fix is None and ModuleValidator.validate(fixed, strict=False) == []
 
 
 def test_normalization_is_the_first_layer_in_pixel_units():
