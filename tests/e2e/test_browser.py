@@ -6,6 +6,7 @@ browsers here). Screenshots go to artifacts/screenshots/ (git-ignored).
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,8 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 pytest.importorskip("playwright.sync_api", reason="end-to-end tests need playwright (requirements-dev.txt)")
+
+from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -318,6 +321,10 @@ def test_deep_link_on_a_fresh_server_gets_the_frame(
     card = save_trained(tmp_path / "dlsec_home", trained_digits, name="fresh")
     with server(tmp_path / "dlsec_home", "e2e-fresh-server") as url:
         open_page(page, f"{url}/attack_lab?model={card.id}", "h1")
+        # The first run on a fresh server still shows skeletons while it renders: wait for the sidebar's widget.
+        seed = page.locator(f"{key(state.SEED)} input")
+        with contextlib.suppress(PlaywrightTimeout):
+            seed.wait_for(timeout=30_000)
         screenshot(page, "fresh-server-deep-link")
-        assert page.locator(f"{key(state.SEED)} input").count() == 1, "app.py's sidebar did not run"
+        assert seed.count() == 1, "app.py's sidebar did not run"
         wait_chart(page, "triptych")
