@@ -84,8 +84,8 @@ def train_and_store(
 ) -> Generator[TrainEvent, None, ModelCard]:
     """Train a model on a built-in or uploaded dataset, yielding events; store it only when training completes."""
     data = resolve_dataset(store, dataset)
-    config = config or TrainConfig()
     recipe = recipe or StandardRecipe()
+    config = config or TrainConfig.suggested(recipe)  # DP-SGD: its larger batch and learning rate
     spec = spec_for(data, arch, **(hparams or {}))
     result: TrainResult = yield from train(spec, data, config, recipe)
     return store.save_model(
