@@ -42,11 +42,13 @@ if chosen and classes:
                     f"{data.class_names[k]}: p={p:.2f}"
                     for k, p in zip(classes, result.target_probability.tolist(), strict=True)
                 ]
-                rows.append((f"{m.name[:18]} · {privacy_label(m).split(' (')[0]}", result.images, titles))
+                rows.append((f"{m.name[:16]}<br>{privacy_label(m).split(' (')[0]}", result.images, titles))
         st.plotly_chart(figures.image_rows(rows), key=state.INV_RESULT)
         st.caption(
             f"{result.description}. Top row: the average training image of each class, for reference (not something "
-            "an attacker sees). p is the model's probability for the target class on the reconstruction."
+            "an attacker sees). p is the model's probability for the target class on the reconstruction. A linear "
+            "model (logreg) gives digit-like reconstructions, as in Fredrikson et al.; a CNN gives the patterns it "
+            "relies on, which need not look like any training image."
         )
     except DlsecError as err:
         show_error(err)

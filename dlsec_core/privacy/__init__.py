@@ -1,4 +1,5 @@
-"""Privacy: differential-privacy accounting, membership inference, privacy auditing and model inversion."""
+"""Privacy: DP-SGD training (`dp_sgd`, the "dp-sgd" recipe) and its accounting, the privacy-utility frontier, and
+the attacks DP defends against: membership inference, model inversion, and a one-run audit of the claimed ε."""
 
 from dlsec_core.privacy.accounting import (
     ACCOUNTANTS,
@@ -12,6 +13,7 @@ from dlsec_core.privacy.audit import (
     AuditResult,
     Canaries,
     audit_privacy,
+    audit_study,
     eps_lower_bound,
     guess_membership,
     p_value_dp_audit,
@@ -51,6 +53,7 @@ __all__ = [
     "RocMetrics",
     "ShadowEvent",
     "audit_privacy",
+    "audit_study",
     "eps_lower_bound",
     "epsilon_after",
     "epsilon_curve",
