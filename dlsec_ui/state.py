@@ -141,3 +141,9 @@ INV_MODELS = "inv_models"
 INV_CLASSES = "inv_classes"
 INV_BUTTON = "inv_button"
 INV_RESULT = "inv_result"
+
+# the privacy pages' twin training
+TWIN_BUTTON = "twin_button"
+TWIN_JOB = "twin_job"
+TWIN_APPLIED = "twin_applied"
+CANCEL_TWIN = "cancel_twin"

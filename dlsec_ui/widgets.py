@@ -17,8 +17,11 @@ from dlsec_core.data.images import drawing_to_input, image_to_input, open_image
 from dlsec_core.defenses.transforms import TRANSFORMS, InputTransform
 from dlsec_core.errors import DlsecError
 from dlsec_core.store import ModelCard
+from dlsec_core.training.loop import TrainConfig
+from dlsec_core.training.recipes import get_recipe
 from dlsec_core.workflows import CurveFindings
 from dlsec_ui import state
+from dlsec_ui.jobs import show_session_job, submit_training
 from dlsec_ui.resources import get_dataset, get_model, get_store
 
 EPS_RANGE = {"linf": (0.0, 0.5, 0.005, 0.1), "l2": (0.0, 5.0, 0.05, 1.0)}  # min, max, step, default
@@ -297,8 +300,50 @@ def twin_picker(card: ModelCard, key: str) -> dict[str, ModelCard]:
     side of DP (the privacy pages' side-by-side); returns the chosen ones, by id, in the order picked."""
     cards = get_store().list_models(dataset=card.dataset)
     by_id = {c.id: c for c in cards}
+    twins = privacy_twins(card, cards)
+    landed = st.session_state.get(state.TWIN_JOB)
+    if landed and st.session_state.get(state.TWIN_APPLIED) != landed and len(twins) == 2:
+        st.session_state[state.TWIN_APPLIED] = landed  # the twin trained here just landed: select the pair
+        st.session_state[key] = twins
     chosen = st.multiselect(
-        "Models (same dataset)", list(by_id), default=privacy_twins(card, cards), key=key, max_selections=4,
+        "Models (same dataset)", list(by_id), default=None if key in st.session_state else twins, key=key,
+        max_selections=4,
         format_func=lambda i: f"{model_label(by_id[i])} · {privacy_label(by_id[i])}",
     )  # fmt: skip
-    return {i: by_id[i] for i in chosen}
+    if len(twins) == 1 and card.source == "trained":
+        _offer_twin(card)
+    return {i: by_id[i] for i in chosen if i in by_id}
+
+
+TWIN_TARGET_EPSILON = 4.0
+
+
+def _offer_twin(card: ModelCard) -> None:
+    """No twin on the other side of DP yet: one click trains it with the same architecture, data and settings."""
+    private = card.recipe == "dp-sgd"
+    what = (
+        "its non-private twin (standard recipe)"
+        if private
+        else f"its DP twin (DP-SGD, ε ≤ {TWIN_TARGET_EPSILON:g})"
+    )
+    if st.button(f"Train {what}: same architecture, data and settings", key=state.TWIN_BUTTON):
+        try:
+            recipe = (
+                get_recipe("standard")
+                if private
+                else get_recipe("dp-sgd", target_epsilon=TWIN_TARGET_EPSILON)
+            )
+            st.session_state[state.TWIN_JOB] = submit_training(
+                dataset=card.dataset, arch=card.spec.arch, name=f"{card.name}-{'nodp' if private else 'dp'}-twin",
+                config=TrainConfig(**card.train_config), recipe=recipe,
+            )  # fmt: skip
+        except (DlsecError, TypeError) as err:
+            st.error(f"Could not train the twin: {err}")
+    _twin_progress()
+
+
+@st.fragment(run_every=1.0)
+def _twin_progress() -> None:
+    job = show_session_job(state.TWIN_JOB, cancel_key=state.CANCEL_TWIN)
+    if job is not None and not job.is_active and st.session_state.get(state.TWIN_APPLIED) != job.id:
+        st.rerun()  # the twin landed: rerun the page so the picker selects the pair

@@ -199,3 +199,26 @@ def test_audit_with_a_positive_control(app: Callable[[str], AppTest]) -> None:
     dp_bound = float(measured[0].removeprefix("≥ "))
     assert dp_bound <= float(claimed[0].split()[1])  # a correct DP implementation is never refuted
     assert not at.error
+
+
+def test_one_click_twin_for_membership_inference(app: Callable[[str], AppTest], tmp_home: Path) -> None:
+    data = load_dataset("digits")
+    config = TrainConfig(epochs=2, batch_size=128, lr=0.05, shift=0)
+    result = run_to_end(train(spec_for(data, "logreg"), data, config))
+    alone = Store(tmp_home).save_model(
+        result.model, result.spec, name="alone", dataset="digits", train_config=config.to_dict(), seed=0,
+        clean_accuracy=result.test_accuracy, history=result.history,
+    )  # fmt: skip
+    at = app("app_pages/membership.py")
+    assert at.multiselect(key=state.MI_MODELS).value == [alone.id]
+    at.button(key=state.TWIN_BUTTON).click().run()
+    wait_for(at, state.TWIN_JOB)
+    at.run()  # what the polling fragment does when the twin lands
+    cards = {c.id: c for c in Store(tmp_home).list_models()}
+    (twin_id,) = set(cards) - {alone.id}
+    twin = cards[twin_id]
+    assert twin.recipe == "dp-sgd" and twin.name == "alone-dp-twin"
+    assert twin.train_config == alone.train_config  # trained the same way, except for DP
+    assert twin.history[-1]["epsilon"] <= 4.0
+    assert at.multiselect(key=state.MI_MODELS).value == [alone.id, twin_id]
+    assert not at.exception
