@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.privacy import ACCOUNTANTS, epsilon_after, epsilon_curve, noise_for_target
@@ -104,3 +106,39 @@ def test_fast_rdp_curve_equals_pointwise_accounting() -> None:
     curve = epsilon_curve(1.0, 0.064, 150, 1e-5, accountant="rdp", points=7)
     for point in curve:
         assert point.epsilon == pytest.approx(epsilon_after(1.0, 0.064, point.steps, 1e-5).epsilon, rel=1e-12)
+
+
+# -- properties over many settings (hypothesis, derandomized so CI sees the same examples every run) ----------
+_settings = settings(max_examples=25, deadline=None, derandomize=True, database=None)
+_sigma = st.floats(0.5, 5.0)
+_q = st.floats(0.001, 0.5)
+_steps = st.integers(1, 5000)
+
+
+@_settings
+@given(sigma=_sigma, q=_q, steps=_steps, more=st.integers(1, 5000))
+def test_property_epsilon_grows_with_steps(sigma: float, q: float, steps: int, more: int) -> None:
+    assert epsilon_after(sigma, q, steps + more, 1e-5).epsilon >= epsilon_after(sigma, q, steps, 1e-5).epsilon
+
+
+@_settings
+@given(sigma=_sigma, q=_q, steps=_steps, factor=st.floats(1.05, 2.0))
+def test_property_epsilon_grows_with_sampling_rate(sigma: float, q: float, steps: int, factor: float) -> None:
+    larger = min(1.0, q * factor)
+    assert epsilon_after(sigma, larger, steps, 1e-5).epsilon >= epsilon_after(sigma, q, steps, 1e-5).epsilon
+
+
+@_settings
+@given(sigma=_sigma, q=_q, steps=_steps, factor=st.floats(1.05, 2.0))
+def test_property_epsilon_falls_with_noise(sigma: float, q: float, steps: int, factor: float) -> None:
+    assert (
+        epsilon_after(sigma * factor, q, steps, 1e-5).epsilon <= epsilon_after(sigma, q, steps, 1e-5).epsilon
+    )
+
+
+@settings(max_examples=10, deadline=None, derandomize=True, database=None)
+@given(target=st.floats(0.3, 20.0), q=st.floats(0.005, 0.3), steps=st.integers(10, 3000))
+def test_property_calibrated_noise_never_overshoots(target: float, q: float, steps: int) -> None:
+    spend = noise_for_target(target, q, steps, 1e-5)
+    assert spend.epsilon <= target
+    assert epsilon_after(spend.noise_multiplier, q, steps, 1e-5).epsilon <= target
