@@ -33,8 +33,7 @@ import contextlib
 import dataclasses
 import io
 import math
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -45,7 +44,6 @@ from torch import nn
 
 from dlsec_core.attacks.base import Attack, check_inputs, param
 from dlsec_core.errors import InvalidInputError, NotFoundError
-from dlsec_core.evaluation.sweep import SweepPoint, check_eps_values
 from dlsec_core.models.modes import device_of, eval_mode
 
 Mode = Literal["adaptive", "naive"]
@@ -537,51 +535,3 @@ def robust_accuracy_under(
         attacker_accuracy=seen / n,
         x_adv=torch.cat(adversarial),
     )
-
-
-def sweep_defended(
-    defended: DefendedModel,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    attack: Attack,
-    eps_values: Sequence[float],
-    *,
-    batch_size: int = 500,
-    seed: int = 0,
-) -> Iterator[SweepPoint]:
-    """Like `evaluation.sweep`, for a defended model: one `SweepPoint` per epsilon, in the order given.
-
-    Each point attacks the attack view and scores the deployed pipeline (`robust_accuracy_under`); its label
-    names both the attack and the defense with its attack mode. Arguments are validated when this is called.
-    """
-    eps_list = check_eps_values(eps_values, attack.norm)
-    x, y, _ = check_inputs(x, y, None)
-    if batch_size < 1:
-        raise InvalidInputError(f"The batch size must be at least 1, got {batch_size}.")
-    return _sweep_defended(defended, x, y, attack, eps_list, batch_size=batch_size, seed=seed)
-
-
-def _sweep_defended(
-    defended: DefendedModel,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    attack: Attack,
-    eps_list: list[float],
-    *,
-    batch_size: int,
-    seed: int,
-) -> Iterator[SweepPoint]:
-    start = time.perf_counter()
-    generator = torch.Generator().manual_seed(seed)
-    for eps in eps_list:
-        at = attack.with_params(eps=eps)
-        result = robust_accuracy_under(defended, at, x, y, generator=generator, batch_size=batch_size)
-        yield SweepPoint(
-            eps=at.eps,
-            accuracy=result.robust_accuracy,
-            correct=round(result.robust_accuracy * result.n),
-            n=result.n,
-            attack=f"{result.attack} against {result.defense}",
-            norm=at.norm,
-            elapsed=time.perf_counter() - start,
-        )

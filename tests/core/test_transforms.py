@@ -34,10 +34,9 @@ from dlsec_core.defenses.transforms import (
     defend,
     get_transform,
     robust_accuracy_under,
-    sweep_defended,
 )
 from dlsec_core.errors import InvalidInputError, NotFoundError
-from dlsec_core.evaluation import accuracy
+from dlsec_core.evaluation import accuracy, sweep
 
 if TYPE_CHECKING:
     from dlsec_core.training.loop import TrainResult
@@ -313,22 +312,21 @@ def test_a_seed_reproduces_a_randomized_evaluation(digits_test: Digits) -> None:
     assert defended.transform.generator is None  # the seed was only borrowed
 
 
-def test_sweep_defended_scores_the_deployed_pipeline(digits_test: Digits) -> None:
+def test_sweep_of_a_defended_pipeline_scores_the_deployed_pipeline(digits_test: Digits) -> None:
+    """`evaluation.sweep` with the adaptive view as `attack_model` gives `robust_accuracy_under`'s numbers."""
     model, x, y = digits_test
-    defended = defend(model, "gaussian", sigma=0.2, eot_samples=4)
-    attack = PGD(steps=5)
-    points = list(sweep_defended(defended, x[:60], y[:60], attack, [0.1, 0.0, 0.3], seed=3))
+    defended = defend(model, "bit-depth", bits=3)
+    attack = PGD(steps=5, random_start=False)  # deterministic: the two paths draw no random numbers
+    points = list(
+        sweep(defended, x[:60], y[:60], attack, [0.1, 0.0, 0.3], seed=3, attack_model=defended.attack_view())
+    )
     assert [p.eps for p in points] == [0.1, 0.0, 0.3]
-    first = robust_accuracy_under(
-        defended, attack.with_params(eps=0.1), x[:60], y[:60], generator=torch.Generator().manual_seed(3)
-    )
-    assert points[0].accuracy == first.robust_accuracy and points[0].correct == round(
-        60 * first.robust_accuracy
-    )
-    assert points[0].attack == f"{first.attack} against {defended.describe()}"
+    for point in points:
+        under = robust_accuracy_under(defended, attack.with_params(eps=point.eps), x[:60], y[:60])
+        assert point.accuracy == under.robust_accuracy and point.correct == round(60 * under.robust_accuracy)
     assert points[2].accuracy < points[1].accuracy
     with pytest.raises(InvalidInputError):
-        sweep_defended(defended, x, y, attack, [])
+        sweep(defended, x, y, attack, [], attack_model=defended.attack_view())
 
 
 # -- the experiments: naive vs adaptive ---------------------------------------------------------------------
