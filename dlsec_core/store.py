@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from dlsec_core.data.builtin import DATASETS, Dataset
@@ -201,13 +201,16 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_weights_atomic(final: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
-    """Write `state` to `final` via a fsync'ed temp file in the same folder; return the file's SHA-256."""
-    tmp = final.with_name(f"{final.name}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
+def _write_atomic(final: Path, data: bytes) -> str:
+    """Write `data` to `final` via a hidden, fsync'ed temp file in the same folder; return its SHA-256.
+
+    A crash at any point leaves either the old `final` (or none) and at most a `.tmp` file that
+    `Store.orphans_cleanup` removes, never a half-written `final`.
+    """
+    tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
     try:
-        save_file(state, str(tmp), metadata=metadata)
-        with open(tmp, "rb+") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
@@ -215,20 +218,7 @@ def _write_weights_atomic(final: Path, state: dict[str, torch.Tensor], metadata:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(final.parent)
-    return digest
-
-
-def _copy_atomic(src_bytes: bytes, final: Path) -> None:
-    tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(src_bytes)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    return hashlib.sha256(data).hexdigest()
 
 
 def _safe_filename(name: str, fallback: str) -> str:
@@ -405,7 +395,9 @@ class Store:
             history=json.loads(json_history),
         )
         path = self._weights_path(card.id)
-        digest = _write_weights_atomic(path, state, {METADATA_SPEC_KEY: spec.to_json(), "dlsec_format": "1"})
+        digest = _write_atomic(
+            path, save(state, metadata={METADATA_SPEC_KEY: spec.to_json(), "dlsec_format": "1"})
+        )
         try:
             self._insert_row(
                 {
@@ -568,8 +560,8 @@ class Store:
         stem = _safe_filename(card.name, card.id)
         weights_path = dest / f"{stem}{_WEIGHTS_SUFFIX}"
         spec_path = dest / f"{stem}.spec.json"
-        _copy_atomic(data, weights_path)
-        _copy_atomic((json.dumps(card.spec.to_dict(), indent=2, sort_keys=True) + "\n").encode(), spec_path)
+        _write_atomic(weights_path, data)
+        _write_atomic(spec_path, (json.dumps(card.spec.to_dict(), indent=2, sort_keys=True) + "\n").encode())
         return weights_path, spec_path
 
     def import_model(
@@ -639,7 +631,7 @@ class Store:
             "y_test": dataset.y_test.contiguous(),
         }
         meta = {"class_names": json.dumps(list(dataset.class_names)), "description": dataset.description}
-        _write_weights_atomic(self.datasets_dir / f"{name}{_WEIGHTS_SUFFIX}", tensors, meta)
+        _write_atomic(self.datasets_dir / f"{name}{_WEIGHTS_SUFFIX}", save(tensors, metadata=meta))
         return name
 
     def list_datasets(self) -> list[str]:

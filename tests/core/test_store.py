@@ -265,17 +265,18 @@ def test_crash_mid_write_leaves_nothing_and_keeps_other_model(
     keep = store.save_model(keep_model, SPEC, name="keep", dataset="d")
     keep_path = store.models_dir / f"{keep.id}.safetensors"
     keep_bytes = keep_path.read_bytes()
-    real_save_file = store_mod.save_file
+    real_fsync = store_mod.os.fsync
     seen: list[Path] = []
 
-    def half_then_crash(state: dict, filename: str, metadata: dict | None = None) -> None:
-        real_save_file(state, filename, metadata=metadata)
-        data = Path(filename).read_bytes()
-        Path(filename).write_bytes(data[: len(data) // 2])
-        seen.append(Path(filename))
-        raise OSError(28, "No space left on device")
+    def half_then_crash(fd: int) -> None:  # the disk fills up halfway through the new weights file
+        path = Path(f"/proc/self/fd/{fd}").resolve()
+        if path.parent == store.models_dir:
+            os.ftruncate(fd, os.fstat(fd).st_size // 2)
+            seen.append(path)
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
 
-    monkeypatch.setattr(store_mod, "save_file", half_then_crash)
+    monkeypatch.setattr(store_mod.os, "fsync", half_then_crash)
     with pytest.raises(OSError, match="No space"):
         store.save_model(random_model(2), SPEC, name="crash", dataset="d")
     assert seen and seen[0].parent == store.models_dir and seen[0].name.endswith(".tmp")
