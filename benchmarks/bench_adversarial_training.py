@@ -24,7 +24,6 @@ The script always exits 0; a missed target is printed as "TARGET MISSED".
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -39,6 +38,7 @@ if str(ROOT) not in sys.path:  # `python benchmarks/...py` puts benchmarks/, not
     sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from _common import cpu_model, load_average, write_report  # noqa: E402
 
 from dlsec_core.attacks import FGSM, PGD  # noqa: E402
 from dlsec_core.data.builtin import Dataset, load_dataset  # noqa: E402
@@ -57,23 +57,6 @@ RECIPES: dict[str, dict[str, Any]] = {
 FGSM_RS_MAX_RATIO = 3.0
 WARMUP_IMAGES = 256  # one untimed epoch on these first, so first-call overheads stay out of the times
 OK, MISSED = "ok", "TARGET MISSED"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def subset(data: Dataset, n_train: int | None) -> Dataset:
@@ -260,9 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "target": target,
             "target_met": met,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"figures written to {args.json}")
+        write_report(args.json, report)
     return 0
 
 

@@ -19,9 +19,7 @@ Usage: python benchmarks/bench_dp.py [--epochs N] [--json PATH]. Always exits 0;
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -34,6 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from _common import cpu_model, load_average, write_report  # noqa: E402
 from opacus import PrivacyEngine  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
@@ -107,8 +106,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("DLSEC_THREADS", "2")))
     report: dict[str, Any] = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{torch.get_num_threads()} torch threads", "torch": torch.__version__,
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch threads", "torch": torch.__version__, "load_average": load_average(),
     }  # fmt: skip
 
     print(f"1. One epoch, cnn on mnist5k, batch {BATCH}, σ {SIGMA}, C {CLIP} ({report['machine']})")
@@ -193,7 +192,7 @@ def main() -> None:
                 f"   σ {sigma:g}, q {q:.4g}, {steps} steps, δ {delta:g}: RDP {o_rdp:.4f} vs {g_rdp:.4f}; PRV {o_prv:.4f} vs PLD {g_pld:.4f}"
             )
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2, default=str))
+        write_report(args.json, report)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.metadata
-import json
 import os
 import platform
 import statistics
@@ -43,6 +42,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torchattacks  # noqa: E402
+from _common import cpu_model, load_average, write_report  # noqa: E402
 from torch import nn  # noqa: E402
 
 from dlsec_core.attacks import FGSM, PGD  # noqa: E402
@@ -123,23 +123,6 @@ def version(dist: str) -> str:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
 
 
 # -- optional third reference: ART ------------------------------------------------------------------------------
@@ -598,9 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "art_import_s": art.import_s if art is not None else None,
             "targets_met": targets,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"figures written to {args.json}")
+        write_report(args.json, report)
     return 0
 
 

@@ -24,7 +24,6 @@ The script always exits 0; a missed target is printed as "TARGET MISSED".
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -39,6 +38,7 @@ if str(ROOT) not in sys.path:  # `python benchmarks/...` puts benchmarks/, not t
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torchattacks  # noqa: E402
+from _common import write_report  # noqa: E402
 from bench_evasion import bench_training, load_average, machine_info, verdict  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -297,9 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "art_note": art_note,
             "targets_met": targets,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"figures written to {args.json}")
+        write_report(args.json, report)
     return 0
 
 
