@@ -31,14 +31,14 @@ from dlsec_core.defenses.transforms import TRANSFORMS, get_transform
 from dlsec_core.errors import DlsecError, InvalidInputError
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.privacy.accounting import ACCOUNTANTS, PrivacySpend, epsilon_after, noise_for_target
-from dlsec_core.privacy.audit import AuditConfig, AuditResult, audit_privacy
+from dlsec_core.privacy.audit import AuditConfig, audit_study
 from dlsec_core.privacy.dp_sgd import TRAIN_ACCOUNTANTS, DPSGDRecipe, check_sampling, privacy_plan
 from dlsec_core.privacy.frontier import FrontierPoint, frontier_points, frontier_sweep
 from dlsec_core.privacy.inversion import InversionConfig, invert
 from dlsec_core.privacy.membership import LIRA_VARIANTS, MEMBERSHIP_ATTACKS, LiraConfig, membership_study
 from dlsec_core.safe_load import spec_from_upload
 from dlsec_core.store import ModelCard, Store
-from dlsec_core.training.loop import TrainConfig, TrainEvent
+from dlsec_core.training.loop import RunProgress, TrainConfig, TrainEvent, run_to_end
 from dlsec_core.training.recipes import RECIPES, Recipe, get_recipe
 from dlsec_core.workflows import (
     CurveFindings,
@@ -110,23 +110,23 @@ def _train_config(args: argparse.Namespace, recipe: str) -> TrainConfig:
     )  # fmt: skip
 
 
+def _show_epoch(event: TrainEvent) -> None:
+    if event.kind == "epoch":
+        print(_epoch_line(event), file=sys.stderr)
+
+
 def cmd_train(args: argparse.Namespace, store: Store) -> None:
     config = _train_config(args, args.recipe)
     recipe = get_recipe(args.recipe, **_kv(args.recipe_param))
     if isinstance(recipe, DPSGDRecipe) and not args.quiet:
         n = len(resolve_dataset(store, args.dataset).y_train)
         print(privacy_plan(recipe, n, config), file=sys.stderr)
-    gen = train_and_store(
-        store, dataset=args.dataset, arch=args.arch, name=args.name, config=config, recipe=recipe
+    card = run_to_end(
+        train_and_store(
+            store, dataset=args.dataset, arch=args.arch, name=args.name, config=config, recipe=recipe
+        ),
+        None if args.quiet else _show_epoch,
     )
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            card = stop.value
-            break
-        if event.kind == "epoch" and not args.quiet:
-            print(_epoch_line(event), file=sys.stderr)
     _print(card.to_record(), args.json)
 
 
@@ -197,21 +197,20 @@ def cmd_detect(args: argparse.Namespace, store: Store) -> None:
     )
     detector = FeatureSqueezingDetector(squeezers=squeezers, fpr=args.fpr)
     attack = get_attack(args.attack, **_attack_params(args))
-    gen = detection_study(
-        store, args.model, detector=detector, attack=attack, eps_values=_eps_list(args), n_images=args.n
+
+    def show(point: Any) -> None:
+        print(
+            f"eps {point.eps:.4g}  success {point.success_rate:.3f}  detected {point.detection_rate:.3f}  "
+            f"evaded {point.evaded_rate:.3f}  auc {point.auc:.3f}",
+            file=sys.stderr,
+        )
+
+    report = run_to_end(
+        detection_study(
+            store, args.model, detector=detector, attack=attack, eps_values=_eps_list(args), n_images=args.n
+        ),
+        None if args.quiet else show,
     )
-    while True:
-        try:
-            point = next(gen)
-        except StopIteration as stop:
-            report = stop.value
-            break
-        if not args.quiet:
-            print(
-                f"eps {point.eps:.4g}  success {point.success_rate:.3f}  detected {point.detection_rate:.3f}  "
-                f"evaded {point.evaded_rate:.3f}  auc {point.auc:.3f}",
-                file=sys.stderr,
-            )
     _print(dataclasses.asdict(report) if args.json else {
         "detector": report.detector, "roc_auc": report.roc_auc, "roc_attack": report.roc_attack,
         "plain_evaded": report.plain["evaded_rate"], "adaptive_evaded": report.adaptive["evaded_rate"],
@@ -220,20 +219,20 @@ def cmd_detect(args: argparse.Namespace, store: Store) -> None:
 
 
 def cmd_certify(args: argparse.Namespace, store: Store) -> None:
-    gen = certification_study(
-        store, args.model, sigma=args.sigma, n_images=args.n, n=args.samples, seed=args.seed
-    )
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            report = stop.value
-            break
-        if isinstance(event, CertifyEvent) and not args.quiet:
+
+    def show(event: Any) -> None:
+        if isinstance(event, CertifyEvent):
             print(
                 f"certified {event.done}/{event.total}  correct {event.correct}  abstained {event.abstained}",
                 file=sys.stderr,
             )
+
+    report = run_to_end(
+        certification_study(
+            store, args.model, sigma=args.sigma, n_images=args.n, n=args.samples, seed=args.seed
+        ),
+        None if args.quiet else show,
+    )
     if args.json:
         _print(dataclasses.asdict(report), True)
     else:
@@ -365,15 +364,8 @@ def cmd_membership(args: argparse.Namespace, store: Store) -> None:
         "seed": args.seed,
     }
     lira = LiraConfig(**{k: v for k, v in lira_args.items() if v is not None})
-    gen = membership_study(store, args.models, attack=args.attack, n=args.n, lira=lira)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            results = stop.value
-            break
-        if args.quiet:
-            continue
+
+    def show(event: Any) -> None:
         head = f"model {event.model_index}/{event.models} {event.model_name}"
         if event.result is not None:
             print(f"{head}: auc {event.result.auc:.3f}", file=sys.stderr)
@@ -381,6 +373,11 @@ def cmd_membership(args: argparse.Namespace, store: Store) -> None:
             sh = event.shadow
             acc = f"  test {sh.test_accuracy:.3f}" if sh.test_accuracy is not None else ""
             print(f"{head}: shadow {sh.index}/{sh.shadows} trained{acc}  {sh.elapsed:.1f}s", file=sys.stderr)
+
+    results = run_to_end(
+        membership_study(store, args.models, attack=args.attack, n=args.n, lira=lira),
+        None if args.quiet else show,
+    )
     rows = []
     for card, result in results:
         rows.append({"model_id": card.id, "model": card.name, **_privacy_of(card), **result.to_record()})
@@ -449,7 +446,8 @@ def cmd_invert(args: argparse.Namespace, store: Store) -> None:
     ], False)  # fmt: skip
 
 
-def _run_audit(args: argparse.Namespace, store: Store, recipe: Recipe, label: str) -> AuditResult:
+def cmd_audit(args: argparse.Namespace, store: Store) -> None:
+    recipe = get_recipe(args.recipe, **_kv(args.recipe_param))
     data = resolve_dataset(store, args.dataset)
     given = {
         "canaries": args.canaries,
@@ -458,24 +456,22 @@ def _run_audit(args: argparse.Namespace, store: Store, recipe: Recipe, label: st
         "seed": args.seed,
     }
     config = AuditConfig(**{k: v for k, v in given.items() if v is not None})
-    gen = audit_privacy(
-        spec_for(data, args.arch), data, _train_config(args, args.recipe), recipe, config=config
-    )
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            result: AuditResult = stop.value
-            return result
-        if event.kind == "epoch" and not args.quiet:
-            print(f"[{label}] {_epoch_line(event)}", file=sys.stderr)
+    # the recipe under audit, then (--control) the positive control on the same canaries: no clipping, no noise
+    labels = [recipe.name, "standard (control)"]
+    prefixes = [f"[{recipe.name}] ", "[control] "]
 
+    def show(item: RunProgress) -> None:
+        if item.event.kind == "epoch":
+            print(f"{prefixes[item.index]}{_epoch_line(item.event)}", file=sys.stderr)
 
-def cmd_audit(args: argparse.Namespace, store: Store) -> None:
-    recipe = get_recipe(args.recipe, **_kv(args.recipe_param))
-    runs = [(recipe.name, _run_audit(args, store, recipe, recipe.name))]
-    if args.control:  # the positive control: same data, canaries and settings, no clipping, no noise
-        runs.append(("standard (control)", _run_audit(args, store, get_recipe("standard"), "control")))
+    results = run_to_end(
+        audit_study(
+            spec_for(data, args.arch), data, _train_config(args, args.recipe), recipe, config=config,
+            control=args.control,
+        ),
+        None if args.quiet else show,
+    )  # fmt: skip
+    runs = [(labels[i], r) for i, (_, r) in enumerate(results)]
     if args.json:
         _print([{"run": label, **r.to_record(), "describe": r.describe()} for label, r in runs], True)
         return
@@ -500,25 +496,23 @@ def cmd_frontier(args: argparse.Namespace, store: Store) -> None:
         points = frontier_points(store, args.dataset, args.arch)
     else:
         config = _train_config(args, "dp-sgd")
-        gen = frontier_sweep(
-            store, dataset=args.dataset, arch=args.arch, targets=_floats(args.targets, "target ε values"),
-            config=config, accountant=args.accountant, max_grad_norm=args.max_grad_norm, delta=args.delta,
-            baseline=not args.no_baseline,
-        )  # fmt: skip
-        while True:
-            try:
-                item = next(gen)
-            except StopIteration as stop:
-                points = stop.value
-                break
-            if args.quiet:
-                continue
+
+        def show(item: RunProgress | FrontierPoint) -> None:
             if isinstance(item, FrontierPoint):
                 print(f"stored {item.name} ({item.model_id})", file=sys.stderr)
             elif item.event.kind == "epoch":
                 print(
                     f"[{item.index + 1}/{item.total} {item.label}] {_epoch_line(item.event)}", file=sys.stderr
                 )
+
+        points = run_to_end(
+            frontier_sweep(
+                store, dataset=args.dataset, arch=args.arch, targets=_floats(args.targets, "target ε values"),
+                config=config, accountant=args.accountant, max_grad_norm=args.max_grad_norm, delta=args.delta,
+                baseline=not args.no_baseline,
+            ),
+            None if args.quiet else show,
+        )  # fmt: skip
     if args.json:
         _print([p.to_record() for p in points], True)
     elif not points:

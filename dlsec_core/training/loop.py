@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -283,11 +283,17 @@ def in_series(
         yield RunProgress(index=index, total=total, label=label, event=event)
 
 
-def run_to_end(events: Generator[TrainEvent, None, TrainResult]) -> TrainResult:
-    """Drain a training generator and return its result (for scripts and tests)."""
+E = TypeVar("E")
+
+
+def run_to_end(events: Generator[E, None, R], on_event: Callable[[E], None] | None = None) -> R:
+    """Drain a work item's generator (training, a study, a sweep) and return its result, handing each event to
+    `on_event` if given (the CLI prints progress with it)."""
     while True:
         try:
-            next(events)
+            event = next(events)
         except StopIteration as stop:
-            result: TrainResult = stop.value
+            result: R = stop.value
             return result
+        if on_event is not None:
+            on_event(event)
