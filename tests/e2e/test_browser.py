@@ -18,7 +18,7 @@ from dlsec_core.store import Store
 from dlsec_ui import state
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Locator, Page
+    from playwright.sync_api import Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -27,110 +27,27 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 pytest.importorskip("playwright.sync_api", reason="end-to-end tests need playwright (requirements-dev.txt)")
-
 from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
+from streamlit_page import (  # noqa: E402  (needs playwright: after the skip above)
+    CHART,
+    assert_no_errors,
+    key,
+    metric,
+    open_page,
+    plot_state,
+    press,
+    screenshot,
+    select_option,
+    settle,
+    slider,
+    table_column,
+    wait_chart,
+)
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-CHART = ".js-plotly-plot .main-svg"
 JOB_TIMEOUT_MS = 120_000
 EPS_KEY = f"{state.EPS}_linf"  # widgets.eps_slider keys the slider by norm; the default norm is L∞
-
-
-# -- helpers -----------------------------------------------------------------------------------------------
-
-
-def key(widget_key: str) -> str:
-    """CSS selector of a keyed element (Streamlit gives it the class st-key-<key>)."""
-    return f".st-key-{widget_key}"
-
-
-def settle(page: Page) -> None:
-    """Wait until the script run triggered by the last interaction has finished."""
-    page.wait_for_timeout(150)  # let the rerun request reach the server and flip the state to "running"
-    page.wait_for_selector(IDLE)
-
-
-def open_page(page: Page, url: str, ready: str) -> None:
-    """Go to `url` and wait until `ready` is visible and the script is idle."""
-    page.goto(url)
-    page.locator(ready).first.wait_for()
-    settle(page)
-
-
-def screenshot(page: Page, name: str) -> Path:
-    """A full-page screenshot once every Plotly chart on the page has drawn (else they are grey boxes)."""
-    for plot in page.locator(".js-plotly-plot").all():
-        plot.locator(".main-svg").first.wait_for()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
-
-
-def wait_chart(page: Page, chart_key: str) -> None:
-    """Wait until the Plotly chart with this key has drawn (Plotly loads lazily)."""
-    page.locator(f"{key(chart_key)} {CHART}").first.wait_for()
-
-
-def metric(page: Page, label: str) -> str:
-    box = page.locator('[data-testid="stMetric"]').filter(
-        has=page.locator('[data-testid="stMetricLabel"]', has_text=label)
-    )
-    return box.locator('[data-testid="stMetricValue"]').inner_text().strip()
-
-
-def plot_state(page: Page, chart_key: str) -> dict[str, Any]:
-    """The data and annotation texts of the Plotly chart with this key, as the browser holds them."""
-    return page.evaluate(
-        """(sel) => {
-            const gd = document.querySelector(sel + ' .js-plotly-plot');
-            return {
-                data: gd.data.map(t => ({x: Array.from(t.x || []), y: Array.from(t.y || []), name: t.name})),
-                titles: (gd.layout.annotations || []).map(a => a.text),
-            };
-        }""",
-        key(chart_key),
-    )
-
-
-def select_option(page: Page, widget_key: str, option: str, *, exact: bool = True) -> None:
-    """Pick an option of a select box (a combobox in Streamlit 1.67) by its label, or by part of it."""
-    page.locator(f"{key(widget_key)} input[role=combobox]").click()
-    if exact:
-        page.get_by_role("option", name=option, exact=True).click()
-    else:
-        page.get_by_role("option").filter(has_text=option).first.click()
-    settle(page)
-
-
-def slider(page: Page, widget_key: str) -> Locator:
-    return page.locator(f"{key(widget_key)} input[type=range]")
-
-
-def press(page: Page, widget_key: str, *keys: str) -> None:
-    """Move a slider with the keyboard, as a user without a mouse would."""
-    slider(page, widget_key).focus()
-    for k in keys:
-        page.keyboard.press(k)
-    settle(page)
-
-
-def table_column(page: Page, column: int) -> list[str]:
-    """One column (1-based) of the first st.dataframe, read from the grid's accessible table: the visible cells
-    are drawn on a canvas."""
-    grid = page.locator('[data-testid="stDataFrame"] table[role=grid]').first
-    grid.wait_for(state="attached")
-    return [c.strip() for c in grid.locator(f'td[aria-colindex="{column}"]').all_text_contents()]
-
-
-def assert_no_errors(page: Page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0
-    errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
-    assert not errors, errors
 
 
 # -- tests -------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from dlsec_core.store import Store
 from dlsec_ui import state
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Locator, Page
+    from playwright.sync_api import Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -29,14 +29,25 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 pytest.importorskip("playwright.sync_api", reason="end-to-end tests need playwright (requirements-dev.txt)")
-from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
+from streamlit_page import (  # noqa: E402  (needs playwright: after the skip above)
+    alerts,
+    assert_no_errors,
+    fill,
+    key,
+    legend_texts,
+    navigate,
+    plot_state,
+    press,
+    screenshot,
+    select_option,
+    settle,
+    slider,
+    table_column,
+    wait_chart,
+)
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-CHART = ".js-plotly-plot .main-svg"
 JOB_TIMEOUT_MS = 120_000
 DP_TITLE = "DP-SGD (differential privacy, Opacus)"
 STANDARD_TITLE = "Standard (no defense)"
@@ -44,132 +55,6 @@ EPOCHS = 3
 # "Train privacy-dp on digits: epoch 2/3 · ε = 5.27 (RDP) (1 s)", the running job's progress text
 PROGRESS_EPS = re.compile(r"epoch (\d+)/(\d+) · ε = ([0-9.e+-]+) \((\w+)\)")
 PRIVACY_LABEL = re.compile(r"^ε = [0-9.e+-]+ \(RDP, δ 1e-05\)$")
-
-
-# -- helpers (the same idioms as test_browser.py) ----------------------------------------------------------
-
-
-def key(widget_key: str) -> str:
-    """CSS selector of a keyed element (Streamlit gives it the class st-key-<key>)."""
-    return f".st-key-{widget_key}"
-
-
-def settle(page: Page) -> None:
-    """Wait until the script run triggered by the last interaction has finished."""
-    page.wait_for_timeout(150)  # let the rerun request reach the server and flip the state to "running"
-    page.wait_for_selector(IDLE)
-
-
-def screenshot(page: Page, name: str) -> Path:
-    """A screenshot of the whole page once every Plotly chart has drawn (else they are grey boxes).
-
-    Streamlit scrolls inside its main container, so a full-page screenshot stops at the window: the window is made
-    as tall as the content for the shot, then restored.
-    """
-    viewport = page.viewport_size or {"width": 1400, "height": 1000}
-    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
-    page.set_viewport_size(
-        {"width": viewport["width"], "height": max(viewport["height"], min(int(height), 6000))}
-    )
-    try:
-        for plot in page.locator(".js-plotly-plot").all():
-            plot.locator(".main-svg").first.wait_for()
-        page.wait_for_timeout(300)  # let Plotly redraw at the new size
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        path = SCREENSHOTS / f"privacy_{name}.png"
-        page.screenshot(path=str(path), full_page=True)
-    finally:
-        page.set_viewport_size(viewport)
-    return path
-
-
-def wait_chart(page: Page, chart_key: str) -> None:
-    page.locator(f"{key(chart_key)} {CHART}").first.wait_for()
-
-
-def plot_state(page: Page, chart_key: str) -> dict[str, Any]:
-    """The data and annotation texts (subplot titles) of the Plotly chart with this key, as the browser holds them."""
-    return page.evaluate(
-        """(sel) => {
-            const gd = document.querySelector(sel + ' .js-plotly-plot');
-            return {
-                data: gd.data.map(t => ({x: Array.from(t.x || []), y: Array.from(t.y || []), name: t.name})),
-                titles: (gd.layout.annotations || []).map(a => a.text),
-            };
-        }""",
-        key(chart_key),
-    )
-
-
-def legend_texts(page: Page, chart_key: str) -> list[str]:
-    """The legend entries as drawn in the chart's SVG."""
-    return [t.strip() for t in page.locator(f"{key(chart_key)} .legend .legendtext").all_text_contents()]
-
-
-def select_option(page: Page, widget_key: str, option: str, *, exact: bool = True) -> None:
-    """Pick an option of a select box (a combobox in Streamlit 1.67) by its label, or by part of it.
-
-    A rerun that redraws the select box closes its open list (seen once, when a click landed in the full rerun that
-    follows a finished training job), so the click is repeated until the list stays open.
-    """
-    box = page.locator(f"{key(widget_key)} input[role=combobox]")
-    for _ in range(5):
-        box.click()
-        try:
-            page.wait_for_selector(f'{key(widget_key)} input[aria-expanded="true"]', timeout=3_000)
-            break
-        except PlaywrightTimeout:
-            page.keyboard.press("Escape")
-    if exact:
-        page.get_by_role("option", name=option, exact=True).click()
-    else:
-        page.get_by_role("option").filter(has_text=option).first.click()
-    settle(page)
-
-
-def slider(page: Page, widget_key: str) -> Locator:
-    return page.locator(f"{key(widget_key)} input[type=range]")
-
-
-def press(page: Page, widget_key: str, *keys: str) -> None:
-    """Move a slider with the keyboard."""
-    slider(page, widget_key).focus()
-    for k in keys:
-        page.keyboard.press(k)
-    settle(page)
-
-
-def fill(page: Page, widget_key: str, text: str) -> None:
-    """Type into a text or number input and commit it with Enter."""
-    box = page.locator(f"{key(widget_key)} input")
-    box.fill(text)
-    box.press("Enter")
-    settle(page)
-
-
-def table_column(page: Page, column: int) -> list[str]:
-    """One column (1-based) of the first st.dataframe, read from the grid's accessible table (the visible cells are
-    drawn on a canvas)."""
-    grid = page.locator('[data-testid="stDataFrame"] table[role=grid]').first
-    grid.wait_for(state="attached")
-    return [c.strip() for c in grid.locator(f'td[aria-colindex="{column}"]').all_text_contents()]
-
-
-def navigate(page: Page, title: str, ready: str) -> None:
-    """Open a page from the sidebar navigation, as a user would."""
-    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
-    page.locator("h1", has_text=title).wait_for()
-    page.locator(ready).first.wait_for()
-    settle(page)
-
-
-def alerts(page: Page, kind: str) -> list[str]:
-    return page.locator(f'[data-testid="stAlertContent{kind}"]').all_inner_texts()
-
-
-def assert_no_errors(page: Page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0
-    assert not alerts(page, "Error"), alerts(page, "Error")
 
 
 def watch_training(page: Page) -> None:
@@ -247,7 +132,7 @@ def test_dp_model_and_twin_then_membership_inference(app: Any, page: Page) -> No
     ), plan
     planned_eps = float(re.search(r"→ ε = ([0-9.e+-]+) at δ = 1e-05", plan).group(1))  # type: ignore[union-attr]
     assert_no_errors(page)
-    screenshot(page, "01_dp_planned")
+    screenshot(page, "privacy_01_dp_planned")
 
     watch_training(page)
     train(page, "privacy-dp")
@@ -258,7 +143,7 @@ def test_dp_model_and_twin_then_membership_inference(app: Any, page: Page) -> No
     assert spent["x"] == pytest.approx([0.0, *range(1, EPOCHS + 1)])
     assert all(a < b for a, b in zip(spent["y"], spent["y"][1:], strict=False)), spent["y"]  # ε only grows
     assert_no_errors(page)
-    screenshot(page, "02_dp_trained")
+    screenshot(page, "privacy_02_dp_trained")
 
     dp = stored(app, "privacy-dp")
     eps = [h["epsilon"] for h in dp.history]
@@ -299,7 +184,7 @@ def test_dp_model_and_twin_then_membership_inference(app: Any, page: Page) -> No
     assert twin.recipe == "standard" and twin.spec.arch == dp.spec.arch and len(twin.history) == EPOCHS
     assert all(h.get("epsilon") is None for h in twin.history)
     assert_no_errors(page)
-    screenshot(page, "03_twin_trained")
+    screenshot(page, "privacy_03_twin_trained")
 
     # 2. membership inference: the DP model is current; the page pairs it with its twin by default
     select_option(page, state.MODEL, dp.id, exact=False)
@@ -328,7 +213,7 @@ def test_dp_model_and_twin_then_membership_inference(app: Any, page: Page) -> No
     privacy = table_column(page, 2)
     assert PRIVACY_LABEL.match(privacy[0]) and privacy[1] == "no DP", privacy
     assert_no_errors(page)
-    screenshot(page, "04_membership")
+    screenshot(page, "privacy_04_membership")
 
 
 def test_privacy_budget_calculator(app: Any, page: Page) -> None:
@@ -354,7 +239,7 @@ def test_privacy_budget_calculator(app: Any, page: Page) -> None:
     assert len(accountants) == 2 and accountants[0].startswith("RDP") and accountants[1].startswith("PRV")
     assert page.get_by_text("Inverse: how much noise for a target ε?").count() == 1
     assert_no_errors(page)
-    screenshot(page, "05_budget_calculator")
+    screenshot(page, "privacy_05_budget_calculator")
 
     fill(page, state.PB_DELTA, "0.01")
     error = page.locator('[data-testid="stAlertContentError"]', has_text="1/N")
@@ -364,4 +249,4 @@ def test_privacy_budget_calculator(app: Any, page: Page) -> None:
     assert alerts(page, "Error") == [error.inner_text()]  # the intended error, no other
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.locator(key(state.PB_CHART)).count() == 0
-    screenshot(page, "06_budget_delta_error")
+    screenshot(page, "privacy_06_budget_delta_error")
