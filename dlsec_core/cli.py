@@ -110,6 +110,11 @@ def _train_config(args: argparse.Namespace, recipe: str) -> TrainConfig:
     )  # fmt: skip
 
 
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user gave on the command line (None = not given, so the config's own default applies)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def _show_epoch(event: TrainEvent) -> None:
     if event.kind == "epoch":
         print(_epoch_line(event), file=sys.stderr)
@@ -357,13 +362,9 @@ def cmd_privacy_budget(args: argparse.Namespace, store: Store) -> None:
 
 
 def cmd_membership(args: argparse.Namespace, store: Store) -> None:
-    lira_args = {
-        "shadows": args.shadows,
-        "variant": args.variant,
-        "epochs": args.shadow_epochs,
-        "seed": args.seed,
-    }
-    lira = LiraConfig(**{k: v for k, v in lira_args.items() if v is not None})
+    lira = LiraConfig(
+        **_given(shadows=args.shadows, variant=args.variant, epochs=args.shadow_epochs, seed=args.seed)
+    )
 
     def show(event: Any) -> None:
         head = f"model {event.model_index}/{event.models} {event.model_name}"
@@ -414,12 +415,10 @@ def _to_png(image: Any, path: Path) -> tuple[int, int]:
 def cmd_invert(args: argparse.Namespace, store: Store) -> None:
     model, card = store.load_model(args.model)
     classes = _ints(args.classes, "classes") if args.classes else list(range(card.spec.num_classes))
-    given = {
-        "steps": args.steps, "lr": args.lr, "optimizer": args.optimizer, "objective": args.objective,
-        "tv_weight": args.tv_weight, "l2_weight": args.l2_weight, "start": args.start,
-        "init_noise": args.init_noise, "stop_at": args.stop_at, "seed": args.seed,
-    }  # fmt: skip
-    config = InversionConfig(**{k: v for k, v in given.items() if v is not None})
+    config = InversionConfig(**_given(
+        steps=args.steps, lr=args.lr, optimizer=args.optimizer, objective=args.objective, tv_weight=args.tv_weight,
+        l2_weight=args.l2_weight, start=args.start, init_noise=args.init_noise, stop_at=args.stop_at, seed=args.seed,
+    ))  # fmt: skip
     if not args.quiet:
         print(
             f"inverting {len(classes)} classes of {card.name} ({config.steps} steps at most)…",
@@ -449,13 +448,9 @@ def cmd_invert(args: argparse.Namespace, store: Store) -> None:
 def cmd_audit(args: argparse.Namespace, store: Store) -> None:
     recipe = get_recipe(args.recipe, **_kv(args.recipe_param))
     data = resolve_dataset(store, args.dataset)
-    given = {
-        "canaries": args.canaries,
-        "keep_test": args.keep_test,
-        "confidence": args.confidence,
-        "seed": args.seed,
-    }
-    config = AuditConfig(**{k: v for k, v in given.items() if v is not None})
+    config = AuditConfig(
+        **_given(canaries=args.canaries, keep_test=args.keep_test, confidence=args.confidence, seed=args.seed)
+    )
     # the recipe under audit, then (--control) the positive control on the same canaries: no clipping, no noise
     labels = [recipe.name, "standard (control)"]
     prefixes = [f"[{recipe.name}] ", "[control] "]
