@@ -3,7 +3,8 @@
 Commands: datasets, add-dataset, train, list, sweep, detect, certify, import, export, delete, and for privacy
 privacy-budget (the ε calculator and its inverse), membership (loss-threshold or LiRA membership inference),
 invert (MI-Face model inversion to PNGs), audit (one-run privacy audit, Steinke et al. 2023) and frontier
-(privacy-utility sweep over target ε).
+(privacy-utility sweep over target ε); runs (list, show, wait, cancel, retry, export, rm stored runs) and worker
+(execute queued runs). `train` and `sweep` take `--detach`: queue a run and print its id.
 
 The same core functions the app uses; progress goes to stderr, results to stdout (`--json` for machines).
 Every ε printed names its accountant.
@@ -23,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from dlsec_core.attacks import ATTACKS, get_attack
+from dlsec_core.cli_runs import add_commands as add_run_commands
+from dlsec_core.cli_runs import submit_detached
 from dlsec_core.data.builtin import DATASETS
 from dlsec_core.defense_studies import certification_study, detection_study
 from dlsec_core.defenses.detection import FeatureSqueezingDetector, Squeezer
@@ -38,6 +41,8 @@ from dlsec_core.privacy.inversion import InversionConfig, invert
 from dlsec_core.privacy.membership import LIRA_VARIANTS, MEMBERSHIP_ATTACKS, LiraConfig, membership_study
 from dlsec_core.safe_load import spec_from_upload
 from dlsec_core.store import ModelCard, Store
+from dlsec_core.studies.sweep import SweepStudyConfig
+from dlsec_core.studies.train import TrainStudyConfig
 from dlsec_core.training.loop import RunProgress, TrainConfig, TrainEvent, run_to_end
 from dlsec_core.training.recipes import RECIPES, Recipe, get_recipe
 from dlsec_core.workflows import (
@@ -121,6 +126,14 @@ def _show_epoch(event: TrainEvent) -> None:
 
 
 def cmd_train(args: argparse.Namespace, store: Store) -> None:
+    if args.detach:
+        study = TrainStudyConfig(
+            dataset=args.dataset, arch=args.arch, name=args.name, recipe=args.recipe,
+            recipe_params=_kv(args.recipe_param),
+            train=_given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
+        )  # fmt: skip
+        submit_detached(store, "train", study, as_json=args.json)
+        return
     config = _train_config(args, args.recipe)
     recipe = get_recipe(args.recipe, **_kv(args.recipe_param))
     if isinstance(recipe, DPSGDRecipe) and not args.quiet:
@@ -140,6 +153,14 @@ def cmd_list(args: argparse.Namespace, store: Store) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace, store: Store) -> None:
+    if args.detach:
+        study = SweepStudyConfig(
+            model_ids=list(args.model), attack=args.attack, attack_params=_attack_params(args), eps=_eps_list(args),
+            n_images=args.n, seed=args.seed, defense=args.defense, defense_params=_kv(args.defense_param),
+            sanity_checks=not args.no_checks,
+        )  # fmt: skip
+        submit_detached(store, "sweep", study, as_json=args.json)
+        return
     attack = get_attack(args.attack, **_attack_params(args))
     defense = get_transform(args.defense, **_kv(args.defense_param)) if args.defense else None
     records: list[dict[str, Any]] = []
@@ -550,6 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--name")
+    t.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
     t.set_defaults(func=cmd_train)
     ls = add("list", "list stored models")
     ls.add_argument("--dataset")
@@ -570,6 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--defense-param", action="append", help="defense parameter name=value, e.g. bits=3")
     s.add_argument("--no-checks", action="store_true", help="skip the extra sanity attacks (faster)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
     s.set_defaults(func=cmd_sweep)
     dt = add("detect", "feature-squeezing detector: detection rate vs eps, ROC, detector-aware attack")
     dt.add_argument("--model", required=True)
@@ -679,6 +702,7 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--delta", type=float, default=1e-5)
     fr.add_argument("--no-baseline", action="store_true", help="do not train the non-private baseline")
     fr.set_defaults(func=cmd_frontier)
+    add_run_commands(add)
     return p
 
 

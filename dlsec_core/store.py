@@ -44,7 +44,7 @@ from dlsec_core.errors import DlsecError, InvalidInputError, NotFoundError
 from dlsec_core.models.spec import ModelSpec, build_model, count_parameters
 from dlsec_core.safe_load import METADATA_SPEC_KEY, load_upload, read_metadata
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_NAME_LENGTH = 80
 SOURCES = ("trained", "uploaded")
 ORPHAN_MIN_AGE_S = 3600.0
@@ -79,6 +79,44 @@ _MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX IF NOT EXISTS models_by_created ON models (created_at);
     CREATE INDEX IF NOT EXISTS models_by_dataset ON models (dataset);
+    """,
+    # 2: runs of studies (see dlsec_core.runs)
+    1: """
+    CREATE TABLE IF NOT EXISTS runs (
+        id               TEXT PRIMARY KEY,
+        study            TEXT NOT NULL,
+        title            TEXT NOT NULL,
+        config           TEXT NOT NULL,
+        seed             INTEGER,
+        status           TEXT NOT NULL,
+        progress         REAL NOT NULL,
+        message          TEXT NOT NULL,
+        cancel_requested INTEGER NOT NULL,
+        result           TEXT,
+        error            TEXT,
+        owner            TEXT,
+        versions         TEXT NOT NULL,
+        worker           TEXT,
+        created_at       TEXT NOT NULL,
+        started_at       TEXT,
+        finished_at      TEXT,
+        heartbeat_at     REAL,
+        retry_of         TEXT
+    );
+    CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at);
+    CREATE INDEX IF NOT EXISTS runs_by_study ON runs (study, created_at);
+    CREATE TABLE IF NOT EXISTS run_models (
+        run_id   TEXT NOT NULL,
+        model_id TEXT NOT NULL,
+        PRIMARY KEY (run_id, model_id)
+    );
+    CREATE INDEX IF NOT EXISTS run_models_by_model ON run_models (model_id);
+    CREATE TABLE IF NOT EXISTS run_events (
+        run_id  TEXT NOT NULL,
+        seq     INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
     """,
 }
 
@@ -201,7 +239,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_atomic(final: Path, data: bytes) -> str:
+def write_atomic(final: Path, data: bytes) -> str:
     """Write `data` to `final` via a hidden, fsync'ed temp file in the same folder; return its SHA-256.
 
     A crash at any point leaves either the old `final` (or none) and at most a `.tmp` file that
@@ -395,7 +433,7 @@ class Store:
             history=json.loads(json_history),
         )
         path = self._weights_path(card.id)
-        digest = _write_atomic(
+        digest = write_atomic(
             path, save(state, metadata={METADATA_SPEC_KEY: spec.to_json(), "dlsec_format": "1"})
         )
         try:
@@ -560,8 +598,8 @@ class Store:
         stem = _safe_filename(card.name, card.id)
         weights_path = dest / f"{stem}{_WEIGHTS_SUFFIX}"
         spec_path = dest / f"{stem}.spec.json"
-        _write_atomic(weights_path, data)
-        _write_atomic(spec_path, (json.dumps(card.spec.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+        write_atomic(weights_path, data)
+        write_atomic(spec_path, (json.dumps(card.spec.to_dict(), indent=2, sort_keys=True) + "\n").encode())
         return weights_path, spec_path
 
     def import_model(
@@ -631,7 +669,7 @@ class Store:
             "y_test": dataset.y_test.contiguous(),
         }
         meta = {"class_names": json.dumps(list(dataset.class_names)), "description": dataset.description}
-        _write_atomic(self.datasets_dir / f"{name}{_WEIGHTS_SUFFIX}", save(tensors, metadata=meta))
+        write_atomic(self.datasets_dir / f"{name}{_WEIGHTS_SUFFIX}", save(tensors, metadata=meta))
         return name
 
     def list_datasets(self) -> list[str]:

@@ -1,0 +1,87 @@
+"""The local executor: worker processes on this machine, started on demand, one per slot.
+
+Slot `i` of a store is the lock file `<home>/workers/slot-<i>.lock`: a worker holds an exclusive `flock` on it
+for its whole life, so whoever wants workers (a web server at each submission, the CLI's `--detach`) starts one
+only for a free slot, and a second server on the same home never doubles them. Workers are detached from the
+process that started them (their own session): killing the web server does not kill a run. An idle worker exits
+after `IDLE_EXIT_S`; the next submission starts it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from dlsec_core.store import Store
+
+WORKERS_ENV = "DLSEC_WORKERS"
+IDLE_EXIT_S = 600.0
+
+
+def default_worker_count() -> int:
+    """`DLSEC_WORKERS`, else one fewer than the cores (at least 1): a core stays free for the web server."""
+    raw = os.environ.get(WORKERS_ENV, "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"{WORKERS_ENV} must be a positive integer, got {raw!r}")
+        return int(raw)
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def slot_path(store: Store, slot: int) -> Path:
+    path = store.home / "workers"
+    path.mkdir(parents=True, exist_ok=True)
+    return path / f"slot-{slot}.lock"
+
+
+@contextlib.contextmanager
+def hold_slot(store: Store, slot: int) -> Iterator[bool]:
+    """Try to take slot `slot` for this process: yields True while held, False when another process has it."""
+    fd = os.open(slot_path(store, slot), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def slot_busy(store: Store, slot: int) -> bool:
+    with hold_slot(store, slot) as free:
+        return not free
+
+
+def live_workers(store: Store, count: int | None = None) -> int:
+    """How many of the first `count` slots have a live worker."""
+    return sum(slot_busy(store, i) for i in range(count or default_worker_count()))
+
+
+def ensure_workers(store: Store, count: int | None = None, *, idle_exit_s: float = IDLE_EXIT_S) -> list[int]:
+    """Start a worker process for every free slot among the first `count`; returns the slots started."""
+    started = []
+    for slot in range(count or default_worker_count()):
+        if slot_busy(store, slot):
+            continue
+        log = open(store.home / "workers" / f"slot-{slot}.log", "ab")  # noqa: SIM115 (the child keeps it)
+        env = {**os.environ, "DLSEC_HOME": str(store.home), "OMP_NUM_THREADS": "1"}
+        subprocess.Popen(
+            [sys.executable, "-m", "dlsec_core", "worker", "--slot", str(slot), "--idle-exit", str(idle_exit_s)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
+            cwd=Path(__file__).resolve().parents[2],
+        )  # fmt: skip
+        log.close()
+        started.append(slot)
+    return started

@@ -1,0 +1,131 @@
+"""A worker: claims queued runs from the store and executes their studies, one at a time.
+
+Between two events of a study the worker writes progress (at most every `REPORT_EVERY_S` seconds, and always
+when the study emits a payload) and reads the cancel flag; a heartbeat thread keeps `heartbeat_at` fresh even
+while one long step runs, so `RunStore.reap` can tell a slow run from a dead worker. A `DlsecError` fails the run
+with its own sentence; anything else fails it with a generic sentence and the traceback in the worker's log.
+Workers run at a lower OS priority than the web server (`nice`) with one torch thread each, so a slider in the
+browser stays instant while models train.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from dlsec_core.catalog import get_study
+from dlsec_core.device import configure_threads
+from dlsec_core.errors import DlsecError
+from dlsec_core.runs import RunRecord, RunStatus, RunStore, worker_name
+from dlsec_core.studies.base import StudyOutcome
+
+logger = logging.getLogger("dlsec.worker")
+
+REPORT_EVERY_S = 0.5
+BEAT_EVERY_S = 2.0
+WORKER_NICE = 10
+
+
+class _Heartbeat(threading.Thread):
+    """Beats for one run until stopped; remembers whether a cancel was requested."""
+
+    def __init__(self, runs: RunStore, run_id: str, every_s: float) -> None:
+        super().__init__(daemon=True, name=f"beat-{run_id}")
+        self.runs, self.run_id, self.every_s = runs, run_id, every_s
+        self.cancel = threading.Event()
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.every_s):
+            try:
+                if self.runs.beat(self.run_id):
+                    self.cancel.set()
+            except Exception:  # a busy database: try again at the next beat
+                logger.exception("heartbeat of run %s failed", self.run_id)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
+def execute(runs: RunStore, run: RunRecord, *, beat_every_s: float = BEAT_EVERY_S) -> RunRecord:
+    """Execute one claimed run to its end and record how it ended."""
+    beat = _Heartbeat(runs, run.id, beat_every_s)
+    beat.start()
+    buffered: list[dict[str, Any]] = []
+    last_report = 0.0
+    try:
+        study = get_study(run.study)
+        config = study.config_type.from_json(run.config)
+        work = study.execute(runs.store, config)
+        try:
+            while True:
+                try:
+                    event = next(work)
+                except StopIteration as stop:
+                    outcome: StudyOutcome = stop.value
+                    break
+                if event.payload is not None:
+                    buffered.append(event.payload)
+                now = time.monotonic()
+                if event.payload is not None or now - last_report >= REPORT_EVERY_S:
+                    cancel = runs.report(
+                        run.id, progress=event.progress, message=event.message, events=buffered
+                    )
+                    buffered, last_report = [], now
+                    if cancel or beat.cancel.is_set():
+                        return runs.finish(run.id, RunStatus.CANCELLED, error="Cancelled by its user.")
+                elif beat.cancel.is_set():
+                    return runs.finish(run.id, RunStatus.CANCELLED, error="Cancelled by its user.")
+        finally:
+            work.close()  # runs the study's finally blocks; nothing is stored unless it finished
+        if buffered:
+            runs.report(run.id, progress=1.0, message="finishing", events=buffered)
+        return runs.finish(run.id, RunStatus.DONE, result=outcome.result, model_ids=outcome.model_ids)
+    except DlsecError as err:
+        return runs.finish(run.id, RunStatus.FAILED, error=str(err))
+    except Exception as err:
+        logger.exception("run %s (%s) failed", run.id, run.study)
+        return runs.finish(
+            run.id, RunStatus.FAILED,
+            error=f"An internal error stopped this run ({type(err).__name__}); the worker's log has the details.",
+        )  # fmt: skip
+    finally:
+        beat.stop()
+
+
+def serve(
+    runs: RunStore,
+    *,
+    idle_exit_s: float | None = None,
+    poll_s: float = 0.5,
+    max_runs: int | None = None,
+    lower_priority: bool = True,
+) -> int:
+    """Claim and execute runs until idle for `idle_exit_s` seconds (None: forever) or `max_runs` are done.
+
+    Returns the number of runs executed.
+    """
+    if lower_priority:
+        with contextlib.suppress(OSError):  # not permitted here: run at the normal priority
+            os.nice(WORKER_NICE)
+    configure_threads(default=1)
+    me = worker_name()
+    executed, idle_since = 0, time.monotonic()
+    while max_runs is None or executed < max_runs:
+        runs.reap()
+        run = runs.claim(me)
+        if run is None:
+            if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
+                break
+            time.sleep(poll_s)
+            continue
+        logger.info("run %s (%s) claimed by %s", run.id, run.study, me)
+        done = execute(runs, run)
+        logger.info("run %s ended %s", run.id, done.status)
+        executed += 1
+        idle_since = time.monotonic()
+    return executed

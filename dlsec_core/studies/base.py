@@ -1,0 +1,98 @@
+"""The study contract: a frozen config that round-trips through JSON, and a generator that reports progress.
+
+A study's `execute(store, config)` yields `StudyEvent`s (progress in [0, 1], a message, and optionally a JSON
+payload that is stored as one of the run's events, e.g. one point of a curve) and returns a `StudyOutcome` (the
+JSON result and the ids of any models it wrote). It never prints and never touches the runs table: the executor
+does that, so the same study runs in a worker process, on Ray, or in a notebook (`run_study`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from dlsec_core.errors import InvalidInputError
+from dlsec_core.store import Store
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyConfig:
+    """Base of every study config: plain JSON fields only (str, int, float, bool, None, lists and dicts)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self), allow_nan=False))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> typing.Self:
+        """Rebuild a config; unknown or missing fields are one error naming them all."""
+        if not isinstance(data, dict):
+            raise InvalidInputError(f"A {cls.__name__} is a JSON object, got {data!r}.")
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise InvalidInputError(f"{cls.__name__} has no field(s) {', '.join(unknown)}.")
+        return cls(**data)
+
+
+C = TypeVar("C", bound=StudyConfig)
+
+
+@dataclass(frozen=True)
+class StudyEvent:
+    """Progress of a study. `payload` (plain JSON) is stored as one of the run's events; None = progress only."""
+
+    progress: float
+    message: str
+    payload: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    """What a finished study returns: its JSON result and the ids of the models it stored (if any)."""
+
+    result: dict[str, Any]
+    model_ids: list[str] = field(default_factory=list)
+
+
+class Study(Generic[C]):
+    """Base class. Subclasses set the class variables and implement `execute` (and `title_for`)."""
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    config_type: ClassVar[type[StudyConfig]] = StudyConfig
+
+    def title_for(self, config: C) -> str:
+        """A one-line label for the run list."""
+        return self.title
+
+    def model_ids(self, config: C) -> list[str]:
+        """The stored models the study reads (for 'this model's runs')."""
+        return []
+
+    def seed(self, config: C) -> int | None:
+        return getattr(config, "seed", None)
+
+    def execute(self, store: Store, config: C) -> Generator[StudyEvent, None, StudyOutcome]:
+        raise NotImplementedError
+
+
+def run_study(
+    study: Study[C],
+    store: Store,
+    config: C,
+    on_event: Callable[[StudyEvent], None] | None = None,
+) -> StudyOutcome:
+    """Execute a study in this process, without a run record (notebooks, tests)."""
+    gen = study.execute(store, config)
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            outcome: StudyOutcome = stop.value
+            return outcome
+        if on_event is not None:
+            on_event(event)

@@ -1,0 +1,82 @@
+"""The sweep study: accuracy vs. ε for stored models under one attack (optionally behind an input defense),
+with the honesty checks of every curve (see `workflows.sweep_models`)."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from dlsec_core.attacks.base import Attack, get_attack
+from dlsec_core.defenses.transforms import InputTransform, get_transform
+from dlsec_core.errors import InvalidInputError
+from dlsec_core.evaluation.sweep import check_eps_values
+from dlsec_core.store import Store
+from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome
+from dlsec_core.workflows import CurveFindings, ModelSweepPoint, sweep_models
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepStudyConfig(StudyConfig):
+    model_ids: list[str]
+    attack: str = "fgsm"
+    attack_params: dict[str, Any] = field(default_factory=dict)
+    eps: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.3])
+    n_images: int = 500
+    seed: int = 0
+    defense: str | None = None
+    defense_params: dict[str, Any] = field(default_factory=dict)
+    sanity_checks: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.model_ids:
+            raise InvalidInputError("Pick at least one model to sweep.")
+        if not (isinstance(self.n_images, int) and 1 <= self.n_images <= 100_000):
+            raise InvalidInputError(f"The number of test images must be 1 to 100,000, got {self.n_images!r}.")
+        attack, _ = self.build()
+        object.__setattr__(self, "eps", check_eps_values(self.eps, attack.norm))
+
+    def build(self) -> tuple[Attack, InputTransform | None]:
+        attack = get_attack(self.attack, **self.attack_params)
+        defense = get_transform(self.defense, **self.defense_params) if self.defense else None
+        return attack, defense
+
+
+class SweepStudy(Study[SweepStudyConfig]):
+    name = "sweep"
+    title = "Robustness sweep"
+    config_type = SweepStudyConfig
+
+    def title_for(self, config: SweepStudyConfig) -> str:
+        attack, defense = config.build()
+        models = f"{len(config.model_ids)} models" if len(config.model_ids) > 1 else config.model_ids[0]
+        return f"Sweep {models}: {attack.title}" + (f" vs {defense.describe()}" if defense else "")
+
+    def model_ids(self, config: SweepStudyConfig) -> list[str]:
+        return list(config.model_ids)
+
+    def execute(self, store: Store, config: SweepStudyConfig) -> Generator[StudyEvent, None, StudyOutcome]:
+        attack, defense = config.build()
+        curves = len(config.model_ids) * (1 if defense is None else 3)
+        total, done = curves * len(config.eps), 0
+        work = sweep_models(
+            store, config.model_ids, attack, config.eps, n_images=config.n_images, seed=config.seed,
+            defense=defense, sanity_checks=config.sanity_checks,
+        )  # fmt: skip
+        while True:
+            try:
+                item = next(work)
+            except StopIteration as stop:
+                report = stop.value
+                return StudyOutcome(result={"records": report.records, "findings": report.findings})
+            if isinstance(item, ModelSweepPoint):
+                done += 1
+                rec = item.to_record()
+                yield StudyEvent(
+                    min(done / total, 0.99), f"{rec['model']}: ε {rec['eps']:g}", {"type": "point", **rec}
+                )
+            elif isinstance(item, CurveFindings):
+                yield StudyEvent(
+                    min(done / total, 0.99), f"checks of {item.model_name}",
+                    {"type": "findings", "curve": item.model_name, "findings": item.to_records()},
+                )  # fmt: skip

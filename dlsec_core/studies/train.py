@@ -1,0 +1,70 @@
+"""The train study: train a model with a recipe on a built-in or uploaded dataset and store it."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from dlsec_core.store import Store
+from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome
+from dlsec_core.training.loop import TrainConfig, TrainEvent
+from dlsec_core.training.recipes import RECIPES, Recipe, get_recipe
+from dlsec_core.workflows import train_and_store
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainStudyConfig(StudyConfig):
+    """What to train. `train` holds `TrainConfig` fields; the ones left out take the recipe's suggested values."""
+
+    dataset: str = "mnist5k"
+    arch: str = "cnn"
+    name: str | None = None
+    recipe: str = "standard"
+    recipe_params: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    hparams: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.build()  # validate now: a bad config fails at submission, not in a worker
+
+    def build(self) -> tuple[Recipe, TrainConfig]:
+        recipe = get_recipe(self.recipe, **self.recipe_params)
+        return recipe, TrainConfig.suggested(RECIPES[self.recipe], **self.train)
+
+    @property
+    def seed(self) -> int:
+        return self.build()[1].seed
+
+
+class TrainStudy(Study[TrainStudyConfig]):
+    name = "train"
+    title = "Training"
+    config_type = TrainStudyConfig
+
+    def title_for(self, config: TrainStudyConfig) -> str:
+        recipe, train = config.build()
+        return f"Train {config.name or config.arch} ({config.arch} on {config.dataset}, {recipe.name}, seed {train.seed})"
+
+    def execute(self, store: Store, config: TrainStudyConfig) -> Generator[StudyEvent, None, StudyOutcome]:
+        recipe, train = config.build()
+        work = train_and_store(
+            store, dataset=config.dataset, arch=config.arch, name=config.name, config=train, recipe=recipe,
+            hparams=config.hparams or None,
+        )  # fmt: skip
+        while True:
+            try:
+                event: TrainEvent = next(work)
+            except StopIteration as stop:
+                card = stop.value
+                return StudyOutcome(
+                    result={"model_id": card.id, "name": card.name, "clean_accuracy": card.clean_accuracy,
+                            "train_seconds": card.train_seconds},
+                    model_ids=[card.id],
+                )  # fmt: skip
+            payload = (
+                {"type": "epoch", "epochs": event.epochs, "kind": event.kind, **event.to_record()}
+                if event.kind == "epoch"
+                else None
+            )
+            yield StudyEvent(event.progress, f"epoch {event.epoch}/{event.epochs}", payload)

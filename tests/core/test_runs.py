@@ -1,0 +1,267 @@
+"""Stored runs and their executor: the study registry's contract, cancel, a killed worker, the schema migration.
+
+Oracles: a study executed by a worker gives the same result as the same study run in this process with the same
+seed; SQLite's own `PRAGMA integrity_check` after a worker is killed mid-write; a home written by the previous
+schema (tests/fixtures/home_schema1, made by the code of commit 20ceb9e) opens with its model intact.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dlsec_core.catalog import STUDIES, get_study
+from dlsec_core.errors import InvalidInputError, NotFoundError
+from dlsec_core.execution.local import ensure_workers, live_workers
+from dlsec_core.execution.worker import execute, serve
+from dlsec_core.runs import RunStatus, RunStore
+from dlsec_core.store import SCHEMA_VERSION, ModelCard, Store
+from dlsec_core.studies.base import StudyConfig, run_study
+from dlsec_core.studies.sweep import SweepStudyConfig
+from dlsec_core.studies.train import TrainStudyConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE_HOME = ROOT / "tests" / "fixtures" / "home_schema1"
+FAST = {"epochs": 2, "lr": 0.05, "shift": 0, "seed": 3}
+
+
+def example_config(study: str, card: ModelCard) -> StudyConfig:
+    """A tiny config per registered study (a study without one here fails `test_every_study_has_an_example`)."""
+    examples: dict[str, StudyConfig] = {
+        "train": TrainStudyConfig(dataset="digits", arch="logreg", name="tiny", train=FAST),
+        "sweep": SweepStudyConfig(
+            model_ids=[card.id], attack="fgsm", eps=[0.0, 0.1, 0.3], n_images=64, seed=1, sanity_checks=False
+        ),
+    }
+    return examples[study]
+
+
+def comparable(result: dict[str, Any]) -> Any:
+    """A result without what legitimately differs between two runs (timings, new model ids)."""
+    if isinstance(result, dict):
+        return {
+            k: comparable(v)
+            for k, v in result.items()
+            if not any(t in k for t in ("seconds", "elapsed", "model_id"))
+        }
+    if isinstance(result, list):
+        return [comparable(v) for v in result]
+    return result
+
+
+def submit(runs: RunStore, study: str, config: StudyConfig) -> str:
+    s = get_study(study)
+    return runs.submit(
+        study, config.to_json(), title=s.title_for(config), seed=s.seed(config), model_ids=s.model_ids(config)
+    ).id
+
+
+def test_every_study_has_an_example(stored_model: ModelCard) -> None:
+    for name in STUDIES:
+        example_config(name, stored_model)
+
+
+@pytest.mark.parametrize("name", sorted(STUDIES))
+def test_study_contract(name: str, tmp_home: Path, stored_model: ModelCard) -> None:
+    """Config round-trips through JSON; a worker's result equals an in-process run's with the same seed; the
+    run records its events, versions and models."""
+    store = Store(tmp_home)
+    runs = RunStore(store)
+    study = get_study(name)
+    config = example_config(name, stored_model)
+    assert study.config_type.from_json(config.to_json()) == config
+
+    run_id = submit(runs, name, config)
+    claimed = runs.claim("test:1")
+    assert claimed is not None and claimed.id == run_id and claimed.status == RunStatus.RUNNING
+    done = execute(runs, claimed)
+    assert done.status == RunStatus.DONE, done.error
+    assert done.progress == 1.0 and done.result is not None and done.finished_at is not None
+    assert {"torch", "opacus", "python"} <= set(done.versions)
+    assert runs.events(run_id), "a study reports at least one event"
+
+    again = run_study(study, store, study.config_type.from_json(done.config))
+    assert comparable(again.result) == comparable(done.result)
+    for model_id in again.model_ids:
+        assert model_id in {c.id for c in store.list_models()}
+    assert set(done.model_ids) >= set(study.model_ids(config))
+
+
+def test_train_run_links_its_new_model(tmp_home: Path) -> None:
+    runs = RunStore(Store(tmp_home))
+    run_id = submit(
+        runs, "train", TrainStudyConfig(dataset="digits", arch="logreg", name="linked", train=FAST)
+    )
+    done = serve(runs, max_runs=1, lower_priority=False)
+    assert done == 1
+    run = runs.get(run_id)
+    (model_id,) = run.model_ids
+    assert run.result is not None and run.result["model_id"] == model_id
+    assert [r.id for r in runs.list_runs(model_id=model_id)] == [run_id]
+    assert runs.latest("train", model_id=model_id) == run
+    epochs = [e for e in runs.events(run_id) if e["type"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+
+
+def test_bad_configs_fail_at_submission_with_every_problem_named() -> None:
+    with pytest.raises(InvalidInputError, match="bogus, wrong"):
+        TrainStudyConfig.from_json({"dataset": "digits", "bogus": 1, "wrong": 2})
+    with pytest.raises(InvalidInputError):
+        SweepStudyConfig(model_ids=[], eps=[0.1])
+    with pytest.raises(InvalidInputError):
+        SweepStudyConfig(model_ids=["abc"], eps=[float("nan")])
+    with pytest.raises(NotFoundError):
+        get_study("nope")
+
+
+def test_cancel_queued_and_running(tmp_home: Path) -> None:
+    """A queued run cancelled never starts; a running one stops at its next event and stores nothing."""
+    store = Store(tmp_home)
+    runs = RunStore(store)
+    slow = TrainStudyConfig(dataset="digits", arch="mlp", name="never", train={**FAST, "epochs": 60})
+    queued = submit(runs, "train", slow)
+    assert runs.cancel(queued).status == RunStatus.CANCELLED
+    assert runs.claim("test:1") is None
+
+    run_id = submit(runs, "train", slow)
+    claimed = runs.claim("test:1")
+    assert claimed is not None
+    out: list[Any] = []
+    t = threading.Thread(target=lambda: out.append(execute(runs, claimed, beat_every_s=0.1)))
+    t.start()
+    deadline = time.monotonic() + 60
+    while not runs.events(run_id) and time.monotonic() < deadline:  # wait for the first epoch
+        time.sleep(0.05)
+    runs.cancel(run_id)
+    t.join(60)
+    assert out and out[0].status == RunStatus.CANCELLED
+    assert store.list_models() == [], "a cancelled training stores no model"
+    assert runs.list_runs(status=RunStatus.DONE) == []
+    with pytest.raises(InvalidInputError):
+        runs.retry(submit(runs, "train", slow))  # queued: nothing to retry
+    assert runs.retry(run_id).status == RunStatus.QUEUED
+
+
+def _wait_for(predicate: Any, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.1)
+
+
+def test_killed_worker_interrupts_the_run_and_retry_finishes_it(tmp_home: Path) -> None:
+    store = Store(tmp_home)
+    runs = RunStore(store)
+    run_id = submit(
+        runs,
+        "train",
+        TrainStudyConfig(dataset="digits", arch="mlp", name="killed", train={**FAST, "epochs": 200}),
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "dlsec_core", "--home", str(tmp_home), "worker", "--once", "--quiet"], cwd=ROOT
+    )
+    try:
+        _wait_for(lambda: runs.get(run_id).progress > 0.01)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(30)
+    finally:
+        worker.kill()
+    assert runs.get(run_id).status == RunStatus.RUNNING  # nobody has looked yet
+    assert runs.reap() == [run_id]
+    interrupted = runs.get(run_id)
+    assert interrupted.status == RunStatus.INTERRUPTED and interrupted.error
+    assert store.list_models() == []
+    with sqlite3.connect(store.db_path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    retry = runs.retry(run_id)
+    assert retry.retry_of == run_id and retry.config == interrupted.config
+    # the retry, shortened: same study, a config a test can afford
+    runs.cancel(retry.id)
+    quick = submit(runs, "train", TrainStudyConfig(dataset="digits", arch="mlp", name="retried", train=FAST))
+    serve(runs, max_runs=1, lower_priority=False)
+    assert runs.get(quick).status == RunStatus.DONE
+    with pytest.raises(InvalidInputError):
+        runs.delete(submit(runs, "train", TrainStudyConfig(dataset="digits", arch="logreg", train=FAST)))
+    runs.delete(run_id)
+    with pytest.raises(NotFoundError):
+        runs.get(run_id)
+
+
+def test_stale_heartbeat_is_interrupted(tmp_home: Path) -> None:
+    runs = RunStore(Store(tmp_home))
+    run_id = submit(runs, "train", TrainStudyConfig(dataset="digits", arch="logreg", train=FAST))
+    assert runs.claim("elsewhere:123") is not None  # a worker on another machine
+    assert runs.reap(stale_after_s=60) == []
+    time.sleep(0.05)
+    assert runs.reap(stale_after_s=0.01) == [run_id]
+    # a worker that comes back late cannot overwrite the verdict
+    assert runs.finish(run_id, RunStatus.DONE, result={}).status == RunStatus.INTERRUPTED
+
+
+def test_local_workers_start_once_per_slot_and_execute(
+    tmp_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DLSEC_WORKERS", "1")
+    store = Store(tmp_home)
+    runs = RunStore(store)
+    run_id = submit(runs, "train", TrainStudyConfig(dataset="digits", arch="logreg", train=FAST))
+    assert ensure_workers(store, idle_exit_s=20) == [0]
+    try:
+        _wait_for(lambda: live_workers(store) == 1, 60)
+        assert ensure_workers(store, idle_exit_s=20) == [], "a live worker holds its slot"
+        _wait_for(lambda: not runs.get(run_id).is_active)
+        assert runs.get(run_id).status == RunStatus.DONE
+    finally:
+        subprocess.run(["pkill", "-f", f"dlsec_core --home {tmp_home}"], check=False)
+        subprocess.run(["pkill", "-f", "dlsec_core worker --slot 0 --idle-exit 20"], check=False)
+
+
+def test_cli_detach_then_wait(tmp_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dlsec_core.cli import main
+
+    assert main(["--home", str(tmp_home), "train", "--dataset", "digits", "--arch", "logreg", "--epochs", "2",
+                 "--detach", "--quiet"]) == 0  # fmt: skip
+    run_id = capsys.readouterr().out.strip()
+    try:
+        assert main(["--home", str(tmp_home), "runs", "wait", run_id, "--timeout", "120", "--json"]) == 0
+        assert '"status": "done"' in capsys.readouterr().out
+        assert main(["--home", str(tmp_home), "runs", "list", "--study", "train"]) == 0
+        assert run_id in capsys.readouterr().out
+        assert main(["--home", str(tmp_home), "runs", "export", run_id, "--out", str(tmp_home / "out")]) == 0
+        assert (tmp_home / "out" / f"run-{run_id}.json").exists()
+        assert main(["--home", str(tmp_home), "runs", "show", "000000000000"]) == 2
+    finally:
+        subprocess.run(["pkill", "-f", "dlsec_core worker --slot"], check=False)
+
+
+def test_a_home_written_by_schema_1_is_upgraded(tmp_path: Path) -> None:
+    home = tmp_path / "old_home"
+    shutil.copytree(FIXTURE_HOME, home)
+    with sqlite3.connect(home / "dlsec.sqlite3") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    store = Store(home)
+    with sqlite3.connect(store.db_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    (card,) = store.list_models()
+    assert card.name == "made-by-schema-1"
+    model, _ = store.load_model(card.id)
+    assert sum(p.numel() for p in model.parameters()) == card.num_parameters
+    runs = RunStore(store)
+    assert runs.list_runs() == []
+    run = submit(
+        runs, "sweep", SweepStudyConfig(model_ids=[card.id], eps=[0.0, 0.1], n_images=16, sanity_checks=False)
+    )
+    assert [r.id for r in runs.list_runs(model_id=card.id)] == [run]
+    Store(home)  # opening again is a no-op
