@@ -432,34 +432,38 @@ class Store:
             source=source,
             history=json.loads(json_history),
         )
-        path = self._weights_path(card.id)
-        digest = write_atomic(
-            path, save(state, metadata={METADATA_SPEC_KEY: spec.to_json(), "dlsec_format": "1"})
+        self._write_model(
+            card, save(state, metadata={METADATA_SPEC_KEY: spec.to_json(), "dlsec_format": "1"})
         )
+        return card
+
+    def _write_model(self, card: ModelCard, weights: bytes) -> None:
+        """Weights file first (atomically), then the row; if the row fails, the file goes."""
+        path = self._weights_path(card.id)
+        digest = write_atomic(path, weights)
         try:
             self._insert_row(
                 {
                     "id": card.id,
                     "name": card.name,
                     "dataset": card.dataset,
-                    "spec": spec.to_json(),
+                    "spec": card.spec.to_json(),
                     "recipe": card.recipe,
-                    "recipe_params": json_params,
-                    "train_config": json_config,
+                    "recipe_params": _to_json(card.recipe_params, "recipe_params"),
+                    "train_config": _to_json(card.train_config, "train_config"),
                     "seed": card.seed,
                     "clean_accuracy": card.clean_accuracy,
                     "created_at": card.created_at,
                     "train_seconds": card.train_seconds,
                     "num_parameters": card.num_parameters,
                     "source": card.source,
-                    "history": json_history,
+                    "history": _to_json(card.history, "history"),
                     "file_sha256": digest,
                 }
             )
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        return card
 
     @staticmethod
     def _state_for_spec(model: nn.Module, spec: ModelSpec) -> dict[str, torch.Tensor]:
@@ -519,6 +523,20 @@ class Store:
                 "delete the model and train or import it again."
             )
         return data
+
+    def adopt(self, card: ModelCard, weights: bytes) -> ModelCard:
+        """Store a model that another store made, keeping its id and card (a run executed on another machine
+        sends back its new models this way; see `execution.ray_executor`). The weights are validated against the
+        card's spec first; nothing is stored if they do not match or the id is taken.
+        """
+        _check_id(card.id)
+        _clean_name(card.name)
+        load_upload(weights, card.spec)  # keys, shapes, dtypes, finite values
+        with self._connect() as conn:
+            if conn.execute("SELECT 1 FROM models WHERE id = ?", (card.id,)).fetchone() is not None:
+                raise InvalidInputError(f"A model with id {card.id} is already stored.")
+        self._write_model(card, weights)
+        return self.get_card(card.id)
 
     def weights_bytes(self, model_id: str) -> bytes:
         """The stored .safetensors file (spec in its metadata), checksum-verified, e.g. for a download button.

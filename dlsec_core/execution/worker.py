@@ -15,19 +15,45 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Generator
 from typing import Any
 
 from dlsec_core.catalog import get_study
 from dlsec_core.device import configure_threads
 from dlsec_core.errors import DlsecError
 from dlsec_core.runs import RunRecord, RunStatus, RunStore, worker_name
-from dlsec_core.studies.base import StudyOutcome
+from dlsec_core.store import Store
+from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome
 
 logger = logging.getLogger("dlsec.worker")
 
+EXECUTOR_ENV = "DLSEC_EXECUTOR"
 REPORT_EVERY_S = 0.5
 BEAT_EVERY_S = 2.0
 WORKER_NICE = 10
+
+
+Engine = Callable[[Study[Any], Store, StudyConfig], Generator[StudyEvent, None, StudyOutcome]]
+"""Where a claimed study executes: here (`in_process`) or elsewhere (`ray_executor.on_ray`), same events."""
+
+
+def in_process(
+    study: Study[Any], store: Store, config: StudyConfig
+) -> Generator[StudyEvent, None, StudyOutcome]:
+    """Execute the study in this worker process, on this store."""
+    return study.execute(store, config)
+
+
+def engine_from_env() -> Engine:
+    """`DLSEC_EXECUTOR=ray` sends studies to a Ray cluster (`RAY_ADDRESS`); anything else runs them here."""
+    kind = os.environ.get(EXECUTOR_ENV, "local").strip().lower() or "local"
+    if kind == "ray":
+        from dlsec_core.execution.ray_executor import on_ray
+
+        return on_ray
+    if kind != "local":
+        raise ValueError(f"{EXECUTOR_ENV} must be 'local' or 'ray', got {kind!r}")
+    return in_process
 
 
 class _Heartbeat(threading.Thread):
@@ -51,8 +77,10 @@ class _Heartbeat(threading.Thread):
         self._stop_event.set()
 
 
-def execute(runs: RunStore, run: RunRecord, *, beat_every_s: float = BEAT_EVERY_S) -> RunRecord:
-    """Execute one claimed run to its end and record how it ended."""
+def execute(
+    runs: RunStore, run: RunRecord, *, beat_every_s: float = BEAT_EVERY_S, engine: Engine = in_process
+) -> RunRecord:
+    """Execute one claimed run to its end (with `engine`) and record how it ended."""
     beat = _Heartbeat(runs, run.id, beat_every_s)
     beat.start()
     buffered: list[dict[str, Any]] = []
@@ -60,7 +88,7 @@ def execute(runs: RunStore, run: RunRecord, *, beat_every_s: float = BEAT_EVERY_
     try:
         study = get_study(run.study)
         config = study.config_type.from_json(run.config)
-        work = study.execute(runs.store, config)
+        work = engine(study, runs.store, config)
         try:
             while True:
                 try:
@@ -104,6 +132,7 @@ def serve(
     poll_s: float = 0.5,
     max_runs: int | None = None,
     lower_priority: bool = True,
+    engine: Engine | None = None,
 ) -> int:
     """Claim and execute runs until idle for `idle_exit_s` seconds (None: forever) or `max_runs` are done.
 
@@ -113,6 +142,7 @@ def serve(
         with contextlib.suppress(OSError):  # not permitted here: run at the normal priority
             os.nice(WORKER_NICE)
     configure_threads(default=1)
+    engine = engine or engine_from_env()
     me = worker_name()
     executed, idle_since = 0, time.monotonic()
     while max_runs is None or executed < max_runs:
@@ -124,7 +154,7 @@ def serve(
             time.sleep(poll_s)
             continue
         logger.info("run %s (%s) claimed by %s", run.id, run.study, me)
-        done = execute(runs, run)
+        done = execute(runs, run, engine=engine)
         logger.info("run %s ended %s", run.id, done.status)
         executed += 1
         idle_since = time.monotonic()
