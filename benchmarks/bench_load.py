@@ -1,0 +1,293 @@
+"""A room on one server: slider latency, server CPU and memory with 1 or many sessions, with and without
+background work, measured with real browsers (Playwright + Debian's Chromium) against a real `streamlit run`.
+
+What it measures (the quality bar of issue "Runs that last"):
+- slider latency: key press on the Attack Lab's ε slider -> the new L∞ size on screen, p50/p95, per scenario;
+- server CPU seconds per slider rerun and per new session (from /proc/<pid>/stat, no background work);
+- time until every session has rendered the lab; failed moves (no answer within the timeout); pages showing an
+  error; RSS of the server and of every worker process.
+
+Scenarios: sessions in {1, N} x background in {none, busy}, where busy = two trainings (30 epochs of the default
+cnn on mnist5k) and one robustness sweep, all started through the UI's own buttons, so the same script measures
+any version of the app (jobs in the web process before, runs on worker processes after).
+
+    python benchmarks/bench_load.py [--app-dir DIR] [--sessions 1,30] [--moves 20] [--label after]
+
+The browsers run on the same machine as the server: on 2 cores they compete with it, as the issue's figures did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from _common import cpu_model, load_average, write_report  # noqa: E402
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+MOVE_TIMEOUT_S = 60.0
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def worker_pids() -> list[int]:
+    out = subprocess.run(["pgrep", "-f", "dlsec_core worker"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+class Server:
+    def __init__(self, app_dir: Path, home: Path, python: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(home.parent / "server.log", "w")  # noqa: SIM115
+        env = {**os.environ, "DLSEC_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [python, "-m", "streamlit", "run", "app.py", "--server.headless=true", f"--server.port={self.port}",
+             "--server.address=127.0.0.1", "--server.fileWatcherType=none", "--browser.gatherUsageStats=false"],
+            cwd=app_dir, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
+                    if r.read().decode().strip() == "ok":
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError("the server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+async def open_lab(context: Any, url: str, model_id: str) -> tuple[Any, float]:
+    page = await context.new_page()
+    t = time.perf_counter()
+    await page.goto(f"{url}/attack_lab?model={model_id}", timeout=600_000)
+    await page.locator('[data-testid="stMetricValue"]').first.wait_for(timeout=600_000)
+    await page.wait_for_selector(IDLE, timeout=600_000)
+    return page, time.perf_counter() - t
+
+
+async def linf_text(page: Any) -> str:
+    """The L∞ size metric's value (changes with every FGSM ε step)."""
+    metric = page.locator('[data-testid="stMetric"]', has_text="L∞").locator('[data-testid="stMetricValue"]')
+    return str(await metric.first.inner_text())
+
+
+async def move(page: Any, key: str) -> float | None:
+    """Press an arrow key on the ε slider; seconds until the L∞ value on screen changes (None: no answer)."""
+    before = await linf_text(page)
+    slider = page.locator(".st-key-eps_linf input[type=range]").first
+    await slider.focus()
+    t = time.perf_counter()
+    await slider.press(key)
+    while time.perf_counter() - t < MOVE_TIMEOUT_S:
+        try:
+            if await linf_text(page) != before:
+                return time.perf_counter() - t
+        except Exception:  # the element is being replaced by the rerun
+            pass
+        await asyncio.sleep(0.01)
+    return None
+
+
+async def session_moves(
+    page: Any, moves: int, think: tuple[float, float], rng: random.Random
+) -> list[float | None]:
+    out = []
+    for i in range(moves):
+        await asyncio.sleep(rng.uniform(*think))
+        out.append(await move(page, "ArrowRight" if (i // 10) % 2 == 0 else "ArrowLeft"))
+    return out
+
+
+async def start_background(browser: Any, url: str, model_id: str) -> None:
+    """Two 30-epoch trainings and one robustness sweep, started through the app's own buttons."""
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await context.new_page()
+    await page.goto(f"{url}/models?model={model_id}")
+    await page.wait_for_selector(IDLE)
+    epochs = page.locator(".st-key-train_epochs input[type=range]")
+    await epochs.focus()
+    await epochs.press("End")
+    await page.wait_for_timeout(500)
+    await page.wait_for_selector(IDLE)
+    for _ in range(2):
+        await page.locator(".st-key-train_button button").click()
+        await page.wait_for_timeout(1500)
+        await page.wait_for_selector(IDLE)
+    await page.goto(f"{url}/robustness?model={model_id}")
+    await page.wait_for_selector(IDLE)
+    await page.locator(".st-key-sweep_button button").click()
+    await page.wait_for_timeout(1500)
+    await context.close()
+
+
+async def scenario(
+    browser: Any, server: Server, model_id: str, sessions: int, moves: int, busy: bool, seed: int
+) -> dict[str, Any]:
+    if busy:
+        await start_background(browser, server.url, model_id)
+        await asyncio.sleep(5)  # let the work get going
+    load_before = load_average()
+    contexts = [await browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(sessions)]
+    cpu0 = cpu_seconds(server.proc.pid)
+    t0 = time.perf_counter()
+    opened = await asyncio.gather(*(open_lab(c, server.url, model_id) for c in contexts))
+    all_rendered = time.perf_counter() - t0
+    cpu_open = cpu_seconds(server.proc.pid) - cpu0
+    pages = [p for p, _ in opened]
+    rng = random.Random(seed)
+    think = (0.2, 0.6) if sessions == 1 else (1.0, 3.0)
+    cpu1 = cpu_seconds(server.proc.pid)
+    results = await asyncio.gather(
+        *(session_moves(p, moves, think, random.Random(rng.random())) for p in pages)
+    )
+    cpu_moves = cpu_seconds(server.proc.pid) - cpu1
+    latencies = [x for r in results for x in r if x is not None]
+    failed = sum(1 for r in results for x in r if x is None)
+    errors = 0
+    for p in pages:
+        errors += await p.locator(
+            '[data-testid="stException"], :text("This app has encountered an error")'
+        ).count()
+    rss = {
+        "server_mb": round(rss_mb(server.proc.pid)),
+        "workers_mb": [round(rss_mb(w)) for w in worker_pids()],
+    }
+    for c in contexts:
+        await c.close()
+    return {
+        "sessions": sessions,
+        "background": "2 trainings + 1 sweep" if busy else "none",
+        "moves": len(latencies) + failed,
+        "failed_moves": failed,
+        "error_pages": errors,
+        "slider_p50_s": percentile(latencies, 0.5),
+        "slider_p95_s": percentile(latencies, 0.95),
+        "slider_mean_s": statistics.fmean(latencies) if latencies else None,
+        "first_render_p50_s": percentile([t for _, t in opened], 0.5),
+        "all_sessions_rendered_s": round(all_rendered, 2),
+        "server_cpu_s_per_new_session": round(cpu_open / sessions, 3),
+        "server_cpu_s_per_slider_rerun": round(cpu_moves / max(1, len(latencies) + failed), 3),
+        "rss": rss,
+        "rss_total_mb": rss["server_mb"] + sum(rss["workers_mb"]),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+    }
+
+
+def prepare_home(python: str, app_dir: Path) -> tuple[Path, str]:
+    home = Path(tempfile.mkdtemp(prefix="dlsec-bench-load-")) / "home"
+    env = {**os.environ, "DLSEC_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [python, "-m", "dlsec_core", "train", "--dataset", "mnist5k", "--arch", "cnn", "--epochs", "3",
+         "--name", "bench-load", "--json", "--quiet"],
+        cwd=app_dir, env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    import json
+
+    return home, str(json.loads(out)["id"])
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    from playwright.async_api import async_playwright
+
+    app_dir = Path(args.app_dir).resolve()
+    home, model_id = prepare_home(args.python, app_dir)
+    report: dict[str, Any] = {
+        "label": args.label, "app_dir": str(app_dir), "cpu": cpu_model(), "cores": os.cpu_count(),
+        "load_average_start": load_average(), "scenarios": [],
+    }  # fmt: skip
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        for busy in (False, True):
+            for sessions in args.sessions:
+                server = Server(app_dir, home, args.python)  # a fresh server per scenario: no leftover work
+                try:
+                    warm = await browser.new_context()
+                    await open_lab(
+                        warm, server.url, model_id
+                    )  # imports and caches warm, as on a running server
+                    await warm.close()
+                    result = await scenario(browser, server, model_id, sessions, args.moves, busy, args.seed)
+                finally:
+                    server.stop()
+                    subprocess.run(["pkill", "-f", "dlsec_core worker"], check=False)
+                print(result, flush=True)
+                report["scenarios"].append(result)
+        await browser.close()
+    shutil.rmtree(home.parent, ignore_errors=True)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--app-dir", default=str(ROOT), help="the checkout whose app.py is measured")
+    parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--sessions", default="1,30", help="comma-separated session counts")
+    parser.add_argument("--moves", type=int, default=20, help="slider moves per session")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--label", default="run")
+    args = parser.parse_args()
+    args.sessions = [int(s) for s in args.sessions.split(",")]
+    report = asyncio.run(main_async(args))
+    write_report(ROOT / "benchmarks" / "results" / f"load_{args.label}.json", report)
+
+
+if __name__ == "__main__":
+    main()
