@@ -52,6 +52,7 @@ class TrainStudy(Study[TrainStudyConfig]):
             store, dataset=config.dataset, arch=config.arch, name=config.name, config=train, recipe=recipe,
             hparams=config.hparams or None,
         )  # fmt: skip
+        spent = ""
         while True:
             try:
                 event: TrainEvent = next(work)
@@ -62,9 +63,10 @@ class TrainStudy(Study[TrainStudyConfig]):
                             "train_seconds": card.train_seconds},
                     model_ids=[card.id],
                 )  # fmt: skip
-            payload = (
-                {"type": "epoch", "epochs": event.epochs, "kind": event.kind, **event.to_record()}
-                if event.kind == "epoch"
-                else None
-            )
-            yield StudyEvent(event.progress, f"epoch {event.epoch}/{event.epochs}", payload)
+            payload = {"type": "train", "kind": event.kind, "epochs": event.epochs, "total_steps": event.total_steps,
+                       **event.to_record()}  # fmt: skip
+            if (
+                event.metrics.get("epsilon") is not None
+            ):  # only epoch events carry ε: keep it for the steps after
+                spent = f" · ε = {event.metrics['epsilon']:.3g} ({str(event.metrics.get('accountant', '')).upper()})"
+            yield StudyEvent(event.progress, f"epoch {event.epoch}/{event.epochs}{spent}", payload)

@@ -108,7 +108,7 @@ def test_train_run_links_its_new_model(tmp_home: Path) -> None:
     assert run.result is not None and run.result["model_id"] == model_id
     assert [r.id for r in runs.list_runs(model_id=model_id)] == [run_id]
     assert runs.latest("train", model_id=model_id) == run
-    epochs = [e for e in runs.events(run_id) if e["type"] == "epoch"]
+    epochs = [e for e in runs.events(run_id) if e["type"] == "train" and e["kind"] == "epoch"]
     assert [e["epoch"] for e in epochs] == [1, 2]
 
 
