@@ -3,6 +3,7 @@ with the honesty checks of every curve (see `workflows.sweep_models`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,8 @@ class SweepStudyConfig(StudyConfig):
     defense: str | None = None
     defense_params: dict[str, Any] = field(default_factory=dict)
     sanity_checks: bool = True
+    #: a transfer attack's surrogate: a stored model (the attack's `surrogate` field holds a module, not JSON)
+    surrogate_id: str | None = None
 
     def __post_init__(self) -> None:
         if not self.model_ids:
@@ -42,6 +45,15 @@ class SweepStudyConfig(StudyConfig):
         return attack, defense
 
 
+def attack_params(attack: Attack) -> dict[str, Any]:
+    """An attack's hyperparameters as JSON for a `SweepStudyConfig` (ε comes from the sweep; models by id)."""
+    return {
+        f.name: getattr(attack, f.name)
+        for f in dataclasses.fields(attack)
+        if f.init and f.name != "eps" and f.metadata.get("kind") != "model"
+    }
+
+
 class SweepStudy(Study[SweepStudyConfig]):
     name = "sweep"
     title = "Robustness sweep"
@@ -53,10 +65,12 @@ class SweepStudy(Study[SweepStudyConfig]):
         return f"Sweep {models}: {attack.title}" + (f" vs {defense.describe()}" if defense else "")
 
     def model_ids(self, config: SweepStudyConfig) -> list[str]:
-        return list(config.model_ids)
+        return list(config.model_ids) + ([config.surrogate_id] if config.surrogate_id else [])
 
     def execute(self, store: Store, config: SweepStudyConfig) -> Generator[StudyEvent, None, StudyOutcome]:
         attack, defense = config.build()
+        if config.surrogate_id:
+            attack = attack.with_params(surrogate=store.load_model(config.surrogate_id)[0])
         curves = len(config.model_ids) * (1 if defense is None else 3)
         total, done = curves * len(config.eps), 0
         work = sweep_models(

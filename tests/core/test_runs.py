@@ -265,3 +265,26 @@ def test_a_home_written_by_schema_1_is_upgraded(tmp_path: Path) -> None:
     )
     assert [r.id for r in runs.list_runs(model_id=card.id)] == [run]
     Store(home)  # opening again is a no-op
+
+
+def test_sweep_study_takes_a_transfer_surrogate_by_id(tmp_home: Path, stored_model: ModelCard) -> None:
+    """Oracle: a transfer attack whose surrogate is the target itself is white-box FGSM."""
+    from dlsec_core.attacks.base import get_attack
+    from dlsec_core.studies.sweep import attack_params
+
+    store = Store(tmp_home)
+    common = {"model_ids": [stored_model.id], "eps": [0.0, 0.1, 0.2], "n_images": 64, "sanity_checks": False}
+    transfer = get_attack("transfer", inner="fgsm", surrogate=store.load_model(stored_model.id)[0])
+    params = attack_params(transfer)
+    assert "surrogate" not in params and "eps" not in params
+    via_surrogate = SweepStudyConfig(
+        attack="transfer", attack_params=params, surrogate_id=stored_model.id, **common
+    )
+    assert get_study("sweep").model_ids(via_surrogate) == [stored_model.id, stored_model.id]
+    white_box = SweepStudyConfig(attack="fgsm", **common)
+    accuracies = [
+        [r["accuracy"] for r in run_study(get_study("sweep"), store, c).result["records"]]
+        for c in (via_surrogate, white_box)
+    ]
+    assert accuracies[0] == accuracies[1]
+    assert accuracies[0][0] > accuracies[0][-1]
