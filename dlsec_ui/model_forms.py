@@ -126,14 +126,14 @@ def _make_current() -> None:
 
 def model_card(card: ModelCard) -> None:
     """Everything known about one stored model as a card, its curves, downloads and a delete button."""
-    c1, c2 = st.columns([2, 3])
-    with c1.container(border=True):
+    c1, c2 = st.columns([1, 1])
+    with c1.container(border=True, key=state.CARD_VIEW):
         st.markdown(f"#### {card.name}")
         st.caption(f"id `{card.id}` · {card.source} · created {timestamp(card.created_at)}")
         m1, m2, m3 = st.columns(3)
         m1.metric(
-            "Clean test accuracy", "—" if card.clean_accuracy is None else f"{100 * card.clean_accuracy:.1f} %",
-            help=f"On the test split of {card.dataset}.",
+            "Clean accuracy", "—" if card.clean_accuracy is None else f"{100 * card.clean_accuracy:.1f} %",
+            help=f"On the test split of {card.dataset}, without any attack.",
         )  # fmt: skip
         m2.metric("Parameters", f"{card.num_parameters:,}")
         m3.metric("Training time", "—" if card.train_seconds is None else duration(card.train_seconds))
@@ -155,7 +155,8 @@ def model_card(card: ModelCard) -> None:
     d2.download_button(
         "Download spec (.json)", card.spec.to_json(), f"{card.name}.spec.json", key=state.DOWNLOAD_SPEC
     )
-    with d3.popover("Delete this model…", icon=":material/delete:", key=state.DELETE_POPOVER):
+    # Keyed by model: after a delete, the next card's question starts closed (one click must not delete two).
+    with d3.popover("Delete this model…", icon=":material/delete:", key=f"{state.DELETE_POPOVER}_{card.id}"):
         st.markdown(f"Delete **{card.name}** (`{card.id}`) and its weights file? This cannot be undone.")
         if card.id == st.session_state.get(state.MODEL):
             st.caption("It is the current model: the sidebar will switch to another one and say so.")
