@@ -258,7 +258,7 @@ def _import() -> None:
     st.session_state[state.UPLOAD_FLASH] = (
         f"Imported {imported.name} ({imported.num_parameters:,} parameters, "
         f"{100 * (imported.clean_accuracy or 0):.1f} % clean test accuracy on {dataset}); it is now the current "
-        "model.",
+        "model."
     )
 
 
@@ -288,5 +288,5 @@ def _add_dataset() -> None:
     st.session_state[state.TRAIN_DATASET] = added.name
     st.session_state[state.DATA_FLASH] = (
         f"Added {added.name}: {len(added.y_train):,} train / {len(added.y_test):,} test images of shape "
-        f"{added.input_shape}, {plural(added.num_classes, 'class', 'classes')}. It is selected under Train a model.",
+        f"{added.input_shape}, {plural(added.num_classes, 'class', 'classes')}. It is selected under Train a model."
     )

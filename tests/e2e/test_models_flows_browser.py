@@ -35,6 +35,7 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 pytest.importorskip("playwright.sync_api", reason="end-to-end tests need playwright (requirements-dev.txt)")
+from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 from streamlit_page import (  # noqa: E402  (needs playwright: after the skip above)
     ROOT,
     SCREENSHOTS,
@@ -105,6 +106,18 @@ def sidebar_model(page: Page) -> str:
 
 def sidebar_warnings(page: Page) -> list[str]:
     return page.locator('[data-testid="stSidebar"] [data-testid="stAlertContentWarning"]').all_inner_texts()
+
+
+def upload(page: Page, widget_key: str, path: Path) -> None:
+    """Give a file uploader a file, and wait until it shows it (a rerun in flight can swallow an upload: retry)."""
+    for _ in range(3):
+        page.locator(f"{key(widget_key)} input[type=file]").set_input_files(str(path))
+        try:
+            page.locator(key(widget_key), has_text=path.name).wait_for(timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            settle(page)
+    settle(page)
 
 
 def table_names(page: Page) -> list[str]:
@@ -216,8 +229,7 @@ def test_import_and_dataset_upload_show_up_at_once(
     open_page(page, f"{lab.url}/models?model={source.id}", key(state.CARD_VIEW))
 
     page.locator('[data-testid="stExpander"] summary').filter(has_text="Upload a model").click()
-    page.locator(f"{key(state.UPLOAD_WEIGHTS)} input[type=file]").set_input_files(str(notes))
-    settle(page)
+    upload(page, state.UPLOAD_WEIGHTS, notes)
     page.locator(f"{key(state.UPLOAD_BUTTON)} button:not([disabled])").click()
     page.locator('[data-testid="stAlertContentError"]').wait_for()
     settle(page)
@@ -226,13 +238,13 @@ def test_import_and_dataset_upload_show_up_at_once(
     assert "header claims" not in errors[0]
     screenshot(page, "models-text-file-refused")
 
-    page.locator(f"{key(state.UPLOAD_WEIGHTS)} input[type=file]").set_input_files(str(exported))
-    settle(page)
+    upload(page, state.UPLOAD_WEIGHTS, exported)
     fill(page, state.UPLOAD_NAME, "imported-now")
     select_option(page, state.UPLOAD_DATASET, "digits")
     page.locator(f"{key(state.UPLOAD_BUTTON)} button:not([disabled])").click()
     page.locator('[data-testid="stAlertContentSuccess"]', has_text="Imported imported-now").wait_for()
     settle(page)
+    assert alerts(page, "Success")[-1].startswith("Imported imported-now (650 parameters")
     imported = next(c for c in Store(lab.home).list_models() if c.name == "imported-now")
     # No further click: the table, the card and the sidebar already have it.
     assert "imported-now" in table_names(page)
@@ -245,12 +257,12 @@ def test_import_and_dataset_upload_show_up_at_once(
         npz, x=rng.integers(0, 256, (60, 8, 8), dtype=np.uint8), y=np.repeat(np.arange(3), 20)
     )
     page.locator('[data-testid="stExpander"] summary').filter(has_text="Upload a dataset").click()
-    page.locator(f"{key(state.DATA_UPLOAD)} input[type=file]").set_input_files(str(npz))
-    settle(page)
+    upload(page, state.DATA_UPLOAD, npz)
     fill(page, state.DATA_NAME, "tiny-set")
     page.locator(f"{key(state.DATA_BUTTON)} button:not([disabled])").click()
     page.locator('[data-testid="stAlertContentSuccess"]', has_text="Added tiny-set").wait_for()
     settle(page)
+    assert alerts(page, "Success")[-1].startswith("Added tiny-set: 48 train / 12 test images")
     chosen = page.locator(f"{key(state.TRAIN_DATASET)} input[role=combobox]").input_value()
     assert chosen == "tiny-set"  # already selected for training
     assert_no_errors(page)
@@ -319,6 +331,7 @@ def mnist_cnn(lab: Lab) -> Any:
 
 def test_readme_picture_shows_every_page_and_a_fooled_image(lab: Lab, page: Page, mnist_cnn: Any) -> None:
     """The README's picture: the whole navigation, and FGSM at ε = 0.1 fooling the default cnn on a test digit."""
+    page.set_viewport_size({"width": 1400, "height": 1050})
     open_page(page, f"{lab.url}/attack_lab?model={mnist_cnn.id}", key(state.EPS + "_linf"))
     select_option(page, state.ATTACK, "FGSM")
     wait_chart(page, "triptych")
@@ -329,11 +342,15 @@ def test_readme_picture_shows_every_page_and_a_fooled_image(lab: Lab, page: Page
         wait_chart(page, "triptych")
     assert metric(page, "Fooled") == "yes"
     assert metric(page, "L∞ size") == "0.100"
-    height = (page.viewport_size or {"height": 1000})["height"]
+    height = 1050
     for title in NAV_TITLES:
         link = page.locator('[data-testid="stSidebarNav"] a', has_text=title).first
         box = link.bounding_box()
         assert box is not None and link.is_visible() and box["y"] + box["height"] <= height, title
+    page.evaluate(
+        "document.activeElement && document.activeElement.blur()"
+    )  # no focus ring on the example box
+    page.mouse.move(1390, 1040)  # nor a hover effect
     page.wait_for_timeout(500)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / "readme-attack-lab.png"
