@@ -24,8 +24,10 @@ from dlsec_ui import state
 from dlsec_ui.jobs import show_session_job, submit_training
 from dlsec_ui.resources import get_dataset, get_model, get_store
 
-DEFAULT_TRAINING_TIME = "the default run took 55 s on a busy 2-core server"
-"""Measured with benchmarks/bench_default_training.py (results/default_training_run1.json); re-measure there."""
+DEFAULT_TRAINING_TIME = "the default run took 42 to 55 s on a busy 2-core server, one thread per job"
+"""How long the Models page's default run takes, as measured: 55 s (benchmarks/bench_default_training.py,
+results/default_training_run1.json, load average 2.6 to 4.9 on 2 cores) and 42.5 s (the same run through the CLI,
+results/membership_default_cnn_run1.json, load 4.2 to 5.9). Re-measure when the defaults change."""
 
 EPS_RANGE = {"linf": (0.0, 0.5, 0.005, 0.1), "l2": (0.0, 5.0, 0.05, 1.0)}  # min, max, step, default
 
