@@ -98,7 +98,8 @@ def _not_safetensors_message(data: bytes) -> str:
         looks = f" It looks like a text file (it starts with {first!r})."
     return (
         "This is not a .safetensors file: a safetensors file starts with 8 bytes giving the length of a JSON "
-        f"header, then the header itself, and this one does not.{looks} {CONVERT_HINT}"
+        f"header, then the header itself, and this one does not.{looks} Save a model's weights as one on your own "
+        f"computer with two lines of Python:\n{CONVERT_HINT.split(chr(10), 1)[1]}"
     )
 
 
