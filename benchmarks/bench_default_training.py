@@ -9,16 +9,22 @@ Home states this time, so re-measure here when the defaults change.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from pathlib import Path
 
-import torch
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from _common import cpu_model, load_average, write_report
-from dlsec_core.data.builtin import load_dataset
-from dlsec_core.training.loop import TrainConfig, run_to_end, train
-from dlsec_core.training.recipes import get_recipe
-from dlsec_core.workflows import spec_for
+import torch  # noqa: E402
+from _common import cpu_model, load_average, write_report  # noqa: E402
+
+from dlsec_core.data.builtin import load_dataset  # noqa: E402
+from dlsec_core.training.loop import TrainConfig, run_to_end, train  # noqa: E402
+from dlsec_core.training.recipes import get_recipe  # noqa: E402
+from dlsec_core.workflows import spec_for  # noqa: E402
 
 # The Models page's defaults (dlsec_ui/model_forms.py: DEFAULT_EPOCHS, DEFAULT_BATCH; the cnn; the first dataset).
 EPOCHS, BATCH, ARCH, DATASET = 10, 64, "cnn", "mnist5k"
@@ -40,7 +46,7 @@ def main() -> None:
         "what": f"{ARCH} on {DATASET} ({len(data.y_train)} train / {len(data.y_test)} test), standard recipe, "
         f"{EPOCHS} epochs, batch {BATCH}, 1 torch thread",
         "cpu": cpu_model(),
-        "cores": __import__("os").cpu_count(),
+        "cores": os.cpu_count(),
         "load_average_before": load_before,
         "load_average_after": load_average(),
         "wall_seconds": round(wall, 1),
