@@ -55,10 +55,10 @@ st.markdown(
     "**Privacy in three clicks:** train a model with the recipe *DP-SGD* and one without on **Models**, then "
     "attack both on **Membership inference**. Expect little from the default loss attack: the default CNN barely "
     "overfits, and on 1,000 members and 1,000 non-members it scored AUC 0.499 and a 1.3 % true-positive rate at 1 % "
-    "false positives, which is chance. Pick **LiRA** (shadow models, a background job of a few minutes) and read "
+    "false positives, about chance. Pick **LiRA** (shadow models, a background job of a few minutes) and read "
     "the low false-positive end of the ROC curve: with 4 shadows it found 1.0 % of the members at 0.1 % false "
-    "positives (ten times chance) and 2.4 % at 1 %, while its AUC stayed 0.50. DP-SGD bounds what any such attack "
-    "can find. **Privacy budget** shows what ε the noise buys before you train."
+    "positives (ten times chance, in one run) and 2.4 % at 1 %, while its AUC stayed 0.50. DP-SGD bounds what any "
+    "such attack can find. **Privacy budget** shows what ε the noise buys before you train."
 )
 c4, c5, c6 = st.columns(3)
 c4.page_link("app_pages/privacy_budget.py", label="Privacy budget", icon=":material/lock:")
