@@ -32,11 +32,7 @@ with st.sidebar:
     except DlsecError as err:
         show_error(err)
         cards = {}
-    if cards:
-        model_picker(cards)
-    else:
-        st.session_state.pop(state.MODEL, None)
-        st.caption("No stored model yet.")
+    model_picker(cards)
     st.number_input("Seed", 0, 2**31 - 1, 0, key=state.SEED, help="Seeds training and random attack starts.")
     st.caption(f"Device: {describe_device()}")
 

@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from dlsec_ui.widgets import DEFAULT_TRAINING_TIME
+
 st.title("dlsec: the Deep Learning Security Lab")
 st.markdown(
     "A model that is 98 % accurate can be fooled by noise nobody can see. This lab lets you **train a model, "
@@ -37,7 +39,10 @@ for col, (name, status, text) in zip(st.columns(len(threats)), threats, strict=T
 st.subheader("Quick start")
 c1, c2, c3 = st.columns(3)
 with c1:
-    st.markdown("**1. Train** a small CNN on 5,000 MNIST digits (about 15 s).")
+    st.markdown(
+        "**1. Train** a small CNN on 4,000 MNIST digits (1,000 more are held out to test it); "
+        f"{DEFAULT_TRAINING_TIME}."
+    )
     st.page_link("app_pages/models.py", label="Models", icon=":material/model_training:")
 with c2:
     st.markdown("**2. Attack** one digit: move ε and watch the prediction flip.")
@@ -48,8 +53,12 @@ with c3:
 
 st.markdown(
     "**Privacy in three clicks:** train a model with the recipe *DP-SGD* and one without on **Models**, then "
-    "attack both on **Membership inference**: the non-private model's ROC curve bows above the diagonal, the DP "
-    "model's hugs it. **Privacy budget** shows what ε the noise buys before you train."
+    "attack both on **Membership inference**. Expect little from the default loss attack: the default CNN barely "
+    "overfits, and on 1,000 members and 1,000 non-members it scored AUC 0.499 and a 1.3 % true-positive rate at 1 % "
+    "false positives, about chance. Pick **LiRA** (shadow models, a background job of a few minutes) and read "
+    "the low false-positive end of the ROC curve: with 4 shadows it found 1.0 % of the members at 0.1 % false "
+    "positives (ten times chance, in one run) and 2.4 % at 1 %, while its AUC stayed 0.50. DP-SGD bounds what any "
+    "such attack can find. **Privacy budget** shows what ε the noise buys before you train."
 )
 c4, c5, c6 = st.columns(3)
 c4.page_link("app_pages/privacy_budget.py", label="Privacy budget", icon=":material/lock:")

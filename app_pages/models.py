@@ -4,9 +4,15 @@ import streamlit as st
 
 from dlsec_ui import figures, state
 from dlsec_ui.jobs import render_server_load, show_session_job, train_records
-from dlsec_ui.model_forms import model_card, train_form, upload_dataset_form, upload_model_form
+from dlsec_ui.model_forms import (
+    card_picker,
+    model_card,
+    show_flash,
+    train_form,
+    upload_dataset_form,
+    upload_model_form,
+)
 from dlsec_ui.resources import get_store
-from dlsec_ui.widgets import model_label
 
 st.title("Models")
 
@@ -32,16 +38,13 @@ def training_progress() -> None:
 training_progress()
 
 st.subheader("Stored models")
+show_flash(state.CARD_FLASH)
 cards = get_store().list_models()
 if not cards:
     st.caption("No model yet: train one above or upload one below.")
 else:
-    st.dataframe([c.to_record() for c in cards], hide_index=True)
-    by_id = {c.id: c for c in cards}
-    chosen = st.selectbox(
-        "Model card", list(by_id), format_func=lambda i: model_label(by_id[i]), key=state.CARD_MODEL
-    )
-    model_card(by_id[chosen])
+    st.dataframe([c.to_display_record() for c in cards], hide_index=True)
+    model_card(card_picker(cards))
 
 with st.expander("Upload a model (.safetensors)"):
     upload_model_form()

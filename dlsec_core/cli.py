@@ -43,6 +43,7 @@ from dlsec_core.safe_load import spec_from_upload
 from dlsec_core.store import ModelCard, Store
 from dlsec_core.studies.sweep import SweepStudyConfig
 from dlsec_core.studies.train import TrainStudyConfig
+from dlsec_core.text import plural
 from dlsec_core.training.loop import RunProgress, TrainConfig, TrainEvent, run_to_end
 from dlsec_core.training.recipes import RECIPES, Recipe, get_recipe
 from dlsec_core.workflows import (
@@ -371,7 +372,8 @@ def cmd_privacy_budget(args: argparse.Namespace, store: Store) -> None:
         }, True)  # fmt: skip
         return
     print(
-        f"# q = {batch}/{n} = {q:.4g}, {per_epoch} steps/epoch × {args.epochs} epochs = {steps} steps, δ = {delta:g}"
+        f"# q = {batch}/{n} = {q:.4g}, {plural(per_epoch, 'step')}/epoch × {plural(args.epochs, 'epoch')} = "
+        f"{plural(steps, 'step')}, δ = {delta:g}"
     )
     for spend in spends:
         print(f"σ = {spend.noise_multiplier:g}: {spend.describe()}")

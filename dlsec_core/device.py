@@ -11,6 +11,8 @@ import os
 
 import torch
 
+from dlsec_core.text import plural
+
 
 @functools.cache
 def get_device() -> torch.device:
@@ -44,4 +46,4 @@ def describe_device() -> str:
     dev = get_device()
     if dev.type == "cuda":
         return f"CUDA: {torch.cuda.get_device_name(dev)}"
-    return f"{dev.type.upper()} ({torch.get_num_threads()} threads)"
+    return f"{dev.type.upper()} ({plural(torch.get_num_threads(), 'thread')})"

@@ -82,6 +82,27 @@ def _invalid_message(detail: str) -> str:
     return f"This is not a valid .safetensors file (truncated or corrupt): {detail}. {CONVERT_HINT}"
 
 
+def _not_safetensors_message(data: bytes) -> str:
+    """For a file that does not even start like safetensors (8 bytes of header length, then '{'): say so, and
+    what it looks like instead, rather than quoting the nonsense length its first 8 bytes would give."""
+    text = ""
+    for cut in range(4):  # the first 200 bytes may end inside a multi-byte character
+        try:
+            text = data[: 200 - cut].decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            continue
+    looks = ""
+    if text and all(ch.isprintable() or ch in "\t\r\n" for ch in text):
+        first = " ".join(text.split())[:40]
+        looks = f" It looks like a text file (it starts with {first!r})."
+    return (
+        "This is not a .safetensors file: a safetensors file starts with 8 bytes giving the length of a JSON "
+        f"header, then the header itself, and this one does not.{looks} Save a model's weights as one on your own "
+        f"computer with two lines of Python:\n{CONVERT_HINT.split(chr(10), 1)[1]}"
+    )
+
+
 def _as_bytes(data: bytes | bytearray | memoryview) -> bytes:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise InvalidInputError(f"Expected the file's bytes, got a {type(data).__name__}.")
@@ -142,6 +163,8 @@ def _parse_header(data: bytes) -> dict[str, Any]:
     if len(data) < 8:
         raise InvalidInputError(_invalid_message(f"the file has only {len(data)} bytes"))
     (n,) = struct.unpack("<Q", data[:8])
+    if data[8:9] != b"{":  # every safetensors header is a JSON object right after its 8-byte length
+        raise InvalidInputError(_not_safetensors_message(data))
     if n > len(data) - 8 or n > _MAX_HEADER_BYTES:
         raise InvalidInputError(
             _invalid_message(

@@ -43,6 +43,7 @@ from dlsec_core.device import get_device
 from dlsec_core.errors import DlsecError, InvalidInputError, NotFoundError
 from dlsec_core.models.spec import ModelSpec, build_model, count_parameters
 from dlsec_core.safe_load import METADATA_SPEC_KEY, load_upload, read_metadata
+from dlsec_core.text import duration, timestamp
 
 SCHEMA_VERSION = 2
 MAX_NAME_LENGTH = 80
@@ -56,6 +57,7 @@ _WEIGHTS_SUFFIX = ".safetensors"
 _TMP_SUFFIX = ".tmp"
 _ID_RE = re.compile(r"^[0-9a-f]{12}$")
 _BUSY_TIMEOUT_MS = 30_000
+_UNKNOWN = "—"
 
 # Migrations: _MIGRATIONS[v] takes the schema from version v to v + 1.
 _MIGRATIONS: dict[int, str] = {
@@ -168,6 +170,22 @@ class ModelCard:
             "created": self.created_at,
             "seconds": self.train_seconds,
             "params": self.num_parameters,
+        }
+
+    def to_display_record(self) -> dict[str, str]:
+        """The same row as a person reads it: accuracy in %, the date to the minute, the training time in s or min,
+        the parameter count with separators, and '—' where a value is unknown (an upload has no training time)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "dataset": self.dataset,
+            "arch": self.spec.arch,
+            "recipe": self.recipe,
+            "seed": _UNKNOWN if self.seed is None else str(self.seed),
+            "accuracy": _UNKNOWN if self.clean_accuracy is None else f"{100 * self.clean_accuracy:.1f} %",
+            "created": timestamp(self.created_at),
+            "training time": _UNKNOWN if self.train_seconds is None else duration(self.train_seconds),
+            "parameters": f"{self.num_parameters:,}",
         }
 
     @classmethod

@@ -17,6 +17,7 @@ from dlsec_core.jobs import JobContext, JobSnapshot, JobState
 from dlsec_core.privacy.audit import AuditConfig, audit_study
 from dlsec_core.privacy.frontier import frontier_sweep
 from dlsec_core.privacy.membership import LiraConfig, MembershipEvent, membership_study
+from dlsec_core.text import plural
 from dlsec_core.training.loop import RunProgress, TrainConfig, TrainEvent
 from dlsec_core.training.recipes import Recipe
 from dlsec_core.workflows import CurveFindings, ModelSweepPoint, spec_for, sweep_models, train_and_store
@@ -100,7 +101,7 @@ def submit_sweep(
         lambda: sweep_models(
             store, list(model_ids), attack, list(eps_values), n_images=n_images, defense=defense, seed=seed
         ),
-        progress, kind="sweep", title=f"{attack.title} sweep over {len(model_ids)} model(s)",
+        progress, kind="sweep", title=f"{attack.title} sweep over {plural(len(model_ids), 'model')}",
     )  # fmt: skip
 
 
@@ -175,7 +176,7 @@ def submit_membership(model_ids: Sequence[str], *, attack: str, n: int, lira: Li
 
     return _submit(
         lambda: membership_study(store, list(model_ids), attack=attack, n=n, lira=lira),
-        progress, kind="membership", title=f"Membership inference ({attack}) on {len(model_ids)} model(s)",
+        progress, kind="membership", title=f"Membership inference ({attack}) on {plural(len(model_ids), 'model')}",
     )  # fmt: skip
 
 
@@ -212,7 +213,10 @@ def render_server_load() -> None:
     active = [j for j in runner.list() if j.is_active]
     running = sum(1 for j in active if j.state is JobState.RUNNING)
     mine = [j for j in active if j.owner == state.owner_id()]
-    text = f"Server: {running} job(s) running, {len(active) - running} waiting (at most {runner.max_running} at once)."
+    text = (
+        f"Server: {plural(running, 'job')} running, {len(active) - running} waiting "
+        f"(at most {runner.max_running} at once)."
+    )
     if active:
         text += " Yours: " + (", ".join(f"{j.title} ({j.progress:.0%})" for j in mine) or "none") + "."
     st.caption(text)

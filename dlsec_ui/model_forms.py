@@ -10,13 +10,14 @@ from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.privacy.dp_sgd import DPSGDRecipe, dp_fixed_spec, dp_problems, privacy_plan
 from dlsec_core.safe_load import spec_from_upload
 from dlsec_core.store import ModelCard
+from dlsec_core.text import duration, plural, timestamp
 from dlsec_core.training.loop import TrainConfig
 from dlsec_core.training.recipes import RECIPES
 from dlsec_core.workflows import dataset_names, import_and_evaluate, spec_for, store_uploaded_dataset
 from dlsec_ui import figures, state
 from dlsec_ui.jobs import submit_training
 from dlsec_ui.resources import get_dataset, get_store
-from dlsec_ui.widgets import config_form, show_error
+from dlsec_ui.widgets import config_form, model_label, show_error
 
 
 def train_form() -> None:
@@ -105,30 +106,116 @@ def _dp_preview(recipe: DPSGDRecipe, dataset: str, arch: str, config: TrainConfi
     return True
 
 
-def model_card(card: ModelCard) -> None:
-    """Everything known about one stored model, its curves, downloads and a delete button."""
-    c1, c2 = st.columns([2, 3])
-    c1.json(
-        {"id": card.id, "dataset": card.dataset, "spec": card.spec.to_dict(), "recipe": card.recipe,
-         "recipe_params": card.recipe_params, "train_config": card.train_config, "seed": card.seed,
-         "clean_test_accuracy": card.clean_accuracy, "created_at": card.created_at,
-         "train_seconds": card.train_seconds, "parameters": card.num_parameters, "source": card.source},
-        expanded=False,
+def card_picker(cards: list[ModelCard]) -> ModelCard:
+    """The "Model card" select box. It shows the current model (the sidebar's, or the one a `?model=` link names),
+    and picking a card makes that model the current one, so the card, its downloads and every page agree."""
+    by_id = {c.id: c for c in cards}
+    current = st.session_state.get(state.MODEL)
+    if current in by_id:
+        st.session_state[state.CARD_MODEL] = current
+    chosen = st.selectbox(
+        "Model card", list(by_id), format_func=lambda i: model_label(by_id[i]), key=state.CARD_MODEL,
+        on_change=_make_current, help="Picking a card here also makes it the current model in the sidebar.",
     )  # fmt: skip
+    return by_id[chosen]
+
+
+def _make_current() -> None:
+    st.session_state[state.MODEL] = st.session_state[state.CARD_MODEL]
+
+
+def model_card(card: ModelCard) -> None:
+    """Everything known about one stored model as a card, its curves, downloads and a delete button."""
+    c1, c2 = st.columns([1, 1])
+    with c1.container(border=True, key=state.CARD_VIEW):
+        st.markdown(f"#### {card.name}")
+        st.caption(f"id `{card.id}` · {card.source} · created {timestamp(card.created_at)}")
+        m1, m2, m3 = st.columns(3)
+        m1.metric(
+            "Clean accuracy", "—" if card.clean_accuracy is None else f"{100 * card.clean_accuracy:.1f} %",
+            help=f"On the test split of {card.dataset}, without any attack.",
+        )  # fmt: skip
+        m2.metric("Parameters", f"{card.num_parameters:,}")
+        m3.metric("Training time", "—" if card.train_seconds is None else duration(card.train_seconds))
+        st.markdown("\n".join(f"- **{k}**: {v}" for k, v in card_facts(card).items()))
+        with st.expander("Spec (JSON)"):
+            st.json(card.spec.to_dict())
     if card.history:
         records = [{"epoch_float": h["epoch"], **h} for h in card.history]
         c2.plotly_chart(figures.training_curves(records), key=state.CARD_CURVES)
     d1, d2, d3 = st.columns(3)
-    d1.download_button(
-        "Download weights (.safetensors)", get_store().weights_bytes(card.id), f"{card.name}.safetensors",
-        key=state.DOWNLOAD_WEIGHTS,
-    )  # fmt: skip
+    try:
+        weights = get_store().weights_bytes(card.id)
+    except DlsecError as err:
+        show_error(err)
+    else:
+        d1.download_button(
+            "Download weights (.safetensors)", weights, f"{card.name}.safetensors", key=state.DOWNLOAD_WEIGHTS
+        )
     d2.download_button(
         "Download spec (.json)", card.spec.to_json(), f"{card.name}.spec.json", key=state.DOWNLOAD_SPEC
     )
-    if d3.button("Delete this model", key=state.DELETE_BUTTON):
-        get_store().delete_model(card.id)
-        st.rerun()
+    # Keyed by model: after a delete, the next card's question starts closed (one click must not delete two).
+    with d3.popover("Delete this model…", icon=":material/delete:", key=f"{state.DELETE_POPOVER}_{card.id}"):
+        st.markdown(f"Delete **{card.name}** (`{card.id}`) and its weights file? This cannot be undone.")
+        if card.id == st.session_state.get(state.MODEL):
+            st.caption("It is the current model: the sidebar will switch to another one and say so.")
+        st.button(
+            "Yes, delete it",
+            type="primary",
+            key=state.DELETE_BUTTON,
+            on_click=_delete,
+            args=(card.id, card.name),
+        )
+
+
+def card_facts(card: ModelCard) -> dict[str, str]:
+    """The card's lines: data, architecture, recipe and its settings, training settings."""
+    spec = card.spec
+    shape = "×".join(str(d) for d in spec.input_shape)
+    arch = (
+        f"{spec.arch} ({ARCHITECTURES[spec.arch].description})" if spec.arch in ARCHITECTURES else spec.arch
+    )
+    hparams = ", ".join(f"{k} {v}" for k, v in spec.hparams.items())
+    recipe = RECIPES[card.recipe].title if card.recipe in RECIPES else card.recipe
+    params = ", ".join(f"{k} = {v}" for k, v in card.recipe_params.items() if v is not None)
+    facts = {
+        "Data": f"{card.dataset}: input {shape}, {plural(spec.num_classes, 'class', 'classes')}",
+        "Architecture": arch + (f"; {hparams}" if hparams else ""),
+        "Recipe": recipe + (f" ({params})" if params else ""),
+    }
+    tc = card.train_config
+    if tc:
+        parts = [plural(int(tc["epochs"]), "epoch")] if "epochs" in tc else []
+        parts += [f"batch {tc['batch_size']}"] if "batch_size" in tc else []
+        parts += (
+            [f"{tc['optimizer']}, learning rate {tc['lr']:g}"] if "optimizer" in tc and "lr" in tc else []
+        )
+        facts["Training"] = ", ".join(parts)
+    if card.seed is not None:
+        facts["Seed"] = str(card.seed)
+    return facts
+
+
+def _delete(model_id: str, name: str) -> None:
+    """Runs before the next script run, so the table, the card picker and the sidebar are drawn without it."""
+    try:
+        get_store().delete_model(model_id)
+    except DlsecError as err:
+        st.session_state[state.CARD_FLASH] = err
+        return
+    st.session_state[state.CARD_FLASH] = f"Deleted **{name}** (`{model_id}`) and its weights file."
+
+
+def show_flash(flash_key: str) -> None:
+    """Show, once, what the last callback of a form did (a success sentence or a DlsecError)."""
+    what = st.session_state.pop(flash_key, None)
+    if what is None:
+        return
+    if isinstance(what, DlsecError):
+        show_error(what)
+    else:
+        st.success(what)
 
 
 def upload_model_form() -> None:
@@ -138,32 +225,41 @@ def upload_model_form() -> None:
         "code on the server."
     )
     weights_file = st.file_uploader("Weights", type=None, key=state.UPLOAD_WEIGHTS)
-    spec_file = st.file_uploader(
+    st.file_uploader(
         "Spec JSON (optional for files exported from dlsec)", type=["json"], key=state.UPLOAD_SPEC
     )
     u1, u2 = st.columns(2)
-    up_name = u1.text_input("Name", "uploaded-model", key=state.UPLOAD_NAME, max_chars=80)
-    up_data = u2.selectbox("Trained for dataset", dataset_names(get_store()), key=state.UPLOAD_DATASET)
-    if (
-        st.button("Import", key=state.UPLOAD_BUTTON, disabled=weights_file is None)
-        and weights_file is not None
-    ):
-        try:
-            spec = spec_from_upload(spec_file.getvalue()) if spec_file is not None else None
-            imported = import_and_evaluate(
-                get_store(),
-                weights_file.getvalue(),
-                spec,
-                name=up_name,
-                dataset=up_data,
-                filename=weights_file.name,
-            )
-            st.success(
-                f"Imported {imported.name} ({imported.num_parameters:,} parameters, "
-                f"{imported.clean_accuracy:.1%} clean test accuracy on {up_data})."
-            )
-        except DlsecError as err:
-            show_error(err)
+    u1.text_input("Name", "uploaded-model", key=state.UPLOAD_NAME, max_chars=80)
+    u2.selectbox("Trained for dataset", dataset_names(get_store()), key=state.UPLOAD_DATASET)
+    st.button("Import", key=state.UPLOAD_BUTTON, disabled=weights_file is None, on_click=_import)
+    show_flash(state.UPLOAD_FLASH)
+
+
+def _import() -> None:
+    """Import the uploaded weights before the next script run, so every list on the page (and the sidebar, where
+    the imported model becomes the current one) already has it."""
+    weights_file, spec_file = (
+        st.session_state.get(state.UPLOAD_WEIGHTS),
+        st.session_state.get(state.UPLOAD_SPEC),
+    )
+    if weights_file is None:
+        return
+    dataset = st.session_state[state.UPLOAD_DATASET]
+    try:
+        spec = spec_from_upload(spec_file.getvalue()) if spec_file is not None else None
+        imported = import_and_evaluate(
+            get_store(), weights_file.getvalue(), spec, name=st.session_state[state.UPLOAD_NAME], dataset=dataset,
+            filename=weights_file.name,
+        )  # fmt: skip
+    except DlsecError as err:
+        st.session_state[state.UPLOAD_FLASH] = err
+        return
+    st.session_state[state.MODEL] = imported.id
+    st.session_state[state.UPLOAD_FLASH] = (
+        f"Imported {imported.name} ({imported.num_parameters:,} parameters, "
+        f"{100 * (imported.clean_accuracy or 0):.1f} % clean test accuracy on {dataset}); it is now the current "
+        "model."
+    )
 
 
 def upload_dataset_form() -> None:
@@ -172,15 +268,25 @@ def upload_dataset_form() -> None:
         "folder of PNG/JPEG images per class. It gets a fixed, seeded 80/20 train/test split."
     )
     data_file = st.file_uploader("Dataset file", type=["npz", "zip"], key=state.DATA_UPLOAD)
-    data_name = st.text_input(
-        "Dataset name (letters, digits, - and _)", "my-data", key=state.DATA_NAME, max_chars=40
+    st.text_input("Dataset name (letters, digits, - and _)", "my-data", key=state.DATA_NAME, max_chars=40)
+    st.button("Add dataset", key=state.DATA_BUTTON, disabled=data_file is None, on_click=_add_dataset)
+    show_flash(state.DATA_FLASH)
+
+
+def _add_dataset() -> None:
+    """Store the uploaded dataset before the next script run, and select it in the training form."""
+    data_file = st.session_state.get(state.DATA_UPLOAD)
+    if data_file is None:
+        return
+    try:
+        added = store_uploaded_dataset(
+            get_store(), data_file.getvalue(), data_file.name, st.session_state[state.DATA_NAME]
+        )
+    except DlsecError as err:
+        st.session_state[state.DATA_FLASH] = err
+        return
+    st.session_state[state.TRAIN_DATASET] = added.name
+    st.session_state[state.DATA_FLASH] = (
+        f"Added {added.name}: {len(added.y_train):,} train / {len(added.y_test):,} test images of shape "
+        f"{added.input_shape}, {plural(added.num_classes, 'class', 'classes')}. It is selected under Train a model."
     )
-    if st.button("Add dataset", key=state.DATA_BUTTON, disabled=data_file is None) and data_file is not None:
-        try:
-            added = store_uploaded_dataset(get_store(), data_file.getvalue(), data_file.name, data_name)
-            st.success(
-                f"Added {added.name}: {len(added.y_train)} train / {len(added.y_test)} test images of shape "
-                f"{added.input_shape}, {added.num_classes} classes. Pick it under Train a model."
-            )
-        except DlsecError as err:
-            show_error(err)

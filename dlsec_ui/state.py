@@ -10,6 +10,8 @@ import streamlit as st
 MODEL = "model"  # selected model id (bound to the URL's query string)
 SEED = "seed"
 OWNER = "owner"  # this browser session's id for its jobs
+MODEL_LABEL = "model_label"  # the current model's label at the last run (to name it once it is deleted)
+MODEL_NOTICE = "model_notice"  # (id shown instead, sentence): why the current model is not the one asked for
 
 # models page
 TRAIN_DATASET = "train_dataset"
@@ -26,6 +28,7 @@ TRAIN_CURVES = "train_curves"
 CANCEL_TRAIN = "cancel_train"
 CARD_MODEL = "card_model"
 CARD_CURVES = "card_curves"
+CARD_VIEW = "card_view"  # the card's bordered box
 DOWNLOAD_WEIGHTS = "dl_weights"
 DOWNLOAD_SPEC = "dl_spec"
 UPLOAD_WEIGHTS = "upload_weights"
@@ -33,7 +36,11 @@ UPLOAD_SPEC = "upload_spec"
 UPLOAD_NAME = "upload_name"
 UPLOAD_DATASET = "upload_dataset"
 UPLOAD_BUTTON = "upload_button"
-DELETE_BUTTON = "delete_button"
+DELETE_BUTTON = "delete_button"  # the confirming button inside DELETE_POPOVER
+DELETE_POPOVER = "delete_popover"  # + "_<model id>"
+CARD_FLASH = "card_flash"  # what the last delete did (a sentence or a DlsecError), shown once
+UPLOAD_FLASH = "upload_flash"  # the same for the last import
+DATA_FLASH = "data_flash"  # the same for the last dataset upload
 DATA_UPLOAD = "data_upload"
 DATA_NAME = "data_name"
 DATA_BUTTON = "data_button"

@@ -24,6 +24,11 @@ from dlsec_ui import state
 from dlsec_ui.jobs import show_session_job, submit_training
 from dlsec_ui.resources import get_dataset, get_model, get_store
 
+DEFAULT_TRAINING_TIME = "the default run took 42 to 55 s on a busy 2-core server, one thread per job"
+"""How long the Models page's default run takes, as measured: 55 s (benchmarks/bench_default_training.py,
+results/default_training_run1.json, load average 2.6 to 4.9 on 2 cores) and 42.5 s (the same run through the CLI,
+results/membership_default_cnn_run1.json, load 4.2 to 5.9). Re-measure when the defaults change."""
+
 EPS_RANGE = {"linf": (0.0, 0.5, 0.005, 0.1), "l2": (0.0, 5.0, 0.05, 1.0)}  # min, max, step, default
 
 
@@ -31,7 +36,7 @@ def current_model_card() -> ModelCard | None:
     """The model chosen in the sidebar, or None (with a hint to train one) when the store is empty."""
     model_id = st.session_state.get(state.MODEL)
     if not model_id:
-        st.info("No model yet. Train one on the **Models** page (about 15 seconds), then come back.")
+        st.info(f"No model yet. Train one on the **Models** page ({DEFAULT_TRAINING_TIME}), then come back.")
         st.page_link("app_pages/models.py", label="Go to Models", icon=":material/model_training:")
         return None
     try:
@@ -51,13 +56,42 @@ def model_label(card: ModelCard) -> str:
 def model_picker(cards: dict[str, ModelCard]) -> None:
     """The sidebar's current-model select box, mirrored in the URL as `?model=<id>`: a link opens that model.
 
+    When the model asked for is not stored (a link to a deleted model, or the current model deleted here or in
+    another session), another one is shown and a warning says so, for as long as that substitute stays current.
     Not `bind="query-params"`: a bound select box writes its label into the URL, not the id.
     """
-    if st.session_state.get(state.MODEL) not in cards:
-        wanted = st.query_params.get(state.MODEL)
-        st.session_state[state.MODEL] = wanted if wanted in cards else next(iter(cards))
-    st.selectbox("Current model", list(cards), format_func=lambda i: model_label(cards[i]), key=state.MODEL)
-    st.query_params[state.MODEL] = st.session_state[state.MODEL]
+    current = st.session_state.get(state.MODEL)
+    wanted = st.query_params.get(state.MODEL)
+    if current not in cards:
+        chosen = wanted if wanted in cards else (next(iter(cards)) if cards else None)
+        instead = (
+            f"the current model is now **{model_label(cards[chosen])}**" if chosen else "no model is left"
+        )
+        if current:
+            was = st.session_state.get(state.MODEL_LABEL) or f"model {current}"
+            notice = (
+                f"**{was}**, the model you had selected, was deleted (here or in another session); {instead}."
+            )
+            st.session_state[state.MODEL_NOTICE] = (chosen, notice)
+        elif wanted and wanted != chosen:
+            notice = f"The link asks for model `{wanted}`, which is not stored (deleted, or a mistyped id); {instead}."
+            st.session_state[state.MODEL_NOTICE] = (chosen, notice)
+        st.session_state[state.MODEL] = chosen
+    if cards:
+        st.selectbox(
+            "Current model", list(cards), format_func=lambda i: model_label(cards[i]), key=state.MODEL
+        )
+        st.query_params[state.MODEL] = st.session_state[state.MODEL]
+        st.session_state[state.MODEL_LABEL] = model_label(cards[st.session_state[state.MODEL]])
+    else:
+        st.session_state.pop(state.MODEL, None)
+        st.query_params.pop(state.MODEL, None)
+        st.caption("No stored model yet.")
+    notice = st.session_state.get(state.MODEL_NOTICE)
+    if notice and notice[0] == st.session_state.get(state.MODEL):
+        st.warning(notice[1], icon=":material/info:")
+    else:  # the user has moved on to another model
+        st.session_state.pop(state.MODEL_NOTICE, None)
 
 
 def dataset_for(card: ModelCard) -> Dataset | None:

@@ -39,6 +39,7 @@ from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.models.modes import device_of
 from dlsec_core.models.spec import ModelSpec, build_model
 from dlsec_core.privacy.accounting import ACCOUNTANTS, PrivacySpend, epsilon_after, noise_for_target
+from dlsec_core.text import plural
 from dlsec_core.training.recipes import Recipe, TrainingSetup, register_recipe
 
 # Ghost clipping's two backward passes go through module hooks while the inputs need no gradient: torch says so
@@ -384,7 +385,8 @@ def privacy_plan(recipe: DPSGDRecipe, n: int, config: Any) -> str:
         f" The budget ε = {recipe.max_epsilon:g} stops it earlier if needed." if recipe.max_epsilon else ""
     )
     return (
-        f"Planned: {config.epochs} epochs × {int(1 / spend.sample_rate)} steps, sampling rate q = "
+        f"Planned: {plural(int(config.epochs), 'epoch')} × {plural(int(1 / spend.sample_rate), 'step')}, "
+        f"sampling rate q = "
         f"{config.batch_size}/{n} = {spend.sample_rate:.4g}, {how}, clipping C = {recipe.max_grad_norm:g} → "
         f"{spend.describe()}.{budget}"
     )

@@ -386,3 +386,24 @@ def test_non_finite_output_is_refused() -> None:
     sd["1.1.bias"] = torch.full_like(sd["1.1.bias"], 1e3)
     with pytest.raises(InvalidInputError, match="not finite"):
         load_state_dict(st_bytes(sd), SPEC)
+
+
+@pytest.mark.parametrize("with_spec", [True, False], ids=["with-spec", "spec-from-file"])
+def test_a_text_file_is_called_not_safetensors(with_spec: bool) -> None:
+    """A text file uploaded as weights: its first 8 bytes read as a length of about 7.9e18; the message must say
+    what the file is not (and what it looks like), not quote that number."""
+    text = b"my model: a small CNN trained for 10 epochs\nlayers: conv, conv, fc, fc\n"
+    with pytest.raises(InvalidInputError) as err:
+        load_upload(text, SPEC if with_spec else None)
+    message = str(err.value)
+    assert message.startswith("This is not a .safetensors file")
+    assert "text file" in message and "'my model: a small CNN" in message
+    assert "header claims" not in message and f"{struct.unpack('<Q', text[:8])[0]:,}" not in message
+    assert "save_file(model.state_dict()" in message  # how to make one
+    # Binary junk is not called text; a real but truncated file still says it is truncated.
+    junk = bytes(range(256))
+    with pytest.raises(InvalidInputError, match="not a .safetensors file") as err:
+        load_upload(junk, SPEC)
+    assert "text file" not in str(err.value)
+    with pytest.raises(InvalidInputError, match="header claims"):
+        load_upload(lying_header(), SPEC)

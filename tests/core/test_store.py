@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,35 @@ def test_to_record_is_flat(store: Store) -> None:
     }
     assert rec["arch"] == "mlp" and rec["accuracy"] == 0.5 and rec["recipe"] == "standard"
     assert all(not isinstance(v, dict | list) for v in rec.values())
+
+
+def test_display_record_is_what_a_person_reads(store: Store) -> None:
+    """The Models page's table: no raw floats, microsecond timestamps or 'None' (issue 13, item 17)."""
+    trained = store.save_model(
+        random_model(),
+        SPEC,
+        name="m",
+        dataset="digits",
+        seed=3,
+        clean_accuracy=0.97654,
+        train_seconds=231.0897,
+    )
+    uploaded = store.import_model(store.weights_bytes(trained.id), name="u", dataset="digits")
+    row = trained.to_display_record()
+    assert row["accuracy"] == "97.7 %" and row["training time"] == "3 min 51 s" and row["seed"] == "3"
+    assert row["parameters"] == f"{trained.num_parameters:,}"
+    created = datetime.fromisoformat(trained.created_at)
+    assert row["created"] == created.strftime("%Y-%m-%d %H:%M") + " UTC"
+    assert [row[k] for k in ("id", "name", "dataset", "arch", "recipe")] == [
+        trained.id,
+        "m",
+        "digits",
+        "mlp",
+        "standard",
+    ]
+    up = uploaded.to_display_record()
+    assert up["training time"] == up["seed"] == up["accuracy"] == "—"
+    assert all(isinstance(v, str) and v != "None" for r in (row, up) for v in r.values())
 
 
 def test_home_from_env_with_wal_and_schema_version(tmp_home: Path) -> None:
