@@ -3,7 +3,6 @@
 import streamlit as st
 
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import render_server_load, show_session_job, train_records
 from dlsec_ui.model_forms import (
     card_picker,
     model_card,
@@ -13,6 +12,7 @@ from dlsec_ui.model_forms import (
     upload_model_form,
 )
 from dlsec_ui.resources import get_store
+from dlsec_ui.runs import render_server_runs, show_session_run, train_records
 
 st.title("Models")
 
@@ -23,16 +23,16 @@ with st.container(border=True):
 
 @st.fragment(run_every=1.0)
 def training_progress() -> None:
-    render_server_load()
-    job = show_session_job(state.TRAIN_JOB, cancel_key=state.CANCEL_TRAIN)
-    if job is None:
+    render_server_runs()
+    run = show_session_run(state.TRAIN_JOB, study="train")
+    if run is None:
         return
-    records = train_records(job.events)
+    records = train_records(run)
     if records:
         st.plotly_chart(figures.training_curves(records), key=state.TRAIN_CURVES)
-    if not job.is_active and st.session_state.get(state.TRAIN_SHOWN) != job.id:
-        st.session_state[state.TRAIN_SHOWN] = job.id
-        st.rerun()  # refresh the model list and the sidebar once the job has finished
+    if not run.is_active and st.session_state.get(state.TRAIN_SHOWN) != run.id:
+        st.session_state[state.TRAIN_SHOWN] = run.id
+        st.rerun()  # refresh the model list and the sidebar once the run has finished
 
 
 training_progress()

@@ -17,12 +17,14 @@ from dlsec_core.jobs import JobContext, JobSnapshot, JobState
 from dlsec_core.privacy.audit import AuditConfig, audit_study
 from dlsec_core.privacy.frontier import frontier_sweep
 from dlsec_core.privacy.membership import LiraConfig, MembershipEvent, membership_study
+from dlsec_core.studies.train import TrainStudyConfig
 from dlsec_core.text import plural
-from dlsec_core.training.loop import RunProgress, TrainConfig, TrainEvent
-from dlsec_core.training.recipes import Recipe
-from dlsec_core.workflows import CurveFindings, ModelSweepPoint, spec_for, sweep_models, train_and_store
+from dlsec_core.training.loop import RunProgress, TrainConfig
+from dlsec_core.training.recipes import Recipe, StandardRecipe
+from dlsec_core.workflows import CurveFindings, ModelSweepPoint, spec_for, sweep_models
 from dlsec_ui import state
 from dlsec_ui.resources import get_dataset, get_runner, get_store
+from dlsec_ui.runs import submit_run
 
 Progress = Callable[[Any, int], "tuple[float, str] | None"]  # (event, events so far) -> (fraction, message)
 
@@ -56,22 +58,13 @@ def _submit(
 def submit_training(
     *, dataset: str, arch: str, name: str | None, config: TrainConfig, recipe: Recipe | None = None
 ) -> str:
-    store = get_store()  # resolved here, in the script thread: the worker makes no st.* calls
-    spent: list[str] = []
-
-    def progress(event: Any, _: int) -> tuple[float, str] | None:
-        if not isinstance(event, TrainEvent):
-            return None
-        if event.metrics.get("epsilon") is not None:  # only epoch events carry ε: keep it for the steps after
-            spent.append(
-                f" · ε = {event.metrics['epsilon']:.3g} ({str(event.metrics.get('accountant', '')).upper()})"
-            )
-        return event.progress, f"epoch {event.epoch}/{event.epochs}" + (spent[-1] if spent else "")
-
-    return _submit(
-        lambda: train_and_store(store, dataset=dataset, arch=arch, name=name, config=config, recipe=recipe),
-        progress, kind="train", title=f"Train {name or arch} on {dataset}",
+    """Queue a training run (executed by a worker process, see `dlsec_ui.runs`); returns the run id."""
+    recipe = recipe or StandardRecipe()
+    study = TrainStudyConfig(
+        dataset=dataset, arch=arch, name=name, recipe=recipe.name, recipe_params=recipe.params(),
+        train=config.to_dict(),
     )  # fmt: skip
+    return submit_run("train", study).id
 
 
 def submit_sweep(
@@ -206,22 +199,6 @@ def show_session_job(job_key: str, *, cancel_key: str) -> JobSnapshot | None:
     return job
 
 
-def render_server_load() -> None:
-    """One line for a shared server: how many jobs run and wait, and this session's own jobs still active (so a
-    participant who reloaded the tab sees that their training is still going)."""
-    runner = get_runner()
-    active = [j for j in runner.list() if j.is_active]
-    running = sum(1 for j in active if j.state is JobState.RUNNING)
-    mine = [j for j in active if j.owner == state.owner_id()]
-    text = (
-        f"Server: {plural(running, 'job')} running, {len(active) - running} waiting "
-        f"(at most {runner.max_running} at once)."
-    )
-    if active:
-        text += " Yours: " + (", ".join(f"{j.title} ({j.progress:.0%})" for j in mine) or "none") + "."
-    st.caption(text)
-
-
 def render_job(job: JobSnapshot, *, cancel_key: str) -> None:
     """Progress, queue position, failure sentence and a cancel button for one job."""
     if job.state is JobState.QUEUED:
@@ -240,21 +217,6 @@ def render_job(job: JobSnapshot, *, cancel_key: str) -> None:
     if job.is_active and st.button("Cancel", key=cancel_key, disabled=job.cancel_requested):
         get_runner().cancel(job.id)
         st.rerun()
-
-
-def train_records(events: Sequence[Any]) -> list[dict[str, Any]]:
-    """Training events as chart records with a fractional epoch on the x axis."""
-    out = []
-    for e in events:
-        if isinstance(e, TrainEvent):
-            per_epoch = max(1, e.total_steps // max(1, e.epochs))
-            x = (
-                float(e.epoch)
-                if e.kind == "epoch"
-                else (e.epoch - 1) + (e.step - (e.epoch - 1) * per_epoch) / per_epoch
-            )
-            out.append({"epoch_float": x, **e.to_record()})
-    return out
 
 
 def sweep_records(events: Sequence[Any]) -> list[dict[str, Any]]:

@@ -154,3 +154,11 @@ TWIN_BUTTON = "twin_button"
 TWIN_JOB = "twin_job"
 TWIN_APPLIED = "twin_applied"
 CANCEL_TWIN = "cancel_twin"
+
+# runs (stored runs of studies, see dlsec_ui.runs)
+RUN_PARAM = "run"  # the URL's ?run=<id>: a link re-attaches to a run
+RUNS_STUDY = "runs_study"
+RUNS_STATUS = "runs_status"
+RUNS_ONLY_MODEL = "runs_only_model"
+RUNS_TABLE = "runs_table"
+RUNS_OPEN = "runs_open"

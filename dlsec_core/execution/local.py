@@ -20,15 +20,20 @@ from pathlib import Path
 from dlsec_core.store import Store
 
 WORKERS_ENV = "DLSEC_WORKERS"
+IDLE_ENV = "DLSEC_WORKER_IDLE_S"
 IDLE_EXIT_S = 600.0
 
 
 def default_worker_count() -> int:
-    """`DLSEC_WORKERS`, else one fewer than the cores (at least 1): a core stays free for the web server."""
+    """`DLSEC_WORKERS`, else one fewer than the cores (at least 1): a core stays free for the web server.
+
+    `DLSEC_WORKERS=0`: nobody here starts workers; they are started by hand (`python -m dlsec_core worker`), on
+    this machine or, with the Ray executor, as dispatchers elsewhere.
+    """
     raw = os.environ.get(WORKERS_ENV, "").strip()
     if raw:
-        if not raw.isdigit() or int(raw) < 1:
-            raise ValueError(f"{WORKERS_ENV} must be a positive integer, got {raw!r}")
+        if not raw.isdigit():
+            raise ValueError(f"{WORKERS_ENV} must be a whole number >= 0, got {raw!r}")
         return int(raw)
     return max(1, (os.cpu_count() or 2) - 1)
 
@@ -66,19 +71,25 @@ def slot_busy(store: Store, slot: int) -> bool:
 
 def live_workers(store: Store, count: int | None = None) -> int:
     """How many of the first `count` slots have a live worker."""
-    return sum(slot_busy(store, i) for i in range(count or default_worker_count()))
+    return sum(slot_busy(store, i) for i in range(default_worker_count() if count is None else count))
 
 
-def ensure_workers(store: Store, count: int | None = None, *, idle_exit_s: float = IDLE_EXIT_S) -> list[int]:
-    """Start a worker process for every free slot among the first `count`; returns the slots started."""
+def ensure_workers(store: Store, count: int | None = None, *, idle_exit_s: float | None = None) -> list[int]:
+    """Start a worker process for every free slot among the first `count`; returns the slots started.
+
+    Idle workers exit after `idle_exit_s` (default `$DLSEC_WORKER_IDLE_S`, else 600 s).
+    """
+    if idle_exit_s is None:
+        idle_exit_s = float(os.environ.get(IDLE_ENV, "").strip() or IDLE_EXIT_S)
     started = []
-    for slot in range(count or default_worker_count()):
+    for slot in range(default_worker_count() if count is None else count):
         if slot_busy(store, slot):
             continue
         log = open(store.home / "workers" / f"slot-{slot}.log", "ab")  # noqa: SIM115 (the child keeps it)
         env = {**os.environ, "DLSEC_HOME": str(store.home), "OMP_NUM_THREADS": "1"}
         subprocess.Popen(
-            [sys.executable, "-m", "dlsec_core", "worker", "--slot", str(slot), "--idle-exit", str(idle_exit_s)],
+            [sys.executable, "-m", "dlsec_core", "--home", str(store.home), "worker", "--slot", str(slot),
+             "--idle-exit", str(idle_exit_s), "--quiet"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
             cwd=Path(__file__).resolve().parents[2],
         )  # fmt: skip

@@ -58,6 +58,11 @@ def comparable(result: dict[str, Any]) -> Any:
     return result
 
 
+def stop_workers(home: Path) -> None:
+    """Stop the worker processes started for one store (their command line names its home)."""
+    subprocess.run(["pkill", "-f", f"dlsec_core --home {home} worker"], check=False)
+
+
 def submit(runs: RunStore, study: str, config: StudyConfig) -> str:
     s = get_study(study)
     return runs.submit(
@@ -223,8 +228,7 @@ def test_local_workers_start_once_per_slot_and_execute(
         _wait_for(lambda: not runs.get(run_id).is_active)
         assert runs.get(run_id).status == RunStatus.DONE
     finally:
-        subprocess.run(["pkill", "-f", f"dlsec_core --home {tmp_home}"], check=False)
-        subprocess.run(["pkill", "-f", "dlsec_core worker --slot 0 --idle-exit 20"], check=False)
+        stop_workers(tmp_home)
 
 
 def test_cli_detach_then_wait(tmp_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -242,7 +246,7 @@ def test_cli_detach_then_wait(tmp_home: Path, capsys: pytest.CaptureFixture[str]
         assert (tmp_home / "out" / f"run-{run_id}.json").exists()
         assert main(["--home", str(tmp_home), "runs", "show", "000000000000"]) == 2
     finally:
-        subprocess.run(["pkill", "-f", "dlsec_core worker --slot"], check=False)
+        stop_workers(tmp_home)
 
 
 def test_a_home_written_by_schema_1_is_upgraded(tmp_path: Path) -> None:

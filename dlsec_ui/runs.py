@@ -1,0 +1,224 @@
+"""Stored runs seen from the UI: submit a study as a run, follow it, render its state.
+
+The web server only submits and polls: the study executes in a worker process (`dlsec_core.execution`), so a
+run survives reruns, closed tabs and server restarts, and any tab re-attaches to it from `?run=<id>`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import streamlit as st
+
+from dlsec_core.catalog import get_study
+from dlsec_core.errors import DlsecError
+from dlsec_core.evaluation.checks import Finding
+from dlsec_core.execution.local import default_worker_count, ensure_workers, live_workers
+from dlsec_core.runs import RunRecord, RunStatus, RunStore
+from dlsec_core.studies.base import StudyConfig
+from dlsec_core.text import duration, plural, timestamp
+from dlsec_core.workflows import CurveFindings
+from dlsec_ui import state
+from dlsec_ui.resources import get_store
+
+
+def get_runs() -> RunStore:
+    return RunStore(get_store())
+
+
+def submit_run(study_name: str, config: StudyConfig) -> RunRecord:
+    """Queue a run of a study for this session's participant and make sure workers are serving the store."""
+    study = get_study(study_name)
+    run = get_runs().submit(
+        study.name, config.to_json(), title=study.title_for(config), seed=study.seed(config),
+        model_ids=study.model_ids(config), owner=state.owner_id(),
+    )  # fmt: skip
+    ensure_workers(get_store())
+    st.query_params[state.RUN_PARAM] = run.id  # a link to this view re-attaches to the run
+    return run
+
+
+def attach(key: str, *, study: str | None = None) -> RunRecord | None:
+    """The run this session follows under `key`: from session state, else from the URL (`?run=<id>`), so a new
+    tab on a run's link re-attaches to it; only a run of `study` when given. None when there is none (or it was
+    deleted)."""
+    for run_id in (st.session_state.get(key), st.query_params.get(state.RUN_PARAM)):
+        if not run_id:
+            continue
+        try:
+            run = get_runs().get(run_id)
+        except DlsecError:
+            continue
+        if study is None or run.study == study:
+            st.session_state[key] = run.id
+            return run
+    return None
+
+
+def follow(key: str, run: RunRecord) -> None:
+    """Make `run` the one this session follows under `key`, and put it in the URL (a link re-attaches)."""
+    st.session_state[key] = run.id
+    st.query_params[state.RUN_PARAM] = run.id
+
+
+def queue_position(run: RunRecord) -> int:
+    queued = get_runs().list_runs(status=RunStatus.QUEUED)
+    older = [r for r in queued if (r.created_at, r.id) <= (run.created_at, run.id)]
+    return max(1, len(older))
+
+
+def render_run(run: RunRecord, *, key: str) -> None:
+    """Status line (queue place, progress, failure sentence) and the buttons that fit: cancel, retry."""
+    runs = get_runs()
+    if run.status == RunStatus.QUEUED:
+        st.info(
+            f"{run.title}: waiting in the queue (position {queue_position(run)}); "
+            f"{default_worker_count()} worker(s) execute runs one at a time each."
+        )
+    elif run.status == RunStatus.RUNNING:
+        label = "stopping…" if run.cancel_requested else (run.message or "running")
+        st.progress(min(1.0, run.progress), text=f"{run.title}: {label} ({duration(run.seconds or 0)})")
+    elif run.status == RunStatus.FAILED:
+        st.error(f"{run.title} failed: {run.error}")
+    elif run.status == RunStatus.CANCELLED:
+        st.warning(f"{run.title} was cancelled; nothing was saved.")
+    elif run.status == RunStatus.INTERRUPTED:
+        st.warning(f"{run.title} was interrupted: {run.error}")
+    elif run.status == RunStatus.DONE:
+        st.success(f"{run.title}: done in {duration(run.seconds or 0)}.")
+    if run.is_active and st.button("Cancel", key=f"{key}_cancel", disabled=run.cancel_requested):
+        runs.cancel(run.id)
+        st.rerun()
+    if run.status.can_retry and st.button("Retry", key=f"{key}_retry"):
+        retry = runs.retry(run.id, owner=state.owner_id())
+        ensure_workers(get_store())
+        follow(key, retry)
+        st.rerun()
+
+
+def render_server_runs() -> None:
+    """One line for a shared server: runs executing and waiting, and this participant's own active runs."""
+    runs = get_runs()
+    runs.reap()
+    active = [r for r in runs.list_runs(limit=200) if r.is_active]
+    running = sum(1 for r in active if r.status == RunStatus.RUNNING)
+    mine = [r for r in active if r.owner == state.owner_id()]
+    count = default_worker_count()
+    workers = (
+        f"on {plural(live_workers(get_store()), 'worker process', 'worker processes')} (up to {count})"
+        if count
+        else "on workers started by hand"
+    )
+    text = f"Server: {plural(running, 'run')} executing, {len(active) - running} waiting, {workers}."
+    if active:
+        text += " Yours: " + (", ".join(f"{r.title} ({r.progress:.0%})" for r in mine) or "none") + "."
+    st.caption(text)
+
+
+def show_session_run(key: str, *, study: str) -> RunRecord | None:
+    """The run of `study` this session follows under `key` (or that the URL's `?run=` names), rendered with its
+    buttons; None when there is none."""
+    run = attach(key, study=study)
+    if run is not None:
+        render_run(run, key=key)
+    return run
+
+
+def event_records(run: RunRecord, kind: str) -> list[dict[str, Any]]:
+    """The run's stored events of one type ("epoch", "step", "point", "findings"), without the type tag."""
+    return [
+        {k: v for k, v in e.items() if k != "type"}
+        for e in get_runs().events(run.id)
+        if e.get("type") == kind
+    ]
+
+
+def train_records(run: RunRecord) -> list[dict[str, Any]]:
+    """Training events as chart records with a fractional epoch on the x axis (steps between epochs)."""
+    out = []
+    for e in get_runs().events(run.id):
+        if e.get("type") != "train":
+            continue
+        per_epoch = max(1, e["total_steps"] // max(1, e["epochs"]))
+        x = (
+            float(e["epoch"])
+            if e["kind"] == "epoch"
+            else (e["epoch"] - 1) + (e["step"] - (e["epoch"] - 1) * per_epoch) / per_epoch
+        )
+        out.append({"epoch_float": x, **{k: v for k, v in e.items() if k != "type"}})
+    return out
+
+
+def overlay_sweeps(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """The points of several sweep runs on one chart: each curve's label names its run."""
+    out = []
+    for run in runs:
+        for rec in event_records(run, "point"):
+            out.append({**rec, "model": f"{rec['model']} · run {run.id[:6]}"})
+    return out
+
+
+def run_table(runs: Sequence[RunRecord], *, key: str) -> list[RunRecord]:
+    """The runs as a table; the rows the user selects are returned (several: to overlay)."""
+    rows = [
+        {"run": r.id, "study": r.study, "what": r.title, "status": str(r.status), "progress": f"{r.progress:.0%}",
+         "started": timestamp(r.created_at), "took": "—" if r.seconds is None else duration(r.seconds),
+         "yours": "yes" if r.owner == state.owner_id() else ""}
+        for r in runs
+    ]  # fmt: skip
+    event = st.dataframe(rows, hide_index=True, on_select="rerun", selection_mode="multi-row", key=key)
+    return [runs[i] for i in event.selection.rows if i < len(runs)]
+
+
+def run_export(run: RunRecord) -> tuple[str, str]:
+    """The run as JSON (config, versions, result, events) and its points/epochs as CSV."""
+    events = get_runs().events(run.id)
+    payload = {**run.to_record(), "config": run.config, "versions": run.versions, "result": run.result,
+               "events": events}  # fmt: skip
+    rows = [
+        {k: v for k, v in e.items() if k != "type"} for e in events if e.get("type") in ("point", "train")
+    ]
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
+    return json.dumps(payload, indent=2, default=str), out.getvalue()
+
+
+def export_buttons(run: RunRecord) -> None:
+    as_json, as_csv = run_export(run)
+    c1, c2 = st.columns(2)
+    c1.download_button(
+        "Download JSON", as_json, f"run-{run.id}.json", "application/json", key=f"json_{run.id}"
+    )
+    if as_csv:
+        c2.download_button("Download CSV", as_csv, f"run-{run.id}.csv", "text/csv", key=f"csv_{run.id}")
+    st.caption("Charts: the camera icon above each chart saves it as a PNG.")
+
+
+def delete_button(run: RunRecord) -> None:
+    """Delete a finished run after a confirmation (an active run must be cancelled first)."""
+    if run.is_active:
+        return
+    with st.popover("Delete this run"):
+        st.write(f"Delete run {run.id} ({run.title}), its events and files? Models it trained stay.")
+        if st.button("Yes, delete it", type="primary", key=f"delete_{run.id}"):
+            get_runs().delete(run.id)
+            st.query_params.pop(state.RUN_PARAM, None)
+            st.rerun()
+
+
+def sweep_findings(run: RunRecord) -> list[CurveFindings]:
+    """The honesty checks a sweep run stored, typed again (for `widgets.render_findings`)."""
+    return [
+        CurveFindings(
+            model_name=e["curve"],
+            findings=[Finding(**{k: v for k, v in f.items() if k != "curve"}) for f in e["findings"]],
+        )
+        for e in event_records(run, "findings")
+    ]
