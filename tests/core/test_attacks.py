@@ -197,7 +197,6 @@ def test_bad_inputs_are_refused(name: str, case: str):
     [
         {"eps": -0.1},
         {"eps": float("nan")},
-        {"eps": float("inf"), "norm": "l2"},
         {"eps": "0.1"},
         {"eps": 1.5, "norm": "linf"},
         {"norm": "l1"},
