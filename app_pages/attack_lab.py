@@ -79,7 +79,7 @@ with right:
             st.plotly_chart(figures.attack_triptych(result, names), key="triptych")
             said = attack_outcome(result, names, attack)
             m1, m2, m3, m4 = st.columns(4)
-            m1.metric(said.label, said.value)
+            m1.metric(said.label, said.value, said.detail or None, delta_color="off", delta_arrow="off")
             m2.metric("L∞ size", f"{float(result.linf[0]):.3f}")
             m3.metric("L2 size", f"{float(result.l2[0]):.3f}")
             m4.metric("L0 (pixels changed)", int(result.l0[0]))

@@ -260,7 +260,8 @@ class AttackOutcome:
     """What to say about one attacked image: the headline metric and the sentences under it."""
 
     label: str  # "Fooled" or "Reached target"
-    value: str  # "yes", "no", "already wrong"
+    value: str  # "yes" or "no"
+    detail: str  # a few words under the value: "already wrong", "target = true class" ("" for none)
     warning: str  # a sentence that must not be missed ("" for none)
     note: str  # what the reference was, what a minimal attack found ("" for none)
 
@@ -273,18 +274,18 @@ def attack_outcome(
     y, clean, adv = int(result.y[index]), int(result.pred_clean[index]), int(result.pred_adv[index])
     labelled = result.reference is Reference.LABEL
     ref = f"true class {names[y]}" if labelled else f"model's own prediction, {names[y]}"
-    warning, note = "", ""
+    warning, note, detail = "", "", ""
     if result.target is not None:
         t = int(result.target[index])
         label, value = "Reached target", "yes" if bool(result.fooled[index]) else "no"
         if bool(result.target_is_reference[index]):
-            value = "no"
+            value, detail = "no", "target = true class" if labelled else "target = its prediction"
             warning = (
                 f"The target {names[t]} is the image's {ref}: a targeted attack has nothing to reach there. "
                 "Nothing was changed and nothing was fooled; pick another target class."
             )
         elif clean == t:
-            value = "no"
+            value, detail = "no", "already the target"
             warning = (
                 f"The model already predicts the target {names[t]} for the clean image: nothing to reach."
             )
@@ -298,7 +299,7 @@ def attack_outcome(
             )
     if labelled and bool(result.already_wrong[index]) and not bool(result.target_is_reference[index]):
         if result.target is None:
-            value = "already wrong"
+            value, detail = "no", "already wrong"
         warning = warning or (
             f"The model already gets this image wrong: it says {names[clean]}, the true class is {names[y]}. "
             "There was nothing to fool."
@@ -306,17 +307,21 @@ def attack_outcome(
     if attack.minimal:
         unit = "L∞" if result.norm == "linf" else "L2"
         size = float((result.linf if result.norm == "linf" else result.l2)[index])
-        worked = bool(result.success[index])
-        found = (
-            f"{attack.title} found a change of {unit} size {size:.3f} that "
-            f"{'fools the model (' + names[clean] + ' → ' + names[adv] + ')' if worked else 'does not fool the model'}."
-        )
-        if not worked and not attack.unbounded and size >= result.eps - 1e-4:
-            found += f" It was cut back to the cap ε = {result.eps:g}: turn the cap off to see the smallest change."
-        elif not worked:
-            found += " It found no fooling change within its steps."
+        capped = "" if attack.unbounded else f" (within the cap ε = {result.eps:g})"
+        if bool(result.success[index]):
+            found = (
+                f"{attack.title} found a change of {unit} size {size:.3f}{capped} that fools the model "
+                f"({names[clean]} → {names[adv]})."
+            )
+        elif not attack.unbounded and size >= result.eps - 1e-4:
+            found = (
+                f"{attack.title} is capped at {unit} ε = {result.eps:g}: its change, cut back to that size, does not "
+                "fool the model. Turn the cap off to see the smallest change it finds."
+            )
+        else:
+            found = f"{attack.title} found no change that fools the model within its steps ({unit} {size:.3f} tried)."
         note = f"{note} {found}".strip()
-    return AttackOutcome(label, value, warning, note)
+    return AttackOutcome(label, value, detail, warning, note)
 
 
 def eps_slider(norm: str, key: str) -> float:
