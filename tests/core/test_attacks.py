@@ -394,12 +394,14 @@ def test_attack_result_records():
     assert len(rows) == 3
     assert rows[1] == {
         "label": 1,
+        "reference": "label",
         "target": 2,
         "pred_clean": 1,
         "conf_clean": pytest.approx(0.8),
         "pred_adv": 2,
         "conf_adv": pytest.approx(0.6),
         "success": True,
+        "fooled": True,
         "linf": pytest.approx(0.2),
         "l2": pytest.approx(math.sqrt(0.05)),
         "l0": 2,
