@@ -17,7 +17,12 @@ def test_without_a_class_fooled_means_the_prediction_changed() -> None:
     for changed in (True, False):
         result = dataclasses.replace(make_result(fooled=[changed]), reference=Reference.PREDICTION)
         said = attack_outcome(result, NAMES, FGSM())
-        assert (said.label, said.value, said.detail, said.warning) == ("Fooled", "yes" if changed else "no", "", "")
+        assert (said.label, said.value, said.detail, said.warning) == (
+            "Fooled",
+            "yes" if changed else "no",
+            "",
+            "",
+        )
         assert "No class was given" in said.note and "prediction (0)" in said.note
 
 
@@ -40,7 +45,10 @@ def test_a_target_equal_to_the_reference_reaches_nothing() -> None:
 def test_a_minimal_attack_says_what_size_it_found_or_that_the_cap_cut_it() -> None:
     found = make_result(norm="l2", eps=math.inf, fooled=[True])
     said = attack_outcome(found, NAMES, DeepFool())
-    assert f"DeepFool found a change of L2 size {float(found.l2[0]):.3f} that fools the model (0 → 1)" in said.note
+    assert (
+        f"DeepFool found a change of L2 size {float(found.l2[0]):.3f} that fools the model (0 → 1)"
+        in said.note
+    )
     capped = make_result(norm="l2", eps=0.5, fooled=[False])
     said = attack_outcome(capped, NAMES, DeepFool(eps=0.5))
     assert "capped at L2 ε = 0.5" in said.note and said.value == "no"
