@@ -7,11 +7,12 @@ from dlsec_ui import figures, state
 from dlsec_ui.resources import attack_batch, attack_one, get_detector, get_model
 from dlsec_ui.widgets import (
     attack_form,
+    attack_outcome,
+    budget_form,
     class_names,
     current_model_card,
     dataset_for,
     defense_form,
-    eps_slider,
     pick_image,
     show_error,
 )
@@ -26,9 +27,7 @@ st.caption(f"Model: **{card.name}** ({card.spec.arch} on {card.dataset}). Change
 left, right = st.columns([1, 2], gap="large")
 with left:
     view = st.segmented_control("View", ["Single image", "Batch"], default="Single image", key=state.LAB_VIEW)
-    attack = attack_form()
-    eps = eps_slider(attack.norm, key=state.EPS)
-    attack = attack.with_params(eps=eps)
+    attack = budget_form(attack_form(), key=state.EPS)
     targeted = st.toggle("Targeted (aim at a chosen class)", key=state.TARGETED)
     target = (
         int(
@@ -62,22 +61,32 @@ with right:
             if targeted:
                 st.caption("The batch view runs the untargeted attack.")
             result = attack_batch(card.id, attack, n, seed, defense, mode)
-            st.metric("Fooled", f"{result.success_rate:.0%}", help=attack.describe())
+            right = int((~result.already_wrong).sum())
+            st.metric(
+                "Fooled", f"{int(result.fooled.sum()) / max(right, 1):.0%}",
+                help=f"Of the {right} images the model classified correctly; "
+                f"{n - right} were already wrong before the attack. {attack.describe()}.",
+            )  # fmt: skip
             st.plotly_chart(figures.batch_grid(result, names), key="batch_grid")
             st.caption(
-                f"Red frame = fooled, green = held. Label → adversarial prediction. {attack.describe()}."
+                "Red frame = fooled by the attack, green = held, grey = the model already got it wrong. Under each "
+                f"image: true class → prediction after the attack. {attack.describe()}"
+                + (f", against {defense.describe()} ({mode} attack)." if defense is not None else ".")
             )
         elif picked is not None:
             x, y = picked
             result = attack_one(card.id, attack, x, y, target, seed, defense, mode)
             st.plotly_chart(figures.attack_triptych(result, names), key="triptych")
+            said = attack_outcome(result, names, attack)
             m1, m2, m3, m4 = st.columns(4)
-            m1.metric(
-                "Fooled" if target is None else "Reached target", "yes" if bool(result.success[0]) else "no"
-            )
+            m1.metric(said.label, said.value, said.detail or None, delta_color="off", delta_arrow="off")
             m2.metric("L∞ size", f"{float(result.linf[0]):.3f}")
             m3.metric("L2 size", f"{float(result.l2[0]):.3f}")
             m4.metric("L0 (pixels changed)", int(result.l0[0]))
+            if said.warning:
+                st.warning(said.warning)
+            if said.note:
+                st.caption(said.note)
             if st.toggle(
                 "Feature-squeezing detector",
                 key=state.LAB_DETECTOR,
@@ -97,7 +106,7 @@ with right:
                 twin = attack_one(card.id, attack, x, y, target, seed, defense, other)
                 st.info(
                     f"Defense: {defense.describe()}. With the {other} attack instead, the image is "
-                    f"{'fooled' if bool(twin.success[0]) else 'not fooled'} at this ε. A defense is only as strong as "
+                    f"{'fooled' if bool(twin.fooled[0]) else 'not fooled'} at this budget. A defense is only as strong as "
                     "its adaptive number: the naive attack follows the transform's own gradients, which a "
                     "non-differentiable transform zeroes out."
                 )

@@ -1,6 +1,7 @@
 """Command-line interface: `python -m dlsec_core COMMAND`.
 
-Commands: datasets, add-dataset, train, list, sweep, detect, certify, import, export, delete, and for privacy
+Commands: datasets, add-dataset, train, list, attack (your own image; no --label = away from the model's own
+prediction), sweep, detect, certify, import, export, delete, and for privacy
 privacy-budget (the ε calculator and its inverse), membership (loss-threshold or LiRA membership inference),
 invert (MI-Face model inversion to PNGs), audit (one-run privacy audit, Steinke et al. 2023) and frontier
 (privacy-utility sweep over target ε); runs (list, show, wait, cancel, retry, export, rm stored runs) and worker
@@ -22,15 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from dlsec_core.attacks import ATTACKS, get_attack
 from dlsec_core.cli_runs import add_commands as add_run_commands
 from dlsec_core.cli_runs import submit_detached
 from dlsec_core.data.builtin import DATASETS
+from dlsec_core.data.images import image_to_input
 from dlsec_core.defense_studies import certification_study, detection_study
 from dlsec_core.defenses.detection import FeatureSqueezingDetector, Squeezer
 from dlsec_core.defenses.smoothing import CertifyEvent
-from dlsec_core.defenses.transforms import TRANSFORMS, get_transform
+from dlsec_core.defenses.transforms import TRANSFORMS, defend, get_transform
 from dlsec_core.errors import DlsecError, InvalidInputError
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.privacy.accounting import ACCOUNTANTS, PrivacySpend, epsilon_after, noise_for_target
@@ -188,8 +191,42 @@ def cmd_sweep(args: argparse.Namespace, store: Store) -> None:
             print(f"# [{rec['severity']}] {rec['curve']}: {rec['title']}")
 
 
+def cmd_attack(args: argparse.Namespace, store: Store) -> None:
+    """Attack one image file. Without --label the attack moves away from the model's own prediction and
+    "success" means the prediction changed; the output names the reference either way."""
+    model, card = store.load_model(args.model)
+    path = Path(args.image)
+    x = image_to_input(path.read_bytes(), card.spec.input_shape, filename=path.name)
+    attack = get_attack(args.attack, **_attack_params(args))
+    if args.eps is not None:
+        attack = attack.with_params(eps=float(args.eps))
+    elif not attack.minimal:  # the app's default budgets; DeepFool and CW keep none
+        attack = attack.with_params(eps=0.1 if attack.norm == "linf" else 1.0)
+    y = None if args.label is None else torch.tensor([args.label])
+    target = None if args.target is None else torch.tensor([args.target])
+    generator = torch.Generator().manual_seed(args.seed)
+    record: dict[str, Any] = {"model": card.id, "attack": attack.describe()}
+    if args.defense:
+        defended = defend(
+            model, get_transform(args.defense, **_kv(args.defense_param)), mode=args.defense_mode
+        )
+        with defended.drawing_from(generator):
+            found = attack(defended.attack_view(), x, y, target=target, generator=generator)
+            result = attack.score(defended, x, found.x_adv, y, target=target)
+        record["defense"] = defended.describe()
+    else:
+        result = attack(model, x, y, target=target, generator=generator)
+    row = result.to_records()[0]
+    record.update(row, reference=result.reference.describe(), already_wrong=bool(result.already_wrong[0]))
+    record["target_is_reference"] = bool(result.target_is_reference[0])
+    if args.out:
+        width, height = _to_png(result.x_adv[0], Path(args.out))
+        record["out"] = f"{args.out} ({width}x{height})"
+    _print(record, args.json)
+
+
 def _attack_params(args: argparse.Namespace) -> dict[str, Any]:
-    params: dict[str, Any] = {"norm": args.norm}
+    params: dict[str, Any] = {} if args.norm is None else {"norm": args.norm}
     if args.attack == "pgd":
         params.update(steps=args.steps, random_start=not args.no_random_start)
         if args.alpha is not None:
@@ -578,6 +615,28 @@ def build_parser() -> argparse.ArgumentParser:
     ls = add("list", "list stored models")
     ls.add_argument("--dataset")
     ls.set_defaults(func=cmd_list)
+    at = add("attack", "attack one image file (PNG/JPEG); without --label, away from the model's prediction")
+    at.add_argument("--model", required=True)
+    at.add_argument("image", help="a PNG or JPEG, converted like an upload in the app")
+    at.add_argument(
+        "--label", type=int, help="its true class (default: none, the model's prediction is used)"
+    )
+    at.add_argument("--target", type=int, help="a class to reach (targeted attack)")
+    at.add_argument("--attack", default="pgd", choices=list(ATTACKS))
+    at.add_argument(
+        "--norm", choices=["linf", "l2"], help="default: the attack's own (L∞; L2 for deepfool, cw)"
+    )
+    at.add_argument("--eps", type=float, help="budget (default 0.1 L∞ / 1.0 L2; none for deepfool and cw)")
+    at.add_argument("--steps", type=int, default=40, help="PGD steps")
+    at.add_argument("--alpha", type=float, help="PGD step size (default 2.5*eps/steps)")
+    at.add_argument("--no-random-start", action="store_true")
+    at.add_argument("--attack-param", action="append", help="extra attack parameter name=value (repeatable)")
+    at.add_argument("--defense", choices=list(TRANSFORMS), help="attack the model behind an input transform")
+    at.add_argument("--defense-param", action="append", help="defense parameter name=value, e.g. bits=3")
+    at.add_argument("--defense-mode", default="adaptive", choices=["adaptive", "naive"])
+    at.add_argument("--out", help="write the adversarial image to this PNG")
+    at.add_argument("--seed", type=int, default=0)
+    at.set_defaults(func=cmd_attack)
     s = add("sweep", "accuracy vs. epsilon for one or more stored models")
     s.add_argument("--model", action="append", required=True, help="model id (repeat for several)")
     s.add_argument("--attack", default="fgsm", choices=list(ATTACKS))

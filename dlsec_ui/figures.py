@@ -5,6 +5,7 @@ Every figure sets its template explicitly: importing streamlit changes Plotly's 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from dlsec_core.attacks.base import AttackResult
+from dlsec_core.attacks.base import AttackResult, Reference
 
 TEMPLATE = "plotly_white"
 CLEAN_COLOR = "#4C78A8"
@@ -45,17 +46,23 @@ def attack_triptych(result: AttackResult, class_names: Sequence[str], index: int
     """Original | perturbation | adversarial, each titled with its prediction and confidence.
 
     The perturbation uses a diverging scale centred on 0 whose range is the budget itself (±ε for L∞, the
-    largest absolute change otherwise), so images at the same ε are drawn on the same scale.
+    largest absolute change otherwise), so images at the same ε are drawn on the same scale. An unchanged image
+    says "no perturbation" instead of a scale. "FOOLED" means the attack changed a right decision (an image the
+    model already got wrong says so on the original instead).
     """
     x, x_adv = result.x[index], result.x_adv[index]
     delta = (x_adv - x).mean(dim=0).numpy()  # (C, H, W) -> (H, W): channel-averaged change
-    bound = max(result.eps if result.norm == "linf" else float(np.abs(delta).max()), 1e-6)
+    changed = int(result.l0[index]) > 0
+    largest = float(np.abs(delta).max())
+    bound = max(result.eps if result.norm == "linf" and math.isfinite(result.eps) else largest, 1e-6)
     pc, pa = result.probs_clean[index], result.probs_adv[index]
     kc, ka = int(pc.argmax()), int(pa.argmax())
-    fooled = bool(result.success[index])
+    fooled = bool(result.fooled[index])
+    wrong = result.reference is Reference.LABEL and bool(result.already_wrong[index])
     titles = (
-        f"Original: {_label(class_names, kc, float(pc[kc]))}",
-        f"Perturbation (scale ±{bound:.3g})",
+        f"Original: {_label(class_names, kc, float(pc[kc]))}"
+        + (f"<br>already wrong (true: {class_names[int(result.y[index])]})" if wrong else ""),
+        f"Perturbation (scale ±{bound:.3g})" if changed else "Perturbation: none<br>(nothing changed)",
         # FOOLED on its own line: the three titles share one narrow column and would run into each other
         f"Adversarial: {_label(class_names, ka, float(pa[ka]))}" + ("<br>FOOLED" if fooled else ""),
     )
@@ -68,6 +75,7 @@ def attack_triptych(result: AttackResult, class_names: Sequence[str], index: int
             zmid=0,
             zmin=-bound,
             zmax=bound,
+            showscale=changed,
             colorbar={"len": 0.8, "thickness": 12},
             hovertemplate="%{z:+.3f}<extra></extra>",
         ),  # fmt: skip
@@ -103,42 +111,58 @@ def probability_bars(result: AttackResult, class_names: Sequence[str], index: in
     return fig
 
 
-def mosaic(result: AttackResult, ncols: int = 8, border: int = 2) -> np.ndarray:
-    """The adversarial images tiled in a grid, each framed red if fooled and green if it held: (H, W, 3) uint8."""
+FOOLED_RGB, HELD_RGB, WRONG_RGB = (228, 87, 86), (84, 162, 75), (160, 160, 160)
+
+
+def _label_band(h: int) -> int:
+    """Height, in image pixels, of the white band under each tile that holds its label."""
+    return max(5, (h + 4) // 2)
+
+
+def mosaic(result: AttackResult, ncols: int = 8, border: int = 2, band: int = 0) -> np.ndarray:
+    """The adversarial images tiled in a grid, each framed red if the attack fooled it, green if it held, grey if
+    the model already got it wrong; `band` white rows under each tile leave room for a label: (H, W, 3) uint8."""
     imgs = result.x_adv
     n, c, h, w = imgs.shape
     rows = (n + ncols - 1) // ncols
-    cell_h, cell_w = h + 2 * border, w + 2 * border
+    cell_h, cell_w = h + 2 * border + band, w + 2 * border
     out = np.full((rows * cell_h, ncols * cell_w, 3), 255, dtype=np.uint8)
     rgb = imgs.repeat(1, 3, 1, 1) if c == 1 else imgs[:, :3]
     tiles = (rgb.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # (N, C, H, W) -> (N, H, W, 3)
-    success = result.success.tolist()
+    fooled, wrong = result.fooled.tolist(), result.already_wrong.tolist()
     for i in range(n):
         r, col = divmod(i, ncols)
         y0, x0 = r * cell_h, col * cell_w
-        out[y0 : y0 + cell_h, x0 : x0 + cell_w] = (228, 87, 86) if success[i] else (84, 162, 75)
+        frame = WRONG_RGB if wrong[i] else FOOLED_RGB if fooled[i] else HELD_RGB
+        out[y0 : y0 + h + 2 * border, x0 : x0 + cell_w] = frame
         out[y0 + border : y0 + border + h, x0 + border : x0 + border + w] = tiles[i]
     return out
 
 
 def batch_grid(result: AttackResult, class_names: Sequence[str], ncols: int = 8) -> go.Figure:
-    """A grid of adversarial test images: red frame = fooled, green = held; hover shows label -> prediction."""
-    img = mosaic(result, ncols)
+    """A grid of adversarial test images (red frame = fooled, green = held, grey = already wrong), each with
+    "label → prediction" in a band under the image, never over it."""
+    h0, w0 = result.x.shape[2], result.x.shape[3]
+    band = _label_band(h0)
+    img = mosaic(result, ncols, band=band)
     n = result.x.shape[0]
     fig = go.Figure(go.Image(z=img, hoverinfo="skip"))
-    h, w = result.x.shape[2] + 4, result.x.shape[3] + 4
+    h, w = h0 + 4 + band, w0 + 4
     for i in range(n):
         r, c = divmod(i, ncols)
         k, a = int(result.y[i]), int(result.pred_adv[i])
         fig.add_annotation(
-            x=c * w + w / 2, y=r * h + h - 1, text=f"{class_names[k]}→{class_names[a]}", showarrow=False,
-            font={"size": 10, "color": "white"}, bgcolor="rgba(0,0,0,0.45)", yanchor="bottom",
+            x=c * w + w / 2, y=r * h + h0 + 4 + band / 2, text=f"{class_names[k]}→{class_names[a]}",
+            showarrow=False, font={"size": 11, "color": "#222"}, yanchor="middle",
         )  # fmt: skip
     rows = (n + ncols - 1) // ncols
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
+    # Each cell drawn about 90 px wide: the height follows the cells' aspect ratio.
     fig.update_layout(
-        template=TEMPLATE, height=min(900, 110 * rows + 20), margin={"l": 0, "r": 0, "t": 0, "b": 0}
+        template=TEMPLATE,
+        height=min(1100, int(rows * 90 * h / w) + 20),
+        margin={"l": 0, "r": 0, "t": 0, "b": 0},
     )
     return fig
 

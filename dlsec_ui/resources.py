@@ -13,10 +13,10 @@ import streamlit as st
 import torch
 from torch import nn
 
-from dlsec_core.attacks.base import Attack, AttackResult, get_attack
+from dlsec_core.attacks.base import Attack, AttackResult, get_attack, predict
 from dlsec_core.data.builtin import Dataset
 from dlsec_core.defenses.detection import CalibratedDetector, FeatureSqueezingDetector
-from dlsec_core.defenses.transforms import InputTransform, defend
+from dlsec_core.defenses.transforms import InputTransform, Mode, defend
 from dlsec_core.device import configure_threads
 from dlsec_core.jobs import JobRunner, default_runner
 from dlsec_core.privacy.accounting import epsilon_curve, noise_for_target
@@ -73,57 +73,66 @@ def _direction(
     norm: str,
     digest: str,
     _x: torch.Tensor,
-    y: int,
+    y: int | None,
     target: int | None,
 ) -> torch.Tensor:
     model, _ = _load_model(model_id, created_at)
     t = None if target is None else torch.tensor([target])
+    labels = predict(model, _x) if y is None else torch.tensor([y])
     with torch.enable_grad():
-        return get_attack(attack, norm=norm).direction(model, _x, torch.tensor([y]), t).detach()
+        return get_attack(attack, norm=norm).direction(model, _x, labels, t).detach()
 
 
 def attack_direction(
-    model_id: str, attack: Attack, x: torch.Tensor, y: int, target: int | None
+    model_id: str, attack: Attack, x: torch.Tensor, y: int | None, target: int | None
 ) -> torch.Tensor:
     """The eps-independent direction of a linear-in-eps attack (FGSM), computed once per image and reused for
-    every slider position, so moving ε costs one forward pass."""
+    every slider position, so moving ε costs one forward pass. `y=None`: away from the model's prediction."""
     card = get_store().get_card(model_id)
     return _direction(model_id, card.created_at, attack.name, attack.norm, tensor_digest(x), x, y, target)
+
+
+def _attack_defended(
+    model: nn.Module,
+    attack: Attack,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    target: torch.Tensor | None,
+    seed: int,
+    defense: InputTransform,
+    mode: Mode,
+) -> AttackResult:
+    """Craft on the defended pipeline's attack view (adaptive: BPDA/EOT; naive: the transform's own gradient),
+    score on the pipeline as deployed. The defended model is built per call: cheap, never shared."""
+    defended = defend(model, defense, mode=mode)
+    with defended.drawing_from(torch.Generator().manual_seed(seed)):
+        found = attack(
+            defended.attack_view(), x, y, target=target, generator=torch.Generator().manual_seed(seed)
+        )
+        return attack.score(defended, x, found.x_adv, y, target=target)
 
 
 def attack_one(
     model_id: str,
     attack: Attack,
     x: torch.Tensor,
-    y: int,
+    y: int | None,
     target: int | None,
     seed: int,
     defense: InputTransform | None = None,
-    mode: str = "adaptive",
+    mode: Mode = "adaptive",
 ) -> AttackResult:
-    """Attack one image. Without a defense, FGSM reuses its cached direction (one forward pass per ε).
-
-    With a defense, the attack differentiates the defended pipeline's attack view (adaptive: BPDA/EOT; naive:
-    the transform's own gradient) and the result is scored on the pipeline as deployed. The defended model is
-    built per call: it is cheap, and never shared between sessions.
-    """
+    """Attack one image; `y=None` (a drawn or uploaded image nobody labelled) attacks away from the model's own
+    prediction. Without a defense, FGSM reuses its cached direction (one forward pass per ε)."""
     model, _ = get_model(model_id)
     t = None if target is None else torch.tensor([target])
+    labels = None if y is None else torch.tensor([y])
     if defense is not None:
-        defended = defend(model, defense, mode=mode)  # type: ignore[arg-type]
-        with defended.drawing_from(torch.Generator().manual_seed(seed)):
-            found = attack(
-                defended.attack_view(),
-                x,
-                torch.tensor([y]),
-                target=t,
-                generator=torch.Generator().manual_seed(seed),
-            )
-            return attack.evaluate(defended, x, found.x_adv, torch.tensor([y]), target=t)
+        return _attack_defended(model, attack, x, labels, t, seed, defense, mode)
     if attack.linear_in_eps:
         d = attack_direction(model_id, attack, x, y, target)
-        return attack.apply_direction(model, x, torch.tensor([y]), d, target=t)
-    return attack(model, x, torch.tensor([y]), target=t, generator=torch.Generator().manual_seed(seed))
+        return attack.apply_direction(model, x, labels, d, target=t)
+    return attack(model, x, labels, target=t, generator=torch.Generator().manual_seed(seed))
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -135,17 +144,14 @@ def _attack_batch(
     n: int,
     seed: int,
     _defense: InputTransform | None,
-    mode: str,
+    mode: Mode,
 ) -> AttackResult:
     model, card = _load_model(model_id, created_at)
     data = get_dataset(card.dataset)
     x, y = data.x_test[:n], data.y_test[:n]
     if _defense is None:
         return _attack(model, x, y, generator=torch.Generator().manual_seed(seed))
-    defended = defend(model, _defense, mode=mode)  # type: ignore[arg-type]
-    with defended.drawing_from(torch.Generator().manual_seed(seed)):
-        found = _attack(defended.attack_view(), x, y, generator=torch.Generator().manual_seed(seed))
-        return _attack.evaluate(defended, x, found.x_adv, y)
+    return _attack_defended(model, _attack, x, y, None, seed, _defense, mode)
 
 
 def attack_batch(
@@ -154,7 +160,7 @@ def attack_batch(
     n: int,
     seed: int,
     defense: InputTransform | None = None,
-    mode: str = "adaptive",
+    mode: Mode = "adaptive",
 ) -> AttackResult:
     """Attack the first `n` test images of the model's dataset (cached per model, settings, defense and seed)."""
     card = get_store().get_card(model_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ import streamlit as st
 import torch
 from torch import nn
 
-from dlsec_core.attacks.base import ATTACKS, Attack
+from dlsec_core.attacks.base import ATTACKS, Attack, AttackResult, Reference
 from dlsec_core.data.builtin import Dataset
 from dlsec_core.data.images import drawing_to_input, image_to_input, open_image
 from dlsec_core.defenses.transforms import TRANSFORMS, InputTransform
@@ -102,8 +103,11 @@ def dataset_for(card: ModelCard) -> Dataset | None:
         return None
 
 
-def pick_image(card: ModelCard, data: Dataset | None) -> tuple[torch.Tensor, int] | None:
-    """Gallery (test images by class), an uploaded PNG/JPEG, or a digit drawn on a canvas -> ((1,C,H,W), label)."""
+def pick_image(card: ModelCard, data: Dataset | None) -> tuple[torch.Tensor, int | None] | None:
+    """Gallery (test images by class), an uploaded PNG/JPEG, or a digit drawn on a canvas -> ((1,C,H,W), label).
+
+    Gallery images carry their test label; drawn and uploaded ones carry the class the user gave, or None (then
+    the attack moves away from the model's own prediction)."""
     names = _class_names(card, data)
     sources = (
         (["Gallery"] if data is not None else [])
@@ -150,12 +154,16 @@ def pick_image(card: ModelCard, data: Dataset | None) -> tuple[torch.Tensor, int
     return x, _true_label(names)
 
 
-def _true_label(names: list[str]) -> int:
-    return int(
-        st.selectbox(
-            "True class of your image", range(len(names)), format_func=lambda i: names[i], key="true_label"
-        )
-    )
+def _true_label(names: list[str]) -> int | None:
+    """The class the user says their image shows, or None (not given: the default)."""
+    choice = st.selectbox(
+        "True class of your image (optional)", range(len(names)), index=None, format_func=lambda i: names[i],
+        placeholder="not given: attack the model's own prediction", key=state.TRUE_LABEL,
+        help="Without it, the attack moves your image away from what the model predicts now, and “fooled” means "
+        "that prediction changed. With it, the attack moves away from your class, and you are told if the model "
+        "already gets the image wrong.",
+    )  # fmt: skip
+    return None if choice is None else int(choice)
 
 
 def _class_names(card: ModelCard, data: Dataset | None) -> list[str]:
@@ -263,6 +271,91 @@ def defense_form(prefix: str = "") -> InputTransform | None:
     cls = TRANSFORMS[name]
     st.caption(cls.paper)
     return cls(**config_form(cls, prefix=prefix))
+
+
+def budget_form(attack: Attack, key: str) -> Attack:
+    """The attack with its budget: the shared ε slider, except for minimal-perturbation attacks (DeepFool, CW),
+    which look for the smallest change themselves: no budget unless the user caps it."""
+    if attack.minimal:
+        field = next(f for f in dataclasses.fields(attack) if f.name == "eps")
+        capped = st.toggle(
+            "Cap the size of the change (ε)", key=state.EPS_CAP,
+            help=f"{field.metadata.get('help', '')} Off: {attack.title} finds the smallest change that fools the "
+            "model, and the sizes below are what it found.",
+        )  # fmt: skip
+        if not capped:
+            st.caption(f"No budget: {attack.title} looks for the smallest change that fools the model.")
+            return attack.with_params(eps=math.inf)
+    return attack.with_params(eps=eps_slider(attack.norm, key))
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackOutcome:
+    """What to say about one attacked image: the headline metric and the sentences under it."""
+
+    label: str  # "Fooled" or "Reached target"
+    value: str  # "yes" or "no"
+    detail: str  # a few words under the value: "already wrong", "target = true class" ("" for none)
+    warning: str  # a sentence that must not be missed ("" for none)
+    note: str  # what the reference was, what a minimal attack found ("" for none)
+
+
+def attack_outcome(
+    result: AttackResult, names: Sequence[str], attack: Attack, index: int = 0
+) -> AttackOutcome:
+    """The honest words for one attacked image: what it was attacked away from (or towards), whether the attack
+    (not the model's own mistake) fooled it, and for a minimal-perturbation attack what size of change it found."""
+    y, clean, adv = int(result.y[index]), int(result.pred_clean[index]), int(result.pred_adv[index])
+    labelled = result.reference is Reference.LABEL
+    ref = f"true class {names[y]}" if labelled else f"model's own prediction, {names[y]}"
+    warning, note, detail = "", "", ""
+    if result.target is not None:
+        t = int(result.target[index])
+        label, value = "Reached target", "yes" if bool(result.fooled[index]) else "no"
+        if bool(result.target_is_reference[index]):
+            value, detail = "no", "target = true class" if labelled else "target = its prediction"
+            warning = (
+                f"The target {names[t]} is the image's {ref}: a targeted attack has nothing to reach there. "
+                "Nothing was changed and nothing was fooled; pick another target class."
+            )
+        elif clean == t:
+            value, detail = "no", "already the target"
+            warning = (
+                f"The model already predicts the target {names[t]} for the clean image: nothing to reach."
+            )
+    else:
+        label = "Fooled"
+        value = "yes" if bool(result.fooled[index]) else "no"
+        if not labelled:
+            note = (
+                f"No class was given: the attack moves the image away from the model's own prediction "
+                f"({names[y]}), and “fooled” means that prediction changed."
+            )
+    if labelled and bool(result.already_wrong[index]) and not bool(result.target_is_reference[index]):
+        if result.target is None:
+            value, detail = "no", "already wrong"
+        warning = warning or (
+            f"The model already gets this image wrong: it says {names[clean]}, the true class is {names[y]}. "
+            "There was nothing to fool."
+        )
+    if attack.minimal:
+        unit = "L∞" if result.norm == "linf" else "L2"
+        size = float((result.linf if result.norm == "linf" else result.l2)[index])
+        capped = "" if attack.unbounded else f" (within the cap ε = {result.eps:g})"
+        if bool(result.success[index]):
+            found = (
+                f"{attack.title} found a change of {unit} size {size:.3f}{capped} that fools the model "
+                f"({names[clean]} → {names[adv]})."
+            )
+        elif not attack.unbounded and size >= result.eps - 1e-4:
+            found = (
+                f"{attack.title} is capped at {unit} ε = {result.eps:g}: its change, cut back to that size, does not "
+                "fool the model. Turn the cap off to see the smallest change it finds."
+            )
+        else:
+            found = f"{attack.title} found no change that fools the model within its steps ({unit} {size:.3f} tried)."
+        note = f"{note} {found}".strip()
+    return AttackOutcome(label, value, detail, warning, note)
 
 
 def eps_slider(norm: str, key: str) -> float:

@@ -8,12 +8,19 @@ An attack is a frozen config of hyperparameters; the model is passed at call tim
 - never touches parameter gradients (subclasses use `input_gradient`, i.e. `torch.autograd.grad`);
 - projects the result into the epsilon ball and the box [0, 1];
 - returns an `AttackResult` of detached CPU tensors.
+
+Labels are optional: with `y=None` the attack moves away from the model's own clean prediction (as ART does
+without labels) and "success" means the prediction changed; the result's `reference` says which one was used.
+`score` classifies adversarial inputs found elsewhere (e.g. on a defended pipeline's attack view) with another
+model (the pipeline as deployed) under the same contract.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -30,19 +37,34 @@ def param(default: Any, label: str, *, help: str = "", **ui: Any) -> Any:
     return field(default=default, metadata={"label": label, "help": help, **ui})
 
 
+class Reference(StrEnum):
+    """What an untargeted attack moves away from, and what "fooled" is measured against."""
+
+    LABEL = "label"  # the true class, given by the caller
+    PREDICTION = "prediction"  # no class given: the model's own prediction on the clean input
+
+    def describe(self) -> str:
+        return "the true class" if self is Reference.LABEL else "the model's own prediction (no class given)"
+
+
 @dataclass(frozen=True, eq=False)
 class AttackResult:
-    """What an attack produced; tensors are detached and on CPU."""
+    """What an attack produced; tensors are detached and on CPU.
+
+    `y` holds the reference classes: the true labels when the caller gave them (`reference` LABEL), otherwise the
+    model's clean predictions (`reference` PREDICTION, and then `y == pred_clean`).
+    """
 
     attack: str
     eps: float
     norm: str
     x: torch.Tensor  # (N, C, H, W) clean inputs
     x_adv: torch.Tensor  # (N, C, H, W) adversarial inputs
-    y: torch.Tensor  # (N,) true labels
+    y: torch.Tensor  # (N,) reference classes: true labels, or the clean predictions (see `reference`)
     target: torch.Tensor | None  # (N,) target classes for a targeted attack
     probs_clean: torch.Tensor  # (N, K) softmax of the clean logits
     probs_adv: torch.Tensor  # (N, K)
+    reference: Reference = Reference.LABEL
 
     @property
     def targeted(self) -> bool:
@@ -61,11 +83,33 @@ class AttackResult:
         return self.probs_adv.argmax(dim=1)
 
     @property
+    def target_is_reference(self) -> torch.Tensor:
+        """(N,) bool: a targeted attack aimed at the reference class itself (nothing to reach, nothing fooled)."""
+        if self.target is None:
+            return torch.zeros_like(self.y, dtype=torch.bool)
+        return self.target == self.y
+
+    @property
+    def already_wrong(self) -> torch.Tensor:
+        """(N,) bool: the clean prediction already differs from the given true class (never with PREDICTION)."""
+        return self.pred_clean != self.y
+
+    @property
     def success(self) -> torch.Tensor:
-        """(N,) bool: untargeted -> prediction differs from the label; targeted -> prediction is the target."""
+        """(N,) bool: untargeted -> prediction differs from the reference (the robust-accuracy sense: an input
+        that was already wrong counts); targeted -> prediction is the target, and the target is not the
+        reference class."""
         if self.target is not None:
-            return self.pred_adv == self.target
+            return (self.pred_adv == self.target) & ~self.target_is_reference
         return self.pred_adv != self.y
+
+    @property
+    def fooled(self) -> torch.Tensor:
+        """(N,) bool: the attack changed the decision: untargeted -> clean prediction right, adversarial one
+        wrong; targeted -> the target reached from a clean prediction that was not the target."""
+        if self.target is not None:
+            return self.success & (self.pred_clean != self.target)
+        return self.success & ~self.already_wrong
 
     @property
     def success_rate(self) -> float:
@@ -90,12 +134,14 @@ class AttackResult:
             rows.append(
                 {
                     "label": int(self.y[i]),
+                    "reference": self.reference.value,
                     "target": None if self.target is None else int(self.target[i]),
                     "pred_clean": int(self.pred_clean[i]),
                     "conf_clean": float(self.probs_clean[i].max()),
                     "pred_adv": int(self.pred_adv[i]),
                     "conf_adv": float(self.probs_adv[i].max()),
                     "success": bool(self.success[i]),
+                    "fooled": bool(self.fooled[i]),
                     "linf": float(self.linf[i]),
                     "l2": float(self.l2[i]),
                     "l0": int(self.l0[i]),
@@ -134,16 +180,21 @@ class Attack:
     #: True when the adversarial input is x + eps * d for a direction d that does not depend on eps (FGSM):
     #: then `direction` is computed once and reused for every eps (sliders, sweeps).
     linear_in_eps: ClassVar[bool] = False
+    #: True for minimal-perturbation attacks (DeepFool, CW): they look for the smallest change themselves, so
+    #: their natural budget is none (`eps=math.inf`); a finite ε only caps what they found.
+    minimal: ClassVar[bool] = False
 
     eps: float = param(0.1, "ε (perturbation budget, pixel units)", min=0.0, max=1.0, step=0.01)
     norm: str = param("linf", "Norm of the budget", options=NORMS)
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.eps, int | float) and 0.0 <= float(self.eps) < float("inf")):
-            raise InvalidInputError(f"ε must be a finite number >= 0, got {self.eps!r}.")
+        unbounded = self.minimal and isinstance(self.eps, int | float) and self.eps == math.inf
+        if not unbounded and not (isinstance(self.eps, int | float) and 0.0 <= float(self.eps) < math.inf):
+            allowed = " (or inf: no budget)" if self.minimal else ""
+            raise InvalidInputError(f"ε must be a finite number >= 0{allowed}, got {self.eps!r}.")
         if self.norm not in NORMS:
             raise InvalidInputError(f"Norm must be one of {', '.join(NORMS)}, got {self.norm!r}.")
-        if self.norm == "linf" and self.eps > 1.0:
+        if self.norm == "linf" and not unbounded and self.eps > 1.0:
             raise InvalidInputError(f"An L∞ ε above 1 is meaningless for pixels in [0, 1], got {self.eps}.")
         object.__setattr__(self, "eps", float(self.eps))
 
@@ -166,30 +217,79 @@ class Attack:
         raise NotImplementedError(f"{self.name} does not have an eps-independent direction")
 
     # -- the contract --------------------------------------------------------------------------------------
+    @property
+    def unbounded(self) -> bool:
+        """True when there is no budget (a minimal-perturbation attack with ε = inf)."""
+        return self.eps == math.inf
+
     def __call__(
         self,
         model: nn.Module,
         x: torch.Tensor,
-        y: torch.Tensor,
+        y: torch.Tensor | None = None,
         *,
         target: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> AttackResult:
-        """Attack `model` on inputs `x` (N, C, H, W) in [0, 1] with labels `y` (N,).
+        """Attack `model` on inputs `x` (N, C, H, W) in [0, 1].
 
         Args:
             model: a classifier returning logits; it is used in eval mode and its mode is restored.
             x: clean inputs.
-            y: true labels.
-            target: classes to reach (targeted attack), or None (untargeted).
+            y: true labels (N,), or None: then the attack moves away from the model's own clean prediction and
+                the result's `reference` is `Reference.PREDICTION`.
+            target: classes to reach (targeted attack), or None (untargeted). Inputs whose target is their
+                reference class are left unchanged: there is nothing to reach.
             generator: CPU random generator for any randomness (same seed, same result).
         """
-        device = device_of(model)
-        x, y, target = check_inputs(x, y, target)
-        x, y = x.to(device), y.to(device)
-        target = None if target is None else target.to(device)
+        x, y, target, reference = self._inputs(model, x, y, target)
         with eval_mode(model):
-            return self._result(model, x, self._perturb(model, x, y, target, generator), y, target)
+            x_adv = self._perturb(model, x, y, target, generator)
+            if target is not None:
+                x_adv = torch.where((target == y).view(-1, *([1] * (x.ndim - 1))), x, x_adv)
+            return self._result(model, x, x_adv, y, target, reference)
+
+    def score(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        x_adv: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        target: torch.Tensor | None = None,
+    ) -> AttackResult:
+        """Score adversarial inputs found elsewhere on `model`, under this attack's contract.
+
+        `x_adv` is projected into this attack's ε-ball around `x` and the box [0, 1], then `x` and `x_adv` are
+        classified by `model` (eval mode, restored). The use: an attack crafted on a defended pipeline's
+        `attack_view()` (BPDA, EOT) is scored on the pipeline as deployed. With `y=None` the reference is
+        `model`'s own clean prediction.
+        """
+        x, y, target, reference = self._inputs(model, x, y, target)
+        if not isinstance(x_adv, torch.Tensor) or x_adv.shape != x.shape:
+            raise InvalidInputError(
+                f"The adversarial inputs have shape {tuple(getattr(x_adv, 'shape', ()))}, the inputs "
+                f"{tuple(x.shape)}."
+            )
+        x_adv = x_adv.detach().float().to(x.device)
+        if not torch.isfinite(x_adv).all():
+            raise InvalidInputError("The adversarial inputs contain NaN or infinite values.")
+        with eval_mode(model):
+            return self._result(model, x, x_adv, y, target, reference)
+
+    def _inputs(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, target: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, Reference]:
+        """Validated inputs on the model's device, and the reference classes (labels, or predictions)."""
+        device = device_of(model)
+        rows = x.shape[0] if isinstance(x, torch.Tensor) and x.ndim == 4 else 0
+        placeholder = torch.zeros(rows, dtype=torch.long)
+        x, labels, target = check_inputs(x, placeholder if y is None else y, target)
+        x = x.to(device)
+        target = None if target is None else target.to(device)
+        if y is not None:
+            return x, labels.to(device), target, Reference.LABEL
+        return x, predict(model, x), target, Reference.PREDICTION
 
     def perturb(
         self,
@@ -225,25 +325,25 @@ class Attack:
         self,
         model: nn.Module,
         x: torch.Tensor,
-        y: torch.Tensor,
+        y: torch.Tensor | None,
         direction: torch.Tensor,
         *,
         target: torch.Tensor | None = None,
     ) -> AttackResult:
         """For `linear_in_eps` attacks: the result at this eps from a direction computed earlier (one forward
-        pass; used by the ε slider so moving it never recomputes a gradient)."""
+        pass; used by the ε slider so moving it never recomputes a gradient). `y=None`: as in `__call__`."""
         if not self.linear_in_eps:
             raise InvalidInputError(f"{self.title} has no ε-independent direction to reuse.")
-        device = device_of(model)
-        x, y, target = check_inputs(x, y, target)
-        x, y = x.to(device), y.to(device)
-        target = None if target is None else target.to(device)
+        x, y, target, reference = self._inputs(model, x, y, target)
         if direction.shape != x.shape:
             raise InvalidInputError(
                 f"The direction has shape {tuple(direction.shape)}, the inputs {tuple(x.shape)}."
             )
+        x_adv = x + self.eps * direction.to(x.device)
+        if target is not None:
+            x_adv = torch.where((target == y).view(-1, *([1] * (x.ndim - 1))), x, x_adv)
         with eval_mode(model):
-            return self._result(model, x, x + self.eps * direction.to(device), y, target)
+            return self._result(model, x, x_adv, y, target, reference)
 
     def _result(
         self,
@@ -252,14 +352,21 @@ class Attack:
         x_adv: torch.Tensor,
         y: torch.Tensor,
         target: torch.Tensor | None,
+        reference: Reference = Reference.LABEL,
     ) -> AttackResult:
-        """Project into the ball and the box, classify both, package as detached CPU tensors."""
+        """Project into the ball and the box, classify both, package as detached CPU tensors.
+
+        With `Reference.PREDICTION` the reference is this classification's clean prediction, so that "success"
+        means exactly "the prediction changed" (also for a randomized model, whose draws differ per call).
+        """
         x_adv = project(x_adv.detach(), x, self.eps, self.norm)
         with torch.no_grad():
             logits = model(torch.cat([x, x_adv]))
         _check_classes(logits.shape[1], y, target)
         probs = logits.softmax(dim=1).cpu()
         n = x.shape[0]
+        if reference is Reference.PREDICTION:
+            y = probs[:n].argmax(dim=1)
         return AttackResult(
             attack=self.name,
             eps=self.eps,
@@ -270,6 +377,7 @@ class Attack:
             target=None if target is None else target.cpu(),
             probs_clean=probs[:n],
             probs_adv=probs[n:],
+            reference=reference,
         )
 
     def with_params(self, **changes: Any) -> Attack:
@@ -285,12 +393,19 @@ class Attack:
         ]
         unit = "L∞" if self.norm == "linf" else "L2"
         more = f", {', '.join(extras)}" if extras else ""
-        return f"{self.title} ({unit} ε={self.eps:g}{more})"
+        budget = f"{unit}, no budget: smallest change found" if self.unbounded else f"{unit} ε={self.eps:g}"
+        return f"{self.title} ({budget}{more})"
 
     @classmethod
     def hyperparameters(cls) -> list[dataclasses.Field[Any]]:
         """The config fields with their UI metadata, for generating forms."""
         return list(dataclasses.fields(cls))
+
+
+def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(N,) the model's clean predictions (eval mode, restored): the reference when no labels are given."""
+    with eval_mode(model), torch.no_grad():
+        return model(x).argmax(dim=1)
 
 
 def _check_classes(n_classes: int, y: torch.Tensor, target: torch.Tensor | None) -> None:

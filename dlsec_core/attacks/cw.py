@@ -20,12 +20,12 @@ perturbations than DeepFool.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from dlsec_core.attacks._projection import NORMS
 from dlsec_core.attacks.base import Attack, _check_classes, param, register_attack
 from dlsec_core.errors import InvalidInputError
 
@@ -45,16 +45,18 @@ class CW(Attack):
     name = "cw"
     title = "Carlini-Wagner (L2)"
     paper = "Carlini, Wagner 2017, Towards Evaluating the Robustness of Neural Networks"
+    minimal = True
 
     eps: float = param(
-        3.0,
-        "ε (budget, pixel units; large = let CW find the smallest change)",
-        help="CW minimises the L2 size itself; the result is only cut back to ε if it is larger.",
+        math.inf,
+        "ε cap (pixel units; inf = no cap: CW finds the smallest change itself)",
+        help="CW minimises the L2 size itself; a cap only cuts back a larger change.",
         min=0.0,
         max=10.0,
         step=0.05,
     )
-    norm: str = param("l2", "Norm of the budget", options=NORMS)
+    # The form offers L2 only (CW's objective is the L2 size); code may still ask for an L∞ box.
+    norm: str = param("l2", "Norm of the budget", options=("l2",))
     c: float = param(1.0, "c (weight of the misclassification term)", min=0.001, max=1000.0, step=0.1)
     kappa: float = param(0.0, "κ (confidence: required logit margin)", min=0.0, max=50.0, step=0.5)
     steps: int = param(100, "Adam steps (per binary-search step)", min=1, max=1000, step=10)

@@ -9,8 +9,9 @@ Steps accumulate into r_tot and the iterate is x + (1 + overshoot) * r_tot (clip
 prediction leaves y or `steps` steps are spent. The candidates are the highest-scoring classes of the clean
 input, label included (the paper's top 10).
 
-DeepFool minimises the perturbation itself; the base still projects the result into the ε-ball, so the default
-ε (L2 3.0) is large enough not to bind on MNIST-sized digits.
+DeepFool minimises the perturbation itself, so it has no budget by default (`eps=math.inf`, `minimal`): the
+result is the smallest change it found. A finite ε caps that change (the base projects into the ε-ball), which
+asks "is there an adversarial example this close?" and can cut a successful change back to a failing one.
 
 Targeted (our extension; the paper is untargeted): the reference class is the current prediction and the only
 candidate is the target, so each step crosses the linearised boundary between them until the target wins.
@@ -18,6 +19,7 @@ candidate is the target, so each step crosses the linearised boundary between th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -47,11 +49,12 @@ class DeepFool(Attack):
     name = "deepfool"
     title = "DeepFool"
     paper = "Moosavi-Dezfooli, Fawzi, Frossard 2016, DeepFool: a simple and accurate method to fool deep neural networks"
+    minimal = True
 
     eps: float = param(
-        3.0,
-        "ε (budget, pixel units; large = let DeepFool find the smallest change)",
-        help="DeepFool minimises the size of the change itself; the result is only cut back to ε if it is larger.",
+        math.inf,
+        "ε cap (pixel units; inf = no cap: DeepFool finds the smallest change itself)",
+        help="DeepFool minimises the size of the change itself; a cap only cuts back a larger change.",
         min=0.0,
         max=10.0,
         step=0.05,

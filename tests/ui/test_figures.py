@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ import plotly.io as pio
 import pytest
 import torch
 
-from dlsec_core.attacks.base import AttackResult
+from dlsec_core.attacks.base import AttackResult, Reference
 from dlsec_ui import figures
 
 NAMES = [str(k) for k in range(10)]
@@ -171,7 +172,7 @@ def test_batch_grid() -> None:
     result = make_result(fooled=fooled)
     fig = figures.batch_grid(result, NAMES, ncols=8)
     assert len(fig.data) == 1 and isinstance(fig.data[0], go.Image)
-    assert np.array_equal(np.asarray(fig.data[0].z), figures.mosaic(result, 8))
+    assert np.array_equal(np.asarray(fig.data[0].z), figures.mosaic(result, 8, band=figures._label_band(8)))
     texts = [a.text for a in fig.layout.annotations]
     assert len(texts) == 10
     for i, text in enumerate(texts):
@@ -246,3 +247,56 @@ def test_every_figure_sets_its_template() -> None:
     ]
     for fig in built:  # importing streamlit changes Plotly's default template: each figure names its own
         assert fig.layout.template == pio.templates[figures.TEMPLATE]
+
+
+# -- honest words: nothing changed, already wrong, no reference label, labels off the images -------------------
+
+
+def test_triptych_without_a_change_says_there_is_no_perturbation() -> None:
+    result = make_result(eps=0.0, fooled=[False])
+    fig = figures.attack_triptych(result, NAMES)
+    title = fig.layout.annotations[1].text
+    assert title.startswith("Perturbation: none") and "e-06" not in title and "±" not in title
+    assert fig.data[1].showscale is False
+
+
+def test_triptych_unbounded_linf_uses_the_largest_change() -> None:
+    result = dataclasses.replace(make_result(eps=0.2, fooled=[True]), eps=float("inf"))
+    delta = figures.attack_triptych(result, NAMES).data[1]
+    assert delta.zmax == pytest.approx(0.2, abs=1e-5)
+
+
+def test_triptych_says_when_the_model_was_already_wrong_and_fooled_nothing() -> None:
+    result = make_result(fooled=[True])
+    wrong = dataclasses.replace(result, y=torch.tensor([7]))  # the model says 0, the true class is 7
+    fig = figures.attack_triptych(wrong, NAMES)
+    assert "already wrong (true: 7)" in fig.layout.annotations[0].text
+    assert "FOOLED" not in fig.layout.annotations[2].text
+
+
+def test_triptych_without_a_label_is_fooled_when_the_prediction_changed() -> None:
+    result = dataclasses.replace(make_result(fooled=[True]), reference=Reference.PREDICTION)
+    assert figures.attack_triptych(result, NAMES).layout.annotations[2].text.endswith("FOOLED")
+
+
+def test_mosaic_frames_already_wrong_images_grey() -> None:
+    result = make_result(fooled=[True, False, True])
+    wrong = dataclasses.replace(result, y=torch.tensor([5, 1, 2]))  # image 0: model says 0, label 5
+    img = figures.mosaic(wrong, ncols=3, border=2)
+    assert tuple(img[0, 0]) == figures.WRONG_RGB
+    assert tuple(img[0, 12]) == GREEN and tuple(img[0, 24]) == RED
+
+
+@pytest.mark.parametrize("size", [8, 28])
+def test_batch_grid_labels_sit_under_the_images_not_on_them(size: int) -> None:
+    result = make_result(fooled=[True, False] * 6, size=size)
+    fig = figures.batch_grid(result, NAMES, ncols=8)
+    img = np.asarray(fig.data[0].z)
+    band = figures._label_band(size)
+    cell_h, cell_w = size + 4 + band, size + 4
+    for i, note in enumerate(fig.layout.annotations):
+        r, c = divmod(i, 8)
+        top = r * cell_h + size + 4  # first row under the framed tile
+        assert top <= note.y <= top + band, (i, note.y)
+        assert note.yanchor == "middle"
+        assert (img[top : top + band, c * cell_w : (c + 1) * cell_w] == 255).all()  # a white band, no digit
