@@ -56,7 +56,7 @@ def _submit(
 
 
 def submit_training(
-    *, dataset: str, arch: str, name: str | None, config: TrainConfig, recipe: Recipe | None = None
+    *, dataset: str, arch: str, name: str | None, config: TrainConfig, recipe: Recipe | None = None, link: bool = True
 ) -> str:
     """Queue a training run (executed by a worker process, see `dlsec_ui.runs`); returns the run id."""
     recipe = recipe or StandardRecipe()
@@ -64,7 +64,7 @@ def submit_training(
         dataset=dataset, arch=arch, name=name, recipe=recipe.name, recipe_params=recipe.params(),
         train=config.to_dict(),
     )  # fmt: skip
-    return submit_run("train", study).id
+    return submit_run("train", study, link=link).id
 
 
 def submit_sweep(

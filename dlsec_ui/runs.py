@@ -30,7 +30,7 @@ def get_runs() -> RunStore:
     return RunStore(get_store())
 
 
-def submit_run(study_name: str, config: StudyConfig) -> RunRecord:
+def submit_run(study_name: str, config: StudyConfig, *, link: bool = True) -> RunRecord:
     """Queue a run of a study for this session's participant and make sure workers are serving the store."""
     study = get_study(study_name)
     run = get_runs().submit(
@@ -38,15 +38,17 @@ def submit_run(study_name: str, config: StudyConfig) -> RunRecord:
         model_ids=study.model_ids(config), owner=state.owner_id(),
     )  # fmt: skip
     ensure_workers(get_store())
-    st.query_params[state.RUN_PARAM] = run.id  # a link to this view re-attaches to the run
+    if link:
+        st.query_params[state.RUN_PARAM] = run.id  # a link to this view re-attaches to the run
     return run
 
 
-def attach(key: str, *, study: str | None = None) -> RunRecord | None:
-    """The run this session follows under `key`: from session state, else from the URL (`?run=<id>`), so a new
-    tab on a run's link re-attaches to it; only a run of `study` when given. None when there is none (or it was
-    deleted)."""
-    for run_id in (st.session_state.get(key), st.query_params.get(state.RUN_PARAM)):
+def attach(key: str, *, study: str | None = None, from_url: bool = True) -> RunRecord | None:
+    """The run this session follows under `key`: from session state, else (`from_url`) from the URL's
+    `?run=<id>`, so a new tab on a run's link re-attaches to it; only a run of `study` when given. None when there
+    is none (or it was deleted)."""
+    url = st.query_params.get(state.RUN_PARAM) if from_url else None
+    for run_id in (st.session_state.get(key), url):
         if not run_id:
             continue
         try:
@@ -119,10 +121,10 @@ def render_server_runs() -> None:
     st.caption(text)
 
 
-def show_session_run(key: str, *, study: str) -> RunRecord | None:
+def show_session_run(key: str, *, study: str, from_url: bool = True) -> RunRecord | None:
     """The run of `study` this session follows under `key` (or that the URL's `?run=` names), rendered with its
     buttons; None when there is none."""
-    run = attach(key, study=study)
+    run = attach(key, study=study, from_url=from_url)
     if run is not None:
         render_run(run, key=key)
     return run

@@ -22,8 +22,9 @@ from dlsec_core.training.loop import TrainConfig
 from dlsec_core.training.recipes import get_recipe
 from dlsec_core.workflows import CurveFindings
 from dlsec_ui import state
-from dlsec_ui.jobs import show_session_job, submit_training
+from dlsec_ui.jobs import submit_training
 from dlsec_ui.resources import get_dataset, get_model, get_store
+from dlsec_ui.runs import show_session_run
 
 DEFAULT_TRAINING_TIME = "the default run took 42 to 55 s on a busy 2-core server, one thread per job"
 """How long the Models page's default run takes, as measured: 55 s (benchmarks/bench_default_training.py,
@@ -462,7 +463,7 @@ def _offer_twin(card: ModelCard) -> None:
             )
             st.session_state[state.TWIN_JOB] = submit_training(
                 dataset=card.dataset, arch=card.spec.arch, name=f"{card.name}-{'nodp' if private else 'dp'}-twin",
-                config=TrainConfig(**card.train_config), recipe=recipe,
+                config=TrainConfig(**card.train_config), recipe=recipe, link=False,
             )  # fmt: skip
         except (DlsecError, TypeError) as err:
             st.error(f"Could not train the twin: {err}")
@@ -471,6 +472,6 @@ def _offer_twin(card: ModelCard) -> None:
 
 @st.fragment(run_every=1.0)
 def _twin_progress() -> None:
-    job = show_session_job(state.TWIN_JOB, cancel_key=state.CANCEL_TWIN)
+    job = show_session_run(state.TWIN_JOB, study="train", from_url=False)
     if job is not None and not job.is_active and st.session_state.get(state.TWIN_APPLIED) != job.id:
         st.rerun()  # the twin landed: rerun the page so the picker selects the pair

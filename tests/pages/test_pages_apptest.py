@@ -15,18 +15,17 @@ from typing import Any
 import numpy as np
 import pytest
 import streamlit as st
+from background import finish_all, finish_work
 from streamlit.testing.v1 import AppTest
 
 from dlsec_core.attacks.base import ATTACKS
 from dlsec_core.store import ModelCard, Store
 from dlsec_ui import state
-from dlsec_ui.resources import get_runner
 from dlsec_ui.widgets import EPS_RANGE
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app.py"
 TIMEOUT = 60.0  # seconds per script run: torch's first import alone can take several on a busy machine
-JOB_TIMEOUT = 90.0
 EPS_KEY = f"{state.EPS}_linf"  # widgets.eps_slider keys the slider by norm; the default norm is L∞
 
 
@@ -95,8 +94,7 @@ def app(tmp_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[s
         return at
 
     yield open_page
-    for job in get_runner().list():
-        get_runner().wait(job.id, timeout=JOB_TIMEOUT)
+    finish_all()
     st.cache_resource.clear()
     st.cache_data.clear()
 
@@ -119,10 +117,8 @@ def norm_radio(at: AppTest) -> Any:
 
 
 def wait_for(at: AppTest, job_key: str) -> None:
-    """Let the job this session submitted finish, then rerun the script (what the polling fragment does)."""
-    snapshot = get_runner().wait(at.session_state[job_key], timeout=JOB_TIMEOUT)
-    assert not snapshot.is_active, f"job still {snapshot.state} after {JOB_TIMEOUT} s"
-    assert snapshot.error is None, snapshot.error
+    """Let the run or job this session submitted finish, then rerun the script (what the polling fragment does)."""
+    assert finish_work(at.session_state[job_key]) is None
     at.run()
     assert_ok(at)
 
@@ -394,5 +390,16 @@ def test_train_with_a_defense_recipe(app: Callable[[str], AppTest], tmp_home: Pa
 
 
 def test_models_page_shows_the_server_load(app: Callable[[str], AppTest]) -> None:
+    """A training is a stored run: the page says it waits for a worker, and whose it is, then that it is done."""
     at = app(MODELS)
-    assert any(c.value.startswith("Server: ") and "at most" in c.value for c in at.caption)
+    load = [c.value for c in at.caption if c.value.startswith("Server: ")]
+    assert load == ["Server: 0 runs executing, 0 waiting, on workers started by hand."]
+    at.selectbox(key=state.TRAIN_DATASET).select("digits").run()
+    at.selectbox(key=state.TRAIN_ARCH).select("logreg").run()
+    at.button(key=state.TRAIN_BUTTON).click().run()
+    load = [c.value for c in at.caption if c.value.startswith("Server: ")]
+    assert load and "1 waiting" in load[0] and "Yours: Train logreg" in load[0], load
+    assert any("waiting in the queue (position 1)" in i.value for i in at.info), [i.value for i in at.info]
+    wait_for(at, state.TRAIN_JOB)
+    assert any("done in" in m.value for m in at.success), [m.value for m in at.success]
+    assert [c.value for c in at.caption if c.value.startswith("Server: ")][0].startswith("Server: 0 runs executing")

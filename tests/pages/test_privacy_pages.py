@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from background import finish_all, finish_work
 from streamlit.testing.v1 import AppTest
 
 from dlsec_core.data.builtin import load_dataset
@@ -18,11 +19,9 @@ from dlsec_core.training import TrainConfig, get_recipe, train
 from dlsec_core.training.loop import run_to_end
 from dlsec_core.workflows import spec_for
 from dlsec_ui import state
-from dlsec_ui.resources import get_runner
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app.py"
-JOB_TIMEOUT = 120.0
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
@@ -39,15 +38,13 @@ def app(tmp_home: Path) -> Iterator[Callable[[str], AppTest]]:
         return at
 
     yield open_page
-    for job in get_runner().list():
-        get_runner().wait(job.id, timeout=JOB_TIMEOUT)
+    finish_all()
     st.cache_resource.clear()
     st.cache_data.clear()
 
 
 def wait_for(at: AppTest, job_key: str) -> None:
-    snapshot = get_runner().wait(at.session_state[job_key], timeout=JOB_TIMEOUT)
-    assert not snapshot.is_active and snapshot.error is None, (snapshot.state, snapshot.error)
+    assert finish_work(at.session_state[job_key]) is None
     at.run()
     assert not at.exception, [e.value for e in at.exception]
 
