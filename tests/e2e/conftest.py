@@ -87,7 +87,10 @@ def run_server(home: Path, name: str = "e2e-server") -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / f"{name}.log"
-    env = {**os.environ, "DLSEC_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    # One worker process executes the runs (trainings, sweeps); it exits 30 s after its last run, and is stopped
+    # with the server.
+    env = {**os.environ, "DLSEC_HOME": str(home), "PYTHONUNBUFFERED": "1", "DLSEC_WORKERS": "1",
+           "DLSEC_WORKER_IDLE_S": "30"}  # fmt: skip
     command = [
         sys.executable, "-m", "streamlit", "run", "app.py",
         "--server.headless=true", f"--server.port={port}", "--server.address=127.0.0.1",
@@ -113,6 +116,7 @@ def run_server(home: Path, name: str = "e2e-server") -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+        subprocess.run(["pkill", "-f", f"dlsec_core --home {home} worker"], check=False)
 
 
 @pytest.fixture(scope="session")
