@@ -76,6 +76,18 @@ def audit_results() -> None:
             st.caption(result.describe() + f". Test accuracy {result.test_accuracy:.1%}.")
             if result.claim_refuted:
                 st.error("The measured bound exceeds the claim: the DP training or its accounting is wrong.")
+            testable = result.claim_testable
+            if testable is not None and not testable.measurable:
+                st.info(
+                    f"This audit cannot test the claim: ε ≤ {result.claimed_epsilon:.3g} still allows a guess error "
+                    f"rate of {testable.level:.2g}, and {result.r} guesses resolve no rate below 1/{result.r}; "
+                    f"testing it would take at least {testable.n_needed:,} guesses. The most these {result.r} "
+                    f"guesses could ever show is ε ≥ {result.max_provable_epsilon:.3g}."
+                )
+            elif testable is None:
+                st.caption(
+                    f"With {result.r} guesses this audit can show at most ε ≥ {result.max_provable_epsilon:.3g}."
+                )
     runs = [(label, r.scores.numpy(), r.included.numpy()) for label, r in job.result]
     st.plotly_chart(figures.audit_scores(runs), key=state.AU_CHART)
     st.caption(

@@ -398,7 +398,9 @@ def cmd_membership(args: argparse.Namespace, store: Store) -> None:
         return
     keys = ("auc", "tpr_at_0_1pct", "tpr_at_1pct", "member_accuracy", "nonmember_accuracy")
     _print([
-        {"model": r["model"], "privacy": r["privacy"], **{k: round(r[k], 4) for k in keys},
+        {"model": r["model"], "privacy": r["privacy"],
+         **{k: round(r[k], 4) if r[k] is not None else f"not measurable (needs {r[k + '_needs']} non-members)"
+            for k in keys},
          "attack": r["description"]}
         for r in rows
     ], False)  # fmt: skip
