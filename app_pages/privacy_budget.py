@@ -108,7 +108,7 @@ with calculator:
             needed = {}
         t2.markdown(
             "\n".join(
-                f"- **{ACCOUNTANTS[a][1]}**: no σ found: {o.reason}"
+                f"- **{ACCOUNTANTS[a][1]}**: {o.reason}"
                 if isinstance(o, AccountingFailure)
                 else f"- **{ACCOUNTANTS[a][1]}**: σ ≥ {o.noise_multiplier:.3g} keeps ε ≤ {target:g} after {epochs} "
                 f"epochs (reaches ε = {o.epsilon:.3g})"

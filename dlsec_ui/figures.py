@@ -278,7 +278,7 @@ def decade_axis(lo: float, hi: float, fmt: str = "g", *, snap: bool = False) -> 
 
     return {
         "type": "log", "range": [math.log10(lo), math.log10(hi)], "tickmode": "array", "tickvals": ticks,
-        "ticktext": [text(t) for t in ticks], "minor": {"ticks": "outside", "ticklen": 3, "showgrid": False},
+        "ticktext": [text(t) for t in ticks],
     }  # fmt: skip
 
 
@@ -399,6 +399,7 @@ def epsilon_curves(curves: dict[str, Sequence[dict[str, Any]]], steps_per_epoch:
     fig.update_layout(
         template=TEMPLATE, height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10},
         xaxis_title="epochs", yaxis_title="ε spent", legend_title_text="accountant",
+        showlegend=True,  # even with one line: the chart must say which accountant drew it
     )  # fmt: skip
     fig.update_yaxes(rangemode="tozero")
     return fig

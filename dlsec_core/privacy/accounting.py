@@ -138,8 +138,9 @@ def _epsilon(accountant: str, noise_multiplier: float, sample_rate: float, steps
             raise AccountingError(
                 AccountingFailure(
                     accountant=accountant,
-                    reason=f"with noise this small its numerical composition would need {points:.2g} grid points "
-                    f"(the limit here is {MAX_PRV_POINTS:.0e}) and breaks down; use RDP's bound, which stays valid.",
+                    reason=f"with noise this small its numerical composition breaks down (it would need "
+                    f"{points / 1e6:,.0f} million grid points; the limit here is {MAX_PRV_POINTS / 1e6:g} million). "
+                    "RDP's bound stays valid.",
                 )
             )
     acc = ACCOUNTANTS[accountant][0]()
