@@ -77,12 +77,18 @@ def audit_results() -> None:
             if result.claim_refuted:
                 st.error("The measured bound exceeds the claim: the DP training or its accounting is wrong.")
             testable = result.claim_testable
-            if testable is not None and not testable.measurable:
+            if result.claim_refutable is False and testable is not None:
+                needs = (
+                    f" ε ≤ {result.claimed_epsilon:.3g} still allows a guess error rate of {testable.level:.2g}, "
+                    f"below the 1/{result.r} that {result.r} guesses resolve: testing it takes at least "
+                    f"{testable.n_needed:,} guesses."
+                    if not testable.measurable
+                    else ""
+                )
                 st.info(
-                    f"This audit cannot test the claim: ε ≤ {result.claimed_epsilon:.3g} still allows a guess error "
-                    f"rate of {testable.level:.2g}, and {result.r} guesses resolve no rate below 1/{result.r}; "
-                    f"testing it would take at least {testable.n_needed:,} guesses. The most these {result.r} "
-                    f"guesses could ever show is ε ≥ {result.max_provable_epsilon:.3g}."
+                    f"This audit cannot test the claim: even all {result.r} guesses right would prove only "
+                    f"ε ≥ {result.max_provable_epsilon:.3g}, below the claimed {result.claimed_epsilon:.3g}. "
+                    f"Use more canaries.{needs}"
                 )
             elif testable is None:
                 st.caption(

@@ -476,7 +476,6 @@ def audit_scores(runs: Sequence[tuple[str, Any, Any]], bins: int = 40) -> go.Fig
                 go.Histogram(
                     x=[v for v, i in zip(s, inc, strict=True) if i == flag], name=name, opacity=0.6,
                     marker_color=color, xbins=xbins, autobinx=False, showlegend=row == 1,
-                    bingroup=1,
                 ),
                 row=row, col=1,
             )  # fmt: skip

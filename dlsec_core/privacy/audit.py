@@ -265,13 +265,21 @@ class AuditResult:
         return eps_lower_bound(self.m, self.r, self.r, self.delta, p=1 - self.confidence)
 
     @property
+    def claim_refutable(self) -> bool | None:
+        """Whether any outcome of this audit could refute the claimed ε (None without a claim): the claim must lie
+        below `max_provable_epsilon`. `claim_testable` gives the rate behind it and the guesses a test needs."""
+        if self.claimed_epsilon is None:
+            return None
+        return self.claimed_epsilon < self.max_provable_epsilon
+
+    @property
     def claim_testable(self) -> MeasuredRate | None:
         """Whether the r guesses can test the claimed ε at all (None without a claim).
 
         Under ε-DP a guess is wrong with probability at least about 1 / (1 + e^ε) (the paper's q = e^ε/(1 + e^ε)
         is the best chance of a right one); refuting the claim means measuring an error rate below that, and r
         guesses resolve no rate below 1/r: the rule of `dlsec_core.evaluation.rates`. `n_needed` is the number
-        of guesses that would.
+        of guesses that would, at least (the confidence asks for more: see `claim_refutable`).
         """
         if self.claimed_epsilon is None or self.r == 0:
             return None
@@ -300,7 +308,7 @@ class AuditResult:
             "v": self.v, "k_plus": self.k_plus, "k_minus": self.k_minus, "delta": self.delta,
             "claimed_epsilon": self.claimed_epsilon, "accountant": self.accountant,
             "test_accuracy": self.test_accuracy, "recipe": self.recipe, "claim_refuted": self.claim_refuted,
-            "max_provable_epsilon": self.max_provable_epsilon,
+            "max_provable_epsilon": self.max_provable_epsilon, "claim_refutable": self.claim_refutable,
         }  # fmt: skip
 
 

@@ -258,7 +258,11 @@ def test_standard_training_memorises_canaries_and_refutes_a_false_claim(digits: 
         result.max_provable_epsilon == eps_lower_bound(150, 60, 60, 1e-5)
         and 2.9 < result.max_provable_epsilon < 3
     )
-    assert unclaimed.claim_testable is None
+    assert unclaimed.claim_testable is None and unclaimed.claim_refutable is None
+    assert result.claim_refutable is True  # ε ≤ 0.5 < 2.97 (and it was refuted)
+    assert (
+        dataclasses.replace(result, claimed_epsilon=3.0).claim_refutable is False
+    )  # rate measurable, guesses too few
     testable = result.claim_testable
     assert testable is not None and testable.measurable and testable.n == 60  # ε ≤ 0.5: error rate 38 %
     loose = dataclasses.replace(result, claimed_epsilon=8.0).claim_testable

@@ -14,12 +14,14 @@ Needs Debian's Chromium at /usr/bin/chromium. Screenshots go to artifacts/screen
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from dlsec_core.privacy.accounting import epsilon_after
+from dlsec_core.privacy.audit import eps_lower_bound
 from dlsec_core.store import ModelCard, Store
 from dlsec_ui import state
 
@@ -241,3 +243,43 @@ def test_privacy_pages_pick_the_standard_twin_and_an_uploaded_dp_copy_keeps_its_
     # the whole-page helper waits for every chart to be visible, and the calculator's sits in the hidden tab
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.locator(key(state.FR_CHART)).screenshot(path=str(SCREENSHOTS / "honest_07_frontier_decades.png"))
+
+
+def test_audit_histograms_share_bins_and_say_what_the_guesses_can_test(app: Any, page: Page) -> None:
+    page.goto(f"{app.url}/models")
+    page.locator(f"{key(state.TRAIN_BUTTON)} button").wait_for()
+    settle(page)
+    navigate(page, "Privacy audit", f"{key(state.AU_BUTTON)} button")
+    select_option(page, state.AU_DATASET, "digits")
+    select_option(page, state.AU_ARCH, "logreg")
+    press(page, state.AU_EPOCHS, "Home", "ArrowRight")
+    assert slider(page, state.AU_EPOCHS).input_value() == "2"
+    fill(page, "audit_AuditConfig_canaries", "150")  # digits has 359 test images, 200 kept for accuracy
+    page.locator(f"{key(state.AU_BUTTON)} button").click()
+    page.locator('[data-testid="stAlertContentSuccess"]', has_text="done in").wait_for(timeout=JOB_TIMEOUT_MS)
+    wait_chart(page, state.AU_CHART)
+    settle(page)
+
+    bins = page.evaluate(
+        """(sel) => document.querySelector(sel + ' .js-plotly-plot')._fullData
+            .filter(t => t.type === 'histogram').map(t => [t.xbins.start, t.xbins.end, t.xbins.size])""",
+        key(state.AU_CHART),
+    )
+    assert len(bins) == 4 and all(b == bins[0] for b in bins), (
+        bins
+    )  # DP and control, in and out: one set of bins
+    assert axis(page, state.AU_CHART, "xaxis")["range"] == axis(page, state.AU_CHART, "xaxis2")["range"]
+
+    # 150 canaries -> 15 + 15 guesses: all right proves ε ≥ 2.25 at most, so a larger claim cannot be tested.
+    claim = page.locator('[data-testid="stMetric"]', has_text="Claimed ε").first.inner_text()
+    claimed = float(claim.split("≤")[1].split("(")[0])
+    ceiling = eps_lower_bound(150, 30, 30, 1e-5)
+    untestable = page.locator('[data-testid="stAlertContentInfo"]', has_text="cannot test the claim")
+    assert untestable.count() == (1 if claimed >= ceiling else 0), (claim, untestable.count())
+    if claimed >= ceiling:
+        assert f"would prove only ε ≥ {ceiling:.3g}" in untestable.inner_text()
+        if 1 / (1 + math.exp(claimed)) < 1 / 30:  # the rate rule: an error rate below 1/r is not measurable
+            assert f"at least {math.ceil(1 + math.exp(claimed)):,} guesses" in untestable.inner_text()
+    assert page.get_by_text(f"With 30 guesses this audit can show at most ε ≥ {ceiling:.3g}.").count() == 1
+    assert_no_errors(page)
+    screenshot(page, "honest_08_audit_shared_bins")
