@@ -76,6 +76,24 @@ def audit_results() -> None:
             st.caption(result.describe() + f". Test accuracy {result.test_accuracy:.1%}.")
             if result.claim_refuted:
                 st.error("The measured bound exceeds the claim: the DP training or its accounting is wrong.")
+            testable = result.claim_testable
+            if result.claim_refutable is False and testable is not None:
+                needs = (
+                    f" ε ≤ {result.claimed_epsilon:.3g} still allows a guess error rate of {testable.level:.2g}, "
+                    f"below the 1/{result.r} that {result.r} guesses resolve: testing it takes at least "
+                    f"{testable.n_needed:,} guesses."
+                    if not testable.measurable
+                    else ""
+                )
+                st.info(
+                    f"This audit cannot test the claim: even all {result.r} guesses right would prove only "
+                    f"ε ≥ {result.max_provable_epsilon:.3g}, below the claimed {result.claimed_epsilon:.3g}. "
+                    f"Use more canaries.{needs}"
+                )
+            elif testable is None:
+                st.caption(
+                    f"With {result.r} guesses this audit can show at most ε ≥ {result.max_provable_epsilon:.3g}."
+                )
     runs = [(label, r.scores.numpy(), r.included.numpy()) for label, r in job.result]
     st.plotly_chart(figures.audit_scores(runs), key=state.AU_CHART)
     st.caption(

@@ -42,7 +42,7 @@ if chosen and classes:
                     f"{data.class_names[k]}: p={p:.2f}"
                     for k, p in zip(classes, result.target_probability.tolist(), strict=True)
                 ]
-                rows.append((f"{m.name[:16]}<br>{privacy_label(m).split(' (')[0]}", result.images, titles))
+                rows.append((f"{m.name[:16]}<br>{privacy_label(m, short=True)}", result.images, titles))
         st.plotly_chart(figures.image_rows(rows), key=state.INV_RESULT)
         st.caption(
             f"{result.description}. Top row: the average training image of each class, for reference (not something "

@@ -60,22 +60,23 @@ def membership_results() -> None:
     curves, rows = [], []
     for model_card, result in results:
         label = f"{model_card.name} · {privacy_label(model_card)}"
+        low = result.roc.tpr_at_low_fpr
         curves.append({"label": label, "fpr": result.roc.fpr, "tpr": result.roc.tpr, "auc": result.auc,
-                       "tpr_at_0_1pct": result.tpr_at_0_1pct})  # fmt: skip
+                       "tpr_at_0_1pct": low[0.001]})  # fmt: skip
         rows.append({
-            "model": model_card.name, "privacy": privacy_label(model_card),
-            "AUC": round(result.auc, 3), "TPR @ 0.1% FPR": round(result.tpr_at_0_1pct, 4),
-            "TPR @ 1% FPR": round(result.tpr_at_1pct, 4), "train accuracy": round(result.member_accuracy, 3),
-            "test accuracy": round(result.nonmember_accuracy, 3),
+            "model": model_card.name, "privacy": privacy_label(model_card), "AUC": round(result.auc, 3),
+            "TPR @ 0.1% FPR": low[0.001].describe(".2%"), "TPR @ 1% FPR": low[0.01].describe(".2%"),
+            "train accuracy": round(result.member_accuracy, 3), "test accuracy": round(result.nonmember_accuracy, 3),
         })  # fmt: skip
-    st.plotly_chart(figures.membership_roc(curves), key=state.MI_ROC)
+    roc = results[0][1].roc
+    st.plotly_chart(figures.membership_roc(curves, roc.n_members, roc.n_nonmembers), key=state.MI_ROC)
     st.dataframe(rows, hide_index=True)
-    floor = results[0][1].roc.min_meaningful_fpr
     st.caption(
         "Attack: " + "; ".join(sorted({r.description for _, r in results})) + f". "
-        f"{results[0][1].roc.n_members} members and {results[0][1].roc.n_nonmembers} non-members per model: FPRs "
-        f"below {floor:.2%} cannot be resolved. The diagonal is guessing. A gap between train and test accuracy is "
-        "what the attack exploits."
+        f"{roc.n_members} members and {roc.n_nonmembers} non-members per model: a false-positive rate below "
+        f"1/{roc.n_nonmembers} = {roc.min_meaningful_fpr:.2%} cannot be measured, so the axis starts there and "
+        'rates read below it say "not measurable". The diagonal is guessing. A gap between train and test '
+        "accuracy is what the attack exploits."
     )
 
 

@@ -1,10 +1,12 @@
 """Privacy budget: the ε a DP-SGD run spends, before training (calculator) and across trained runs (frontier)."""
 
+import math
+
 import streamlit as st
 
 from dlsec_core.errors import DlsecError
 from dlsec_core.models.architectures import ARCHITECTURES
-from dlsec_core.privacy.accounting import ACCOUNTANTS
+from dlsec_core.privacy.accounting import ACCOUNTANTS, AccountingFailure
 from dlsec_core.privacy.dp_sgd import DPSGDRecipe, check_sampling
 from dlsec_core.privacy.frontier import FrontierPoint, frontier_points
 from dlsec_core.training.loop import TrainConfig
@@ -14,6 +16,9 @@ from dlsec_ui.jobs import show_session_job, submit_frontier
 from dlsec_ui.model_forms import BATCH_SIZES
 from dlsec_ui.resources import get_dataset, get_store, noise_needed, privacy_curve
 from dlsec_ui.widgets import show_error
+
+MAX_SIGMA = 10_000.0  # PRV needs σ = 240 for ε 0.05 over 100 epochs of the default run: let people check it
+VACUOUS_EPSILON = 10.0
 
 st.title("Privacy budget")
 st.caption(
@@ -43,7 +48,9 @@ with calculator:
         )
     )
     epochs = int(c2.slider("Epochs", 1, 100, DPSGDRecipe.suggested["epochs"], key=state.PB_EPOCHS))
-    sigma = float(c3.number_input("Noise multiplier σ", 0.1, 50.0, 1.5, 0.1, key=state.PB_SIGMA, format="%g"))
+    sigma = float(
+        c3.number_input("Noise multiplier σ", 0.1, MAX_SIGMA, 1.5, 0.1, key=state.PB_SIGMA, format="%g")
+    )
     delta = float(
         c3.number_input(
             "δ", 1e-10, 1e-2, 1e-5, 1e-6, key=state.PB_DELTA, format="%g",
@@ -65,38 +72,49 @@ with calculator:
         steps = per_epoch * epochs
         chart = st.empty()
         curves: dict = {}
-        try:
-            for acc in sorted(accountants, key=lambda a: a == "prv"):  # the fast ones draw first
-                if acc == "prv":
-                    chart.plotly_chart(
-                        figures.epsilon_curves(curves, per_epoch), key=f"{state.PB_CHART}_fast"
-                    )
-                    with st.spinner("PRV: composing privacy loss distributions…"):
-                        curves[acc] = privacy_curve(acc, sigma, q, steps, delta)
-                else:
-                    curves[acc] = privacy_curve(acc, sigma, q, steps, delta)
-            chart.plotly_chart(figures.epsilon_curves(curves, per_epoch), key=state.PB_CHART)
-        except DlsecError as err:
-            show_error(err)
+        failures: list[AccountingFailure] = []
+        for acc in sorted(accountants, key=lambda a: a == "prv"):  # the fast ones draw first
+            if acc == "prv":
+                chart.plotly_chart(figures.epsilon_curves(curves, per_epoch), key=f"{state.PB_CHART}_fast")
+                with st.spinner("PRV: composing privacy loss distributions…"):
+                    outcome = privacy_curve(acc, sigma, q, steps, delta)
+            else:
+                outcome = privacy_curve(acc, sigma, q, steps, delta)
+            if isinstance(outcome, AccountingFailure):
+                failures.append(outcome)
+            else:
+                curves[acc] = outcome
+        chart.plotly_chart(figures.epsilon_curves(curves, per_epoch), key=state.PB_CHART)
         rows = [
             {"accountant": ACCOUNTANTS[a][1], "ε after all epochs": round(c[-1]["epsilon"], 3), "δ": delta,
              "steps": steps, "q": round(q, 5)}
             for a, c in curves.items()
         ]  # fmt: skip
         st.dataframe(rows, hide_index=True)
+        for failure in failures:
+            st.warning(f"**No ε from {failure.describe()}**")
+        if any(c[-1]["epsilon"] > VACUOUS_EPSILON for c in curves.values()):
+            st.info(
+                f"An ε above {VACUOUS_EPSILON:g} promises next to nothing: the guarantee lets one training example "
+                f"change what the model reveals by a factor e^ε > {math.exp(VACUOUS_EPSILON):,.0f}. Raise σ."
+            )
         st.markdown("**Inverse: how much noise for a target ε?**")
         t1, t2 = st.columns([1, 2])
-        target = float(t1.number_input("Target ε", 0.05, 100.0, 2.0, 0.5, key=state.PB_TARGET, format="%g"))
+        target = float(t1.number_input("Target ε", 0.01, 100.0, 2.0, 0.5, key=state.PB_TARGET, format="%g"))
         try:
-            needed = {a: noise_needed(a, target, q, steps, delta) for a in accountants if a != "gdp"}
-            t2.markdown(
-                "\n".join(
-                    f"- **{ACCOUNTANTS[a][1]}**: σ ≥ {s:.3g} keeps ε ≤ {target:g} after {epochs} epochs"
-                    for a, s in needed.items()
-                )
-            )
+            needed = noise_needed(tuple(a for a in accountants if a != "gdp"), target, q, steps, delta)
         except DlsecError as err:
             show_error(err)
+            needed = {}
+        t2.markdown(
+            "\n".join(
+                f"- **{ACCOUNTANTS[a][1]}**: {o.reason}"
+                if isinstance(o, AccountingFailure)
+                else f"- **{ACCOUNTANTS[a][1]}**: σ ≥ {o.noise_multiplier:.3g} keeps ε ≤ {target:g} after {epochs} "
+                f"epochs (reaches ε = {o.epsilon:.3g})"
+                for a, o in needed.items()
+            )
+        )
 
 with frontier:
     st.caption(

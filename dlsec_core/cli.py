@@ -36,7 +36,13 @@ from dlsec_core.defenses.smoothing import CertifyEvent
 from dlsec_core.defenses.transforms import TRANSFORMS, defend, get_transform
 from dlsec_core.errors import DlsecError, InvalidInputError
 from dlsec_core.models.architectures import ARCHITECTURES
-from dlsec_core.privacy.accounting import ACCOUNTANTS, PrivacySpend, epsilon_after, noise_for_target
+from dlsec_core.privacy.accounting import (
+    ACCOUNTANTS,
+    AccountingFailure,
+    AccountingOutcome,
+    epsilon_by_accountant,
+    noise_by_accountant,
+)
 from dlsec_core.privacy.audit import AuditConfig, audit_study
 from dlsec_core.privacy.dp_sgd import TRAIN_ACCOUNTANTS, DPSGDRecipe, check_sampling, privacy_plan
 from dlsec_core.privacy.frontier import FrontierPoint, frontier_points, frontier_sweep
@@ -358,13 +364,13 @@ def _accountants(values: Sequence[str] | None, default: Sequence[str]) -> list[s
 
 def _privacy_of(card: ModelCard) -> dict[str, Any]:
     """The ε a stored model spent, with its accountant and δ (from its last epoch), or "no DP"."""
-    last = card.history[-1] if card.history else {}
-    if card.recipe != "dp-sgd":
-        return {"privacy": "no DP", "epsilon": None, "accountant": None, "delta": None}
-    if last.get("epsilon") is None:
+    spend = card.privacy
+    if spend is not None:
+        return {"privacy": spend.label(), "epsilon": spend.epsilon, "accountant": spend.accountant,
+                "delta": spend.delta}  # fmt: skip
+    if card.recipe == "dp-sgd":
         return {"privacy": "DP-SGD (ε not recorded)", "epsilon": None, "accountant": None, "delta": None}
-    eps, acc, delta = float(last["epsilon"]), last.get("accountant"), last.get("delta")
-    return {"privacy": f"ε={eps:.3g} ({acc}, δ={delta:g})", "epsilon": eps, "accountant": acc, "delta": delta}
+    return {"privacy": "no DP", "epsilon": None, "accountant": None, "delta": None}
 
 
 def cmd_privacy_budget(args: argparse.Namespace, store: Store) -> None:
@@ -377,23 +383,20 @@ def cmd_privacy_budget(args: argparse.Namespace, store: Store) -> None:
     q = batch / n
     steps = per_epoch * args.epochs
     sigma = args.sigma if args.sigma is not None or args.target_epsilon is not None else 1.0
-    spends: list[PrivacySpend] = []
+    spends: dict[str, AccountingOutcome] = {}
     if sigma is not None:
-        for acc in accountants:
-            spends.append(epsilon_after(sigma, q, steps, delta, accountant=acc))
-            if not args.quiet:
-                print(f"{acc}: ε = {spends[-1].epsilon:.4g}", file=sys.stderr)
-    needed: list[PrivacySpend] = []
+        spends = epsilon_by_accountant(sigma, q, steps, delta, accountants)
+        if not args.quiet:
+            for acc, outcome in spends.items():
+                eps = "no answer" if isinstance(outcome, AccountingFailure) else f"ε = {outcome.epsilon:.4g}"
+                print(f"{acc}: {eps}", file=sys.stderr)
+    needed: dict[str, AccountingOutcome] = {}
     if args.target_epsilon is not None:
-        for acc in accountants:
-            if acc == "gdp":  # a CLT approximation, not an upper bound: never calibrate noise on it
-                if not args.quiet:
-                    print(
-                        "gdp: skipped for the target ε (an approximation, not an upper bound)",
-                        file=sys.stderr,
-                    )
-                continue
-            needed.append(noise_for_target(args.target_epsilon, q, steps, delta, accountant=acc))
+        if "gdp" in accountants and not args.quiet:  # a CLT approximation, not an upper bound
+            print("gdp: skipped for the target ε (an approximation, not an upper bound)", file=sys.stderr)
+        needed = noise_by_accountant(
+            args.target_epsilon, q, steps, delta, [a for a in accountants if a != "gdp"]
+        )
     setting = {
         "n": n,
         "batch_size": batch,
@@ -404,21 +407,27 @@ def cmd_privacy_budget(args: argparse.Namespace, store: Store) -> None:
     }
     if args.json:
         _print({
-            **setting, "noise_multiplier": sigma, "epsilon": [s.to_record() for s in spends],
-            "target_epsilon": args.target_epsilon, "noise_for_target": [s.to_record() for s in needed],
+            **setting, "noise_multiplier": sigma, "epsilon": [o.to_record() for o in spends.values()],
+            "target_epsilon": args.target_epsilon, "noise_for_target": [o.to_record() for o in needed.values()],
         }, True)  # fmt: skip
         return
     print(
         f"# q = {batch}/{n} = {q:.4g}, {plural(per_epoch, 'step')}/epoch × {plural(args.epochs, 'epoch')} = "
         f"{plural(steps, 'step')}, δ = {delta:g}"
     )
-    for spend in spends:
-        print(f"σ = {spend.noise_multiplier:g}: {spend.describe()}")
-    for spend in needed:
-        print(
-            f"σ ≥ {spend.noise_multiplier:.4g} keeps ε ≤ {args.target_epsilon:g} "
-            f"({ACCOUNTANTS[spend.accountant][1]}: reaches ε = {spend.epsilon:.4g})"
-        )
+    for outcome in spends.values():
+        if isinstance(outcome, AccountingFailure):
+            print(f"σ = {sigma:g}: no ε from {outcome.describe()}")
+        else:
+            print(f"σ = {sigma:g}: {outcome.describe()}")
+    for outcome in needed.values():
+        if isinstance(outcome, AccountingFailure):
+            print(f"no σ keeps ε ≤ {args.target_epsilon:g} by {outcome.describe()}")
+        else:
+            print(
+                f"σ ≥ {outcome.noise_multiplier:.4g} keeps ε ≤ {args.target_epsilon:g} "
+                f"({ACCOUNTANTS[outcome.accountant][1]}: reaches ε = {outcome.epsilon:.4g})"
+            )
 
 
 def cmd_membership(args: argparse.Namespace, store: Store) -> None:
@@ -449,7 +458,9 @@ def cmd_membership(args: argparse.Namespace, store: Store) -> None:
         return
     keys = ("auc", "tpr_at_0_1pct", "tpr_at_1pct", "member_accuracy", "nonmember_accuracy")
     _print([
-        {"model": r["model"], "privacy": r["privacy"], **{k: round(r[k], 4) for k in keys},
+        {"model": r["model"], "privacy": r["privacy"],
+         **{k: round(r[k], 4) if r[k] is not None else f"not measurable (needs {r[k + '_needs']} non-members)"
+            for k in keys},
          "attack": r["description"]}
         for r in rows
     ], False)  # fmt: skip

@@ -42,6 +42,7 @@ from dlsec_core.data.builtin import DATASETS, Dataset
 from dlsec_core.device import get_device
 from dlsec_core.errors import DlsecError, InvalidInputError, NotFoundError
 from dlsec_core.models.spec import ModelSpec, build_model, count_parameters
+from dlsec_core.privacy_spend import PrivacySpend
 from dlsec_core.safe_load import METADATA_SPEC_KEY, load_upload, read_metadata
 from dlsec_core.text import duration, timestamp
 
@@ -138,6 +139,29 @@ def default_home() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".dlsec"
 
 
+# An exported DP model's PrivacySpend record, in its safetensors metadata.
+METADATA_PRIVACY_KEY = "dlsec_privacy"
+PRIVACY_PARAM = "privacy"  # where an imported model's card keeps the spend its file carried
+
+
+def privacy_from_metadata(data: bytes) -> PrivacySpend | None:
+    """The privacy spend stored in a safetensors file's metadata by `Store.export_model`, or None when absent.
+
+    Raises:
+        InvalidInputError: the header is not valid, or the stored record is not a privacy spend.
+    """
+    text = read_metadata(data).get(METADATA_PRIVACY_KEY)
+    if text is None:
+        return None
+    try:
+        record = json.loads(text)
+        if not isinstance(record, dict):
+            raise InvalidInputError(f"expected a JSON object, got {text[:80]!r}")
+        return PrivacySpend.from_record(record)
+    except (json.JSONDecodeError, InvalidInputError) as err:
+        raise InvalidInputError(f"The privacy record stored inside the file is not usable: {err}") from err
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelCard:
     """Everything known about a stored model except its weights."""
@@ -156,6 +180,19 @@ class ModelCard:
     num_parameters: int
     source: str  # "trained" | "uploaded"
     history: list[dict[str, Any]]  # per-epoch metrics, may be empty
+
+    @property
+    def privacy(self) -> PrivacySpend | None:
+        """The (ε, δ) this model's training spent and the accountant behind it; None for a model without DP.
+
+        A DP-SGD run's spend is its last epoch's; an imported model keeps the spend its exported file carried
+        (`recipe_params["privacy"]`), so an uploaded copy of a DP model stays labelled as one.
+        """
+        if self.recipe == "dp-sgd":
+            last = self.history[-1] if self.history else {}
+            return PrivacySpend.from_record(last) if last.get("epsilon") is not None else None
+        carried = self.recipe_params.get(PRIVACY_PARAM)
+        return PrivacySpend.from_record(carried) if carried else None
 
     def to_record(self) -> dict[str, Any]:
         """A flat row for a table: id, name, dataset, arch, recipe, seed, accuracy, created, seconds, params."""
@@ -615,7 +652,8 @@ class Store:
         return self.get_card(model_id)
 
     def export_model(self, model_id: str, dest_dir: Path) -> tuple[Path, Path]:
-        """Write `<name>.safetensors` (spec in its metadata) and `<name>.spec.json` into `dest_dir`.
+        """Write `<name>.safetensors` (spec, and a DP model's privacy spend, in its metadata) and `<name>.spec.json`
+        into `dest_dir`.
 
         Both files are written atomically; existing files of the same names are replaced.
 
@@ -634,6 +672,10 @@ class Store:
         stem = _safe_filename(card.name, card.id)
         weights_path = dest / f"{stem}{_WEIGHTS_SUFFIX}"
         spec_path = dest / f"{stem}.spec.json"
+        # The DP spend travels with the weights, so an imported copy keeps its label.
+        if card.privacy is not None:
+            meta = read_metadata(data) | {METADATA_PRIVACY_KEY: json.dumps(card.privacy.to_record())}
+            data = save(load_safetensors(data), metadata=meta)
         write_atomic(weights_path, data)
         write_atomic(spec_path, (json.dumps(card.spec.to_dict(), indent=2, sort_keys=True) + "\n").encode())
         return weights_path, spec_path
@@ -647,6 +689,7 @@ class Store:
         dataset: str = "upload",
         filename: str = "model.safetensors",
         clean_accuracy: float | None = None,
+        privacy: PrivacySpend | None = None,
     ) -> ModelCard:
         """Validate an uploaded safetensors file (see `dlsec_core.safe_load`) and store it.
 
@@ -657,9 +700,11 @@ class Store:
             dataset: what the model was trained on.
             filename: the uploaded name; pickle-based extensions are refused.
             clean_accuracy: a measured test accuracy, if already known.
+            privacy: the DP spend of the training that produced the weights; when None it is read from the
+                file's metadata (files exported here from a DP model carry it), and absent means no DP.
 
         Returns:
-            The new model's card (recipe "uploaded", source "uploaded").
+            The new model's card (recipe "uploaded", source "uploaded"; `card.privacy` is the carried spend).
 
         Raises:
             UnsafeFileError: a pickle-based file, refused unopened.
@@ -667,6 +712,8 @@ class Store:
         """
         name = _clean_name(name)
         spec, state = load_upload(data, spec, filename=filename)
+        if privacy is None:
+            privacy = privacy_from_metadata(data)
         model = build_model(spec)
         model.load_state_dict(state, strict=True)
         return self.save_model(
@@ -675,6 +722,7 @@ class Store:
             name=name,
             dataset=dataset,
             recipe="uploaded",
+            recipe_params={} if privacy is None else {PRIVACY_PARAM: privacy.to_record()},
             clean_accuracy=clean_accuracy,
             source="uploaded",
         )

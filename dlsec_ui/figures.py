@@ -15,6 +15,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from dlsec_core.attacks.base import AttackResult, Reference
+from dlsec_core.evaluation.rates import MeasuredRate, smallest_measurable_rate
 
 TEMPLATE = "plotly_white"
 CLEAN_COLOR = "#4C78A8"
@@ -275,8 +276,91 @@ def detection_curves(records: Sequence[dict[str, Any]]) -> go.Figure:
     return fig
 
 
-def roc_figure(roc: Sequence[dict[str, float]], auc: float, title: str) -> go.Figure:
-    """The detector's ROC curve (adversarial = positive) with its AUC, and the chance diagonal."""
+def decade_axis(lo: float, hi: float, fmt: str = "g", *, snap: bool = False) -> dict[str, Any]:
+    """A log axis over [lo, hi] labelled at the decades only ("0.1 1 10", not "4 5 6 7 8 9 1 2 3": Plotly's own
+    log ticks label every digit when a range spans a decade or two).
+
+    `snap`: widen the range to whole decades (at least two labels, for data inside one decade); otherwise the
+    range is exactly [lo, hi] and its ends are labelled too when they are not decades (an ROC axis starting at
+    1/500 says "0.2%"). `fmt`: "g" for plain numbers, "%" for rates (10^-3 -> "0.1%").
+    """
+    if not (lo > 0 and hi > lo):
+        raise ValueError(f"A log axis needs 0 < lo < hi, got {lo!r}, {hi!r}.")
+    first, last = math.floor(math.log10(lo) + 1e-9), math.ceil(math.log10(hi) - 1e-9)
+    if snap:
+        last = max(last, first + 1)
+        lo, hi = 10.0**first, 10.0**last
+    ticks = [10.0**k for k in range(first, last + 1) if lo * (1 - 1e-9) <= 10.0**k <= hi * (1 + 1e-9)]
+    ticks = sorted({*ticks, lo, hi}, key=float) if not snap else ticks
+    ticks = [t for i, t in enumerate(ticks) if i == 0 or t > ticks[i - 1] * (1 + 1e-9)]
+
+    def text(v: float) -> str:
+        if fmt == "%":
+            return f"{v * 100:.2g}%" if v < 0.1 else f"{v * 100:.0f}%"
+        return f"{v:.3g}"
+
+    return {
+        "type": "log", "range": [math.log10(lo), math.log10(hi)], "tickmode": "array", "tickvals": ticks,
+        "ticktext": [text(t) for t in ticks],
+    }  # fmt: skip
+
+
+def roc_chart(
+    curves: Sequence[dict[str, Any]],
+    *,
+    n_negatives: int,
+    n_positives: int | None = None,
+    title: str = "",
+    x_title: str = "false-positive rate",
+    y_title: str = "true-positive rate",
+) -> go.Figure:
+    """ROC curves on log-log axes that start where the sample can resolve a rate: 1/n negatives on the FPR axis
+    and 1/n positives on the TPR axis (`dlsec_core.evaluation.rates`), never at an arbitrary 10^-4.
+
+    Each curve: {"label", "fpr", "tpr"} (the label should carry its AUC and low-FPR reading). Points at a rate of 0
+    are drawn on the axis floor. The chance diagonal TPR = FPR is dotted.
+    """
+    x_floor = smallest_measurable_rate(n_negatives)
+    y_floor = smallest_measurable_rate(n_positives if n_positives is not None else n_negatives)
+    fig = go.Figure()
+    for c in curves:
+        fig.add_trace(
+            go.Scatter(
+                x=[max(float(v), x_floor) for v in c["fpr"]], y=[max(float(v), y_floor) for v in c["tpr"]],
+                mode="lines", name=str(c["label"]), line={"shape": "hv"},
+                hovertemplate="FPR %{x:.2%} → TPR %{y:.2%}<extra>" + str(c["label"]) + "</extra>",
+            )
+        )  # fmt: skip
+    low = min(x_floor, y_floor)
+    fig.add_trace(
+        go.Scatter(
+            x=[low, 1], y=[low, 1], mode="lines", name="chance (TPR = FPR)",
+            line={"dash": "dot", "color": "#999999"}, hoverinfo="skip",
+        )
+    )  # fmt: skip
+    fig.update_layout(
+        template=TEMPLATE, height=420, title=title, margin={"l": 10, "r": 10, "t": 40 if title else 30, "b": 10},
+        xaxis={"title": f"{x_title} (log; from 1/{n_negatives:,})", **decade_axis(x_floor, 1.0, "%")},
+        yaxis={"title": f"{y_title} (log)", **decade_axis(y_floor, 1.0, "%")},
+        legend={"orientation": "h", "y": -0.25},
+    )  # fmt: skip
+    return fig
+
+
+def roc_figure(
+    roc: Sequence[dict[str, float]], auc: float, title: str, n_negatives: int | None = None
+) -> go.Figure:
+    """The detector's ROC curve (adversarial = positive) with its AUC, and the chance diagonal.
+
+    With `n_negatives` (the clean images scored) the axes are log and start at 1/n, like every other ROC here;
+    without it, the old linear axes.
+    """
+    if n_negatives is not None:
+        return roc_chart(
+            [{"label": f"AUC {auc:.3f}", "fpr": [p["fpr"] for p in roc], "tpr": [p["tpr"] for p in roc]}],
+            n_negatives=n_negatives, title=title, x_title="false-positive rate (clean flagged)",
+            y_title="true-positive rate (adversarial flagged)",
+        )  # fmt: skip
     fig = go.Figure(
         [
             go.Scatter(
@@ -338,6 +422,7 @@ def epsilon_curves(curves: dict[str, Sequence[dict[str, Any]]], steps_per_epoch:
     fig.update_layout(
         template=TEMPLATE, height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10},
         xaxis_title="epochs", yaxis_title="ε spent", legend_title_text="accountant",
+        showlegend=True,  # even with one line: the chart must say which accountant drew it
     )  # fmt: skip
     fig.update_yaxes(rangemode="tozero")
     return fig
@@ -366,49 +451,43 @@ def privacy_frontier(records: Sequence[dict[str, Any]]) -> go.Figure:
         template=TEMPLATE, height=380, margin={"l": 10, "r": 10, "t": 30, "b": 10},
         xaxis_title="ε (log scale)", yaxis_title="test accuracy",
     )  # fmt: skip
-    fig.update_xaxes(type="log")
+    eps = [float(r["epsilon"]) for r in private]
+    fig.update_xaxes(**(decade_axis(min(eps), max(eps) * 1.01, snap=True) if eps else {"type": "log"}))
     fig.update_yaxes(range=[0, 1.01], tickformat=".0%")
     return fig
 
 
-def membership_roc(curves: Sequence[dict[str, Any]]) -> go.Figure:
-    """Membership-inference ROC curves on log-log axes (Carlini et al. 2022: what matters is the low-FPR corner).
+def membership_roc(curves: Sequence[dict[str, Any]], n_members: int, n_nonmembers: int) -> go.Figure:
+    """Membership-inference ROC curves on log-log axes (Carlini et al. 2022: what matters is the low-FPR corner),
+    from 1/n non-members: a smaller FPR cannot be measured on them.
 
-    Each curve: {"label", "fpr", "tpr", "auc", "tpr_at_0_1pct"}; the chance diagonal TPR = FPR is drawn dotted.
+    Each curve: {"label", "fpr", "tpr", "auc", "tpr_at_0_1pct": MeasuredRate}.
     """
-    fig = go.Figure()
-    floor = 1e-4
+    labelled = []
     for c in curves:
-        fpr = [max(float(v), floor) for v in c["fpr"]]
-        tpr = [max(float(v), floor) for v in c["tpr"]]
-        fig.add_trace(
-            go.Scatter(
-                x=fpr, y=tpr, mode="lines", name=f"{c['label']} (AUC {c['auc']:.3f}, TPR@0.1% {c['tpr_at_0_1pct']:.1%})",
-                hovertemplate="FPR %{x:.2%} → TPR %{y:.2%}<extra>" + str(c["label"]) + "</extra>",
-            )
-        )  # fmt: skip
-    fig.add_trace(
-        go.Scatter(
-            x=[floor, 1], y=[floor, 1], mode="lines", name="chance (TPR = FPR)",
-            line={"dash": "dot", "color": "#999999"}, hoverinfo="skip",
-        )
-    )  # fmt: skip
-    fig.update_layout(
-        template=TEMPLATE, height=420, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        xaxis_title="false-positive rate (log)", yaxis_title="true-positive rate (log)",
-        legend={"orientation": "h", "y": -0.25},
-    )  # fmt: skip
-    fig.update_xaxes(type="log", range=[-4, 0], exponentformat="power")
-    fig.update_yaxes(type="log", range=[-4, 0], exponentformat="power")
-    return fig
+        rate: MeasuredRate = c["tpr_at_0_1pct"]
+        reading = f"{rate.value:.1%}" if rate.measurable else f"not measurable at n = {rate.n:,}"
+        labelled.append({**c, "label": f"{c['label']} (AUC {c['auc']:.3f}, TPR@0.1% FPR {reading})"})
+    return roc_chart(labelled, n_negatives=n_nonmembers, n_positives=n_members)
 
 
-def audit_scores(runs: Sequence[tuple[str, Any, Any]]) -> go.Figure:
+def audit_scores(runs: Sequence[tuple[str, Any, Any]], bins: int = 40) -> go.Figure:
     """Canary scores (−loss on the wrong label) of included vs. excluded canaries, one row per audited run.
 
-    `runs`: (label, scores, included) with (m,) arrays. Separated histograms = memorised canaries = leakage.
+    `runs`: (label, scores, included) with (m,) arrays. Separated histograms = memorised canaries = leakage. Every
+    histogram shares one set of bins and one x range (over all runs), so bar heights compare across colours and
+    rows: Plotly's automatic bins differ per trace (2.5 vs 1 wide on a DP run) and make one colour look twice as tall.
     """
-    fig = make_subplots(rows=len(runs), cols=1, subplot_titles=[r[0] for r in runs], vertical_spacing=0.18)
+    all_scores = (
+        np.concatenate([np.asarray(r[1], dtype=np.float64).ravel() for r in runs]) if runs else np.zeros(1)
+    )
+    lo, hi = float(all_scores.min()), float(all_scores.max())
+    size = (hi - lo) / bins if hi > lo else 1.0
+    xbins = {"start": lo, "end": hi + size * 1e-6 + (0 if hi > lo else 1.0), "size": size}
+    fig = make_subplots(
+        rows=max(1, len(runs)), cols=1, subplot_titles=[r[0] for r in runs], vertical_spacing=0.18,
+        shared_xaxes=True,
+    )  # fmt: skip
     for row, (_, scores, included) in enumerate(runs, start=1):
         s = [float(v) for v in scores]
         inc = [bool(v) for v in included]
@@ -419,14 +498,18 @@ def audit_scores(runs: Sequence[tuple[str, Any, Any]]) -> go.Figure:
             fig.add_trace(
                 go.Histogram(
                     x=[v for v, i in zip(s, inc, strict=True) if i == flag], name=name, opacity=0.6,
-                    marker_color=color, nbinsx=40, showlegend=row == 1,
+                    marker_color=color, xbins=xbins, autobinx=False, showlegend=row == 1,
                 ),
                 row=row, col=1,
             )  # fmt: skip
     fig.update_layout(
-        template=TEMPLATE, barmode="overlay", height=260 * len(runs), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        template=TEMPLATE, barmode="overlay", height=260 * max(1, len(runs)),
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
     )  # fmt: skip
-    fig.update_xaxes(title_text="score: −loss on the canary's wrong label (higher = memorised)")
+    fig.update_xaxes(range=[lo, xbins["end"]], showticklabels=True)
+    fig.update_xaxes(
+        title_text="score: −loss on the canary's wrong label (higher = memorised)", row=len(runs) or 1
+    )
     return fig
 
 

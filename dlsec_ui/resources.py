@@ -19,7 +19,13 @@ from dlsec_core.defenses.detection import CalibratedDetector, FeatureSqueezingDe
 from dlsec_core.defenses.transforms import InputTransform, Mode, defend
 from dlsec_core.device import configure_threads
 from dlsec_core.jobs import JobRunner, default_runner
-from dlsec_core.privacy.accounting import epsilon_curve, noise_for_target
+from dlsec_core.privacy.accounting import (
+    AccountingError,
+    AccountingFailure,
+    AccountingOutcome,
+    epsilon_curve,
+    noise_by_accountant,
+)
 from dlsec_core.privacy.inversion import InversionConfig, InversionResult, invert
 from dlsec_core.store import ModelCard, Store
 from dlsec_core.workflows import resolve_dataset
@@ -185,26 +191,28 @@ def get_detector(model_id: str) -> CalibratedDetector:
 @st.cache_data(show_spinner=False, max_entries=256)
 def privacy_curve(
     accountant: str, noise_multiplier: float, sample_rate: float, steps: int, delta: float
-) -> list[dict[str, Any]]:
-    """ε over the steps of a planned run (the calculator's chart), as records; cached per setting.
+) -> list[dict[str, Any]] | AccountingFailure:
+    """ε over the steps of a planned run (the calculator's chart), as records, or why this accountant cannot say;
+    cached per setting.
 
     RDP and GDP cost ~2 ms per point; PRV ~0.3 s per point (a numerical composition each), so it gets 8 points.
     """
     points = 8 if accountant == "prv" else 40
-    return [
-        s.to_record()
-        for s in epsilon_curve(
+    try:
+        curve = epsilon_curve(
             noise_multiplier, sample_rate, steps, delta, accountant=accountant, points=points
         )
-    ]
+    except AccountingError as err:
+        return err.failure
+    return [s.to_record() for s in curve]
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def noise_needed(
-    accountant: str, target_epsilon: float, sample_rate: float, steps: int, delta: float
-) -> float:
-    """The σ that keeps ε at or below the target after `steps` steps (the calculator's inverse)."""
-    return noise_for_target(target_epsilon, sample_rate, steps, delta, accountant=accountant).noise_multiplier
+    accountants: tuple[str, ...], target_epsilon: float, sample_rate: float, steps: int, delta: float
+) -> dict[str, AccountingOutcome]:
+    """Per accountant, the σ that keeps ε at or below the target after `steps` steps, or why none does."""
+    return noise_by_accountant(target_epsilon, sample_rate, steps, delta, accountants)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

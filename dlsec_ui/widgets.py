@@ -402,22 +402,29 @@ def show_error(err: DlsecError) -> None:
     st.error(" ".join(text) + (("\n\n```python\n" + "\n".join(code) + "\n```") if code else ""))
 
 
-def privacy_label(card: ModelCard) -> str:
-    """'ε = 2.1 (RDP, δ 1e-05)' for a DP-SGD model (its last epoch's spend), 'no DP' otherwise."""
-    last = card.history[-1] if card.history else {}
-    if card.recipe == "dp-sgd" and last.get("epsilon") is not None:
-        return f"ε = {last['epsilon']:.3g} ({str(last['accountant']).upper()}, δ {last['delta']:g})"
-    return "no DP"
+def privacy_label(card: ModelCard, *, short: bool = False) -> str:
+    """'ε = 2.1 (RDP, δ 1e-05)' for a model trained with DP (an imported copy says its file recorded it),
+    'no DP' otherwise; `short`: just 'ε = 2.1'."""
+    spend = card.privacy
+    if spend is None:
+        return "no DP"
+    if short:
+        return f"ε = {spend.epsilon:.3g}"
+    return spend.label() + (", as recorded in its file" if card.source == "uploaded" else "")
 
 
 def privacy_twins(card: ModelCard, cards: list[ModelCard]) -> list[str]:
-    """The model and the newest model of the same architecture on the same data on the other side of DP (a DP run
-    for a non-private model and vice versa): the default side-by-side of the privacy pages."""
-    private = card.recipe == "dp-sgd"
+    """The model and its twin on the other side of DP, the default side-by-side of the privacy pages.
+
+    The twin of a DP model is the newest *standard*-recipe model of the same architecture on the same data (not an
+    adversarially trained one: that would change two things at once); the twin of any other model is the newest
+    DP model of the same architecture on the same data.
+    """
+    private = card.privacy is not None
     twins = [
         c for c in cards
         if c.id != card.id and c.dataset == card.dataset and c.spec.arch == card.spec.arch
-        and (c.recipe == "dp-sgd") != private
+        and (c.recipe == "standard" if private else c.privacy is not None)
     ]  # fmt: skip
     twins.sort(key=lambda c: c.created_at, reverse=True)
     return [card.id] + [c.id for c in twins[:1]]
@@ -448,7 +455,7 @@ TWIN_TARGET_EPSILON = 4.0
 
 def _offer_twin(card: ModelCard) -> None:
     """No twin on the other side of DP yet: one click trains it with the same architecture, data and settings."""
-    private = card.recipe == "dp-sgd"
+    private = card.privacy is not None
     what = (
         "its non-private twin (standard recipe)"
         if private

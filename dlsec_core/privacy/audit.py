@@ -40,6 +40,7 @@ from torch import nn
 from dlsec_core.attacks.base import param
 from dlsec_core.data.builtin import Dataset
 from dlsec_core.errors import InvalidInputError
+from dlsec_core.evaluation.rates import MeasuredRate, measured_rate
 from dlsec_core.models.modes import device_of, eval_mode
 from dlsec_core.models.spec import ModelSpec
 from dlsec_core.privacy.accounting import ACCOUNTANTS
@@ -257,6 +258,35 @@ class AuditResult:
         (with the stated confidence)."""
         return self.claimed_epsilon is not None and self.eps_lower_bound > self.claimed_epsilon
 
+    @property
+    def max_provable_epsilon(self) -> float:
+        """The largest lower bound this audit could show at all, with every one of its r guesses right: claims
+        above it cannot be refuted by an audit of this size, whatever the training leaks."""
+        return eps_lower_bound(self.m, self.r, self.r, self.delta, p=1 - self.confidence)
+
+    @property
+    def claim_refutable(self) -> bool | None:
+        """Whether any outcome of this audit could refute the claimed ε (None without a claim): the claim must lie
+        below `max_provable_epsilon`. `claim_testable` gives the rate behind it and the guesses a test needs."""
+        if self.claimed_epsilon is None:
+            return None
+        return self.claimed_epsilon < self.max_provable_epsilon
+
+    @property
+    def claim_testable(self) -> MeasuredRate | None:
+        """Whether the r guesses can test the claimed ε at all (None without a claim).
+
+        Under ε-DP a guess is wrong with probability at least about 1 / (1 + e^ε) (the paper's q = e^ε/(1 + e^ε)
+        is the best chance of a right one); refuting the claim means measuring an error rate below that, and r
+        guesses resolve no rate below 1/r: the rule of `dlsec_core.evaluation.rates`. `n_needed` is the number
+        of guesses that would, at least (the confidence asks for more: see `claim_refutable`).
+        """
+        if self.claimed_epsilon is None or self.r == 0:
+            return None
+        e = math.exp(-min(self.claimed_epsilon, 700.0))
+        level = max(e / (1 + e), 1e-300)  # 1 / (1 + e^ε) without overflow
+        return measured_rate((self.r - self.v) / self.r, level=level, n=self.r)
+
     def describe(self) -> str:
         """e.g. "claimed ε ≤ 2 (RDP), measured ε ≥ 0.4 (95% confidence, 1000 canaries, 200 guesses, 190 correct)"."""
         if self.claimed_epsilon is None:
@@ -278,6 +308,7 @@ class AuditResult:
             "v": self.v, "k_plus": self.k_plus, "k_minus": self.k_minus, "delta": self.delta,
             "claimed_epsilon": self.claimed_epsilon, "accountant": self.accountant,
             "test_accuracy": self.test_accuracy, "recipe": self.recipe, "claim_refuted": self.claim_refuted,
+            "max_provable_epsilon": self.max_provable_epsilon, "claim_refutable": self.claim_refutable,
         }  # fmt: skip
 
 

@@ -38,7 +38,7 @@ from dlsec_core.errors import InvalidInputError
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.models.modes import device_of
 from dlsec_core.models.spec import ModelSpec, build_model
-from dlsec_core.privacy.accounting import ACCOUNTANTS, PrivacySpend, epsilon_after, noise_for_target
+from dlsec_core.privacy.accounting import ACCOUNTANTS, RunSpend, epsilon_after, noise_for_target
 from dlsec_core.text import plural
 from dlsec_core.training.recipes import Recipe, TrainingSetup, register_recipe
 
@@ -276,7 +276,7 @@ class DPSGDRecipe(Recipe):
                 "training would stop before reaching the target."
             )
 
-    def plan(self, n: int, batch_size: int, epochs: int) -> PrivacySpend:
+    def plan(self, n: int, batch_size: int, epochs: int) -> RunSpend:
         """The σ this run will use (given, or calibrated to the target ε) and the ε all planned epochs spend."""
         steps = check_sampling(n, batch_size, self.delta) * epochs
         q = batch_size / n

@@ -53,13 +53,12 @@ def point_of(card: ModelCard) -> FrontierPoint | None:
             model_id=card.id, name=card.name, accuracy=card.clean_accuracy, epsilon=math.inf, delta=None,
             accountant=None, noise_multiplier=None,
         )  # fmt: skip
-    if card.recipe != "dp-sgd" or not card.history or card.history[-1].get("epsilon") is None:
+    spend = card.privacy
+    if card.recipe != "dp-sgd" or spend is None:  # imported copies of DP models would repeat their originals
         return None
-    last = card.history[-1]
     return FrontierPoint(
-        model_id=card.id, name=card.name, accuracy=card.clean_accuracy, epsilon=float(last["epsilon"]),
-        delta=float(last["delta"]), accountant=str(last["accountant"]),
-        noise_multiplier=float(last["noise_multiplier"]),
+        model_id=card.id, name=card.name, accuracy=card.clean_accuracy, epsilon=spend.epsilon, delta=spend.delta,
+        accountant=spend.accountant, noise_multiplier=spend.noise_multiplier,
     )  # fmt: skip
 
 

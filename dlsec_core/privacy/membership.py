@@ -35,6 +35,7 @@ from torch import nn
 from dlsec_core.attacks.base import param
 from dlsec_core.data.builtin import Dataset
 from dlsec_core.errors import InvalidInputError
+from dlsec_core.evaluation.rates import MeasuredRate, measured_rate, smallest_measurable_rate
 from dlsec_core.models.modes import device_of, eval_mode
 from dlsec_core.models.spec import ModelSpec
 from dlsec_core.store import ModelCard, Store
@@ -67,7 +68,9 @@ class RocMetrics:
 
     `tpr_at_0_1pct` / `tpr_at_1pct` are the largest TPR whose FPR does not exceed 0.1 % / 1 % (Carlini et al.
     2022). A rate below `min_meaningful_fpr` = 1 / non-members cannot be measured: with 500 non-members the FPR
-    steps are 0.2 %, so "TPR at 0.1 % FPR" is the TPR at zero false positives.
+    steps are 0.2 %, so "TPR at 0.1 % FPR" is the TPR at zero false positives. These two floats are the raw
+    readings; `tpr_at_low_fpr` tags them with that rule (`dlsec_core.evaluation.rates`), and `to_record` reports
+    an unmeasurable one as None.
     """
 
     auc: float
@@ -82,13 +85,27 @@ class RocMetrics:
 
     @property
     def min_meaningful_fpr(self) -> float:
-        return 1.0 / self.n_nonmembers
+        return smallest_measurable_rate(self.n_nonmembers)
+
+    @property
+    def tpr_at_low_fpr(self) -> dict[float, MeasuredRate]:
+        """TPR at 0.1 % and 1 % FPR (keys: `LOW_FPRS`), each tagged with whether the non-members can measure it."""
+        values = (self.tpr_at_0_1pct, self.tpr_at_1pct)
+        return {
+            level: measured_rate(v, level=level, n=self.n_nonmembers)
+            for level, v in zip(LOW_FPRS, values, strict=True)
+        }
 
     def to_record(self) -> dict[str, Any]:
+        """A flat row; a TPR at an FPR the non-members cannot resolve is None, with the number of non-members that
+        would resolve it (e.g. "tpr_at_0_1pct_needs": 1000)."""
+        low = self.tpr_at_low_fpr
         return {
-            "auc": self.auc, "tpr_at_0_1pct": self.tpr_at_0_1pct, "tpr_at_1pct": self.tpr_at_1pct,
+            "auc": self.auc, "tpr_at_0_1pct": low[LOW_FPRS[0]].reading, "tpr_at_1pct": low[LOW_FPRS[1]].reading,
             "advantage": self.advantage, "balanced_accuracy": self.balanced_accuracy, "n_members": self.n_members,
             "n_nonmembers": self.n_nonmembers, "min_meaningful_fpr": self.min_meaningful_fpr,
+            **{f"{key}_needs": r.n_needed for key, r in zip(("tpr_at_0_1pct", "tpr_at_1pct"), low.values(), strict=True)
+               if not r.measurable},
         }  # fmt: skip
 
 

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dlsec_core.errors import InvalidInputError
-from dlsec_core.privacy import ACCOUNTANTS, epsilon_after, epsilon_curve, noise_for_target
+from dlsec_core.errors import DlsecError, InvalidInputError
+from dlsec_core.privacy import (
+    ACCOUNTANTS,
+    AccountingError,
+    AccountingFailure,
+    RunSpend,
+    epsilon_after,
+    epsilon_by_accountant,
+    epsilon_curve,
+    noise_by_accountant,
+    noise_for_target,
+    rdp_epsilon_floor,
+)
 
 
 def test_known_rdp_value_from_opacus_tests() -> None:
@@ -142,3 +155,66 @@ def test_property_calibrated_noise_never_overshoots(target: float, q: float, ste
     spend = noise_for_target(target, q, steps, 1e-5)
     assert spend.epsilon <= target
     assert epsilon_after(spend.noise_multiplier, q, steps, 1e-5).epsilon <= target
+
+
+# -- accountants that cannot answer: a typed outcome per accountant, never an exception from Opacus --------------
+# The calculator's defaults on mnist5k: N = 4,000, batch 512 (q = 0.128, 7 steps per epoch), 15 epochs, δ 1e-5.
+_Q, _STEPS = 512 / 4000, 7 * 15
+
+
+def test_tiny_noise_gives_a_huge_rdp_epsilon_and_a_prv_failure_sentence() -> None:
+    import time
+
+    start = time.perf_counter()
+    outcomes = epsilon_by_accountant(0.1, _Q, _STEPS, 1e-5, ("rdp", "prv", "gdp"))
+    assert time.perf_counter() - start < 5  # PRV's mesh would take ~50 s before returning ∞: refused up front
+    rdp = outcomes["rdp"]
+    assert isinstance(rdp, RunSpend) and rdp.epsilon > 1000  # valid and vacuous
+    assert rdp.epsilon == pytest.approx(epsilon_after(0.1, _Q, _STEPS, 1e-5).epsilon)
+    for name in ("prv", "gdp"):
+        failure = outcomes[name]
+        assert isinstance(failure, AccountingFailure) and failure.accountant == name
+        # a sentence that says what still holds
+        assert failure.reason.endswith(".") and "RDP" in failure.reason
+
+
+def test_an_accountant_breaking_down_raises_the_projects_error_naming_it() -> None:
+    # Opacus itself raises RuntimeError("Discrete mean differs significantly from continuous mean.") on the
+    # PRV curve's points at σ 0.1 (39 steps, measured), or returns ∞ after a minute (105 steps).
+    with pytest.raises(AccountingError) as caught:
+        epsilon_curve(0.1, _Q, _STEPS, 1e-5, accountant="prv", points=8)
+    assert caught.value.failure.accountant == "prv" and isinstance(caught.value, DlsecError)
+    with pytest.raises(AccountingError):
+        epsilon_after(0.1, _Q, 39, 1e-5, accountant="prv")
+
+
+def test_rdp_floor_matches_its_closed_form() -> None:
+    # With zero Rényi divergence, Opacus's conversion gives ε(α) = log((α-1)/α) - (log δ + log α) / (α - 1); the
+    # floor is its minimum over the orders Opacus tries (the largest, 63, wins at δ 1e-5).
+    alphas = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64))
+    expected = min(math.log((a - 1) / a) - (math.log(1e-5) + math.log(a)) / (a - 1) for a in alphas)
+    assert rdp_epsilon_floor(1e-5) == pytest.approx(expected, rel=1e-9)
+    assert 0.1 < expected < 0.11
+
+
+def test_noise_for_a_tiny_target_answers_per_accountant() -> None:
+    # 100 epochs of the default run: RDP cannot certify ε 0.05 at all; PRV can, with σ ≈ 240.
+    outcomes = noise_by_accountant(0.05, _Q, 7 * 100, 1e-5)
+    rdp, prv = outcomes["rdp"], outcomes["prv"]
+    assert isinstance(rdp, AccountingFailure) and "0.103" in rdp.reason
+    assert isinstance(prv, RunSpend) and 200 < prv.noise_multiplier < 300 and prv.epsilon <= 0.05
+    with pytest.raises(AccountingError):
+        noise_for_target(0.05, _Q, 700, 1e-5, accountant="rdp")
+    with pytest.raises(InvalidInputError):
+        noise_by_accountant(0.05, _Q, 700, 1e-5, ("rdp", "gdp"))  # never calibrate noise on an approximation
+
+
+def test_prv_answer_at_sigma_240_agrees_with_google_pld() -> None:
+    dp_accounting = pytest.importorskip("dp_accounting")
+    event = dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(_Q, dp_accounting.GaussianDpEvent(240.0)), 700
+    )
+    google = (
+        dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(1e-5)
+    )
+    assert epsilon_after(240.0, _Q, 700, 1e-5, accountant="prv").epsilon == pytest.approx(google, abs=0.01)

@@ -252,6 +252,22 @@ def test_standard_training_memorises_canaries_and_refutes_a_false_claim(digits: 
     unclaimed = dataclasses.replace(result, claimed_epsilon=None, accountant=None)
     assert unclaimed.describe().startswith("no claim (not trained with DP), measured ε ≥ ")
     assert not unclaimed.claim_refuted
+    # What 60 guesses can test at all: every guess right proves ε ≥ 2.97 at most; a claim of ε ≤ 8 allows a guess
+    # error rate of 1 / (1 + e^8) = 0.03 %, below the 1/60 that 60 guesses resolve: 2,982 guesses would.
+    assert (
+        result.max_provable_epsilon == eps_lower_bound(150, 60, 60, 1e-5)
+        and 2.9 < result.max_provable_epsilon < 3
+    )
+    assert unclaimed.claim_testable is None and unclaimed.claim_refutable is None
+    assert result.claim_refutable is True  # ε ≤ 0.5 < 2.97 (and it was refuted)
+    assert (
+        dataclasses.replace(result, claimed_epsilon=3.0).claim_refutable is False
+    )  # rate measurable, guesses too few
+    testable = result.claim_testable
+    assert testable is not None and testable.measurable and testable.n == 60  # ε ≤ 0.5: error rate 38 %
+    loose = dataclasses.replace(result, claimed_epsilon=8.0).claim_testable
+    assert loose is not None and not loose.measurable and loose.n_needed == math.ceil(1 + math.exp(8))
+    assert dataclasses.replace(result, claimed_epsilon=3547.0).claim_testable is not None  # no overflow
 
 
 def test_dp_sgd_is_never_refuted_and_the_positive_control_leaks_more(digits: Dataset) -> None:

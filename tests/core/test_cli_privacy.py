@@ -162,3 +162,20 @@ def test_privacy_errors_are_one_sentence(
     assert code == 2
     assert err.startswith("error: ") and "Traceback" not in err
     assert out == ""
+
+
+def test_privacy_budget_reports_each_accountant_even_when_one_cannot_answer(
+    tmp_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # σ 0.1 on the default run: RDP answers (a huge ε), PRV cannot; ε 0.05 after 100 epochs: PRV answers, RDP not.
+    code, out, err = run(capsys, "privacy-budget", "--n", "4000", "--batch-size", "512", "--epochs", "15", "--sigma",
+                         "0.1", "--json")  # fmt: skip
+    assert code == 0, err
+    rdp, prv = json.loads(out)["epsilon"]
+    assert rdp["accountant"] == "rdp" and rdp["epsilon"] > 1000
+    assert prv["accountant"] == "prv" and prv["epsilon"] is None and "RDP's bound" in prv["failure"]
+    code, out, err = run(capsys, "privacy-budget", "--n", "4000", "--batch-size", "512", "--epochs", "100",
+                         "--target-epsilon", "0.05")  # fmt: skip
+    assert code == 0, err
+    assert "no σ keeps ε ≤ 0.05 by RDP" in out and "cannot certify any ε below 0.103" in out
+    assert "σ ≥ 240 keeps ε ≤ 0.05 (PRV" in out
