@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from dlsec_core.defenses.transforms import MODES, Mode
 from dlsec_core.errors import DlsecError
 from dlsec_ui import figures, state
 from dlsec_ui.resources import attack_batch, attack_one, get_detector, get_model
@@ -40,10 +41,10 @@ with left:
     )
     with st.expander("Defense", expanded=st.session_state.get(state.DEFENSE, "none") != "none"):
         defense = defense_form(prefix="lab_")
-        mode = "adaptive"
+        mode: Mode = "adaptive"
         if defense is not None:
             mode = st.radio(
-                "How the attack treats the defense", ["adaptive", "naive"], horizontal=True, key=state.ATTACK_MODE,
+                "How the attack treats the defense", MODES, horizontal=True, key=state.ATTACK_MODE,
                 help="Adaptive: straight-through gradients (BPDA) and averages over random draws (EOT), the honest "
                 "evaluation. Naive: the transform's own gradient, which is zero for rounding: robustness that is "
                 "only hidden.",
@@ -61,11 +62,11 @@ with right:
             if targeted:
                 st.caption("The batch view runs the untargeted attack.")
             result = attack_batch(card.id, attack, n, seed, defense, mode)
-            right = int((~result.already_wrong).sum())
+            n_right = int((~result.already_wrong).sum())
             st.metric(
-                "Fooled", f"{int(result.fooled.sum()) / max(right, 1):.0%}",
-                help=f"Of the {right} images the model classified correctly; "
-                f"{n - right} were already wrong before the attack. {attack.describe()}.",
+                "Fooled", f"{int(result.fooled.sum()) / max(n_right, 1):.0%}",
+                help=f"Of the {n_right} images the model classified correctly; "
+                f"{n - n_right} were already wrong before the attack. {attack.describe()}.",
             )  # fmt: skip
             st.plotly_chart(figures.batch_grid(result, names), key="batch_grid")
             st.caption(
@@ -102,7 +103,7 @@ with right:
             st.plotly_chart(figures.probability_bars(result, names), key="prob_bars")
             st.caption(attack.describe() + ". " + type(attack).paper + ".")
             if defense is not None:
-                other = "naive" if mode == "adaptive" else "adaptive"
+                other: Mode = "naive" if mode == "adaptive" else "adaptive"
                 twin = attack_one(card.id, attack, x, y, target, seed, defense, other)
                 st.info(
                     f"Defense: {defense.describe()}. With the {other} attack instead, the image is "

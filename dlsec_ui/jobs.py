@@ -56,7 +56,13 @@ def _submit(
 
 
 def submit_training(
-    *, dataset: str, arch: str, name: str | None, config: TrainConfig, recipe: Recipe | None = None, link: bool = True
+    *,
+    dataset: str,
+    arch: str,
+    name: str | None,
+    config: TrainConfig,
+    recipe: Recipe | None = None,
+    link: bool = True,
 ) -> str:
     """Queue a training run (executed by a worker process, see `dlsec_ui.runs`); returns the run id."""
     recipe = recipe or StandardRecipe()

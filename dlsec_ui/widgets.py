@@ -89,9 +89,9 @@ def model_picker(cards: dict[str, ModelCard]) -> None:
         st.session_state.pop(state.MODEL, None)
         st.query_params.pop(state.MODEL, None)
         st.caption("No stored model yet.")
-    notice = st.session_state.get(state.MODEL_NOTICE)
-    if notice and notice[0] == st.session_state.get(state.MODEL):
-        st.warning(notice[1], icon=":material/info:")
+    shown = st.session_state.get(state.MODEL_NOTICE)
+    if shown and shown[0] == st.session_state.get(state.MODEL):
+        st.warning(shown[1], icon=":material/info:")
     else:  # the user has moved on to another model
         st.session_state.pop(state.MODEL_NOTICE, None)
 
@@ -186,34 +186,37 @@ def config_form(cls: type, *, prefix: str, skip: tuple[str, ...] = ()) -> dict[s
         if f.name in skip or "label" not in meta or not f.init:
             continue
         key, kind = f"{prefix}{cls.__name__}_{f.name}", str(f.type)
+        default: Any = (
+            f.default
+        )  # config fields carry plain defaults (no default_factory) when they have "label"
         if meta.get("kind") == "model":
             params[f.name] = _surrogate_picker(meta["label"], key)
         elif "options" in meta:
             options = list(meta["options"])
             params[f.name] = st.radio(
-                meta["label"], options, index=options.index(f.default) if f.default in options else 0,
+                meta["label"], options, index=options.index(default) if default in options else 0,
                 horizontal=True, key=key, format_func=_norm_label,
             )  # fmt: skip
         elif kind == "bool":
-            params[f.name] = st.checkbox(meta["label"], value=bool(f.default), key=key)
+            params[f.name] = st.checkbox(meta["label"], value=bool(default), key=key)
         elif (
             kind == "int"
             and "max" in meta
             and ("ui_max" in meta or int(meta["max"]) - int(meta["min"]) <= 1000)
         ):
             hi = min(int(meta["max"]), int(meta.get("ui_max", 200)))
-            params[f.name] = int(st.slider(meta["label"], int(meta["min"]), hi, int(f.default), key=key))
+            params[f.name] = int(st.slider(meta["label"], int(meta["min"]), hi, int(default), key=key))
         elif kind == "int":  # wide or open ranges (seeds, counts): a number box
             params[f.name] = int(
                 st.number_input(
-                    meta["label"], int(meta["min"]), int(meta["max"]) if "max" in meta else None, int(f.default),
+                    meta["label"], int(meta["min"]), int(meta["max"]) if "max" in meta else None, int(default),
                     int(meta.get("step", 1)), key=key, help=meta.get("help") or None,
                 )
             )  # fmt: skip
-        elif kind == "float" and f.default is not None:
+        elif kind == "float" and default is not None:
             params[f.name] = float(
                 st.number_input(
-                    meta["label"], float(meta["min"]), float(meta["max"]), float(f.default), float(meta.get("step", 0.01)),
+                    meta["label"], float(meta["min"]), float(meta["max"]), float(default), float(meta.get("step", 0.01)),
                     key=key, help=meta.get("help") or None, format="%g",
                 )
             )  # fmt: skip
@@ -394,7 +397,8 @@ def render_findings(checks: Sequence[CurveFindings]) -> None:
 
 def show_error(err: DlsecError) -> None:
     """A user-facing error: its sentence, and any indented lines (a code fix) as a code block."""
-    text, code = [], []
+    text: list[str] = []
+    code: list[str] = []
     for line in str(err).splitlines():
         (code if line.startswith("    ") else text).append(
             line.strip() if not line.startswith("    ") else line[4:]
