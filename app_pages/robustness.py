@@ -64,7 +64,8 @@ def sweep_progress() -> None:
         figures.robustness_curves(records, title=records[0]["attack"].split(" (")[0]), key=state.SWEEP_CHART
     )
     st.caption(
-        f"Attack: {records[-1]['attack']} (ε varies along the x axis), on {records[0]['n']} test images."
+        f"Attack: {records[-1]['attack']} (ε varies along the x axis), on {records[0]['n']} test images. "
+        "In the CSV, point_s is each point's own time and curve_elapsed_s the time since its curve started."
     )
     if any(r["defense"] for r in records):
         st.caption(
@@ -79,8 +80,12 @@ def sweep_progress() -> None:
     writer.writeheader()
     writer.writerows(records)
     st.download_button("Download CSV", out.getvalue(), "robustness.csv", "text/csv", key=state.SWEEP_CSV)
-    st.subheader("Honesty checks")
-    render_findings(sweep_findings(job.events))
+    checks = sweep_findings(job.events)
+    if checks:  # they come once every curve is drawn: no empty heading while the sweep runs
+        st.subheader("Honesty checks")
+        render_findings(checks)
+    elif job.is_active:
+        st.caption("Honesty checks follow once every curve is drawn.")
 
 
 sweep_progress()

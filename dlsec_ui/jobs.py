@@ -83,18 +83,26 @@ def submit_sweep(
     seed: int = 0,
 ) -> str:
     store = get_store()
-    curves_per_model = 3 if defense is not None else 1  # undefended, adaptive, naive (see `sweep_models`)
-    total = len(model_ids) * len(eps_values) * curves_per_model
-    points = 0
+    curves = len(model_ids) * (
+        3 if defense is not None else 1
+    )  # undefended, adaptive, naive (`sweep_models`)
+    total = curves * len(eps_values)
+    counts = {"points": 0, "checked": 0}
+    share = 0.8  # of the bar for the curves; the honesty checks of every curve come after them
 
     def progress(event: Any, _: int) -> tuple[float, str] | None:
-        nonlocal points
-        if not isinstance(event, ModelSweepPoint):
-            return None
-        points += 1
-        if points == total:
-            return 1.0, "sanity checks"
-        return points / total, f"{event.model_name}: ε={event.point.eps:.3g}"
+        if isinstance(event, ModelSweepPoint):
+            counts["points"] += 1
+            if counts["points"] == total:
+                return share, f"curves done; honesty checks of curve 1/{curves}"
+            return share * counts["points"] / total, f"{event.model_name}: ε={event.point.eps:.3g}"
+        if isinstance(event, CurveFindings):
+            counts["checked"] += 1
+            done = counts["checked"]
+            return share + (
+                1 - share
+            ) * done / curves, f"honesty checks of curve {min(done + 1, curves)}/{curves}"
+        return None
 
     return _submit(
         lambda: sweep_models(
