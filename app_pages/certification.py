@@ -6,7 +6,7 @@ from dlsec_core.defenses.smoothing import CertifyEvent
 from dlsec_core.errors import DlsecError
 from dlsec_ui import figures, state
 from dlsec_ui.jobs import show_session_job, submit_certification
-from dlsec_ui.widgets import current_model_card, show_error
+from dlsec_ui.widgets import current_model_card, render_checks, show_error
 
 st.title("Certified robustness")
 st.caption(
@@ -45,10 +45,13 @@ def certification_progress() -> None:
     st.plotly_chart(figures.certified_vs_empirical(report.certified, report.empirical), key=state.CERT_CHART)
     st.caption(
         f"Certified: {report.certify}; abstained on {report.abstain_rate:.0%} of images. Empirical: "
-        f"{report.empirical[-1]['attack'].split(' (')[0]} L2 with expectation over the same noise, one noise draw per "
-        "prediction. Certified accuracy is a guarantee (a lower bound); the empirical curve is what one attack "
-        "achieved (an upper bound). The space between them is what nobody knows yet."
+        f"{report.empirical[-1]['attack'].split(' (')[0]} L2 with expectation over the same noise; each accuracy "
+        f"averages {report.draws} noise draws per image, on {report.empirical[0]['n']} images (a few images make a "
+        "curve that wobbles: more images narrow it). Certified accuracy is a guarantee (a lower bound); the "
+        "empirical curve is what one attack achieved (an upper bound). The space between them is what nobody "
+        "knows yet."
     )
+    render_checks(report.findings, "Empirical curve")
 
 
 certification_progress()
