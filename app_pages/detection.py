@@ -77,8 +77,15 @@ def detection_progress() -> None:
         "number against this attack."
     )
     render_checks(report.findings, "Detector-aware attack")
-    st.plotly_chart(
-        figures.roc_figure(report.roc, report.roc_auc, f"ROC at {report.roc_attack}"), key=state.DET_ROC
+    roc = figures.roc_figure(
+        report.roc, report.roc_auc, f"ROC at {report.roc_attack}",
+        n_clean=report.roc_clean, n_adversarial=report.roc_adversarial,
+    )  # fmt: skip
+    st.plotly_chart(roc, key=state.DET_ROC)
+    st.caption(
+        f"The ROC rests on {report.roc_clean} clean and {report.roc_adversarial} successful adversarial images: "
+        f"rates below {figures.resolution_floor(report.roc_clean):.1%} (false positives) and "
+        f"{figures.resolution_floor(report.roc_adversarial):.1%} (detections) cannot be told from 0 (shaded)."
     )
 
 

@@ -69,7 +69,8 @@ def sweep_progress() -> None:
     )
     if any(r["defense"] for r in records):
         st.caption(
-            "With a defense, each model has three curves: undefended; the defense under the adaptive attack (solid: "
+            "With a defense, each model has three curves in its own colour: undefended (dotted); the defense under the "
+            "adaptive attack (solid: "
             "straight-through gradients through non-differentiable transforms, averages over random ones), the "
             "number to report; and under the naive attack (dashed), which follows the transform's own gradients. "
             "The gap between the last two is robustness that only looks real."

@@ -43,6 +43,8 @@ class DetectionReport:
     roc: list[dict[str, float]]  # at the largest epsilon
     roc_auc: float
     roc_attack: str
+    roc_clean: int  # clean images behind the ROC: false-positive rates below 1 / roc_clean are not resolved
+    roc_adversarial: int  # successful adversarial images behind it: the same for true-positive rates
     plain: dict[str, Any]  # plain PGD at the largest epsilon, on the adaptive attack's images
     adaptive: dict[str, Any]  # the detector-aware attack, same budget and images
     findings: list[
@@ -94,6 +96,8 @@ def detection_study(
         roc=roc.to_records(),
         roc_auc=roc.auc,
         roc_attack=attack.with_params(eps=eps).describe(),
+        roc_clean=largest.n,
+        roc_adversarial=int(largest.success.sum()),
         plain={**plain.summary(), "attack": plain_attack.describe()},
         adaptive=adaptive.summary(),
         findings=check_detector_attack(

@@ -286,8 +286,24 @@ def detection_curves(records: Sequence[dict[str, Any]]) -> go.Figure:
     return fig
 
 
-def roc_figure(roc: Sequence[dict[str, float]], auc: float, title: str) -> go.Figure:
-    """The detector's ROC curve (adversarial = positive) with its AUC, and the chance diagonal."""
+def resolution_floor(n: int) -> float:
+    """The smallest non-zero rate that n samples can show (1/n); rates below it read as 0 (1 when n is 0)."""
+    return 1.0 / n if n > 0 else 1.0
+
+
+def roc_figure(
+    roc: Sequence[dict[str, float]],
+    auc: float,
+    title: str,
+    *,
+    n_clean: int | None = None,
+    n_adversarial: int | None = None,
+) -> go.Figure:
+    """The detector's ROC curve (adversarial = positive) with its AUC, and the chance diagonal.
+
+    With `n_clean` (and `n_adversarial`), the false-positive (true-positive) rates under 1/n, which that many
+    images cannot resolve, are shaded: a curve that starts at 0 there says "fewer than one image", not "none".
+    """
     fig = go.Figure(
         [
             go.Scatter(
@@ -298,6 +314,17 @@ def roc_figure(roc: Sequence[dict[str, float]], auc: float, title: str) -> go.Fi
             ),
         ]
     )
+    shade = {"fillcolor": "#bbbbbb", "opacity": 0.35, "line_width": 0, "layer": "below"}
+    if n_clean:
+        fig.add_vrect(
+            x0=0, x1=resolution_floor(n_clean), annotation_text=f"< 1/{n_clean} clean", annotation_position="top left",
+            **shade,
+        )  # fmt: skip
+    if n_adversarial is not None:
+        fig.add_hrect(
+            y0=0, y1=resolution_floor(n_adversarial), annotation_text=f"< 1/{n_adversarial} adversarial",
+            annotation_position="bottom right", **shade,
+        )  # fmt: skip
     fig.update_layout(
         template=TEMPLATE, height=360, title=title, xaxis={"title": "false-positive rate (clean flagged)"},
         yaxis={"title": "true-positive rate (adversarial flagged)"}, margin={"l": 10, "r": 10, "t": 40, "b": 10},

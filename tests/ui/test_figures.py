@@ -275,3 +275,14 @@ def test_every_figure_sets_its_template() -> None:
     ]
     for fig in built:  # importing streamlit changes Plotly's default template: each figure names its own
         assert fig.layout.template == pio.templates[figures.TEMPLATE]
+
+
+def test_roc_shades_the_rates_too_small_for_its_sample() -> None:
+    """Item 11's rule on the Detection page: with 200 clean images no false-positive rate under 1/200 is resolved."""
+    roc = [{"fpr": 0.0, "tpr": 0.0}, {"fpr": 0.5, "tpr": 0.9}, {"fpr": 1.0, "tpr": 1.0}]
+    fig = figures.roc_figure(roc, 0.8, "ROC", n_clean=200, n_adversarial=40)
+    x_band, y_band = fig.layout.shapes
+    assert (x_band.x0, x_band.x1) == (0, 1 / 200) and (y_band.y0, y_band.y1) == (0, 1 / 40)
+    assert any("1/200" in a.text for a in fig.layout.annotations)
+    assert figures.roc_figure(roc, 0.8, "ROC").layout.shapes == ()
+    assert figures.resolution_floor(0) == 1.0
