@@ -148,9 +148,8 @@ class SweepReport:
 
 SANITY_IMAGES = 100  # images for the extra sanity attacks (black-box comparison, huge budget)
 SQUARE_QUERIES = 300  # queries per image for the black-box comparison
-STRONG_PGD_STEPS = (
-    50  # the iterative attack that decides whether a one-step attack lost to masking or weakness
-)
+#: the iterative attack that decides whether a one-step attack lost to masking or to its own weakness
+STRONG_PGD_STEPS = 50
 STRONG_PGD_RESTARTS = 3  # an image counts as robust only if it survives every restart
 
 
@@ -251,7 +250,8 @@ def _sanity(curve: _Curve, attack: Attack, seed: int) -> list[Finding]:
     The white-box accuracy is the curve's own last point when it was measured on these very images. A one-step
     attack that loses to the black-box one is compared with a strong PGD before anybody says "gradient masking".
     """
-    deployed, view, last = curve.deployed, curve.view, curve.points[-1]
+    deployed, view = curve.deployed, curve.view
+    last = max(curve.points, key=lambda p: p.eps)  # the largest budget, whatever order the ε came in
     eps = last.eps
     xs, ys = curve.x[:SANITY_IMAGES], curve.y[:SANITY_IMAGES]
     dims = int(curve.x[0].numel())
