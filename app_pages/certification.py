@@ -4,8 +4,9 @@ import streamlit as st
 
 from dlsec_core.defenses.smoothing import CertifyEvent
 from dlsec_core.errors import DlsecError
+from dlsec_core.jobs import JobSnapshot
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import show_session_job, submit_certification
+from dlsec_ui.jobs import poll_interval, show_session_job, stop_polling_when_done, submit_certification
 from dlsec_ui.widgets import current_model_card, render_checks, show_error
 
 st.title("Certified robustness")
@@ -31,9 +32,17 @@ with st.container(border=True):
             show_error(err)
 
 
-@st.fragment(run_every=1.0)
+POLL = poll_interval(state.CERT_JOB, 1.0)  # redraw while the job runs; a finished one is drawn once
+
+
+@st.fragment(run_every=POLL)
 def certification_progress() -> None:
     job = show_session_job(state.CERT_JOB, cancel_key=state.CANCEL_CERT)
+    render_certification(job)
+    stop_polling_when_done(job, POLL)
+
+
+def render_certification(job: JobSnapshot | None) -> None:
     if job is None:
         return
     report = job.result

@@ -5,8 +5,9 @@ import streamlit as st
 
 from dlsec_core.defenses.detection import FeatureSqueezingDetector, Squeezer
 from dlsec_core.errors import DlsecError
+from dlsec_core.jobs import JobSnapshot
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import show_session_job, submit_detection
+from dlsec_ui.jobs import poll_interval, show_session_job, stop_polling_when_done, submit_detection
 from dlsec_ui.widgets import EPS_RANGE, attack_form, current_model_card, render_checks, show_error
 
 st.title("Detection")
@@ -46,9 +47,17 @@ with st.container(border=True):
             show_error(err)
 
 
-@st.fragment(run_every=1.0)
+POLL = poll_interval(state.DET_JOB, 1.0)  # redraw while the job runs; a finished one is drawn once
+
+
+@st.fragment(run_every=POLL)
 def detection_progress() -> None:
     job = show_session_job(state.DET_JOB, cancel_key=state.CANCEL_DET)
+    render_detection(job)
+    stop_polling_when_done(job, POLL)
+
+
+def render_detection(job: JobSnapshot | None) -> None:
     if job is None:
         return
     records = [e.to_record() for e in job.events]

@@ -7,8 +7,16 @@ import numpy as np
 import streamlit as st
 
 from dlsec_core.errors import DlsecError
+from dlsec_core.jobs import JobSnapshot
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import show_session_job, submit_sweep, sweep_findings, sweep_records
+from dlsec_ui.jobs import (
+    poll_interval,
+    show_session_job,
+    stop_polling_when_done,
+    submit_sweep,
+    sweep_findings,
+    sweep_records,
+)
 from dlsec_ui.resources import get_store
 from dlsec_ui.widgets import EPS_RANGE, attack_form, defense_form, model_label, render_findings, show_error
 
@@ -52,9 +60,17 @@ with st.container(border=True):
             show_error(err)
 
 
-@st.fragment(run_every=0.5)
+POLL = poll_interval(state.SWEEP_JOB, 0.5)  # redraw while the sweep runs; a finished one is drawn once
+
+
+@st.fragment(run_every=POLL)
 def sweep_progress() -> None:
     job = show_session_job(state.SWEEP_JOB, cancel_key=state.CANCEL_SWEEP)
+    render_sweep(job)
+    stop_polling_when_done(job, POLL)
+
+
+def render_sweep(job: JobSnapshot | None) -> None:
     if job is None:
         return
     records = sweep_records(job.events)

@@ -213,6 +213,27 @@ def show_session_job(job_key: str, *, cancel_key: str) -> JobSnapshot | None:
     return job
 
 
+def poll_interval(job_key: str, seconds: float) -> float | None:
+    """`seconds` while this session's job under `job_key` is queued or running, else None: a page's progress
+    fragment polls only while there is something to watch. Every poll rebuilds the page's charts in the server
+    process, beside the job itself (and other sessions' jobs), so a fragment that keeps polling a finished job
+    slows every job on the server for nothing."""
+    job_id = st.session_state.get(job_key)
+    if not job_id:
+        return None
+    try:
+        return seconds if get_runner().get(job_id).is_active else None
+    except DlsecError:
+        return None
+
+
+def stop_polling_when_done(job: JobSnapshot | None, interval: float | None) -> None:
+    """Call at the end of a polling fragment: once its job has ended, one full rerun starts the page again with a
+    fragment that no longer polls (see `poll_interval`)."""
+    if interval is not None and (job is None or not job.is_active):
+        st.rerun(scope="app")
+
+
 def render_server_load() -> None:
     """One line for a shared server: how many jobs run and wait, and this session's own jobs still active (so a
     participant who reloaded the tab sees that their training is still going)."""

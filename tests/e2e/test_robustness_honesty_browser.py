@@ -49,6 +49,18 @@ _SNAPSHOT = """() => {
 }"""
 
 
+# How many script runs (full or fragment) start within `ms` milliseconds.
+_COUNT_RUNS = """(ms) => new Promise(resolve => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    let runs = 0;
+    const seen = new MutationObserver(() => {
+        if (app.getAttribute('data-test-script-state') === 'running') runs += 1;
+    });
+    seen.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    setTimeout(() => { seen.disconnect(); resolve(runs); }, ms);
+})"""
+
+
 def test_no_empty_honesty_heading_while_a_sweep_runs(app: Any, page: Page) -> None:
     """Item 17: the heading used to stand alone under the growing chart until the checks came in."""
     open_page(page, f"{app.url}/robustness?model={app.model_id}", key(state.SWEEP_BUTTON))
@@ -75,6 +87,10 @@ def test_no_empty_honesty_heading_while_a_sweep_runs(app: Any, page: Page) -> No
     assert (
         snapshots[-1]["heading"] and snapshots[-1]["findings"] > 0
     )  # at the end: the heading and its checks
+    # Item 10: a finished sweep is drawn once; the page used to redraw it every 0.5 s for as long as it stayed open,
+    # taking the server's cores from every job still running.
+    runs = page.evaluate(_COUNT_RUNS, 3000)
+    assert runs == 0, f"the finished sweep's page reran {runs} times in 3 s"
     assert_no_errors(page)
     wait_chart(page, state.SWEEP_CHART)
     # a fragment rerun can leave the previous chart element behind, hidden, for a moment
