@@ -65,9 +65,9 @@ def test_no_empty_honesty_heading_while_a_sweep_runs(app: Any, page: Page) -> No
     """Item 17: the heading used to stand alone under the growing chart until the checks came in."""
     open_page(page, f"{app.url}/robustness?model={app.model_id}", key(state.SWEEP_BUTTON))
     select_option(page, state.SWEEP_ATTACK, "PGD")
-    select_option(
-        page, "sweep_" + state.DEFENSE, "Bit-depth reduction"
-    )  # three curves: a longer run to watch
+    select_option(page, "sweep_" + state.DEFENSE, "Bit-depth reduction")  # three curves to watch
+    press(page, "sweep_PGD_steps", "End")  # 200 steps: a run long enough to watch on a quiet machine
+    press(page, state.SWEEP_POINTS, "End")  # 21 points
     page.locator(f"{key(state.SWEEP_BUTTON)} button").click()
     snapshots: list[dict[str, Any]] = []
     deadline = time.monotonic() + JOB_TIMEOUT_S
@@ -78,6 +78,7 @@ def test_no_empty_honesty_heading_while_a_sweep_runs(app: Any, page: Page) -> No
         page.wait_for_timeout(50)
     else:
         pytest.fail("the sweep did not finish")
+    page.wait_for_timeout(1000)  # the one full rerun that follows the end of the job (it stops the polling)
     settle(page)
     snapshots.append(page.evaluate(_SNAPSHOT))
     running = [s for s in snapshots if s["running"]]
