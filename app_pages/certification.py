@@ -4,9 +4,10 @@ import streamlit as st
 
 from dlsec_core.defenses.smoothing import CertifyEvent
 from dlsec_core.errors import DlsecError
+from dlsec_core.jobs import JobSnapshot
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import show_session_job, submit_certification
-from dlsec_ui.widgets import current_model_card, show_error
+from dlsec_ui.jobs import poll_interval, show_session_job, stop_polling_when_done, submit_certification
+from dlsec_ui.widgets import current_model_card, render_checks, show_error
 
 st.title("Certified robustness")
 st.caption(
@@ -31,9 +32,17 @@ with st.container(border=True):
             show_error(err)
 
 
-@st.fragment(run_every=1.0)
+POLL = poll_interval(state.CERT_JOB, 1.0)  # redraw while the job runs; a finished one is drawn once
+
+
+@st.fragment(run_every=POLL)
 def certification_progress() -> None:
     job = show_session_job(state.CERT_JOB, cancel_key=state.CANCEL_CERT)
+    render_certification(job)
+    stop_polling_when_done(job, POLL)
+
+
+def render_certification(job: JobSnapshot | None) -> None:
     if job is None:
         return
     report = job.result
@@ -45,10 +54,13 @@ def certification_progress() -> None:
     st.plotly_chart(figures.certified_vs_empirical(report.certified, report.empirical), key=state.CERT_CHART)
     st.caption(
         f"Certified: {report.certify}; abstained on {report.abstain_rate:.0%} of images. Empirical: "
-        f"{report.empirical[-1]['attack'].split(' (')[0]} L2 with expectation over the same noise, one noise draw per "
-        "prediction. Certified accuracy is a guarantee (a lower bound); the empirical curve is what one attack "
-        "achieved (an upper bound). The space between them is what nobody knows yet."
+        f"{report.empirical[-1]['attack'].split(' (')[0]} L2 with expectation over the same noise; each accuracy "
+        f"averages {report.draws} noise draws per image, on {report.empirical[0]['n']} images (a few images make a "
+        "curve that wobbles: more images narrow it). Certified accuracy is a guarantee (a lower bound); the "
+        "empirical curve is what one attack achieved (an upper bound). The space between them is what nobody "
+        "knows yet."
     )
+    render_checks(report.findings, "Empirical curve")
 
 
 certification_progress()

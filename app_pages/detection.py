@@ -5,9 +5,11 @@ import streamlit as st
 
 from dlsec_core.defenses.detection import FeatureSqueezingDetector, Squeezer
 from dlsec_core.errors import DlsecError
+from dlsec_core.evaluation.rates import smallest_measurable_rate
+from dlsec_core.jobs import JobSnapshot
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import show_session_job, submit_detection
-from dlsec_ui.widgets import EPS_RANGE, attack_form, current_model_card, show_error
+from dlsec_ui.jobs import poll_interval, show_session_job, stop_polling_when_done, submit_detection
+from dlsec_ui.widgets import EPS_RANGE, attack_form, current_model_card, render_checks, show_error
 
 st.title("Detection")
 st.caption(
@@ -46,9 +48,17 @@ with st.container(border=True):
             show_error(err)
 
 
-@st.fragment(run_every=1.0)
+POLL = poll_interval(state.DET_JOB, 1.0)  # redraw while the job runs; a finished one is drawn once
+
+
+@st.fragment(run_every=POLL)
 def detection_progress() -> None:
     job = show_session_job(state.DET_JOB, cancel_key=state.CANCEL_DET)
+    render_detection(job)
+    stop_polling_when_done(job, POLL)
+
+
+def render_detection(job: JobSnapshot | None) -> None:
     if job is None:
         return
     records = [e.to_record() for e in job.events]
@@ -63,23 +73,30 @@ def detection_progress() -> None:
     st.caption(
         f"Detector: {report.detector}; realised false-positive rate on its calibration images {report.calibration_fpr:.1%}."
     )
-    left, right = st.columns(2)
-    left.plotly_chart(
-        figures.roc_figure(report.roc, report.roc_auc, f"ROC at {report.roc_attack}"), key=state.DET_ROC
+    st.markdown("**Against an attack that knows about the detector** (same budget, same images)")
+    rows = [
+        {"attack": who, "evaded": f"{r['evaded_rate']:.0%}", "fooled": f"{r['success_rate']:.0%}",
+         "flagged": f"{r['flag_rate']:.0%}"}
+        for who, r in (("plain PGD", report.plain), ("detector-aware", report.adaptive))
+    ]  # fmt: skip
+    st.dataframe(rows, hide_index=True, key=state.DET_TABLE)
+    st.caption(
+        f"'Evaded' = fooled and not flagged: the number that matters. Plain: {report.plain['attack']}. "
+        f"Detector-aware: {report.adaptive['attack']}, after Carlini & Wagner 2017 and He et al. 2017: it makes the "
+        "squeezed and unsqueezed predictions agree while fooling the model. A detector is only as good as its "
+        "number against this attack."
     )
-    with right:
-        st.markdown("**Against an attack that knows about the detector** (same budget, same images)")
-        rows = [
-            {"attack": r["attack"], "fooled": f"{r['success_rate']:.0%}", "flagged": f"{r['flag_rate']:.0%}",
-             "evaded": f"{r['evaded_rate']:.0%}"}
-            for r in (report.plain, report.adaptive)
-        ]  # fmt: skip
-        st.dataframe(rows, hide_index=True)
-        st.caption(
-            "'Evaded' = fooled and not flagged. The detector-aware attack (Carlini & Wagner 2017) makes the squeezed "
-            "and unsqueezed predictions agree while fooling the model: a detector is only as good as its number "
-            "against this attack."
-        )
+    render_checks(report.findings, "Detector-aware attack")
+    roc = figures.roc_figure(
+        report.roc, report.roc_auc, f"ROC at {report.roc_attack}",
+        n_clean=report.roc_clean, n_adversarial=report.roc_adversarial,
+    )  # fmt: skip
+    st.plotly_chart(roc, key=state.DET_ROC)
+    st.caption(
+        f"The ROC rests on {report.roc_clean} clean and {report.roc_adversarial} successful adversarial images: "
+        f"rates below {smallest_measurable_rate(report.roc_clean):.1%} (false positives) and "
+        f"{smallest_measurable_rate(report.roc_adversarial):.1%} (detections) cannot be measured, so the axes start there."
+    )
 
 
 detection_progress()

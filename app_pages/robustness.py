@@ -7,8 +7,16 @@ import numpy as np
 import streamlit as st
 
 from dlsec_core.errors import DlsecError
+from dlsec_core.jobs import JobSnapshot
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import show_session_job, submit_sweep, sweep_findings, sweep_records
+from dlsec_ui.jobs import (
+    poll_interval,
+    show_session_job,
+    stop_polling_when_done,
+    submit_sweep,
+    sweep_findings,
+    sweep_records,
+)
 from dlsec_ui.resources import get_store
 from dlsec_ui.widgets import EPS_RANGE, attack_form, defense_form, model_label, render_findings, show_error
 
@@ -52,9 +60,17 @@ with st.container(border=True):
             show_error(err)
 
 
-@st.fragment(run_every=0.5)
+POLL = poll_interval(state.SWEEP_JOB, 0.5)  # redraw while the sweep runs; a finished one is drawn once
+
+
+@st.fragment(run_every=POLL)
 def sweep_progress() -> None:
     job = show_session_job(state.SWEEP_JOB, cancel_key=state.CANCEL_SWEEP)
+    render_sweep(job)
+    stop_polling_when_done(job, POLL)
+
+
+def render_sweep(job: JobSnapshot | None) -> None:
     if job is None:
         return
     records = sweep_records(job.events)
@@ -64,11 +80,13 @@ def sweep_progress() -> None:
         figures.robustness_curves(records, title=records[0]["attack"].split(" (")[0]), key=state.SWEEP_CHART
     )
     st.caption(
-        f"Attack: {records[-1]['attack']} (ε varies along the x axis), on {records[0]['n']} test images."
+        f"Attack: {records[-1]['attack']} (ε varies along the x axis), on {records[0]['n']} test images. "
+        "In the CSV, point_s is each point's own time and curve_elapsed_s the time since its curve started."
     )
     if any(r["defense"] for r in records):
         st.caption(
-            "With a defense, each model has three curves: undefended; the defense under the adaptive attack (solid: "
+            "With a defense, each model has three curves in its own colour: undefended (dotted); the defense under the "
+            "adaptive attack (solid: "
             "straight-through gradients through non-differentiable transforms, averages over random ones), the "
             "number to report; and under the naive attack (dashed), which follows the transform's own gradients. "
             "The gap between the last two is robustness that only looks real."
@@ -79,8 +97,12 @@ def sweep_progress() -> None:
     writer.writeheader()
     writer.writerows(records)
     st.download_button("Download CSV", out.getvalue(), "robustness.csv", "text/csv", key=state.SWEEP_CSV)
-    st.subheader("Honesty checks")
-    render_findings(sweep_findings(job.events))
+    checks = sweep_findings(job.events)
+    if checks:  # they come once every curve is drawn: no empty heading while the sweep runs
+        st.subheader("Honesty checks")
+        render_findings(checks)
+    elif job.is_active:
+        st.caption("Honesty checks follow once every curve is drawn.")
 
 
 sweep_progress()

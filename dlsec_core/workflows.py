@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from dlsec_core.attacks.base import Attack, get_attack
+from dlsec_core.attacks.pgd import PGD
 from dlsec_core.data.builtin import DATASETS, Dataset, load_dataset
 from dlsec_core.data.user import load_image_folder_zip, load_npz
 from dlsec_core.defenses.transforms import DefendedModel, InputTransform, defend
@@ -25,10 +26,12 @@ from dlsec_core.evaluation.checks import (
     check_black_box_vs_white_box,
     check_large_eps,
     check_naive_vs_adaptive,
+    is_one_step,
     run_checks,
 )
 from dlsec_core.evaluation.metrics import accuracy
 from dlsec_core.evaluation.sweep import SweepPoint, check_eps_values, sweep
+from dlsec_core.models.modes import device_of, eval_mode
 from dlsec_core.models.spec import ModelSpec, build_model
 from dlsec_core.safe_load import load_upload
 from dlsec_core.store import ModelCard, Store
@@ -103,6 +106,9 @@ def train_and_store(
     )
 
 
+CurveMode = Literal["undefended", "adaptive", "naive"]
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelSweepPoint:
     """A sweep point tagged with the curve it belongs to (several models and defenses share one chart)."""
@@ -111,19 +117,21 @@ class ModelSweepPoint:
     model_name: str  # the curve's label: the model's name, plus the defense and attack mode if any
     point: SweepPoint
     defense: str = ""
+    mode: CurveMode = "undefended"  # with a defense: attacked adaptively (BPDA/EOT) or naively
 
     def to_record(self) -> dict[str, Any]:
         return {
             "model_id": self.model_id,
             "model": self.model_name,
             "defense": self.defense,
+            "mode": self.mode,
             **self.point.to_record(),
         }
 
 
 @dataclass(frozen=True, kw_only=True)
 class CurveFindings:
-    """The honesty checks of one finished curve (emitted right after its last point)."""
+    """The honesty checks of one finished curve (emitted once every curve of the sweep is drawn)."""
 
     model_name: str
     findings: list[Finding]
@@ -139,6 +147,21 @@ class SweepReport:
 
 
 SANITY_IMAGES = 100  # images for the extra sanity attacks (black-box comparison, huge budget)
+SQUARE_QUERIES = 300  # queries per image for the black-box comparison
+#: the iterative attack that decides whether a one-step attack lost to masking or to its own weakness
+STRONG_PGD_STEPS = 50
+STRONG_PGD_RESTARTS = 3  # an image counts as robust only if it survives every restart
+
+
+@dataclass(frozen=True)
+class _Curve:
+    label: str
+    mode: CurveMode
+    deployed: nn.Module
+    view: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    points: list[SweepPoint]
 
 
 def sweep_models(
@@ -156,27 +179,33 @@ def sweep_models(
 
     With a `defense`, each model gets three curves: undefended, the defense under the adaptive attack (BPDA/EOT,
     the number to report) and under the naive one (the transform's own gradients), so both what the defense buys
-    and the gap that gradient masking creates are visible. After each
-    curve come its honesty checks (`CurveFindings`): zero gradients, a curve that rises with epsilon, naive vs.
-    adaptive, and, with `sanity_checks`, a black-box attack (Square) at the largest epsilon and the same attack
-    at a huge budget, which must win.
+    and the gap that gradient masking creates are visible. Every curve is drawn first; then come the honesty
+    checks of each curve (`CurveFindings`), so the chart never waits on them: zero gradients, a curve that rises
+    with epsilon, naive vs. adaptive, and, with `sanity_checks`, a black-box attack (Square) at the largest epsilon
+    (for a one-step attack also a strong PGD, to tell masking from a weak attack) and the attack at a huge budget,
+    which must win.
     """
     eps_list = check_eps_values(eps_values, attack.norm)
     records: list[dict[str, Any]] = []
     findings: list[dict[str, Any]] = []
+    drawn: list[_Curve] = []
     for model_id in model_ids:
         model, card = store.load_model(model_id)
         data = resolve_dataset(store, card.dataset)
         x, y = data.x_test[:n_images], data.y_test[:n_images]
-        curves: list[tuple[str, nn.Module, nn.Module]] = [(card.name, model, model)]
+        curves: list[tuple[str, CurveMode, nn.Module, nn.Module]] = [(card.name, "undefended", model, model)]
         if defense is not None:
             adaptive, naive = defend(model, defense, mode="adaptive"), defend(model, defense, mode="naive")
             curves += [
-                (f"{card.name} + {defense.describe()} (adaptive)", adaptive, adaptive.attack_view()),
-                (f"{card.name} + {defense.describe()} (naive)", naive, naive.attack_view()),
+                (
+                    f"{card.name} + {defense.describe()} (adaptive)",
+                    "adaptive",
+                    adaptive,
+                    adaptive.attack_view(),
+                ),
+                (f"{card.name} + {defense.describe()} (naive)", "naive", naive, naive.attack_view()),
             ]
-        finals: list[float] = []
-        for label, deployed, view in curves:
+        for label, mode, deployed, view in curves:
             with _seeded(deployed, seed):  # random transforms draw from the sweep's seed
                 points = []
                 for point in sweep(deployed, x, y, attack, eps_list, seed=seed, attack_model=view):
@@ -184,22 +213,27 @@ def sweep_models(
                         model_id=card.id,
                         model_name=label,
                         point=point,
-                        defense=defense.describe() if defense is not None and deployed is not model else "",
+                        defense=defense.describe() if defense is not None and mode != "undefended" else "",
+                        mode=mode,
                     )
                     records.append(item.to_record())
                     points.append(point)
                     yield item
-                finals.append(points[-1].accuracy)
-                found = run_checks(view, x, y, curve=points)
-                if sanity_checks:
-                    found += _sanity(deployed, view, x, y, attack, eps_list[-1], points[-1], seed)
-                if len(finals) == 3:  # the naive curve just finished: compare with the adaptive one
-                    found += check_naive_vs_adaptive(finals[2], finals[1], n=len(y))
-                result = CurveFindings(
-                    model_name=label, findings=sorted(found, key=lambda f: f.severity != "warning")
-                )
-                findings.extend(result.to_records())
-                yield result
+            drawn.append(_Curve(label, mode, deployed, view, x, y, points))
+    for i, curve in enumerate(drawn):
+        with _seeded(curve.deployed, seed):
+            found = run_checks(curve.view, curve.x, curve.y, curve=curve.points)
+            if sanity_checks:
+                found += _sanity(curve, attack, seed)
+        if curve.mode == "naive":  # compare with the adaptive curve of the same model, drawn just before
+            found += check_naive_vs_adaptive(
+                curve.points[-1].accuracy, drawn[i - 1].points[-1].accuracy, n=len(curve.y)
+            )
+        result = CurveFindings(
+            model_name=curve.label, findings=sorted(found, key=lambda f: f.severity != "warning")
+        )
+        findings.extend(result.to_records())
+        yield result
     return SweepReport(records=records, findings=findings)
 
 
@@ -210,29 +244,65 @@ def _seeded(model: nn.Module, seed: int) -> contextlib.AbstractContextManager[No
     return contextlib.nullcontext()
 
 
-def _sanity(
-    deployed: nn.Module,
-    view: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    attack: Attack,
-    eps: float,
-    last: SweepPoint,
-    seed: int,
-) -> list[Finding]:
-    """Extra attacks that an honest evaluation must pass: black-box no better than white-box; a huge budget wins."""
-    xs, ys = x[:SANITY_IMAGES], y[:SANITY_IMAGES]
+def _sanity(curve: _Curve, attack: Attack, seed: int) -> list[Finding]:
+    """Extra attacks that an honest evaluation must pass: black-box no better than white-box; a huge budget wins.
+
+    The white-box accuracy is the curve's own last point when it was measured on these very images. A one-step
+    attack that loses to the black-box one is compared with a strong PGD before anybody says "gradient masking".
+    """
+    deployed, view = curve.deployed, curve.view
+    last = max(curve.points, key=lambda p: p.eps)  # the largest budget, whatever order the ε came in
+    eps = last.eps
+    xs, ys = curve.x[:SANITY_IMAGES], curve.y[:SANITY_IMAGES]
+    dims = int(curve.x[0].numel())
     out: list[Finding] = []
+
+    def accuracy_under(at: Attack, budget: float, *, white: bool = True) -> float:
+        view_model = view if white else None
+        return next(iter(sweep(deployed, xs, ys, at, [budget], seed=seed, attack_model=view_model))).accuracy
+
     if attack.name != "square" and eps > 0:
-        white = next(iter(sweep(deployed, xs, ys, attack, [eps], seed=seed, attack_model=view)))
-        black_attack = get_attack("square", eps=eps, norm=attack.norm, n_queries=300)
-        black = next(iter(sweep(deployed, xs, ys, black_attack, [eps], seed=seed)))
-        out += check_black_box_vs_white_box(white.accuracy, black.accuracy, n=len(ys))
-    huge = 0.5 if attack.norm == "linf" else 0.5 * float(x[0].numel()) ** 0.5
+        white = last.accuracy if last.n == len(ys) else accuracy_under(attack, eps)
+        black_attack = get_attack("square", eps=eps, norm=attack.norm, n_queries=SQUARE_QUERIES)
+        black = accuracy_under(black_attack, eps, white=False)
+        found = check_black_box_vs_white_box(white, black, n=len(ys))
+        if found and is_one_step(attack):
+            strong = _strong_accuracy(deployed, view, xs, ys, eps, attack.norm, seed)
+            found = check_black_box_vs_white_box(
+                white, black, n=len(ys), strong_accuracy=strong, white_box=attack.title,
+                black_box=f"Square ({SQUARE_QUERIES} queries)",
+                strong=f"PGD ({STRONG_PGD_STEPS} steps, {STRONG_PGD_RESTARTS} random restarts)",
+            )  # fmt: skip
+        elif found:
+            found = check_black_box_vs_white_box(
+                white,
+                black,
+                n=len(ys),
+                white_box=attack.title,
+                black_box=f"Square ({SQUARE_QUERIES} queries)",
+            )
+        out += found
+    huge = 0.5 if attack.norm == "linf" else 0.5 * float(dims) ** 0.5
     if eps < huge:
-        point = next(iter(sweep(deployed, xs, ys, attack, [huge], seed=seed, attack_model=view)))
-        out += check_large_eps(huge, point.accuracy, attack.norm, dims=int(x[0].numel()))
+        # A one-step attack is no judge of "a huge budget must win": use the strong iterative one there.
+        judge = PGD(norm=attack.norm, steps=STRONG_PGD_STEPS) if is_one_step(attack) else attack
+        out += check_large_eps(huge, accuracy_under(judge, huge), attack.norm, dims=dims)
     return out
+
+
+def _strong_accuracy(
+    deployed: nn.Module, view: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, seed: int
+) -> float:
+    """Accuracy under PGD with random restarts: an image counts as robust only if no restart fools `deployed`."""
+    attack = PGD(eps=eps, norm=norm, steps=STRONG_PGD_STEPS)
+    generator = torch.Generator().manual_seed(seed)
+    device = device_of(deployed)
+    robust = torch.ones(len(y), dtype=torch.bool)
+    for _ in range(STRONG_PGD_RESTARTS):
+        x_adv = attack.perturb(view, x.to(device), y.to(device), generator=generator)
+        with torch.no_grad(), eval_mode(deployed):
+            robust &= (deployed(x_adv).argmax(1) == y.to(device)).cpu()
+    return float(robust.float().mean())
 
 
 def import_and_evaluate(

@@ -230,17 +230,52 @@ def training_curves(records: Sequence[dict[str, Any]]) -> go.Figure:
     return fig
 
 
+#: one hue per model on the robustness chart (Plotly's qualitative "D3" colours)
+MODEL_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+#: how each curve of a model is drawn: (line dash, marker symbol, legend suffix)
+MODE_STYLES = {
+    "undefended": ("dot", "circle", "undefended"),
+    "adaptive": ("solid", "diamond", "adaptive attack"),
+    "naive": ("dash", "square-open", "naive attack"),
+}
+
+
+def _mode(record: dict[str, Any]) -> str:
+    """A record's curve kind; records written before `mode` existed say it in the label's suffix."""
+    mode = record.get("mode")
+    if mode in MODE_STYLES:
+        return str(mode)
+    name = str(record.get("model", ""))
+    return (
+        "naive" if name.endswith("(naive)") else "adaptive" if name.endswith("(adaptive)") else "undefended"
+    )
+
+
 def robustness_curves(records: Sequence[dict[str, Any]], title: str = "") -> go.Figure:
-    """Accuracy vs. ε, one line per model, points in arrival order (the chart grows while a sweep runs)."""
+    """Accuracy vs. ε, one line per curve, points in arrival order (the chart grows while a sweep runs).
+
+    With a defense a model has three curves; they share the model's hue (undefended dotted, adaptive solid, naive
+    dashed with open markers), so six curves of two models read as two families. Curves that coincide (two
+    models' naive curves at 100 % often do) stay visible: each model's lines and markers are wider than the next
+    model's, so a line drawn over another leaves the other's edges showing.
+    """
     fig = go.Figure()
-    by_model: dict[str, list[dict[str, Any]]] = {}
+    by_curve: dict[str, list[dict[str, Any]]] = {}
     for r in records:
-        by_model.setdefault(r["model"], []).append(r)
-    for name, rows in by_model.items():
+        by_curve.setdefault(r["model"], []).append(r)
+    models = list(dict.fromkeys(str(r.get("model_id", r["model"])) for r in records))
+    defended = any(_mode(r) != "undefended" for r in records)
+    for name, rows in by_curve.items():
+        i = models.index(str(rows[0].get("model_id", rows[0]["model"])))
+        dash, symbol, _ = MODE_STYLES[_mode(rows[0])]
+        if not defended:
+            dash = "solid"
+        wider = len(models) - 1 - i  # the first model is drawn widest, underneath the others
         fig.add_trace(
             go.Scatter(
                 x=[r["eps"] for r in rows], y=[r["accuracy"] for r in rows], mode="lines+markers", name=name,
-                line={"dash": "dash" if name.endswith("(naive)") else "solid"},
+                legendgroup=str(i), line={"dash": dash, "color": MODEL_COLORS[i % len(MODEL_COLORS)], "width": 2 + 2.5 * wider},
+                marker={"symbol": symbol, "size": 7 + 4 * wider, "line": {"width": 1.5}},
                 hovertemplate="ε=%{x:.3g}<br>accuracy=%{y:.1%}<extra>" + name + "</extra>",
             )
         )  # fmt: skip
@@ -348,18 +383,24 @@ def roc_chart(
 
 
 def roc_figure(
-    roc: Sequence[dict[str, float]], auc: float, title: str, n_negatives: int | None = None
+    roc: Sequence[dict[str, float]],
+    auc: float,
+    title: str,
+    *,
+    n_clean: int | None = None,
+    n_adversarial: int | None = None,
 ) -> go.Figure:
     """The detector's ROC curve (adversarial = positive) with its AUC, and the chance diagonal.
 
-    With `n_negatives` (the clean images scored) the axes are log and start at 1/n, like every other ROC here;
-    without it, the old linear axes.
+    With `n_clean` (the clean images scored; and `n_adversarial`, the adversarial ones) the axes are log and start
+    at 1/n, like every other ROC here (`roc_chart`): a rate below that is "fewer than one image", not a number.
+    Without them, the old linear axes.
     """
-    if n_negatives is not None:
+    if n_clean is not None:
         return roc_chart(
             [{"label": f"AUC {auc:.3f}", "fpr": [p["fpr"] for p in roc], "tpr": [p["tpr"] for p in roc]}],
-            n_negatives=n_negatives, title=title, x_title="false-positive rate (clean flagged)",
-            y_title="true-positive rate (adversarial flagged)",
+            n_negatives=n_clean, n_positives=n_adversarial, title=title,
+            x_title="false-positive rate (clean flagged)", y_title="true-positive rate (adversarial flagged)",
         )  # fmt: skip
     fig = go.Figure(
         [

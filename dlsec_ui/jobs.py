@@ -83,18 +83,26 @@ def submit_sweep(
     seed: int = 0,
 ) -> str:
     store = get_store()
-    curves_per_model = 3 if defense is not None else 1  # undefended, adaptive, naive (see `sweep_models`)
-    total = len(model_ids) * len(eps_values) * curves_per_model
-    points = 0
+    curves = len(model_ids) * (
+        3 if defense is not None else 1
+    )  # undefended, adaptive, naive (`sweep_models`)
+    total = curves * len(eps_values)
+    counts = {"points": 0, "checked": 0}
+    share = 0.8  # of the bar for the curves; the honesty checks of every curve come after them
 
     def progress(event: Any, _: int) -> tuple[float, str] | None:
-        nonlocal points
-        if not isinstance(event, ModelSweepPoint):
-            return None
-        points += 1
-        if points == total:
-            return 1.0, "sanity checks"
-        return points / total, f"{event.model_name}: ε={event.point.eps:.3g}"
+        if isinstance(event, ModelSweepPoint):
+            counts["points"] += 1
+            if counts["points"] == total:
+                return share, f"curves done; honesty checks of curve 1/{curves}"
+            return share * counts["points"] / total, f"{event.model_name}: ε={event.point.eps:.3g}"
+        if isinstance(event, CurveFindings):
+            counts["checked"] += 1
+            done = counts["checked"]
+            return share + (
+                1 - share
+            ) * done / curves, f"honesty checks of curve {min(done + 1, curves)}/{curves}"
+        return None
 
     return _submit(
         lambda: sweep_models(
@@ -203,6 +211,27 @@ def show_session_job(job_key: str, *, cancel_key: str) -> JobSnapshot | None:
         return None
     render_job(job, cancel_key=cancel_key)
     return job
+
+
+def poll_interval(job_key: str, seconds: float) -> float | None:
+    """`seconds` while this session's job under `job_key` is queued or running, else None: a page's progress
+    fragment polls only while there is something to watch. Every poll rebuilds the page's charts in the server
+    process, beside the job itself (and other sessions' jobs), so a fragment that keeps polling a finished job
+    slows every job on the server for nothing."""
+    job_id = st.session_state.get(job_key)
+    if not job_id:
+        return None
+    try:
+        return seconds if get_runner().get(job_id).is_active else None
+    except DlsecError:
+        return None
+
+
+def stop_polling_when_done(job: JobSnapshot | None, interval: float | None) -> None:
+    """Call at the end of a polling fragment: once its job has ended, one full rerun starts the page again with a
+    fragment that no longer polls (see `poll_interval`)."""
+    if interval is not None and (job is None or not job.is_active):
+        st.rerun(scope="app")
 
 
 def render_job(job: JobSnapshot, *, cancel_key: str) -> None:

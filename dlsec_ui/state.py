@@ -94,6 +94,7 @@ DET_BUTTON = "det_button"
 DET_JOB = "det_job"
 DET_CHART = "det_chart"
 DET_ROC = "det_roc"
+DET_TABLE = "det_table"
 CANCEL_DET = "cancel_det"
 
 # certification page

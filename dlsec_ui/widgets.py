@@ -17,6 +17,7 @@ from dlsec_core.data.builtin import Dataset
 from dlsec_core.data.images import drawing_to_input, image_to_input, open_image
 from dlsec_core.defenses.transforms import TRANSFORMS, InputTransform
 from dlsec_core.errors import DlsecError
+from dlsec_core.evaluation.checks import Finding
 from dlsec_core.store import ModelCard
 from dlsec_core.training.loop import TrainConfig
 from dlsec_core.training.recipes import get_recipe
@@ -393,6 +394,11 @@ def render_findings(checks: Sequence[CurveFindings]) -> None:
         for f in group.findings:
             if f.severity != "warning":
                 st.caption(f"{group.model_name}: {f.title}. {f.sentence}")
+
+
+def render_checks(findings: Sequence[Finding], subject: str) -> None:
+    """Honesty checks of one result (no heading when there is nothing to say): warnings boxed, notes as captions."""
+    render_findings([CurveFindings(model_name=subject, findings=list(findings))] if findings else [])
 
 
 def show_error(err: DlsecError) -> None:

@@ -9,7 +9,8 @@ The detector is not a robustness guarantee. Carlini & Wagner, "Adversarial Examp
 Bypassing Ten Detection Methods", AISec 2017 (and He et al. 2017 for feature squeezing itself) break such
 detectors by attacking the model and the squeezed model together. `adaptive_attack` does exactly that: PGD
 that makes the model wrong on x' and on every squeezed x' while it shrinks the detector's score; gradients
-pass through the rounding of bit-depth reduction straight-through (BPDA, Athalye, Carlini, Wagner 2018).
+pass through both squeezers straight-through (BPDA, Athalye, Carlini, Wagner 2018), with random restarts and a
+per-input search over the weight of the score.
 """
 
 from __future__ import annotations
@@ -90,15 +91,13 @@ class Squeezer:
         return _median(x, self.size)
 
     def straight_through(self, x: torch.Tensor) -> torch.Tensor:
-        """The squeezed inputs, with gradients that an attacker can follow (BPDA).
+        """The squeezed inputs, with the identity's gradient (BPDA, Athalye, Carlini, Wagner 2018).
 
-        Rounding has a zero gradient almost everywhere, so bit depth passes the gradient through as if it were
-        the identity. The median filter is differentiable (the gradient goes to the selected pixel) and is
-        used as it is.
+        Rounding has a zero gradient almost everywhere; the median's gradient reaches one pixel per window. An
+        attacker does better treating both as the identity on the way back, as He et al. 2017 did against
+        feature squeezing: the forward values stay the squeezed ones.
         """
-        if self.kind == "bit_depth":
-            return x + (_bit_depth(x, self.size) - x).detach()
-        return self(x)
+        return x + (self(x) - x).detach()
 
     def describe(self) -> str:
         if self.kind == "bit_depth":
@@ -534,10 +533,18 @@ class AdaptiveAttackConfig:
 
     eps: float = param(0.1, "ε (perturbation budget, pixel units)", min=0.0, max=1.0, step=0.01)
     norm: str = param("linf", "Norm of the budget", options=NORMS)
-    steps: int = param(100, "Steps", min=1, max=1000, step=1)
+    steps: int = param(100, "Steps per restart", min=1, max=1000, step=1)
     alpha: float | None = param(None, "Step size α (empty = 2.5·ε/steps)", min=0.0, max=1.0, step=0.001)
     score_weight: float = param(
-        1.0, "Weight λ of the detector score in the loss", min=0.0, max=100.0, step=0.1
+        1.0, "Starting weight λ of the detector score in the loss", min=0.0, max=100.0, step=0.1
+    )
+    restarts: int = param(
+        4,
+        "Restarts (fresh random start; λ searched per input)",
+        help="After each restart an input still flagged gets 10x the λ, one not fooled a tenth of it.",
+        min=1,
+        max=20,
+        step=1,
     )
     random_start: bool = param(True, "Random start inside the ε-ball")
     #: an iterate counts as evading only with a score below `score_margin` x threshold, so that a
@@ -557,8 +564,14 @@ class AdaptiveAttackConfig:
             raise InvalidInputError(f"Steps must be an integer between 1 and 10000, got {self.steps!r}.")
         if self.alpha is not None and not (0.0 < float(self.alpha) < float("inf")):
             raise InvalidInputError(f"The step size α must be a positive number, got {self.alpha!r}.")
-        if not (isinstance(self.score_weight, int | float) and 0.0 <= self.score_weight < float("inf")):
-            raise InvalidInputError(f"The score weight λ must be a number >= 0, got {self.score_weight!r}.")
+        if not (isinstance(self.score_weight, int | float) and 0.0 < self.score_weight < float("inf")):
+            raise InvalidInputError(f"The score weight λ must be a number > 0, got {self.score_weight!r}.")
+        if (
+            not isinstance(self.restarts, int)
+            or isinstance(self.restarts, bool)
+            or not 1 <= self.restarts <= 100
+        ):
+            raise InvalidInputError(f"Restarts must be an integer between 1 and 100, got {self.restarts!r}.")
         if not 0.0 < self.score_margin <= 1.0:
             raise InvalidInputError(f"The score margin must be in (0, 1], got {self.score_margin!r}.")
         object.__setattr__(self, "eps", float(self.eps))
@@ -569,9 +582,14 @@ class AdaptiveAttackConfig:
 
     def describe(self) -> str:
         unit = "L∞" if self.norm == "linf" else "L2"
+        search = (
+            f", λ searched from {self.score_weight:g} over {self.restarts} restarts"
+            if self.restarts > 1
+            else (f", λ={self.score_weight:g}")
+        )
         return (
-            f"Detector-aware PGD ({unit} ε={self.eps:g}, {self.steps} steps, α={self.step_size:.3g}, "
-            f"λ={self.score_weight:g})"
+            f"Detector-aware PGD ({unit} ε={self.eps:g}, {self.steps} steps, α={self.step_size:.3g}{search}, "
+            "straight-through gradients through every squeezer)"
         )
 
 
@@ -586,20 +604,24 @@ def adaptive_attack(
     alpha: float | None = None,
     norm: str = "linf",
     score_weight: float = 1.0,
+    restarts: int = 4,
     random_start: bool = True,
     batch_size: int = 500,
     generator: torch.Generator | None = None,
 ) -> DetectionResult:
     """PGD against the model *and* its feature-squeezing detector; the result keeps x' (N, C, H, W) on CPU.
 
-    Carlini & Wagner 2017's recipe for detectors: make f(x') and f(squeeze(x')) both wrong and equal. Each
-    step descends, per input,
+    Carlini & Wagner 2017's recipe for detectors, as He, Wei, Chen, Carlini, Song 2017 applied it to feature
+    squeezing: make f(x') and f(squeeze(x')) both wrong and equal. Each step descends, per input,
 
         m(f(x')) + sum_s m(f(s(x'))) + λ * score(x'),   m(z) = max(z_y - max_{k != y} z_k, 0),
 
     the Carlini-Wagner margin (zero once that input is misclassified, so then only the score is pushed down).
-    The squeezers pass gradients straight-through (BPDA) where they have none. An input stops once it fools
-    the model with a score under the threshold (times a small safety margin), keeping that iterate.
+    Every squeezer passes gradients straight-through (BPDA). An input stops once it fools the model with a score
+    under the threshold (times a small safety margin), keeping that iterate. The attack runs `restarts` times,
+    each from a fresh random start and only on the inputs that have not evaded yet, searching λ per input: an
+    input that fooled the model but stayed flagged gets ten times the λ, one that did not fool it a tenth. An
+    input that never evades keeps its least-flagged fooling iterate, else its last one.
 
     Bit depth 1 is hard to get around under a small L∞ budget: rounding undoes every change that does not
     carry a pixel across 0.5. L2 budgets, which concentrate the change on few pixels, evade it far more often.
@@ -608,13 +630,15 @@ def adaptive_attack(
         model: the classifier (logits out), used in eval mode and restored.
         detector: the calibrated detector the attacker knows.
         x: (N, C, H, W) clean inputs in [0, 1]; y: (N,) labels.
-        eps, steps, alpha, norm, random_start: as for PGD.
-        score_weight: λ, the weight of the detector score in the loss.
-        generator: CPU generator for the random start.
+        eps, steps, alpha, norm, random_start: as for PGD (steps per restart).
+        score_weight: the starting λ, the weight of the detector score in the loss.
+        restarts: how many runs, each from a fresh random start with each input's λ adapted.
+        generator: CPU generator for the random starts.
     """
     config = AdaptiveAttackConfig(
-        eps=eps, norm=norm, steps=steps, alpha=alpha, score_weight=score_weight, random_start=random_start
-    )
+        eps=eps, norm=norm, steps=steps, alpha=alpha, score_weight=score_weight, restarts=restarts,
+        random_start=random_start,
+    )  # fmt: skip
     x, y, _ = check_inputs(x, y, None)
     device = device_of(model)
     was_training = model.training
@@ -623,7 +647,7 @@ def adaptive_attack(
         with torch.enable_grad():
             x_adv = torch.cat(
                 [
-                    _adaptive_batch(
+                    _adaptive_search(
                         model, detector, x[i : i + batch_size].to(device), y[i : i + batch_size].to(device),
                         config, generator,
                     ).cpu()
@@ -651,11 +675,47 @@ def adaptive_attack(
     )
 
 
+def _adaptive_search(
+    model: nn.Module,
+    detector: CalibratedDetector,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: AdaptiveAttackConfig,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Restarts with a per-input λ search; returns the best iterate per input (evading, else least flagged)."""
+    goal = config.score_margin * detector.threshold
+    best = x.clone()
+    best_score = torch.full(
+        (x.shape[0],), float("inf"), device=x.device
+    )  # lowest score among fooling iterates
+    weight = torch.full((x.shape[0],), float(config.score_weight), device=x.device)
+    todo = torch.arange(x.shape[0], device=x.device)
+    for _ in range(config.restarts):
+        if todo.numel() == 0:
+            break
+        x_adv = _adaptive_batch(model, detector, x[todo], y[todo], weight[todo], config, generator)
+        with torch.no_grad():
+            score, logits, _ = _score_graph(model, x_adv, detector.squeezers)
+        fooled = logits.argmax(1) != y[todo]
+        better = fooled & (score < best_score[todo])
+        never = ~fooled & torch.isinf(best_score[todo])  # nothing fooling yet: keep the latest iterate
+        best[todo[better | never]] = x_adv[better | never]
+        best_score[todo[better]] = score[better]
+        evaded = fooled & (score <= goal)
+        # λ search: still flagged -> the score needs more weight; not fooled -> the margin does
+        weight[todo[fooled & ~evaded]] *= 10.0
+        weight[todo[~fooled]] /= 10.0
+        todo = todo[~evaded]
+    return best
+
+
 def _adaptive_batch(
     model: nn.Module,
     detector: CalibratedDetector,
     x: torch.Tensor,
     y: torch.Tensor,
+    weight: torch.Tensor,
     config: AdaptiveAttackConfig,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
@@ -669,7 +729,7 @@ def _adaptive_batch(
         keep = ~((logits.argmax(1) != ya) & (score <= goal)).detach()  # evaded inputs keep this iterate
         if i == config.steps or not bool(keep.any()):
             break
-        loss = _margin(logits, ya) + config.score_weight * score
+        loss = _margin(logits, ya) + weight[active] * score
         for z in squeezed_logits:
             loss = loss + _margin(z, ya)
         # Only the inputs still being attacked contribute to the gradient (each input's loss is its own).

@@ -8,7 +8,9 @@ ensemble of diverse parameter-free attacks"):
 
 - accuracy that rises when the attack gets stronger, or stays high at a budget that should defeat any model;
 - inputs whose gradient is exactly zero;
-- a black-box attack beating the white-box one;
+- a black-box attack beating the white-box one (for a one-step white-box attack only when a strong iterative
+  one loses too: otherwise the one-step attack is just weak);
+- a detector-aware attack that is not clearly stronger than a plain one;
 - outputs that already are probabilities (cross-entropy on them squashes the gradient);
 - a randomized model attacked without averaging over its randomness;
 - a naive attack reporting more robustness than an adaptive one.
@@ -26,7 +28,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from dlsec_core.attacks.base import check_inputs, input_gradient
+from dlsec_core.attacks.base import Attack, check_inputs, input_gradient
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.evaluation.sweep import SweepPoint
 from dlsec_core.models.modes import device_of, eval_mode
@@ -200,22 +202,106 @@ def check_zero_gradients(
     ]
 
 
+def is_one_step(attack: Attack) -> bool:
+    """True for a single-gradient-step attack (FGSM, one-step PGD): fast, but no evidence of robustness."""
+    return bool(attack.linear_in_eps) or getattr(attack, "steps", None) == 1
+
+
 def check_black_box_vs_white_box(
-    white_box_accuracy: float, black_box_accuracy: float, *, n: int | None = None
+    white_box_accuracy: float,
+    black_box_accuracy: float,
+    *,
+    n: int | None = None,
+    strong_accuracy: float | None = None,
+    white_box: str = "the white-box attack",
+    black_box: str = "the black-box attack",
+    strong: str = "an iterative white-box attack",
 ) -> list[Finding]:
-    """A black-box (or transfer) attack knows less than a white-box one; it should not do better."""
+    """A black-box (or transfer) attack knows less than a white-box one; it should not do better.
+
+    A one-step white-box attack (FGSM) losing to a black-box one says more about FGSM than about the gradients:
+    give `strong_accuracy`, the accuracy under a strong iterative white-box attack (PGD) at the same budget on
+    the same images. Gradient masking is then called only when that attack loses too; otherwise the finding
+    says that the one-step attack is weak (`weak-white-box-attack`, a note) and which attack backs a claim.
+
+    Args:
+        white_box_accuracy: robust accuracy under the evaluated white-box attack.
+        black_box_accuracy: robust accuracy under the black-box attack, same budget and images.
+        n: how many images each accuracy was measured on (sets the tolerance).
+        strong_accuracy: robust accuracy under a strong iterative white-box attack, when the evaluated one is
+            a one-step attack; None: the evaluated attack is itself the strong one.
+        white_box, black_box, strong: the attacks' names for the sentences.
+    """
     gap = white_box_accuracy - black_box_accuracy
     if gap <= _tolerance(white_box_accuracy, black_box_accuracy, n):
         return []
+    if strong_accuracy is not None and black_box_accuracy - strong_accuracy >= -_tolerance(
+        strong_accuracy, black_box_accuracy, n
+    ):
+        return [
+            Finding(
+                code="weak-white-box-attack",
+                severity="info",
+                title=f"{white_box[:1].upper()}{white_box[1:]} is a weak attack (no sign of gradient masking)",
+                sentence=(
+                    f"{black_box} brought accuracy down to {_pct(black_box_accuracy)}, {white_box} only to "
+                    f"{_pct(white_box_accuracy)}; but {strong}, which follows the same gradients for many steps, "
+                    f"reached {_pct(strong_accuracy)}. The gradients work: a single step simply is not enough, so "
+                    f"this curve overstates robustness. A robustness claim needs an iterative attack such as "
+                    "PGD with many steps and restarts (better: several attacks, as AutoAttack)."
+                ),
+            )
+        ]
+    strong_part = (
+        f" Even {strong}, at the same budget, only reached {_pct(strong_accuracy)}."
+        if strong_accuracy is not None
+        else ""
+    )
     return [
         Finding(
             code="black-box-beats-white-box",
             severity="warning",
             title="A black-box attack beat the white-box attack",
             sentence=(
-                f"The attack that cannot see the model's gradients brought accuracy down to "
-                f"{_pct(black_box_accuracy)}, the one that can only to {_pct(white_box_accuracy)}. The gradients "
-                "are misleading the white-box attack (gradient masking): the lower number is the honest one."
+                f"{black_box.capitalize()}, which cannot see the model's gradients, brought accuracy down to "
+                f"{_pct(black_box_accuracy)}, {white_box}, which can, only to {_pct(white_box_accuracy)}."
+                f"{strong_part} The gradients are misleading the white-box attack (gradient masking): the lower "
+                "number is the honest one."
+            ),
+        )
+    ]
+
+
+def check_detector_attack(
+    plain_evaded: float,
+    adaptive_evaded: float,
+    *,
+    n: int | None = None,
+    adaptive: str = "the adaptive attack",
+) -> list[Finding]:
+    """A detector-aware attack must evade the detector clearly more often than a plain attack.
+
+    When it does not, the detector's numbers rest on a weak attack: feature squeezing and its like fall to
+    properly adaptive attacks (He, Wei, Chen, Carlini, Song 2017; Carlini & Wagner 2017), so a detector that
+    "holds" here has not been shown to hold.
+
+    Args:
+        plain_evaded, adaptive_evaded: share of inputs that fooled the model without being flagged, for the
+            plain attack and for the detector-aware one (same budget and images).
+    """
+    if adaptive_evaded - plain_evaded > _tolerance(plain_evaded, adaptive_evaded, n):
+        return []
+    return [
+        Finding(
+            code="adaptive-attack-not-stronger",
+            severity="warning",
+            title="The detector-aware attack was not clearly stronger than the plain one",
+            sentence=(
+                f"{adaptive.capitalize()} fooled the model without being flagged on {_pct(adaptive_evaded)} of the "
+                f"images, the plain attack on {_pct(plain_evaded)}. Detectors like this one are known to fall to "
+                "adaptive attacks (He, Wei, Chen, Carlini, Song 2017), so read this as a failure of the attack, not "
+                "as proof that the detector holds: a stronger adaptive attack (more steps, restarts, another loss "
+                "or budget) may well get through."
             ),
         )
     ]

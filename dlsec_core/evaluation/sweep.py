@@ -3,6 +3,7 @@
 For attacks whose perturbation is eps times an eps-independent direction (FGSM), the direction is computed once
 per batch and reused for every epsilon: one backward pass per batch instead of one per (batch, epsilon), with
 identical results. Other attacks (PGD) run per epsilon; PGD stops spending steps on a sample once it is fooled.
+At epsilon 0 no attack can change anything, so the point is the clean accuracy and no attack runs.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ class SweepPoint:
     n: int
     attack: str  # the attack's full description, e.g. "PGD (L∞ ε=0.1, 40 steps, α=0.00625, random start)"
     norm: str
-    elapsed: float  # seconds since the sweep started
+    elapsed: float  # seconds since this sweep (this curve) started: cumulative over its points
+    point_seconds: float = 0.0  # seconds this point alone took
+    draws: int = 1  # predictions per image for a random model (accuracy = correct / (n * draws))
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -44,7 +47,8 @@ class SweepPoint:
             "n": self.n,
             "attack": self.attack,
             "norm": self.norm,
-            "elapsed_s": round(self.elapsed, 3),
+            "point_s": round(self.point_seconds, 3),
+            "curve_elapsed_s": round(self.elapsed, 3),
         }
 
 
@@ -71,17 +75,24 @@ def sweep(
     batch_size: int = 500,
     seed: int = 0,
     attack_model: nn.Module | None = None,
+    draws: int = 1,
 ) -> Iterator[SweepPoint]:
     """Yield one `SweepPoint` per epsilon (in the order given) for `attack` (its own eps is ignored).
 
     Accuracy is measured on `model`, the deployed classifier. The attack differentiates `attack_model` when one
     is given: for a defended pipeline that is its adaptive view (straight-through gradients through
     non-differentiable transforms, expectation over random ones), while `model` stays the pipeline as deployed.
+    For a random `model` (noise defenses), `draws` > 1 predicts every adversarial image that many times and
+    averages: one draw per image leaves a curve on a few images at the mercy of the noise.
     Arguments are validated when this is called, before the first point is asked for.
     """
     eps_list = check_eps_values(eps_values, attack.norm)
     x, y, _ = check_inputs(x, y, None)
-    return _sweep(model, attack_model or model, x, y, attack, eps_list, batch_size=batch_size, seed=seed)
+    if not isinstance(draws, int) or isinstance(draws, bool) or not 1 <= draws <= 1000:
+        raise InvalidInputError(f"draws must be an integer from 1 to 1000, got {draws!r}.")
+    return _sweep(
+        model, attack_model or model, x, y, attack, eps_list, batch_size=batch_size, seed=seed, draws=draws
+    )
 
 
 def _sweep(
@@ -94,6 +105,7 @@ def _sweep(
     *,
     batch_size: int,
     seed: int,
+    draws: int = 1,
 ) -> Iterator[SweepPoint]:
     device = device_of(model)
     batches = [
@@ -102,36 +114,38 @@ def _sweep(
     ]
     n = x.shape[0]
     start = time.perf_counter()
+
+    @torch.no_grad()
+    def hits(x_adv: torch.Tensor, yb: torch.Tensor) -> int:
+        return sum(int((model(x_adv).argmax(1) == yb).sum()) for _ in range(draws))
+
     with eval_mode(model, attack_model):
-        if attack.linear_in_eps:
+        directions: list[torch.Tensor] = []
+        if attack.linear_in_eps and any(eps > 0 for eps in eps_list):
             with torch.enable_grad():
                 directions = [attack.direction(attack_model, xb, yb) for xb, yb in batches]
-            for eps in eps_list:
-                correct = 0
-                with torch.no_grad():
-                    for (xb, yb), d in zip(batches, directions, strict=True):
-                        x_adv = project(xb + eps * d, xb, eps, attack.norm)
-                        correct += int((model(x_adv).argmax(1) == yb).sum())
-                yield _point(attack.with_params(eps=eps), correct, n, start)
-        else:
-            generator = torch.Generator().manual_seed(seed)
-            for eps in eps_list:
-                at = attack.with_params(eps=eps)
-                correct = 0
-                for xb, yb in batches:
+        generator = torch.Generator().manual_seed(seed)
+        for eps in eps_list:
+            began = time.perf_counter()
+            at = attack.with_params(eps=eps)
+            correct = 0
+            for j, (xb, yb) in enumerate(batches):
+                if eps == 0:  # nothing to search: the clean images are the only ones in the ball
+                    x_adv = xb
+                elif attack.linear_in_eps:
+                    x_adv = project(xb + eps * directions[j], xb, eps, attack.norm)
+                else:
                     x_adv = at.perturb(attack_model, xb, yb, generator=generator)
-                    with torch.no_grad():
-                        correct += int((model(x_adv).argmax(1) == yb).sum())
-                yield _point(at, correct, n, start)
-
-
-def _point(attack: Attack, correct: int, n: int, start: float) -> SweepPoint:
-    return SweepPoint(
-        eps=attack.eps,
-        accuracy=correct / n,
-        correct=correct,
-        n=n,
-        attack=attack.describe(),
-        norm=attack.norm,
-        elapsed=time.perf_counter() - start,
-    )
+                correct += hits(x_adv, yb)
+            now = time.perf_counter()
+            yield SweepPoint(
+                eps=at.eps,
+                accuracy=correct / (n * draws),
+                correct=correct,
+                n=n,
+                attack=at.describe(),
+                norm=at.norm,
+                elapsed=now - start,
+                point_seconds=now - began,
+                draws=draws,
+            )

@@ -17,6 +17,7 @@ from dlsec_core.evaluation.checks import (
     Finding,
     check_black_box_vs_white_box,
     check_curve,
+    check_detector_attack,
     check_large_eps,
     check_naive_vs_adaptive,
     check_probability_outputs,
@@ -123,6 +124,30 @@ def test_a_black_box_attack_beating_the_white_box_one_is_flagged() -> None:
     assert codes(check_black_box_vs_white_box(0.6, 0.3)) == {"black-box-beats-white-box"}
     assert check_black_box_vs_white_box(0.3, 0.6) == []
     assert check_black_box_vs_white_box(0.31, 0.3) == []
+
+
+def test_a_one_step_attack_losing_to_a_black_box_one_is_weak_unless_a_strong_attack_loses_too() -> None:
+    """Issue 13 item 8: FGSM 4 %, Square 0 % on a plain cnn is a weak FGSM, not gradient masking; masking is
+    called only when a strong iterative attack (PGD) also stays above the black-box attack."""
+    (weak,) = check_black_box_vs_white_box(0.4, 0.18, n=100, strong_accuracy=0.18, white_box="FGSM")
+    assert weak.code == "weak-white-box-attack" and weak.severity == "info"
+    assert "FGSM is a weak attack" in weak.title and "PGD" in weak.sentence and "18.0 %" in weak.sentence
+    # within sampling noise of the black-box number still counts as "the strong attack did as well"
+    assert codes(check_black_box_vs_white_box(0.4, 0.0, n=100, strong_accuracy=0.01)) == {
+        "weak-white-box-attack"
+    }
+    (masked,) = check_black_box_vs_white_box(0.9, 0.1, n=100, strong_accuracy=0.9, white_box="FGSM")
+    assert masked.code == "black-box-beats-white-box" and masked.severity == "warning"
+    assert "90.0 %" in masked.sentence and "gradient masking" in masked.sentence
+    assert check_black_box_vs_white_box(0.2, 0.19, n=100, strong_accuracy=0.0) == []  # nothing to explain
+
+
+def test_a_detector_aware_attack_must_beat_the_plain_one_clearly() -> None:
+    (weak,) = check_detector_attack(0.05, 0.07, n=200)
+    assert weak.code == "adaptive-attack-not-stronger" and weak.severity == "warning"
+    assert "He, Wei, Chen, Carlini, Song 2017" in weak.sentence
+    assert codes(check_detector_attack(0.1, 0.05, n=200)) == {"adaptive-attack-not-stronger"}
+    assert check_detector_attack(0.05, 0.6, n=200) == []
 
 
 def test_naive_vs_adaptive_explains_all_three_outcomes() -> None:

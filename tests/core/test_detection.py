@@ -345,3 +345,51 @@ def test_median_window_larger_than_the_image_is_refused():
 def test_bad_adaptive_attack_parameters_are_refused(changes: dict[str, object]):
     with pytest.raises(InvalidInputError):
         AdaptiveAttackConfig(**changes)  # type: ignore[arg-type]
+
+
+# -- issue 13 item 9: a strong detector-aware attack, and a flag when it is not clearly stronger ---------------
+def test_median_squeezer_passes_the_identity_gradient_too():
+    """Straight-through through both squeezers: the median's own gradient reaches one pixel per window."""
+    x = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    (grad,) = torch.autograd.grad(Squeezer("median", 2).straight_through(x).sum(), x)
+    torch.testing.assert_close(grad, torch.ones_like(x))
+
+
+def test_restarts_with_a_lambda_search_evade_more_than_one_run(
+    mnist_cnn: tuple[nn.Module, torch.Tensor, torch.Tensor], calibrated: CalibratedDetector
+):
+    model, x, y = mnist_cnn
+    xh, yh = x[600:700], y[600:700]
+    runs = {
+        restarts: adaptive_attack(
+            model, calibrated, xh, yh, eps=0.3, steps=20, restarts=restarts,
+            generator=torch.Generator().manual_seed(0),
+        )
+        for restarts in (1, 3)
+    }  # fmt: skip
+    # the first restart is the single run (same start, same λ); later ones only add evaders
+    assert bool((runs[3].evaded | ~runs[1].evaded).all())
+    assert runs[3].evaded_rate > runs[1].evaded_rate, (runs[1].summary(), runs[3].summary())
+    assert "λ searched from 1 over 3 restarts" in runs[3].attack and "straight-through" in runs[3].attack
+
+
+def test_the_detection_study_flags_a_detector_aware_attack_that_is_not_stronger(tmp_home, stored_model):  # type: ignore[no-untyped-def]
+    """At a budget too small for any attack, the detector 'holds' only because the attack failed: say so."""
+    from dlsec_core.defense_studies import detection_study
+    from dlsec_core.store import Store
+
+    def study(eps: float, norm: str):  # type: ignore[no-untyped-def]
+        return run_to_end(
+            detection_study(
+                Store(), stored_model.id, detector=FeatureSqueezingDetector(squeezers=(Squeezer("bit_depth", 4),)),
+                attack=FGSM(norm=norm), eps_values=[0.0, eps], n_images=100, adaptive_images=60,
+                adaptive_steps=20, adaptive_restarts=2,
+            )
+        )  # fmt: skip
+
+    tiny = study(0.002, "linf")
+    assert [f.code for f in tiny.findings] == ["adaptive-attack-not-stronger"]
+    assert tiny.adaptive["evaded_rate"] <= tiny.plain["evaded_rate"] + 0.1
+    strong = study(2.0, "l2")
+    assert strong.adaptive["evaded_rate"] > strong.plain["evaded_rate"] + 0.2, (strong.plain, strong.adaptive)
+    assert strong.findings == []

@@ -310,3 +310,22 @@ def test_certified_accuracy_curve_validates_eagerly():
     assert result.to_records()[0]["certified_accuracy"] == 0.5  # label 3 right, label 1 wrong
     # n = 100 caps the radius at 0.25 * Phi^-1(0.001 ** (1 / 100)) = 0.375
     assert [r["certified_accuracy"] for r in result.to_records()] == [0.5, 0.5, 0.0]
+
+
+def test_certification_study_averages_noise_draws_and_checks_its_curve(tmp_home: Any, stored_model: Any):
+    """Issue 13 item 12: the empirical curve averages 16 noise draws per image and travels with its curve check."""
+    from dlsec_core.defense_studies import certification_study
+    from dlsec_core.evaluation.checks import check_curve
+    from dlsec_core.store import Store
+    from dlsec_core.training.loop import run_to_end
+
+    report = run_to_end(
+        certification_study(
+            Store(), stored_model.id, sigma=0.25, n_images=20, n0=20, n=100, pgd_steps=3, eot_samples=2
+        )
+    )
+    assert report.draws == 16
+    for r in report.empirical:
+        assert r["accuracy"] == r["correct"] / (20 * 16)
+    eps, acc = [r["eps"] for r in report.empirical], [r["accuracy"] for r in report.empirical]
+    assert report.findings == check_curve(eps, acc, n=20)

@@ -182,3 +182,25 @@ def test_mode_is_restored_after_the_sweep_and_after_closing_early(trained, attac
         assert model.training is training
     finally:
         model.eval()
+
+
+class _Coin(nn.Module):
+    """A random classifier: class 0 with probability exactly 1/2 on every call, whatever the input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = torch.randn(x.shape[0], 1)
+        return torch.cat([u, torch.zeros_like(u)], dim=1)  # (N, 2): class 0 wins when u > 0
+
+
+def test_draws_average_a_random_model_over_many_predictions() -> None:
+    """Issue 13 item 12: one noise draw per image on 20 images let the Certified page's curve rise with the radius.
+    With draws, each accuracy averages n x draws predictions: the binomial oracle says 1/2 within a few sigma."""
+    torch.manual_seed(0)
+    x, y = torch.rand(20, 1, 4, 4), torch.zeros(20, dtype=torch.long)
+    (one,) = list(sweep(_Coin(), x, y, FGSM(), [0.0]))
+    (many,) = list(sweep(_Coin(), x, y, FGSM(), [0.0], draws=400))
+    assert one.draws == 1 and many.draws == 400 and many.n == 20
+    assert many.accuracy == many.correct / (20 * 400)
+    assert abs(many.accuracy - 0.5) < 4 * (0.25 / (20 * 400)) ** 0.5  # sigma = 0.0056
+    with pytest.raises(InvalidInputError):
+        sweep(_Coin(), x, y, FGSM(), [0.0], draws=0)

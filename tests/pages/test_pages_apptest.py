@@ -361,7 +361,9 @@ def test_detection_study_runs(app: Callable[[str], AppTest], stored_model: Model
     wait_for(at, state.DET_JOB)
     rows = at.dataframe[0].value
     assert len(rows) == 2  # plain PGD and the detector-aware attack, same budget
-    assert rows["attack"].iloc[1].startswith("Detector-aware PGD")
+    assert rows["attack"].tolist() == ["plain PGD", "detector-aware"]
+    assert list(rows.columns)[:2] == ["attack", "evaded"]  # the number that matters comes first
+    assert any("Detector-aware PGD" in c.value and "restarts" in c.value for c in at.caption)
     assert any("Detector:" in c.value for c in at.caption)
 
 

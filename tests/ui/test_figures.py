@@ -205,6 +205,35 @@ def test_robustness_curves_one_trace_per_model_one_point_per_eps() -> None:
     assert tuple(fig.layout.yaxis.range) == (0, 1.02)
 
 
+def test_defended_curves_share_a_hue_per_model_and_coinciding_lines_stay_visible() -> None:
+    """Issue 13 item 12: two models with a defense gave six unrelated colours, and the two naive curves (both at
+    100 %) hid each other."""
+    eps = [0.0, 0.1, 0.2]
+    records = [
+        {"model_id": mid, "model": f"{name}{suffix}", "mode": mode, "eps": e, "norm": "linf",
+         "accuracy": 1.0 if mode == "naive" else 0.9 - k * e}
+        for k, (mid, name) in enumerate((("id-a", "cnn"), ("id-b", "cnn-fgsm-rs")), start=1)
+        for mode, suffix in (("undefended", ""), ("adaptive", " + bits (adaptive)"), ("naive", " + bits (naive)"))
+        for e in eps
+    ]  # fmt: skip
+    fig = figures.robustness_curves(records)
+    by_name = {t.name: t for t in fig.data}
+    assert len(by_name) == 6
+    colours = {name: t.line.color for name, t in by_name.items()}
+    assert len({colours[n] for n in by_name if n.startswith("cnn-fgsm-rs")}) == 1  # one hue per model
+    assert len({c for n, c in colours.items() if not n.startswith("cnn-fgsm-rs")}) == 1
+    assert colours["cnn"] != colours["cnn-fgsm-rs"]
+    dashes = {n: t.line.dash for n, t in by_name.items()}
+    assert dashes["cnn + bits (adaptive)"] == "solid" and dashes["cnn + bits (naive)"] == "dash"
+    assert dashes["cnn"] not in ("solid", "dash")
+    a, b = by_name["cnn + bits (naive)"], by_name["cnn-fgsm-rs + bits (naive)"]
+    assert list(a.y) == list(b.y)  # they coincide...
+    assert (
+        a.line.width > b.line.width and a.marker.size > b.marker.size
+    )  # ...and the one below shows its edges
+    assert fig.data.index(a) < fig.data.index(b)  # the wider one is drawn first, underneath
+
+
 def test_robustness_curves_grow_point_by_point() -> None:
     records = sweep_records(["a"], [0.0, 0.1, 0.2])
     assert [len(figures.robustness_curves(records[:k]).data[0].x) for k in (1, 2, 3)] == [1, 2, 3]
@@ -300,3 +329,16 @@ def test_batch_grid_labels_sit_under_the_images_not_on_them(size: int) -> None:
         assert top <= note.y <= top + band, (i, note.y)
         assert note.yanchor == "middle"
         assert (img[top : top + band, c * cell_w : (c + 1) * cell_w] == 255).all()  # a white band, no digit
+
+
+def test_detection_roc_axes_start_where_its_sample_can_resolve_a_rate() -> None:
+    """Item 11's rule on the Detection page: with 200 clean and 40 adversarial images, the log axes start at 1/200
+    and 1/40; rates of 0 are drawn on the floor, not below it."""
+    roc = [{"fpr": 0.0, "tpr": 0.0}, {"fpr": 0.5, "tpr": 0.9}, {"fpr": 1.0, "tpr": 1.0}]
+    fig = figures.roc_figure(roc, 0.8, "ROC", n_clean=200, n_adversarial=40)
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+    assert 10 ** fig.layout.xaxis.range[0] == pytest.approx(1 / 200)
+    assert 10 ** fig.layout.yaxis.range[0] == pytest.approx(1 / 40)
+    assert min(fig.data[0].x) == pytest.approx(1 / 200) and min(fig.data[0].y) == pytest.approx(1 / 40)
+    assert "1/200" in fig.layout.xaxis.title.text
+    assert figures.roc_figure(roc, 0.8, "ROC").layout.xaxis.type != "log"

@@ -53,7 +53,7 @@ def test_detection_roc_takes_n_for_the_same_rule() -> None:
     roc = [{"fpr": 0.0, "tpr": 0.0}, {"fpr": 0.02, "tpr": 0.6}, {"fpr": 1.0, "tpr": 1.0}]
     linear = figures.roc_figure(roc, 0.9, "ROC")
     assert linear.layout.xaxis.type in (None, "linear", "-")  # without n: the old chart, unchanged
-    log = figures.roc_figure(roc, 0.9, "ROC", n_negatives=200)
+    log = figures.roc_figure(roc, 0.9, "ROC", n_clean=200)
     assert log.layout.xaxis.type == "log" and log.layout.xaxis.range[0] == pytest.approx(math.log10(1 / 200))
     assert "AUC 0.900" in log.data[0].name
 

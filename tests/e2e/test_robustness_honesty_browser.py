@@ -1,0 +1,122 @@
+"""Issue 13 "Honest first use", Robustness and Detection pages in a real browser: what a participant sees while a
+sweep runs and after a detection study."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from dlsec_ui import state
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"end-to-end tests need Debian's Chromium at {CHROMIUM} (apt-get install -y chromium)",
+        allow_module_level=True,
+    )
+pytest.importorskip("playwright.sync_api", reason="end-to-end tests need playwright (requirements-dev.txt)")
+from streamlit_page import (  # noqa: E402  (needs playwright: after the skip above)
+    assert_no_errors,
+    key,
+    open_page,
+    press,
+    screenshot,
+    select_option,
+    settle,
+    wait_chart,
+)
+
+pytestmark = pytest.mark.e2e
+
+JOB_TIMEOUT_S = 240
+DONE = '[data-testid="stAlertContentSuccess"]'
+
+# What the page shows under the chart at one moment: is the job still running, is there an "Honesty checks"
+# heading, and how many findings (boxes or "curve: title" captions, or the all-clear) follow it.
+_SNAPSHOT = """() => {
+    const main = document.querySelector('[data-testid="stMain"]');
+    const heading = [...main.querySelectorAll('h3')].some(h => h.innerText.trim() === 'Honesty checks');
+    const running = !!main.querySelector('[data-testid="stProgress"]');
+    const boxes = main.querySelectorAll('[data-testid="stAlertContentWarning"], [data-testid="stAlertContentSuccess"]');
+    const findings = [...boxes].filter(b => !b.innerText.includes('done in')).length;
+    return {heading, running, findings};
+}"""
+
+
+# How many script runs (full or fragment) start within `ms` milliseconds.
+_COUNT_RUNS = """(ms) => new Promise(resolve => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    let runs = 0;
+    const seen = new MutationObserver(() => {
+        if (app.getAttribute('data-test-script-state') === 'running') runs += 1;
+    });
+    seen.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    setTimeout(() => { seen.disconnect(); resolve(runs); }, ms);
+})"""
+
+
+def test_no_empty_honesty_heading_while_a_sweep_runs(app: Any, page: Page) -> None:
+    """Item 17: the heading used to stand alone under the growing chart until the checks came in."""
+    open_page(page, f"{app.url}/robustness?model={app.model_id}", key(state.SWEEP_BUTTON))
+    select_option(page, state.SWEEP_ATTACK, "PGD")
+    select_option(page, "sweep_" + state.DEFENSE, "Bit-depth reduction")  # three curves to watch
+    press(page, "sweep_PGD_steps", "End")  # 200 steps: a run long enough to watch on a quiet machine
+    press(page, state.SWEEP_POINTS, "End")  # 21 points
+    page.locator(f"{key(state.SWEEP_BUTTON)} button").click()
+    snapshots: list[dict[str, Any]] = []
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while time.monotonic() < deadline:
+        snapshots.append(page.evaluate(_SNAPSHOT))
+        if page.locator(DONE, has_text="done in").count():
+            break
+        page.wait_for_timeout(50)
+    else:
+        pytest.fail("the sweep did not finish")
+    page.wait_for_timeout(1000)  # the one full rerun that follows the end of the job (it stops the polling)
+    settle(page)
+    snapshots.append(page.evaluate(_SNAPSHOT))
+    running = [s for s in snapshots if s["running"]]
+    assert running, "never saw the sweep running"
+    empty = [s for s in snapshots if s["heading"] and not s["findings"]]
+    assert not empty, f"an 'Honesty checks' heading with nothing under it: {empty[:3]}"
+    assert (
+        snapshots[-1]["heading"] and snapshots[-1]["findings"] > 0
+    )  # at the end: the heading and its checks
+    # Item 10: a finished sweep is drawn once; the page used to redraw it every 0.5 s for as long as it stayed open,
+    # taking the server's cores from every job still running.
+    runs = page.evaluate(_COUNT_RUNS, 3000)
+    assert runs == 0, f"the finished sweep's page reran {runs} times in 3 s"
+    assert_no_errors(page)
+    wait_chart(page, state.SWEEP_CHART)
+    # a fragment rerun can leave the previous chart element behind, hidden, for a moment
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 1")
+    screenshot(page, "robustness-honesty-after-sweep")
+
+
+def test_detection_evaded_column_is_visible_without_scrolling(app: Any, page: Page) -> None:
+    """Item 9: the detector-aware attack's 'evaded' column hid behind a horizontal scroll in a narrow column."""
+    open_page(page, f"{app.url}/detection?model={app.model_id}", key(state.DET_BUTTON))
+    select_option(page, "det_" + state.ATTACK, "FGSM")
+    press(page, state.DET_EPS_MAX, "Home")  # the smallest budget: a quick study
+    page.locator(f"{key(state.DET_BUTTON)} button").click()
+    page.locator(DONE, has_text="done in").wait_for(timeout=JOB_TIMEOUT_S * 1000)
+    table = page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]').first  # the page's only table
+    table.wait_for()
+    wait_chart(page, state.DET_ROC)
+    settle(page)
+
+    headers = table.locator("table[role=grid] th").all_text_contents()
+    assert [h.strip() for h in headers][:2] == ["attack", "evaded"], headers
+    scroller = table.locator(".dvn-scroller").first
+    widths = scroller.evaluate("el => ({scroll: el.scrollWidth, client: el.clientWidth})")
+    assert widths["scroll"] <= widths["client"] + 1, f"the table scrolls sideways: {widths}"
+    captions = " ".join(page.locator('[data-testid="stCaptionContainer"]').all_inner_texts())
+    assert "Detector-aware PGD" in captions and "restarts" in captions and "straight-through" in captions
+    assert_no_errors(page)
+    screenshot(page, "detection-evaded-visible")
