@@ -12,7 +12,14 @@ from dlsec_ui.model_forms import (
     upload_model_form,
 )
 from dlsec_ui.resources import get_store
-from dlsec_ui.runs import render_server_runs, show_session_run, train_records
+from dlsec_ui.runs import (
+    attach,
+    poll_while_active,
+    render_server_runs,
+    show_session_run,
+    stop_polling_when_done,
+    train_records,
+)
 
 st.title("Models")
 
@@ -21,7 +28,11 @@ with st.container(border=True):
     train_form()
 
 
-@st.fragment(run_every=1.0)
+TRAINING = attach(state.TRAIN_JOB, study="train")  # this session's run, or the one a ?run= link names
+POLL = poll_while_active(TRAINING, 1.0)  # live while it trains; a finished run is drawn once
+
+
+@st.fragment(run_every=POLL)
 def training_progress() -> None:
     render_server_runs()
     run = show_session_run(state.TRAIN_JOB, study="train")
@@ -30,9 +41,7 @@ def training_progress() -> None:
     records = train_records(run)
     if records:
         st.plotly_chart(figures.training_curves(records), key=state.TRAIN_CURVES)
-    if not run.is_active and st.session_state.get(state.TRAIN_SHOWN) != run.id:
-        st.session_state[state.TRAIN_SHOWN] = run.id
-        st.rerun()  # refresh the model list and the sidebar once the run has finished
+    stop_polling_when_done(state.TRAIN_JOB, POLL)  # the run ended: refresh the model list and the sidebar
 
 
 training_progress()

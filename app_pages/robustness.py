@@ -7,18 +7,28 @@ import numpy as np
 import streamlit as st
 
 from dlsec_core.errors import DlsecError
-from dlsec_core.jobs import JobSnapshot
+from dlsec_core.runs import RunRecord
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import (
-    poll_interval,
-    show_session_job,
-    stop_polling_when_done,
-    submit_sweep,
-    sweep_findings,
-    sweep_records,
-)
+from dlsec_ui.jobs import submit_sweep
 from dlsec_ui.resources import get_store
-from dlsec_ui.widgets import EPS_RANGE, attack_form, defense_form, model_label, render_findings, show_error
+from dlsec_ui.runs import (
+    attach,
+    event_records,
+    get_runs,
+    poll_while_active,
+    render_run,
+    stop_polling_when_done,
+    sweep_findings,
+)
+from dlsec_ui.widgets import (
+    EPS_RANGE,
+    attack_form,
+    defense_form,
+    model_label,
+    render_findings,
+    show_error,
+    surrogate_id,
+)
 
 st.title("Robustness")
 st.caption("How accuracy falls as the attacker's budget ε grows. One line per model, one point per ε.")
@@ -55,25 +65,28 @@ with st.container(border=True):
                 n_images,
                 defense=defense,
                 seed=int(st.session_state.get(state.SEED, 0)),
+                surrogate_id=surrogate_id("sweep_"),
             )
         except DlsecError as err:
             show_error(err)
 
-
-POLL = poll_interval(state.SWEEP_JOB, 0.5)  # redraw while the sweep runs; a finished one is drawn once
+# The run this session follows (or a ?run= link names); else the page opens on the current model's latest sweep.
+shown = attach(state.SWEEP_JOB, study="sweep") or get_runs().latest("sweep", model_id=current)
+POLL = poll_while_active(shown, 0.5)  # redraw while the sweep runs; a finished one is drawn once
 
 
 @st.fragment(run_every=POLL)
 def sweep_progress() -> None:
-    job = show_session_job(state.SWEEP_JOB, cancel_key=state.CANCEL_SWEEP)
-    render_sweep(job)
-    stop_polling_when_done(job, POLL)
-
-
-def render_sweep(job: JobSnapshot | None) -> None:
-    if job is None:
+    if shown is None:
         return
-    records = sweep_records(job.events)
+    run = get_runs().get(shown.id)
+    render_run(run, key=state.SWEEP_JOB)
+    render_sweep(run)
+    stop_polling_when_done(state.SWEEP_JOB, POLL)
+
+
+def render_sweep(run: RunRecord) -> None:
+    records = event_records(run, "point")
     if not records:
         return
     st.plotly_chart(
@@ -97,11 +110,11 @@ def render_sweep(job: JobSnapshot | None) -> None:
     writer.writeheader()
     writer.writerows(records)
     st.download_button("Download CSV", out.getvalue(), "robustness.csv", "text/csv", key=state.SWEEP_CSV)
-    checks = sweep_findings(job.events)
+    checks = sweep_findings(run)
     if checks:  # they come once every curve is drawn: no empty heading while the sweep runs
         st.subheader("Honesty checks")
         render_findings(checks)
-    elif job.is_active:
+    elif run.is_active:
         st.caption("Honesty checks follow once every curve is drawn.")
 
 

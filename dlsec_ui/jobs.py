@@ -17,11 +17,12 @@ from dlsec_core.jobs import JobContext, JobSnapshot, JobState
 from dlsec_core.privacy.audit import AuditConfig, audit_study
 from dlsec_core.privacy.frontier import frontier_sweep
 from dlsec_core.privacy.membership import LiraConfig, MembershipEvent, membership_study
+from dlsec_core.studies.sweep import SweepStudyConfig, attack_params
 from dlsec_core.studies.train import TrainStudyConfig
 from dlsec_core.text import plural
 from dlsec_core.training.loop import RunProgress, TrainConfig
 from dlsec_core.training.recipes import Recipe, StandardRecipe
-from dlsec_core.workflows import CurveFindings, ModelSweepPoint, spec_for, sweep_models
+from dlsec_core.workflows import spec_for
 from dlsec_ui import state
 from dlsec_ui.resources import get_dataset, get_runner, get_store
 from dlsec_ui.runs import submit_run
@@ -81,35 +82,16 @@ def submit_sweep(
     *,
     defense: InputTransform | None = None,
     seed: int = 0,
+    surrogate_id: str | None = None,
 ) -> str:
-    store = get_store()
-    curves = len(model_ids) * (
-        3 if defense is not None else 1
-    )  # undefended, adaptive, naive (`sweep_models`)
-    total = curves * len(eps_values)
-    counts = {"points": 0, "checked": 0}
-    share = 0.8  # of the bar for the curves; the honesty checks of every curve come after them
-
-    def progress(event: Any, _: int) -> tuple[float, str] | None:
-        if isinstance(event, ModelSweepPoint):
-            counts["points"] += 1
-            if counts["points"] == total:
-                return share, f"curves done; honesty checks of curve 1/{curves}"
-            return share * counts["points"] / total, f"{event.model_name}: ε={event.point.eps:.3g}"
-        if isinstance(event, CurveFindings):
-            counts["checked"] += 1
-            done = counts["checked"]
-            return share + (
-                1 - share
-            ) * done / curves, f"honesty checks of curve {min(done + 1, curves)}/{curves}"
-        return None
-
-    return _submit(
-        lambda: sweep_models(
-            store, list(model_ids), attack, list(eps_values), n_images=n_images, defense=defense, seed=seed
-        ),
-        progress, kind="sweep", title=f"{attack.title} sweep over {plural(len(model_ids), 'model')}",
+    """Queue a sweep run (executed by a worker process, see `dlsec_ui.runs`); returns the run id."""
+    study = SweepStudyConfig(
+        model_ids=list(model_ids), attack=attack.name, attack_params=attack_params(attack), eps=list(eps_values),
+        n_images=n_images, seed=seed, defense=None if defense is None else defense.name,
+        defense_params={} if defense is None else defense.to_dict()["params"],
+        surrogate_id=surrogate_id if getattr(attack, "surrogate", None) is not None else None,
     )  # fmt: skip
+    return submit_run("sweep", study).id
 
 
 def submit_detection(
@@ -252,11 +234,3 @@ def render_job(job: JobSnapshot, *, cancel_key: str) -> None:
     if job.is_active and st.button("Cancel", key=cancel_key, disabled=job.cancel_requested):
         get_runner().cancel(job.id)
         st.rerun()
-
-
-def sweep_records(events: Sequence[Any]) -> list[dict[str, Any]]:
-    return [e.to_record() for e in events if isinstance(e, ModelSweepPoint)]
-
-
-def sweep_findings(events: Sequence[Any]) -> list[CurveFindings]:
-    return [e for e in events if isinstance(e, CurveFindings)]

@@ -224,3 +224,25 @@ def sweep_findings(run: RunRecord) -> list[CurveFindings]:
         )
         for e in event_records(run, "findings")
     ]
+
+
+def poll_while_active(run: RunRecord | None, seconds: float) -> float | None:
+    """A progress fragment's `run_every`: `seconds` while the run is queued or running, else None (a finished run
+    is drawn once; polling it would rebuild its charts in the web server for nothing)."""
+    return seconds if run is not None and run.is_active else None
+
+
+def stop_polling_when_done(key: str, interval: float | None) -> None:
+    """At the end of a polling fragment: once the run has ended, one full rerun draws the page again, with a
+    fragment that no longer polls."""
+    if interval is None:
+        return
+    run_id = st.session_state.get(key)
+    if not run_id:
+        return
+    try:
+        ended = not get_runs().get(run_id).is_active
+    except DlsecError:
+        ended = True
+    if ended:
+        st.rerun(scope="app")

@@ -245,6 +245,13 @@ def _surrogate_picker(label: str, key: str) -> nn.Module | None:
     return get_model(chosen)[0]
 
 
+def surrogate_id(prefix: str = "") -> str | None:
+    """The stored model picked as a transfer attack's surrogate in `attack_form(prefix)` (a run stores ids, not
+    modules), or None."""
+    chosen = st.session_state.get(f"{prefix}{ATTACKS['transfer'].__name__}_surrogate")
+    return str(chosen) if chosen else None
+
+
 def attack_form(prefix: str = "") -> Attack:
     """Attack picker plus a form generated from the chosen attack's hyperparameter fields (labels, ranges)."""
     name = st.selectbox(

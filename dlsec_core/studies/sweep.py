@@ -71,8 +71,9 @@ class SweepStudy(Study[SweepStudyConfig]):
         attack, defense = config.build()
         if config.surrogate_id:
             attack = attack.with_params(surrogate=store.load_model(config.surrogate_id)[0])
-        curves = len(config.model_ids) * (1 if defense is None else 3)
-        total, done = curves * len(config.eps), 0
+        curves = len(config.model_ids) * (1 if defense is None else 3)  # undefended, adaptive, naive
+        total, points, checked = curves * len(config.eps), 0, 0
+        share = 0.8  # of the progress for the curves; the honesty checks of every curve come after them
         work = sweep_models(
             store, config.model_ids, attack, config.eps, n_images=config.n_images, seed=config.seed,
             defense=defense, sanity_checks=config.sanity_checks,
@@ -84,13 +85,18 @@ class SweepStudy(Study[SweepStudyConfig]):
                 report = stop.value
                 return StudyOutcome(result={"records": report.records, "findings": report.findings})
             if isinstance(item, ModelSweepPoint):
-                done += 1
+                points += 1
                 rec = item.to_record()
-                yield StudyEvent(
-                    min(done / total, 0.99), f"{rec['model']}: ε {rec['eps']:g}", {"type": "point", **rec}
+                message = (
+                    f"curves done; honesty checks of curve 1/{curves}"
+                    if points == total
+                    else f"{rec['model']}: ε {rec['eps']:g}"
                 )
+                yield StudyEvent(share * points / total, message, {"type": "point", **rec})
             elif isinstance(item, CurveFindings):
+                checked += 1
                 yield StudyEvent(
-                    min(done / total, 0.99), f"checks of {item.model_name}",
+                    min(share + (1 - share) * checked / curves, 0.99),
+                    f"honesty checks of curve {min(checked + 1, curves)}/{curves}",
                     {"type": "findings", "curve": item.model_name, "findings": item.to_records()},
                 )  # fmt: skip
