@@ -14,10 +14,11 @@ from dlsec_ui.model_forms import (
 from dlsec_ui.resources import get_store
 from dlsec_ui.runs import (
     attach,
+    get_runs,
     poll_while_active,
+    redraw_if_ended,
     render_server_runs,
     show_session_run,
-    stop_polling_when_done,
     train_records,
 )
 
@@ -34,6 +35,8 @@ POLL = poll_while_active(TRAINING, 1.0)  # live while it trains; a finished run 
 
 @st.fragment(run_every=POLL)
 def training_progress() -> None:
+    if TRAINING is not None:
+        redraw_if_ended(get_runs().get(TRAINING.id), POLL)  # it ended: the model list and sidebar show it
     render_server_runs()
     run = show_session_run(state.TRAIN_JOB, study="train")
     if run is None:
@@ -41,7 +44,6 @@ def training_progress() -> None:
     records = train_records(run)
     if records:
         st.plotly_chart(figures.training_curves(records), key=state.TRAIN_CURVES)
-    stop_polling_when_done(state.TRAIN_JOB, POLL)  # the run ended: refresh the model list and the sidebar
 
 
 training_progress()

@@ -16,8 +16,8 @@ from dlsec_ui.runs import (
     event_records,
     get_runs,
     poll_while_active,
+    redraw_if_ended,
     render_run,
-    stop_polling_when_done,
     sweep_findings,
 )
 from dlsec_ui.widgets import (
@@ -80,9 +80,9 @@ def sweep_progress() -> None:
     if shown is None:
         return
     run = get_runs().get(shown.id)
+    redraw_if_ended(run, POLL)
     render_run(run, key=state.SWEEP_JOB)
     render_sweep(run)
-    stop_polling_when_done(state.SWEEP_JOB, POLL)
 
 
 def render_sweep(run: RunRecord) -> None:

@@ -13,6 +13,7 @@ from dlsec_ui.runs import (
     export_buttons,
     get_runs,
     overlay_sweeps,
+    redraw_if_ended,
     render_run,
     render_server_runs,
     run_table,
@@ -47,13 +48,12 @@ opened = picked or ([linked] if linked is not None else runs[:1])
 @st.fragment(run_every=1.0)
 def live(run_id: str) -> None:
     run = get_runs().get(run_id)
+    redraw_if_ended(run, 1.0)  # it ended: the page draws the finished run once, without polling
     render_run(run, key=state.RUNS_OPEN)
     if run.study == "train" and (records := train_records(run)):
         st.plotly_chart(figures.training_curves(records), key=f"runs_train_{run.id}")
     if run.study == "sweep" and (points := event_records(run, "point")):
         st.plotly_chart(figures.robustness_curves(points), key=f"runs_sweep_{run.id}")
-    if not run.is_active:
-        st.rerun()
 
 
 try:

@@ -91,7 +91,7 @@ def render_run(run: RunRecord, *, key: str) -> None:
     elif run.status == RunStatus.INTERRUPTED:
         st.warning(f"{run.title} was interrupted: {run.error}")
     elif run.status == RunStatus.DONE:
-        st.success(f"{run.title}: done in {duration(run.seconds or 0)}.")
+        st.success(f"{run.title}: done in {duration(run.seconds or 0)} ([run {run.id[:6]}](/runs?run={run.id})).")
     if run.is_active and st.button("Cancel", key=f"{key}_cancel", disabled=run.cancel_requested):
         runs.cancel(run.id)
         st.rerun()
@@ -232,17 +232,9 @@ def poll_while_active(run: RunRecord | None, seconds: float) -> float | None:
     return seconds if run is not None and run.is_active else None
 
 
-def stop_polling_when_done(key: str, interval: float | None) -> None:
-    """At the end of a polling fragment: once the run has ended, one full rerun draws the page again, with a
-    fragment that no longer polls."""
-    if interval is None:
-        return
-    run_id = st.session_state.get(key)
-    if not run_id:
-        return
-    try:
-        ended = not get_runs().get(run_id).is_active
-    except DlsecError:
-        ended = True
-    if ended:
+def redraw_if_ended(run: RunRecord, interval: float | None) -> None:
+    """At the start of a polling fragment: once its run has ended, rerun the whole page instead of drawing the
+    final state here, so the page draws it once, with a fragment that no longer polls (and a browser never sees
+    a final state that is about to be replaced)."""
+    if interval is not None and not run.is_active:
         st.rerun(scope="app")

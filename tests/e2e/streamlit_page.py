@@ -155,3 +155,32 @@ def alerts(page: Page, kind: str) -> list[str]:
 def assert_no_errors(page: Page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
     assert not alerts(page, "Error"), alerts(page, "Error")
+
+
+DONE = '[data-testid="stAlertContentSuccess"]'
+
+
+def run_in_url(page: Page) -> str | None:
+    """The stored run the page follows (`?run=<id>` in its URL), if any."""
+    from urllib.parse import parse_qs, urlparse
+
+    return (parse_qs(urlparse(page.url).query).get("run") or [None])[0]
+
+
+def start_run(page: Page, button_key: str) -> str:
+    """Click a button that submits a stored run; returns the new run's id (the page puts it in its URL)."""
+    before = run_in_url(page)
+    page.locator(f"{key(button_key)} button").click()
+    page.wait_for_function(
+        "(b) => { const r = new URL(location.href).searchParams.get('run'); return r && r !== b; }",
+        arg=before,
+    )
+    run_id = run_in_url(page)
+    assert run_id is not None
+    return run_id
+
+
+def wait_run_done(page: Page, run_id: str, timeout_ms: float) -> None:
+    """Wait until the page says this run is done (its message names the run), and the page is idle again."""
+    page.locator(DONE, has_text=f"run {run_id[:6]}").wait_for(timeout=timeout_ms)
+    settle(page)

@@ -40,8 +40,10 @@ from streamlit_page import (  # noqa: E402  (needs playwright: after the skip ab
     select_option,
     settle,
     slider,
+    start_run,
     table_column,
     wait_chart,
+    wait_run_done,
 )
 
 pytestmark = pytest.mark.e2e
@@ -63,10 +65,7 @@ def test_train_a_model_and_see_it_listed(app: Any, page: Page) -> None:
     page.keyboard.press("Enter")
     settle(page)
 
-    page.locator(f"{key(state.TRAIN_BUTTON)} button").click()
-    done = page.locator('[data-testid="stAlertContentSuccess"]', has_text="done in")
-    done.wait_for(timeout=JOB_TIMEOUT_MS)
-    settle(page)
+    wait_run_done(page, start_run(page, state.TRAIN_BUTTON), JOB_TIMEOUT_MS)
     wait_chart(page, "train_curves")
     curves = plot_state(page, "train_curves")
     assert [t["name"] for t in curves["data"]] == ["train loss", "train accuracy", "test accuracy"]
@@ -124,8 +123,7 @@ def test_robustness_sweep_draws_one_point_per_eps(app: Any, page: Page) -> None:
     select_option(page, state.SWEEP_ATTACK, "FGSM")
     press(page, state.SWEEP_POINTS, "Home", "ArrowRight", "ArrowRight")  # 3 -> 5 points
     assert slider(page, state.SWEEP_POINTS).input_value() == "5"
-    page.locator(f"{key(state.SWEEP_BUTTON)} button").click()
-    page.locator('[data-testid="stAlertContentSuccess"]', has_text="done in").wait_for(timeout=JOB_TIMEOUT_MS)
+    wait_run_done(page, start_run(page, state.SWEEP_BUTTON), JOB_TIMEOUT_MS)
     wait_chart(page, "sweep_chart")
     settle(page)
 
@@ -147,8 +145,7 @@ def test_defended_sweep_shows_the_masking_gap_and_the_flags(app: Any, page: Page
     select_option(page, state.SWEEP_ATTACK, "PGD")
     select_option(page, "sweep_" + state.DEFENSE, "Bit-depth reduction")
     press(page, state.SWEEP_POINTS, "Home")  # 3 points
-    page.locator(f"{key(state.SWEEP_BUTTON)} button").click()
-    page.locator('[data-testid="stAlertContentSuccess"]', has_text="done in").wait_for(timeout=JOB_TIMEOUT_MS)
+    wait_run_done(page, start_run(page, state.SWEEP_BUTTON), JOB_TIMEOUT_MS)
     wait_chart(page, state.SWEEP_CHART)
     settle(page)
 

@@ -29,6 +29,7 @@ from streamlit_page import (  # noqa: E402  (needs playwright: after the skip ab
     screenshot,
     select_option,
     settle,
+    start_run,
     wait_chart,
 )
 
@@ -37,12 +38,14 @@ pytestmark = pytest.mark.e2e
 JOB_TIMEOUT_S = 240
 DONE = '[data-testid="stAlertContentSuccess"]'
 
-# What the page shows under the chart at one moment: is the job still running, is there an "Honesty checks"
+# What the page shows under the chart at one moment: is the run still queued or running, is there an "Honesty checks"
 # heading, and how many findings (boxes or "curve: title" captions, or the all-clear) follow it.
 _SNAPSHOT = """() => {
     const main = document.querySelector('[data-testid="stMain"]');
     const heading = [...main.querySelectorAll('h3')].some(h => h.innerText.trim() === 'Honesty checks');
-    const running = !!main.querySelector('[data-testid="stProgress"]');
+    const queued = [...main.querySelectorAll('[data-testid="stAlertContentInfo"]')]
+        .some(b => b.innerText.includes('waiting in the queue'));
+    const running = queued || !!main.querySelector('[data-testid="stProgress"]');
     const boxes = main.querySelectorAll('[data-testid="stAlertContentWarning"], [data-testid="stAlertContentSuccess"]');
     const findings = [...boxes].filter(b => !b.innerText.includes('done in')).length;
     return {heading, running, findings};
@@ -68,12 +71,12 @@ def test_no_empty_honesty_heading_while_a_sweep_runs(app: Any, page: Page) -> No
     select_option(page, "sweep_" + state.DEFENSE, "Bit-depth reduction")  # three curves to watch
     press(page, "sweep_PGD_steps", "End")  # 200 steps: a run long enough to watch on a quiet machine
     press(page, state.SWEEP_POINTS, "End")  # 21 points
-    page.locator(f"{key(state.SWEEP_BUTTON)} button").click()
+    run_id = start_run(page, state.SWEEP_BUTTON)
     snapshots: list[dict[str, Any]] = []
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while time.monotonic() < deadline:
         snapshots.append(page.evaluate(_SNAPSHOT))
-        if page.locator(DONE, has_text="done in").count():
+        if page.locator(DONE, has_text=f"run {run_id[:6]}").count():
             break
         page.wait_for_timeout(50)
     else:

@@ -404,4 +404,6 @@ def test_models_page_shows_the_server_load(app: Callable[[str], AppTest]) -> Non
     assert any("waiting in the queue (position 1)" in i.value for i in at.info), [i.value for i in at.info]
     wait_for(at, state.TRAIN_JOB)
     assert any("done in" in m.value for m in at.success), [m.value for m in at.success]
-    assert [c.value for c in at.caption if c.value.startswith("Server: ")][0].startswith("Server: 0 runs executing")
+    assert [c.value for c in at.caption if c.value.startswith("Server: ")][0].startswith(
+        "Server: 0 runs executing"
+    )
