@@ -78,7 +78,7 @@ def _log_tail(path: Path, n: int = 40) -> str:
 
 
 @contextlib.contextmanager
-def run_server(home: Path, name: str = "e2e-server") -> Iterator[str]:
+def run_server(home: Path, name: str = "e2e-server", *, stop_workers: bool = True) -> Iterator[str]:
     """`streamlit run app.py` on a free port over `home`; yields its URL; the log is artifacts/<name>.log.
 
     The server is stopped on exit, also when the test fails.
@@ -116,7 +116,8 @@ def run_server(home: Path, name: str = "e2e-server") -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-        subprocess.run(["pkill", "-f", f"dlsec_core --home {home} worker"], check=False)
+        if stop_workers:  # else they finish their runs and exit 30 s after the last one
+            subprocess.run(["pkill", "-f", f"dlsec_core --home {home} worker"], check=False)
 
 
 @pytest.fixture(scope="session")

@@ -65,6 +65,7 @@ NAV_TITLES = [
     "Membership inference",
     "Model inversion",
     "Privacy audit",
+    "Runs",
 ]
 
 
