@@ -1,7 +1,8 @@
 """The layer rules, read from the source with `ast` (nothing is imported or run).
 
 - `dlsec_core` never imports streamlit or plotly: everything a page does, a notebook or the CLI can do.
-- `dlsec_ui` never imports from `pages`: pages sit on top of the UI helpers, not the other way round.
+- `dlsec_ui` never imports from the pages folder (`app_pages`, read from app.py's `st.Page` paths): pages sit on
+  top of the UI helpers, not the other way round.
 - No shipped code unpickles: no `torch.load`, `torch.jit.load`, `pickle.load`, ... anywhere (models are stored
   as safetensors; `numpy.load` is only allowed without `allow_pickle=True`).
 """
@@ -15,9 +16,29 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pages_folder() -> str:
+    """The folder of the pages app.py registers (one folder; the page tests check every file in it is registered).
+
+    Read from app.py rather than spelled here: the rules once named `pages` while the pages lived in `app_pages`,
+    so they checked nothing. (Not `pages/`: on a fresh server Streamlit 1.67 runs a deep-linked `pages/` file
+    without app.py's frame; tests/e2e/test_browser.py::test_deep_link_on_a_fresh_server_gets_the_frame.)
+    """
+    folders = {
+        Path(node.args[0].value).parent.as_posix()
+        for node in ast.walk(ast.parse((ROOT / "app.py").read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("Page") and node.args
+        and isinstance(node.args[0], ast.Constant)
+    }  # fmt: skip
+    assert len(folders) == 1, folders
+    return folders.pop()
+
+
+PAGES = pages_folder()
 CORE_FORBIDDEN = ("streamlit", "plotly")
-UI_FORBIDDEN = ("pages",)
-SHIPPED = ("dlsec_core", "dlsec_ui", "pages", "app.py")
+UI_FORBIDDEN = (PAGES,)
+SHIPPED = ("dlsec_core", "dlsec_ui", PAGES, "app.py")
 UNSAFE_CALLS = {
     "torch.load",
     "torch.serialization.load",
@@ -200,9 +221,30 @@ def test_core_never_imports_streamlit_or_plotly():
     assert not violations, "\n".join(violations)
 
 
+def test_the_rules_name_folders_that_exist():
+    """A rule over a folder that does not exist checks nothing and passes: every folder they name must be there."""
+    for name in (*SHIPPED, *UI_FORBIDDEN):
+        assert (ROOT / name).exists(), f"{name} is named by the layer rules but does not exist"
+    assert list(python_files(PAGES)), PAGES
+
+
+def test_a_ui_module_importing_a_page_is_caught(tmp_path: Path):
+    """The checker on a known-bad example first: a UI helper that imports a page."""
+    bad = tmp_path / "bad.py"
+    bad.write_text(f"from {PAGES}.models import x\nimport {PAGES}.home\n", encoding="utf-8")
+    found = [module for _, module in imported_modules(parse(bad)) if is_within(module, UI_FORBIDDEN)]
+    assert found == [f"{PAGES}.models", f"{PAGES}.home"]
+
+
+def test_mypy_checks_the_ui_and_the_pages():
+    """Issue 13: a page called a method that did not exist because mypy checked only dlsec_core."""
+    import tomllib
+
+    files = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mypy"]["files"]
+    assert set(SHIPPED) <= set(files), files
+
+
 def test_ui_never_imports_pages():
-    if not (ROOT / "dlsec_ui").is_dir():
-        pytest.skip("dlsec_ui does not exist yet")
     violations = [v for path in python_files("dlsec_ui") for v in import_violations(path, UI_FORBIDDEN)]
     assert not violations, "\n".join(violations)
 
