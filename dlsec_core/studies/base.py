@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.store import Store
+from dlsec_core.training.loop import run_to_end
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,12 +88,4 @@ def run_study(
     on_event: Callable[[StudyEvent], None] | None = None,
 ) -> StudyOutcome:
     """Execute a study in this process, without a run record (notebooks, tests)."""
-    gen = study.execute(store, config)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            outcome: StudyOutcome = stop.value
-            return outcome
-        if on_event is not None:
-            on_event(event)
+    return run_to_end(study.execute(store, config), on_event)

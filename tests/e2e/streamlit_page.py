@@ -8,7 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():  # a test module importing this is skipped, with the reason
+    pytest.skip(
+        f"end-to-end tests need Debian's Chromium at {CHROMIUM} (apt-get install -y chromium)",
+        allow_module_level=True,
+    )
+pytest.importorskip("playwright.sync_api", reason="end-to-end tests need playwright (requirements-dev.txt)")
+from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402  (after the skips)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page

@@ -20,15 +20,8 @@ from dlsec_ui import state
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"end-to-end tests need Debian's Chromium at {CHROMIUM} (apt-get install -y chromium)",
-        allow_module_level=True,
-    )
-pytest.importorskip("playwright.sync_api", reason="end-to-end tests need playwright (requirements-dev.txt)")
-from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
-from streamlit_page import (  # noqa: E402  (needs playwright: after the skip above)
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from streamlit_page import (  # skips the module when Chromium or Playwright is missing
     CHART,
     assert_no_errors,
     key,

@@ -30,14 +30,7 @@ if TYPE_CHECKING:
 
     from dlsec_core.training.loop import TrainResult
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"end-to-end tests need Debian's Chromium at {CHROMIUM} (apt-get install -y chromium)",
-        allow_module_level=True,
-    )
-pytest.importorskip("playwright.sync_api", reason="end-to-end tests need playwright (requirements-dev.txt)")
-from streamlit_page import (  # noqa: E402  (needs playwright: after the skip above)
+from streamlit_page import (  # skips the module when Chromium or Playwright is missing
     alerts,
     assert_no_errors,
     fill,

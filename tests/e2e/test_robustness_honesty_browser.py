@@ -4,7 +4,6 @@ sweep runs and after a detection study."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -14,14 +13,7 @@ from dlsec_ui import state
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"end-to-end tests need Debian's Chromium at {CHROMIUM} (apt-get install -y chromium)",
-        allow_module_level=True,
-    )
-pytest.importorskip("playwright.sync_api", reason="end-to-end tests need playwright (requirements-dev.txt)")
-from streamlit_page import (  # noqa: E402  (needs playwright: after the skip above)
+from streamlit_page import (  # skips the module when Chromium or Playwright is missing
     assert_no_errors,
     key,
     open_page,
