@@ -8,7 +8,7 @@ from dlsec_core.errors import DlsecError
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.privacy.accounting import ACCOUNTANTS, AccountingFailure
 from dlsec_core.privacy.dp_sgd import DPSGDRecipe, check_sampling
-from dlsec_core.privacy.frontier import FrontierPoint, frontier_points
+from dlsec_core.studies.frontier import FrontierPoint, frontier_points
 from dlsec_core.training.loop import TrainConfig
 from dlsec_core.workflows import dataset_names
 from dlsec_ui import figures, state

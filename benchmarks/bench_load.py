@@ -183,6 +183,8 @@ async def scenario(
         await asyncio.sleep(5)  # let the work get going
     load_before = load_average()
     contexts = [await browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(sessions)]
+    for c in contexts:
+        c.set_default_timeout(MOVE_TIMEOUT_S * 1000)
     cpu0 = cpu_seconds(server.proc.pid)
     t0 = time.perf_counter()
     opened = await asyncio.gather(*(open_lab(c, server.url, model_id) for c in contexts))

@@ -14,13 +14,14 @@ Typical use from a notebook::
 """
 
 from dlsec_core.attacks import ATTACKS, FGSM, PGD, Attack, AttackResult, get_attack
+from dlsec_core.catalog import RECIPES, get_recipe
 from dlsec_core.data import DATASETS, Dataset, load_dataset
 from dlsec_core.device import get_device
 from dlsec_core.errors import DlsecError, InvalidInputError, NotFoundError, UnsafeFileError
 from dlsec_core.evaluation import SweepPoint, accuracy, predict_proba, sweep
 from dlsec_core.models import ARCHITECTURES, ModelSpec, build_model
 from dlsec_core.store import ModelCard, Store
-from dlsec_core.training import RECIPES, TrainConfig, TrainEvent, TrainResult, get_recipe, train
+from dlsec_core.training import TrainConfig, TrainEvent, TrainResult, train
 from dlsec_core.training.loop import run_to_end
 from dlsec_core.workflows import import_and_evaluate, spec_for, sweep_models, train_and_store
 

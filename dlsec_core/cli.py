@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from dlsec_core.attacks import ATTACKS, get_attack
+from dlsec_core.catalog import RECIPES, get_recipe
 from dlsec_core.cli_runs import add_commands as add_run_commands
 from dlsec_core.cli_runs import submit_detached
 from dlsec_core.data.builtin import DATASETS
@@ -45,16 +46,17 @@ from dlsec_core.privacy.accounting import (
 )
 from dlsec_core.privacy.audit import AuditConfig, audit_study
 from dlsec_core.privacy.dp_sgd import TRAIN_ACCOUNTANTS, DPSGDRecipe, check_sampling, privacy_plan
-from dlsec_core.privacy.frontier import FrontierPoint, frontier_points, frontier_sweep
 from dlsec_core.privacy.inversion import InversionConfig, invert
-from dlsec_core.privacy.membership import LIRA_VARIANTS, MEMBERSHIP_ATTACKS, LiraConfig, membership_study
+from dlsec_core.privacy.membership import LIRA_VARIANTS, MEMBERSHIP_ATTACKS, LiraConfig
 from dlsec_core.safe_load import spec_from_upload
 from dlsec_core.store import ModelCard, Store
+from dlsec_core.studies.frontier import FrontierPoint, frontier_points, frontier_sweep
+from dlsec_core.studies.membership import membership_study
 from dlsec_core.studies.sweep import SweepStudyConfig
 from dlsec_core.studies.train import TrainStudyConfig
 from dlsec_core.text import plural
 from dlsec_core.training.loop import RunProgress, TrainConfig, TrainEvent, run_to_end
-from dlsec_core.training.recipes import RECIPES, Recipe, get_recipe
+from dlsec_core.training.recipes import Recipe
 from dlsec_core.workflows import (
     CurveFindings,
     import_and_evaluate,

@@ -14,13 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dlsec_core.catalog import get_study
 from dlsec_core.errors import DlsecError, InvalidInputError
 from dlsec_core.execution.local import ensure_workers, hold_slot
 from dlsec_core.execution.worker import serve
 from dlsec_core.runs import RunRecord, RunStatus, RunStore
 from dlsec_core.store import Store
 from dlsec_core.studies.base import StudyConfig
+from dlsec_core.studies.catalog import get_study
 
 AddCommand = Callable[[str, str], argparse.ArgumentParser]
 

@@ -15,8 +15,9 @@ from dlsec_core.defenses.transforms import InputTransform
 from dlsec_core.errors import DlsecError
 from dlsec_core.jobs import JobContext, JobSnapshot, JobState
 from dlsec_core.privacy.audit import AuditConfig, audit_study
-from dlsec_core.privacy.frontier import frontier_sweep
-from dlsec_core.privacy.membership import LiraConfig, MembershipEvent, membership_study
+from dlsec_core.privacy.membership import LiraConfig
+from dlsec_core.studies.frontier import frontier_sweep
+from dlsec_core.studies.membership import MembershipEvent, membership_study
 from dlsec_core.studies.sweep import SweepStudyConfig, attack_params
 from dlsec_core.studies.train import TrainStudyConfig
 from dlsec_core.text import plural

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dlsec_core.catalog import RECIPES
 from dlsec_core.data.builtin import DATASETS
 from dlsec_core.errors import DlsecError
 from dlsec_core.models.architectures import ARCHITECTURES
@@ -12,7 +13,6 @@ from dlsec_core.safe_load import spec_from_upload
 from dlsec_core.store import ModelCard
 from dlsec_core.text import duration, plural, timestamp
 from dlsec_core.training.loop import TrainConfig
-from dlsec_core.training.recipes import RECIPES
 from dlsec_core.workflows import dataset_names, import_and_evaluate, spec_for, store_uploaded_dataset
 from dlsec_ui import figures, state
 from dlsec_ui.jobs import submit_training

@@ -14,12 +14,12 @@ from typing import Any
 
 import streamlit as st
 
-from dlsec_core.catalog import get_study
 from dlsec_core.errors import DlsecError
 from dlsec_core.evaluation.checks import Finding
 from dlsec_core.execution.local import default_worker_count, ensure_workers, live_workers
 from dlsec_core.runs import RunRecord, RunStatus, RunStore
 from dlsec_core.studies.base import StudyConfig
+from dlsec_core.studies.catalog import get_study
 from dlsec_core.text import duration, plural, timestamp
 from dlsec_core.workflows import CurveFindings
 from dlsec_ui import state
@@ -91,7 +91,9 @@ def render_run(run: RunRecord, *, key: str) -> None:
     elif run.status == RunStatus.INTERRUPTED:
         st.warning(f"{run.title} was interrupted: {run.error}")
     elif run.status == RunStatus.DONE:
-        st.success(f"{run.title}: done in {duration(run.seconds or 0)} ([run {run.id[:6]}](/runs?run={run.id})).")
+        st.success(
+            f"{run.title}: done in {duration(run.seconds or 0)} ([run {run.id[:6]}](/runs?run={run.id}))."
+        )
     if run.is_active and st.button("Cancel", key=f"{key}_cancel", disabled=run.cancel_requested):
         runs.cancel(run.id)
         st.rerun()

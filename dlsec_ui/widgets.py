@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from dlsec_core.attacks.base import ATTACKS, Attack, AttackResult, Reference
+from dlsec_core.catalog import get_recipe
 from dlsec_core.data.builtin import Dataset
 from dlsec_core.data.images import drawing_to_input, image_to_input, open_image
 from dlsec_core.defenses.transforms import TRANSFORMS, InputTransform
@@ -20,7 +21,6 @@ from dlsec_core.errors import DlsecError
 from dlsec_core.evaluation.checks import Finding
 from dlsec_core.store import ModelCard
 from dlsec_core.training.loop import TrainConfig
-from dlsec_core.training.recipes import get_recipe
 from dlsec_core.workflows import CurveFindings
 from dlsec_ui import state
 from dlsec_ui.jobs import submit_training

@@ -13,6 +13,8 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -256,3 +258,94 @@ def test_no_shipped_code_unpickles():
         for line, name in unsafe_calls(parse(path))
     ]
     assert not violations, "\n".join(violations)
+
+
+def module_level_imports(path: Path, package: str) -> set[str]:
+    """Absolute module names imported at module level (not inside functions or `if TYPE_CHECKING:`)."""
+    here = path.relative_to(ROOT).with_suffix("").parts
+    parent = here[:-1] if here[-1] != "__init__" else here[:-1]
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                continue
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            if isinstance(child, ast.Import):
+                found.update(alias.name for alias in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    base = ".".join([*parent[: len(parent) - child.level + 1], *([base] if base else [])])
+                found.add(base)
+                found.update(f"{base}.{alias.name}" for alias in child.names)
+            visit(child)
+
+    visit(parse(path))
+    return {m for m in found if m == package or m.startswith(package + ".")}
+
+
+def import_graph(package: str, depth: int | None) -> dict[str, set[str]]:
+    """Edges between the package's modules (depth None) or its subpackages and top-level modules (depth 2:
+    `dlsec_core.privacy`, `dlsec_core.store`); an edge goes to the module named, as Python imports it."""
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in python_files(package)
+    }
+
+    def node(name: str) -> str:
+        return name if depth is None else ".".join(name.split(".")[:depth])
+
+    graph: dict[str, set[str]] = {node(m): set() for m in modules}
+    for name, path in modules.items():
+        for target in module_level_imports(path, package):
+            if target in modules and node(target) != node(name):
+                graph[node(name)].add(node(target))
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one node (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def strongconnect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                strongconnect(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            strongconnect(v)
+    return found
+
+
+def test_the_cycle_finder_finds_a_known_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+@pytest.mark.parametrize("depth", [None, 2], ids=["modules", "packages"])
+def test_the_core_has_no_import_cycles(depth: int | None):
+    """Issue "Runs that last": training/__init__ registered recipes by importing defenses and privacy, which import
+    training back. Arrows point down only; `dlsec_core.catalog` is the one place that imports every recipe."""
+    graph = import_graph("dlsec_core", depth)
+    assert len(graph) > (10 if depth else 40)
+    assert cycles(graph) == []

@@ -50,7 +50,7 @@ def _execute_remote(
     datasets: list[Dataset],
 ) -> Iterator[tuple[Any, ...]]:
     """The Ray task (a streaming generator): ("event", StudyEvent)..., then ("outcome", StudyOutcome, new models)."""
-    from dlsec_core.catalog import get_study
+    from dlsec_core.studies.catalog import get_study
 
     with tempfile.TemporaryDirectory(prefix="dlsec-ray-") as home:
         store = Store(home)

@@ -18,12 +18,12 @@ import time
 from collections.abc import Callable, Generator
 from typing import Any
 
-from dlsec_core.catalog import get_study
 from dlsec_core.device import configure_threads
 from dlsec_core.errors import DlsecError
 from dlsec_core.runs import RunRecord, RunStatus, RunStore, worker_name
 from dlsec_core.store import Store
 from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome
+from dlsec_core.studies.catalog import get_study
 
 logger = logging.getLogger("dlsec.worker")
 

@@ -32,7 +32,6 @@ from dlsec_core.privacy.membership import (
     LIRA_VARIANTS,
     MEMBERSHIP_ATTACKS,
     LiraConfig,
-    MembershipEvent,
     MembershipResult,
     RocMetrics,
     ShadowEvent,
@@ -40,7 +39,6 @@ from dlsec_core.privacy.membership import (
     lira_scores,
     logit_scaled_confidence,
     loss_threshold_attack,
-    membership_study,
     roc_metrics,
 )
 
@@ -57,7 +55,6 @@ __all__ = [
     "InversionConfig",
     "InversionResult",
     "LiraConfig",
-    "MembershipEvent",
     "MembershipResult",
     "PrivacySpend",
     "RunSpend",
@@ -75,7 +72,6 @@ __all__ = [
     "lira_scores",
     "logit_scaled_confidence",
     "loss_threshold_attack",
-    "membership_study",
     "noise_by_accountant",
     "noise_for_target",
     "p_value_dp_audit",

@@ -6,10 +6,11 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+from dlsec_core.catalog import RECIPES, get_recipe
 from dlsec_core.store import Store
 from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome
 from dlsec_core.training.loop import TrainConfig, TrainEvent
-from dlsec_core.training.recipes import RECIPES, Recipe, get_recipe
+from dlsec_core.training.recipes import Recipe
 from dlsec_core.workflows import train_and_store
 
 

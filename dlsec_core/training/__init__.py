@@ -1,11 +1,9 @@
-"""Training: one loop (a generator of events) and pluggable recipes (standard, adversarial training; DP-SGD next).
+"""Training: one loop (a generator of events) and the `Recipe` protocol with its registry.
 
-Importing this package registers every recipe in `RECIPES`, including those defined under `dlsec_core.defenses`.
+Recipes live with their algorithm (`defenses`, `privacy`) and import this package, never the other way round;
+importing it registers nothing beyond the standard recipe. For "the recipe called X", ask `dlsec_core.catalog`.
 """
 
-import dlsec_core.defenses.adversarial_training  # noqa: F401  (registers fgsm-rs, pgd, trades)
-import dlsec_core.defenses.smoothing  # noqa: F401  (registers gaussian-noise)
-import dlsec_core.privacy.dp_sgd  # noqa: F401  (registers dp-sgd)
 from dlsec_core.training.loop import TrainConfig, TrainEvent, TrainResult, train
 from dlsec_core.training.recipes import RECIPES, Recipe, StandardRecipe, get_recipe, register_recipe
 

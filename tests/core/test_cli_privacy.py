@@ -12,8 +12,8 @@ from PIL import Image
 from dlsec_core.cli import main
 from dlsec_core.privacy.accounting import epsilon_after, noise_for_target
 from dlsec_core.privacy.dp_sgd import DPSGDRecipe
-from dlsec_core.privacy.frontier import frontier_points
 from dlsec_core.store import ModelCard, Store
+from dlsec_core.studies.frontier import frontier_points
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Opacus's GDP / backward-hook warnings
 

@@ -18,22 +18,21 @@ import torch.nn.functional as F
 from scipy import stats
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from dlsec_core.catalog import get_recipe
 from dlsec_core.data.builtin import Dataset, load_dataset
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.privacy import (
     LiraConfig,
-    MembershipEvent,
     ShadowEvent,
     lira_attack,
     lira_scores,
     logit_scaled_confidence,
     loss_threshold_attack,
-    membership_study,
     roc_metrics,
 )
 from dlsec_core.store import Store
+from dlsec_core.studies.membership import MembershipEvent, membership_study
 from dlsec_core.training.loop import TrainConfig, TrainResult, run_to_end, train
-from dlsec_core.training.recipes import get_recipe
 from dlsec_core.workflows import spec_for, train_and_store
 
 N_TARGET = 100  # the overfit target's training images; its dataset's test split has as many

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from dlsec_core.catalog import STUDIES, get_study
 from dlsec_core.errors import InvalidInputError, NotFoundError
 from dlsec_core.execution.local import ensure_workers, live_workers
 from dlsec_core.execution.worker import execute, serve
 from dlsec_core.runs import RunStatus, RunStore
 from dlsec_core.store import SCHEMA_VERSION, ModelCard, Store
 from dlsec_core.studies.base import StudyConfig, run_study
+from dlsec_core.studies.catalog import STUDIES, get_study
 from dlsec_core.studies.sweep import SweepStudyConfig
 from dlsec_core.studies.train import TrainStudyConfig
 

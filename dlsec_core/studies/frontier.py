@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from dlsec_core.errors import InvalidInputError
+from dlsec_core.privacy.dp_sgd import DPSGDRecipe
 from dlsec_core.store import ModelCard, Store
 from dlsec_core.training.loop import RunProgress, TrainConfig, in_series
-from dlsec_core.training.recipes import get_recipe
+from dlsec_core.training.recipes import Recipe, StandardRecipe
+from dlsec_core.workflows import train_and_store
 
 MAX_SWEEP_RUNS = 12
 
@@ -88,8 +90,6 @@ def frontier_sweep(
 
     Yields the training progress of each run and a `FrontierPoint` as each model lands in the store.
     """
-    from dlsec_core.workflows import train_and_store  # noqa: PLC0415 (workflows imports the privacy package)
-
     clean = sorted({float(t) for t in targets})
     if not clean or len(clean) > MAX_SWEEP_RUNS:
         raise InvalidInputError(f"Give 1 to {MAX_SWEEP_RUNS} target ε values, got {len(clean)}.")
@@ -97,15 +97,15 @@ def frontier_sweep(
         raise InvalidInputError(
             f"Target ε values must be in (0, 100], got {', '.join(f'{t:g}' for t in clean)}."
         )
-    recipes = [
-        (f"ε ≤ {t:g}", get_recipe(
-            "dp-sgd", target_epsilon=t, accountant=accountant, max_grad_norm=max_grad_norm, delta=delta
+    recipes: list[tuple[str, Recipe]] = [
+        (f"ε ≤ {t:g}", DPSGDRecipe(
+            target_epsilon=t, accountant=accountant, max_grad_norm=max_grad_norm, delta=delta
         ))
         for t in clean
     ]  # fmt: skip
     has_baseline = any(not p.private for p in frontier_points(store, dataset, arch))
     if baseline and not has_baseline:
-        recipes.append(("no DP", get_recipe("standard")))
+        recipes.append(("no DP", StandardRecipe()))
     points: list[FrontierPoint] = []
     for index, (label, recipe) in enumerate(recipes):
         name = f"{arch}-{dataset}-" + (
