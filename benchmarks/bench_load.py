@@ -70,7 +70,7 @@ def rss_mb(pid: int) -> float:
 
 
 def worker_pids() -> list[int]:
-    out = subprocess.run(["pgrep", "-f", "dlsec_core worker"], capture_output=True, text=True).stdout
+    out = subprocess.run(["pgrep", "-f", "dlsec_core .*worker"], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
 
 
@@ -267,7 +267,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     result = await scenario(browser, server, model_id, sessions, args.moves, busy, args.seed)
                 finally:
                     server.stop()
-                    subprocess.run(["pkill", "-f", "dlsec_core worker"], check=False)
+                    subprocess.run(["pkill", "-f", "dlsec_core .*worker"], check=False)
                 print(result, flush=True)
                 report["scenarios"].append(result)
         await browser.close()
