@@ -171,19 +171,20 @@ def batch_grid(result: AttackResult, class_names: Sequence[str], ncols: int = 8)
 def training_curves(records: Sequence[dict[str, Any]]) -> go.Figure:
     """Loss (left) and accuracy (right) against epochs; step records make the curve grow within an epoch.
 
-    Each record needs "epoch_float", "loss", "train_accuracy" and optionally "test_accuracy".
+    Each record needs "epoch_float" and has "loss", "train_accuracy" and optionally "test_accuracy"; a value a
+    record lacks (a card whose history another tool wrote) is a gap, not an error.
     """
     private = [r for r in records if r.get("epsilon") is not None]
     titles = ("Training loss", "Accuracy") + (
-        (f"Privacy spent (ε, {private[-1]['accountant'].upper()})",) if private else ()
+        (f"Privacy spent (ε, {str(private[-1].get('accountant', '')).upper()})",) if private else ()
     )
     fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.08)
     xs = [r["epoch_float"] for r in records]
     fig.add_trace(
-        go.Scatter(x=xs, y=[r["loss"] for r in records], name="train loss", mode="lines"), row=1, col=1
+        go.Scatter(x=xs, y=[r.get("loss") for r in records], name="train loss", mode="lines"), row=1, col=1
     )
     fig.add_trace(
-        go.Scatter(x=xs, y=[r["train_accuracy"] for r in records], name="train accuracy", mode="lines"),
+        go.Scatter(x=xs, y=[r.get("train_accuracy") for r in records], name="train accuracy", mode="lines"),
         row=1,
         col=2,
     )
@@ -218,7 +219,7 @@ def training_curves(records: Sequence[dict[str, Any]]) -> go.Figure:
                 x=[0.0] + [r["epoch_float"] for r in private], y=[0.0] + [r["epsilon"] for r in private],
                 name="ε spent", mode="lines+markers", line={"color": "#7b2cbf"},
                 hovertemplate="ε = %{y:.3g}<extra>δ = " + f"{private[-1]['delta']:g}, "
-                + private[-1]["accountant"].upper() + "</extra>",
+                + str(private[-1].get("accountant", "")).upper() + "</extra>",
             ),
             row=1, col=3,
         )  # fmt: skip

@@ -51,7 +51,7 @@ def comparable(result: dict[str, Any]) -> Any:
         return {
             k: comparable(v)
             for k, v in result.items()
-            if not any(t in k for t in ("seconds", "elapsed", "model_id"))
+            if not (any(t in k for t in ("seconds", "elapsed", "model_id")) or k.endswith("_s"))
         }
     if isinstance(result, list):
         return [comparable(v) for v in result]

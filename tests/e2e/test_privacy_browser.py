@@ -34,8 +34,10 @@ from streamlit_page import (  # skips the module when Chromium or Playwright is 
     select_option,
     settle,
     slider,
+    start_run,
     table_column,
     wait_chart,
+    wait_run_done,
 )
 
 pytestmark = pytest.mark.e2e
@@ -82,11 +84,7 @@ def seen_training(page: Page) -> dict[str, list[Any]]:
 def train(page: Page, name: str) -> None:
     """Name the run, click Train, wait for the job to finish and the page to show it."""
     fill(page, state.TRAIN_NAME, name)
-    page.locator(f"{key(state.TRAIN_BUTTON)} button").click()
-    page.locator(
-        '[data-testid="stAlertContentSuccess"]', has_text=f"Train {name} on digits: done in"
-    ).wait_for(timeout=JOB_TIMEOUT_MS)
-    settle(page)
+    wait_run_done(page, start_run(page, state.TRAIN_BUTTON), JOB_TIMEOUT_MS)
     # the finished job reruns the whole page once (the model list, the sidebar): wait for the list to show it
     page.locator('[data-testid="stDataFrame"] td', has_text=name).first.wait_for(state="attached")
     settle(page)

@@ -342,3 +342,10 @@ def test_detection_roc_axes_start_where_its_sample_can_resolve_a_rate() -> None:
     assert min(fig.data[0].x) == pytest.approx(1 / 200) and min(fig.data[0].y) == pytest.approx(1 / 40)
     assert "1/200" in fig.layout.xaxis.title.text
     assert figures.roc_figure(roc, 0.8, "ROC").layout.xaxis.type != "log"
+
+
+def test_training_curves_draw_a_history_with_missing_values() -> None:
+    """A card whose history lacks loss or accuracy (written by another tool) drew nothing: the Models page crashed."""
+    fig = figures.training_curves([{"epoch_float": 1, "epoch": 1, "epsilon": 4.0, "delta": 1e-5}])
+    assert list(fig.data[0].y) == [None] and list(fig.data[1].y) == [None]
+    assert "Privacy spent (ε, )" in [a.text for a in fig.layout.annotations]
