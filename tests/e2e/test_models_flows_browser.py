@@ -240,7 +240,9 @@ def test_import_and_dataset_upload_show_up_at_once(
     settle(page)
     assert alerts(page, "Success")[-1].startswith("Imported imported-now (650 parameters")
     imported = next(c for c in Store(lab.home).list_models() if c.name == "imported-now")
-    # No further click: the table, the card and the sidebar already have it.
+    # No further click: the table, the card and the sidebar already have it (the grid draws its new rows a moment
+    # after the script run ends: wait for them, without touching the page).
+    page.locator('[data-testid="stDataFrame"] td', has_text="imported-now").first.wait_for(state="attached")
     assert "imported-now" in table_names(page)
     assert card_title(page) == "imported-now"
     assert imported.id in sidebar_model(page)
