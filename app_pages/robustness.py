@@ -6,6 +6,7 @@ import io
 import numpy as np
 import streamlit as st
 
+from dlsec_core.attacks.base import ATTACKS
 from dlsec_core.errors import DlsecError
 from dlsec_core.runs import RunRecord
 from dlsec_ui import figures, state
@@ -90,7 +91,7 @@ def render_sweep(run: RunRecord) -> None:
     if not records:
         return
     st.plotly_chart(
-        figures.robustness_curves(records, title=records[0]["attack"].split(" (")[0]), key=state.SWEEP_CHART
+        figures.robustness_curves(records, title=ATTACKS[run.config["attack"]].title), key=state.SWEEP_CHART
     )
     st.caption(
         f"Attack: {records[-1]['attack']} (ε varies along the x axis), on {records[0]['n']} test images. "
