@@ -14,11 +14,11 @@ from dlsec_ui.model_forms import (
 from dlsec_ui.resources import get_store
 from dlsec_ui.runs import (
     attach,
-    get_runs,
     poll_while_active,
     redraw_if_ended,
+    refresh,
+    render_run,
     render_server_runs,
-    show_session_run,
     train_records,
 )
 
@@ -35,12 +35,13 @@ POLL = poll_while_active(TRAINING, 1.0)  # live while it trains; a finished run 
 
 @st.fragment(run_every=POLL)
 def training_progress() -> None:
-    if TRAINING is not None:
-        redraw_if_ended(get_runs().get(TRAINING.id), POLL)  # it ended: the model list and sidebar show it
+    run = refresh(TRAINING)
+    if run is not None:
+        redraw_if_ended(run, POLL)  # it ended: the model list and sidebar show it
     render_server_runs()
-    run = show_session_run(state.TRAIN_JOB, study="train")
     if run is None:
         return
+    render_run(run, key=state.TRAIN_JOB)
     records = train_records(run)
     if records:
         st.plotly_chart(figures.training_curves(records), key=state.TRAIN_CURVES)

@@ -18,6 +18,7 @@ from dlsec_ui.runs import (
     get_runs,
     poll_while_active,
     redraw_if_ended,
+    refresh,
     render_run,
     sweep_findings,
 )
@@ -78,9 +79,9 @@ POLL = poll_while_active(shown, 0.5)  # redraw while the sweep runs; a finished 
 
 @st.fragment(run_every=POLL)
 def sweep_progress() -> None:
-    if shown is None:
+    run = refresh(shown)
+    if run is None:
         return
-    run = get_runs().get(shown.id)
     redraw_if_ended(run, POLL)
     render_run(run, key=state.SWEEP_JOB)
     render_sweep(run)

@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from dlsec_core.errors import DlsecError, InvalidInputError
 from dlsec_core.execution.local import ensure_workers, hold_slot
@@ -20,18 +19,14 @@ from dlsec_core.execution.worker import serve
 from dlsec_core.runs import RunRecord, RunStatus, RunStore
 from dlsec_core.store import Store
 from dlsec_core.studies.base import StudyConfig
-from dlsec_core.studies.catalog import get_study
+from dlsec_core.studies.catalog import submit
 
 AddCommand = Callable[[str, str], argparse.ArgumentParser]
 
 
 def submit_detached(store: Store, study_name: str, config: StudyConfig, *, as_json: bool) -> RunRecord:
     """Queue a run of a study, make sure local workers serve the store, print the run id."""
-    study = get_study(study_name)
-    run = RunStore(store).submit(
-        study.name, config.to_json(), title=study.title_for(config), seed=study.seed(config),
-        model_ids=study.model_ids(config),
-    )  # fmt: skip
+    run = submit(RunStore(store), study_name, config)
     ensure_workers(store)
     if as_json:
         print(json.dumps(run.to_record(), indent=2))
@@ -41,10 +36,9 @@ def submit_detached(store: Store, study_name: str, config: StudyConfig, *, as_js
     return run
 
 
-def _show_run(run: RunRecord, as_json: bool, events: list[dict[str, Any]] | None = None) -> None:
+def _show_run(runs: RunStore, run: RunRecord, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({**run.to_record(), "config": run.config, "result": run.result,
-                          "versions": run.versions, "events": events or []}, indent=2, default=str))  # fmt: skip
+        print(json.dumps(runs.export_record(run.id), indent=2, default=str))
         return
     for k, v in run.to_record().items():
         if v is not None and v != []:
@@ -73,10 +67,10 @@ def cmd_runs(args: argparse.Namespace, store: Store) -> None:
         raise InvalidInputError(f"`runs {action}` needs a run id (see `runs list`).")
     if action == "show":
         run = runs.get(args.run_id)
-        _show_run(run, args.json, runs.events(run.id) if args.json else None)
+        _show_run(runs, run, args.json)
     elif action == "wait":
         run = _wait(runs, args.run_id, args.timeout, quiet=args.quiet)
-        _show_run(run, args.json)
+        _show_run(runs, run, args.json)
         if run.status != RunStatus.DONE:
             raise DlsecError(f"Run {run.id} ended {run.status}: {run.error or run.message}")
     elif action == "cancel":

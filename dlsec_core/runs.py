@@ -264,8 +264,12 @@ class RunStore:
         sql += " ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?"
         with self.store._connect() as conn:
             rows = conn.execute(sql, (*params, int(limit))).fetchall()
+            ids = [r["id"] for r in rows]
             links: dict[str, list[str]] = {}
-            for run_id, m in conn.execute("SELECT run_id, model_id FROM run_models"):
+            for run_id, m in conn.execute(  # only the listed runs' links, not the whole table
+                f"SELECT run_id, model_id FROM run_models WHERE run_id IN ({', '.join('?' for _ in ids)})",
+                ids,
+            ):
                 links.setdefault(run_id, []).append(m)
         return [RunRecord._from_row(r, links.get(r["id"], [])) for r in rows]
 
@@ -282,6 +286,12 @@ class RunStore:
                 "SELECT payload FROM run_events WHERE run_id = ? AND seq >= ? ORDER BY seq", (run_id, since)
             ).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    def export_record(self, run_id: str) -> dict[str, Any]:
+        """Everything stored about a run as one JSON-able dict: the table row, config, versions, result, events."""
+        run = self.get(run_id)
+        return {**run.to_record(), "config": run.config, "versions": run.versions, "result": run.result,
+                "events": self.events(run.id)}  # fmt: skip
 
     # -- what users do to runs --------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from dlsec_core.evaluation.checks import Finding
 from dlsec_core.execution.local import default_worker_count, ensure_workers, live_workers
 from dlsec_core.runs import RunRecord, RunStatus, RunStore
 from dlsec_core.studies.base import StudyConfig
-from dlsec_core.studies.catalog import get_study
+from dlsec_core.studies.catalog import submit
 from dlsec_core.text import duration, plural, timestamp
 from dlsec_core.workflows import CurveFindings
 from dlsec_ui import state
@@ -32,11 +32,7 @@ def get_runs() -> RunStore:
 
 def submit_run(study_name: str, config: StudyConfig, *, link: bool = True) -> RunRecord:
     """Queue a run of a study for this session's participant and make sure workers are serving the store."""
-    study = get_study(study_name)
-    run = get_runs().submit(
-        study.name, config.to_json(), title=study.title_for(config), seed=study.seed(config),
-        model_ids=study.model_ids(config), owner=state.owner_id(),
-    )  # fmt: skip
+    run = submit(get_runs(), study_name, config, owner=state.owner_id())
     ensure_workers(get_store())
     if link:
         st.query_params[state.RUN_PARAM] = run.id  # a link to this view re-attaches to the run
@@ -232,6 +228,16 @@ def poll_while_active(run: RunRecord | None, seconds: float) -> float | None:
     """A progress fragment's `run_every`: `seconds` while the run is queued or running, else None (a finished run
     is drawn once; polling it would rebuild its charts in the web server for nothing)."""
     return seconds if run is not None and run.is_active else None
+
+
+def refresh(run: RunRecord | None) -> RunRecord | None:
+    """The run as stored now (a polling fragment's fresh read), or None when there is none or it was deleted."""
+    if run is None:
+        return None
+    try:
+        return get_runs().get(run.id)
+    except DlsecError:
+        return None
 
 
 def redraw_if_ended(run: RunRecord, interval: float | None) -> None:

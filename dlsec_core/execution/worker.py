@@ -83,7 +83,6 @@ def execute(
     """Execute one claimed run to its end (with `engine`) and record how it ended."""
     beat = _Heartbeat(runs, run.id, beat_every_s)
     beat.start()
-    buffered: list[dict[str, Any]] = []
     last_report = 0.0
     try:
         study = get_study(run.study)
@@ -96,22 +95,18 @@ def execute(
                 except StopIteration as stop:
                     outcome: StudyOutcome = stop.value
                     break
-                if event.payload is not None:
-                    buffered.append(event.payload)
                 now = time.monotonic()
-                if event.payload is not None or now - last_report >= REPORT_EVERY_S:
-                    cancel = runs.report(
-                        run.id, progress=event.progress, message=event.message, events=buffered
-                    )
-                    buffered, last_report = [], now
-                    if cancel or beat.cancel.is_set():
-                        return runs.finish(run.id, RunStatus.CANCELLED, error="Cancelled by its user.")
-                elif beat.cancel.is_set():
+                if (
+                    event.payload is not None or now - last_report >= REPORT_EVERY_S
+                ):  # payloads are never dropped
+                    events = [] if event.payload is None else [event.payload]
+                    if runs.report(run.id, progress=event.progress, message=event.message, events=events):
+                        beat.cancel.set()
+                    last_report = now
+                if beat.cancel.is_set():
                     return runs.finish(run.id, RunStatus.CANCELLED, error="Cancelled by its user.")
         finally:
             work.close()  # runs the study's finally blocks; nothing is stored unless it finished
-        if buffered:
-            runs.report(run.id, progress=1.0, message="finishing", events=buffered)
         return runs.finish(run.id, RunStatus.DONE, result=outcome.result, model_ids=outcome.model_ids)
     except DlsecError as err:
         return runs.finish(run.id, RunStatus.FAILED, error=str(err))

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from dlsec_core.errors import NotFoundError
-from dlsec_core.studies.base import Study
+from dlsec_core.runs import RunRecord, RunStore
+from dlsec_core.studies.base import Study, StudyConfig
 from dlsec_core.studies.sweep import SweepStudy
 from dlsec_core.studies.train import TrainStudy
 
@@ -18,3 +19,12 @@ def get_study(name: str) -> Study[Any]:
     if name not in STUDIES:
         raise NotFoundError(f"No study named {name!r}; choose one of {', '.join(STUDIES)}.")
     return STUDIES[name]
+
+
+def submit(runs: RunStore, study_name: str, config: StudyConfig, *, owner: str | None = None) -> RunRecord:
+    """Queue a run of a registered study: its title, seed and models come from the study."""
+    study = get_study(study_name)
+    return runs.submit(
+        study.name, config.to_json(), title=study.title_for(config), seed=study.seed(config),
+        model_ids=study.model_ids(config), owner=owner,
+    )  # fmt: skip

@@ -24,6 +24,7 @@ from dlsec_core.execution.local import ensure_workers, live_workers
 from dlsec_core.execution.worker import execute, serve
 from dlsec_core.runs import RunStatus, RunStore
 from dlsec_core.store import SCHEMA_VERSION, ModelCard, Store
+from dlsec_core.studies import catalog
 from dlsec_core.studies.base import StudyConfig, run_study
 from dlsec_core.studies.catalog import STUDIES, get_study
 from dlsec_core.studies.sweep import SweepStudyConfig
@@ -64,10 +65,7 @@ def stop_workers(home: Path) -> None:
 
 
 def submit(runs: RunStore, study: str, config: StudyConfig) -> str:
-    s = get_study(study)
-    return runs.submit(
-        study, config.to_json(), title=s.title_for(config), seed=s.seed(config), model_ids=s.model_ids(config)
-    ).id
+    return catalog.submit(runs, study, config).id
 
 
 def test_every_study_has_an_example(stored_model: ModelCard) -> None:
