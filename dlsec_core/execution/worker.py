@@ -107,6 +107,8 @@ def execute(
                     return runs.finish(run.id, RunStatus.CANCELLED, error="Cancelled by its user.")
         finally:
             work.close()  # runs the study's finally blocks; nothing is stored unless it finished
+        for name, data in outcome.artifacts.items():
+            runs.write_artifact(run.id, name, data)
         return runs.finish(run.id, RunStatus.DONE, result=outcome.result, model_ids=outcome.model_ids)
     except DlsecError as err:
         return runs.finish(run.id, RunStatus.FAILED, error=str(err))

@@ -53,10 +53,12 @@ class StudyEvent:
 
 @dataclass(frozen=True)
 class StudyOutcome:
-    """What a finished study returns: its JSON result and the ids of the models it stored (if any)."""
+    """What a finished study returns: its JSON result, the ids of the models it stored (if any), and artifact
+    files (name -> bytes: images, arrays) that the executor writes beside the run, atomically, before it is done."""
 
     result: dict[str, Any]
     model_ids: list[str] = field(default_factory=list)
+    artifacts: dict[str, bytes] = field(default_factory=dict)
 
 
 class Study(Generic[C]):

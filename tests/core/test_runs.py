@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Generator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from dlsec_core.execution.worker import execute, serve
 from dlsec_core.runs import RunStatus, RunStore
 from dlsec_core.store import SCHEMA_VERSION, ModelCard, Store
 from dlsec_core.studies import catalog
-from dlsec_core.studies.base import StudyConfig, run_study
+from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome, run_study
 from dlsec_core.studies.catalog import STUDIES, get_study
 from dlsec_core.studies.sweep import SweepStudyConfig
 from dlsec_core.studies.train import TrainStudyConfig
@@ -33,6 +35,11 @@ from dlsec_core.studies.train import TrainStudyConfig
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_HOME = ROOT / "tests" / "fixtures" / "home_schema1"
 FAST = {"epochs": 2, "lr": 0.05, "shift": 0, "seed": 3}
+
+
+@dataclass(frozen=True, kw_only=True)
+class _NoConfig(StudyConfig):
+    pass
 
 
 def example_config(study: str, card: ModelCard) -> StudyConfig:
@@ -97,6 +104,28 @@ def test_study_contract(name: str, tmp_home: Path, stored_model: ModelCard) -> N
     for model_id in again.model_ids:
         assert model_id in {c.id for c in store.list_models()}
     assert set(done.model_ids) >= set(study.model_ids(config))
+    stored = {p.name: p.read_bytes() for p in runs.artifacts(run_id)}
+    assert stored.keys() == again.artifacts.keys(), "the worker writes every artifact the study returns"
+
+
+class _ArtifactStudy(Study[_NoConfig]):
+    name, title, config_type = "artifact-test", "Artifact test", _NoConfig
+
+    def execute(self, store: Store, config: _NoConfig) -> Generator[StudyEvent, None, StudyOutcome]:
+        yield StudyEvent(0.5, "half")
+        return StudyOutcome(result={"ok": True}, artifacts={"a.bin": b"\x00\x01", "b.json": b"{}"})
+
+
+def test_artifacts_are_written_before_the_run_is_done(
+    tmp_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(STUDIES, _ArtifactStudy.name, _ArtifactStudy())
+    runs = RunStore(Store(tmp_home))
+    run_id = submit(runs, _ArtifactStudy.name, _NoConfig())
+    claimed = runs.claim("test:1")
+    assert claimed is not None
+    assert execute(runs, claimed).status == RunStatus.DONE
+    assert {p.name: p.read_bytes() for p in runs.artifacts(run_id)} == {"a.bin": b"\x00\x01", "b.json": b"{}"}
 
 
 def test_train_run_links_its_new_model(tmp_home: Path) -> None:
