@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-NORMS = ("linf", "l2")
+from dlsec_core.attacks.norms import NORMS, Norm
+
+__all__ = ["NORMS", "Norm", "flat_norm", "normalize_step", "project", "random_start"]
 
 
 def flat_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:

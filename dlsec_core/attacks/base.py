@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
 
@@ -27,14 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlsec_core.attacks._projection import NORMS, flat_norm, project
+from dlsec_core.attacks._projection import flat_norm, project
+from dlsec_core.attacks.norms import Norm
+from dlsec_core.config import Config, param
 from dlsec_core.errors import InvalidInputError, NotFoundError
 from dlsec_core.models.modes import device_of, eval_mode
-
-
-def param(default: Any, label: str, *, help: str = "", **ui: Any) -> Any:
-    """A hyperparameter field carrying its UI label, help text and range (min, max, step, options)."""
-    return field(default=default, metadata={"label": label, "help": help, **ui})
 
 
 class Reference(StrEnum):
@@ -57,7 +54,7 @@ class AttackResult:
 
     attack: str
     eps: float
-    norm: str
+    norm: Norm
     x: torch.Tensor  # (N, C, H, W) clean inputs
     x_adv: torch.Tensor  # (N, C, H, W) adversarial inputs
     y: torch.Tensor  # (N,) reference classes: true labels, or the clean predictions (see `reference`)
@@ -171,8 +168,12 @@ def input_gradient(
 
 
 @dataclass(frozen=True, kw_only=True)
-class Attack:
-    """Base class: subclasses set the class variables, declare hyperparameters with `param`, and implement `_run`."""
+class Attack(Config):
+    """Base class: subclasses set the class variables, declare hyperparameters with `param`, and implement `_run`.
+
+    `Config` validates every field from its `param` metadata; the base adds the budget's rule (an L∞ ε above 1
+    is meaningless for pixels in [0, 1]) and subclasses add theirs in `cross_check`.
+    """
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
@@ -184,19 +185,19 @@ class Attack:
     #: their natural budget is none (`eps=math.inf`); a finite ε only caps what they found.
     minimal: ClassVar[bool] = False
 
-    eps: float = param(0.1, "ε (perturbation budget, pixel units)", min=0.0, max=1.0, step=0.01)
-    norm: str = param("linf", "Norm of the budget", options=NORMS)
+    eps: float = param(
+        0.1, "ε (perturbation budget, pixel units)", help="At most 1 for L∞ (a pixel's whole range).",
+        min=0.0, step=0.01,
+    )  # fmt: skip
+    norm: Norm = param(Norm.LINF, "Norm of the budget", options=tuple(Norm))
 
-    def __post_init__(self) -> None:
-        unbounded = self.minimal and isinstance(self.eps, int | float) and self.eps == math.inf
-        if not unbounded and not (isinstance(self.eps, int | float) and 0.0 <= float(self.eps) < math.inf):
-            allowed = " (or inf: no budget)" if self.minimal else ""
-            raise InvalidInputError(f"ε must be a finite number >= 0{allowed}, got {self.eps!r}.")
-        if self.norm not in NORMS:
-            raise InvalidInputError(f"Norm must be one of {', '.join(NORMS)}, got {self.norm!r}.")
-        if self.norm == "linf" and not unbounded and self.eps > 1.0:
-            raise InvalidInputError(f"An L∞ ε above 1 is meaningless for pixels in [0, 1], got {self.eps}.")
-        object.__setattr__(self, "eps", float(self.eps))
+    def cross_check(self, problems: list[str]) -> None:
+        super().cross_check(problems)
+        if self.eps > self.norm.max_eps and not (self.minimal and self.eps == math.inf):
+            problems.append(
+                f"an {self.norm.symbol} ε above {self.norm.max_eps:g} is meaningless for pixels in [0, 1], "
+                f"got {self.eps:g}"
+            )
 
     # -- what subclasses implement -------------------------------------------------------------------------
     def _run(
@@ -391,14 +392,14 @@ class Attack:
             for f in dataclasses.fields(self)
             if f.name not in ("eps", "norm") and f.metadata.get("describe", True)
         ]
-        unit = "L∞" if self.norm == "linf" else "L2"
+        unit = self.norm.symbol
         more = f", {', '.join(extras)}" if extras else ""
         budget = f"{unit}, no budget: smallest change found" if self.unbounded else f"{unit} ε={self.eps:g}"
         return f"{self.title} ({budget}{more})"
 
     @classmethod
     def hyperparameters(cls) -> list[dataclasses.Field[Any]]:
-        """The config fields with their UI metadata, for generating forms."""
+        """The config fields with their metadata (see `Config.parameters` for the resolved ranges)."""
         return list(dataclasses.fields(cls))
 
 

@@ -25,9 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dlsec_core.attacks._projection import NORMS
 from dlsec_core.attacks.base import Attack, _check_classes, param, register_attack
-from dlsec_core.errors import InvalidInputError
+from dlsec_core.attacks.norms import Norm
 
 
 def class_gradients(f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -56,28 +55,17 @@ class DeepFool(Attack):
         "ε cap (pixel units; inf = no cap: DeepFool finds the smallest change itself)",
         help="DeepFool minimises the size of the change itself; a cap only cuts back a larger change.",
         min=0.0,
-        max=10.0,
+        allow_inf=True,
         step=0.05,
     )
-    norm: str = param("l2", "Norm of the budget (and of DeepFool's steps)", options=NORMS)
-    steps: int = param(50, "Maximum steps", min=1, max=500, step=1)
+    norm: Norm = param(Norm.L2, "Norm of the budget (and of DeepFool's steps)", options=tuple(Norm))
+    steps: int = param(50, "Maximum steps", min=1, max=10_000, step=1)
     overshoot: float = param(
-        0.02, "Overshoot (step past the boundary by this fraction)", min=0.0, max=1.0, step=0.01
+        0.02, "Overshoot (step past the boundary by this fraction)", min=0.0, max=10.0, step=0.01
     )
     candidates: int = param(
-        10, "Candidate classes (highest-scoring, label included)", min=2, max=1000, step=1
+        10, "Candidate classes (highest-scoring, label included)", min=2, max=100_000, step=1
     )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for label, value, low, top in (
-            ("Steps", self.steps, 1, 10_000),
-            ("Candidates", self.candidates, 2, 100_000),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= top:
-                raise InvalidInputError(f"{label} must be an integer between {low} and {top}, got {value!r}.")
-        if not (isinstance(self.overshoot, int | float) and 0.0 <= float(self.overshoot) <= 10.0):
-            raise InvalidInputError(f"The overshoot must be a number from 0 to 10, got {self.overshoot!r}.")
 
     def _run(
         self,

@@ -17,7 +17,6 @@ from torch import nn
 
 from dlsec_core.attacks._projection import normalize_step, project, random_start
 from dlsec_core.attacks.base import Attack, input_gradient, param, register_attack
-from dlsec_core.errors import InvalidInputError
 
 
 @register_attack
@@ -29,23 +28,16 @@ class PGD(Attack):
     title = "PGD"
     paper = "Madry et al. 2018, Towards Deep Learning Models Resistant to Adversarial Attacks"
 
-    steps: int = param(40, "Steps", min=1, max=500, step=1)
+    steps: int = param(40, "Steps", min=1, max=10_000, step=1)
     alpha: float | None = param(
-        None, "Step size α (pixel units; empty = 2.5·ε/steps)", min=0.0, max=1.0, step=0.001
+        None, "Step size α (pixel units; empty = 2.5·ε/steps)", min=0.0, min_open=True, max=10.0, step=0.001
     )
     random_start: bool = param(True, "Random start inside the ε-ball")
     stop_when_fooled: bool = param(True, "Stop a sample's steps once it is fooled", describe=False)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or not 1 <= self.steps <= 10_000:
-            raise InvalidInputError(f"Steps must be an integer between 1 and 10000, got {self.steps!r}.")
-        if self.alpha is not None and not (0.0 < float(self.alpha) < float("inf")):
-            raise InvalidInputError(f"The step size α must be a positive number, got {self.alpha!r}.")
-
     def describe(self) -> str:
         start = "random start" if self.random_start else "no random start"
-        unit = "L∞" if self.norm == "linf" else "L2"
+        unit = self.norm.symbol
         return f"{self.title} ({unit} ε={self.eps:g}, {self.steps} steps, α={self.step_size:.3g}, {start})"
 
     @property

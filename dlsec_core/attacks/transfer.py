@@ -14,7 +14,7 @@ adversarial inputs transfer better.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -22,7 +22,6 @@ from torch import nn
 from dlsec_core.attacks.base import Attack, param, register_attack
 from dlsec_core.attacks.fgsm import FGSM
 from dlsec_core.attacks.pgd import PGD
-from dlsec_core.errors import InvalidInputError
 from dlsec_core.models.modes import device_of
 
 INNER = ("pgd", "fgsm")
@@ -38,31 +37,29 @@ class Transfer(Attack):
     paper = "Papernot et al. 2017, Practical Black-Box Attacks against Machine Learning"
 
     inner: str = param("pgd", "Attack run on the surrogate", options=INNER)
-    steps: int = param(40, "Steps (PGD)", min=1, max=500, step=1)
+    steps: int = param(40, "Steps (PGD)", min=1, max=10_000, step=1)
     alpha: float | None = param(
-        None, "Step size α (PGD; pixel units; empty = 2.5·ε/steps)", min=0.0, max=1.0, step=0.001
+        None,
+        "Step size α (PGD; pixel units; empty = 2.5·ε/steps)",
+        min=0.0,
+        min_open=True,
+        max=10.0,
+        step=0.001,
     )
-    surrogate: nn.Module | None = field(
-        default=None,
+    surrogate: nn.Module | None = param(
+        None,
+        "Surrogate model",
+        help="The attacker's own model; empty = the target model itself (white-box).",
+        kind="model",
+        describe=False,
         compare=False,
         repr=False,
-        metadata={
-            "label": "Surrogate model",
-            "help": "The attacker's own model; empty = the target model itself (white-box).",
-            "kind": "model",
-            "describe": False,
-        },
     )
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.inner not in INNER:
-            raise InvalidInputError(
-                f"The inner attack must be one of {', '.join(INNER)}, got {self.inner!r}."
-            )
+    def cross_check(self, problems: list[str]) -> None:
+        super().cross_check(problems)
         if self.surrogate is not None and not isinstance(self.surrogate, nn.Module):
-            raise InvalidInputError(f"The surrogate must be a model, got {type(self.surrogate).__name__}.")
-        self.crafting_attack()  # validates steps and alpha
+            problems.append(f"the surrogate must be a model, got {type(self.surrogate).__name__}")
 
     def crafting_attack(self) -> Attack:
         """The white-box attack that runs on the surrogate."""

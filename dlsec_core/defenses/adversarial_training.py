@@ -20,7 +20,6 @@ A robust accuracy that collapses from one epoch to the next while clean accuracy
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlsec_core.attacks._projection import project, random_start
-from dlsec_core.attacks.base import param
 from dlsec_core.attacks.fgsm import FGSM
 from dlsec_core.attacks.pgd import PGD
-from dlsec_core.errors import InvalidInputError
+from dlsec_core.config import param
 from dlsec_core.models.modes import device_of
 from dlsec_core.training.recipes import Recipe, TrainingSetup, register_recipe
 
@@ -40,22 +38,6 @@ from dlsec_core.training.recipes import Recipe, TrainingSetup, register_recipe
 ROBUST_EVAL_STEPS = 10
 ROBUST_EVAL_SEED = 0
 _EVAL_BATCH = 500
-
-
-def _check_number(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False) -> float:
-    """`value` as a float in [lo, hi] ((lo, hi] when `lo_open`), else an InvalidInputError naming it."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (lo < value if lo_open else lo <= value) and value <= hi
-    if not ok:
-        low = "(" if lo_open else "["
-        raise InvalidInputError(f"{name} must be a number in {low}{lo:g}, {hi:g}], got {value!r}.")
-    return float(value)
-
-
-def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise InvalidInputError(f"{name} must be an integer from {lo} to {hi}, got {value!r}.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +49,8 @@ class AdversarialRecipe(Recipe):
         "ε (L∞, pixel units)",
         help="Largest change of any pixel the training attack may make. On the 5,000-digit MNIST subset "
         "adversarial training holds up at 0.1, not at 0.3.",
-        min=0.01,
+        min=0.0,
+        min_open=True,
         max=1.0,
         step=0.01,
     )
@@ -79,10 +62,6 @@ class AdversarialRecipe(Recipe):
         max=10_000,
         step=50,
     )
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "eps", _check_number("ε", self.eps, 0.0, 1.0, lo_open=True))
-        _check_int("The number of robust-evaluation images", self.robust_eval_images, 0, 10_000)
 
     def robust_attack(self) -> PGD:
         """The attack behind the per-epoch `robust_accuracy`: PGD-10 at the training eps, random start."""
@@ -137,15 +116,8 @@ class FGSMRSRecipe(AdversarialRecipe):
     paper = "Wong, Rice, Kolter 2020, Fast is better than free: Revisiting adversarial training"
 
     alpha: float | None = param(
-        None, "Step size α (pixel units; empty = 1.25·ε)", min=0.001, max=1.0, step=0.001
+        None, "Step size α (pixel units; empty = 1.25·ε)", min=0.0, min_open=True, max=1.0, step=0.001
     )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.alpha is not None:
-            object.__setattr__(
-                self, "alpha", _check_number("The step size α", self.alpha, 0.0, 1.0, lo_open=True)
-            )
 
     @property
     def step_size(self) -> float:
@@ -187,22 +159,11 @@ class PGDATRecipe(AdversarialRecipe):
 
     steps: int = param(7, "PGD steps per batch", min=1, max=100, step=1)
     alpha: float | None = param(
-        None, "Step size α (pixel units; empty = 2.5·ε/steps)", min=0.001, max=1.0, step=0.001
+        None, "Step size α (pixel units; empty = 2.5·ε/steps)", min=0.0, min_open=True, max=1.0, step=0.001
     )
     clean_fraction: float = param(
         0.0, "Weight of the clean loss (0 = adversarial only)", min=0.0, max=0.9, step=0.1
     )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_int("Steps", self.steps, 1, 100)
-        if self.alpha is not None:
-            object.__setattr__(
-                self, "alpha", _check_number("The step size α", self.alpha, 0.0, 1.0, lo_open=True)
-            )
-        object.__setattr__(
-            self, "clean_fraction", _check_number("The clean fraction", self.clean_fraction, 0.0, 0.9)
-        )
 
     def training_attack(self) -> PGD:
         return PGD(
@@ -263,20 +224,11 @@ class TRADESRecipe(AdversarialRecipe):
     title = "TRADES (robustness/accuracy trade-off)"
     paper = "Zhang et al. 2019, Theoretically Principled Trade-off between Robustness and Accuracy"
 
-    beta: float = param(6.0, "β (weight of the robustness term)", min=0.0, max=20.0, step=0.5)
+    beta: float = param(6.0, "β (weight of the robustness term)", min=0.0, max=100.0, step=0.5)
     steps: int = param(5, "Attack steps per batch", min=1, max=100, step=1)
     alpha: float | None = param(
-        None, "Step size α (pixel units; empty = ε/4)", min=0.001, max=1.0, step=0.001
+        None, "Step size α (pixel units; empty = ε/4)", min=0.0, min_open=True, max=1.0, step=0.001
     )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "beta", _check_number("β", self.beta, 0.0, 100.0))
-        _check_int("Steps", self.steps, 1, 100)
-        if self.alpha is not None:
-            object.__setattr__(
-                self, "alpha", _check_number("The step size α", self.alpha, 0.0, 1.0, lo_open=True)
-            )
 
     @property
     def step_size(self) -> float:

@@ -263,17 +263,11 @@ class GaussianNoiseRecipe(Recipe):
         0.25,
         "σ (noise level, pixel units)",
         help="Use the σ you will certify with. Larger σ: larger certified radii, lower accuracy.",
-        min=0.01,
+        min=0.0,
+        min_open=True,
         max=1.0,
         step=0.01,
     )
-
-    def __post_init__(self) -> None:
-        if not (
-            isinstance(self.sigma, int | float) and not isinstance(self.sigma, bool) and 0 < self.sigma <= 1
-        ):
-            raise InvalidInputError(f"The noise level σ must be a number in (0, 1], got {self.sigma!r}.")
-        object.__setattr__(self, "sigma", float(self.sigma))
 
     def loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator

@@ -42,7 +42,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dlsec_core.attacks.base import Attack, check_inputs, param
+from dlsec_core.attacks.base import Attack, check_inputs
+from dlsec_core.config import Config, param
 from dlsec_core.errors import InvalidInputError, NotFoundError
 from dlsec_core.models.modes import device_of, eval_mode
 
@@ -52,8 +53,9 @@ MAX_EOT_SAMPLES = 256
 
 
 @dataclass(frozen=True, kw_only=True)
-class InputTransform:
-    """Base class: a transform's hyperparameters (declared with `param`) and its pixel-to-pixel map.
+class InputTransform(Config):
+    """Base class: a transform's hyperparameters (declared with `param`, validated by `Config`) and its
+    pixel-to-pixel map.
 
     Subclasses set the class variables, declare hyperparameters, and implement `apply` and `describe`.
     `apply` takes and returns (N, C, H, W) pixels in [0, 1]; it need not be differentiable (the class variable
@@ -88,7 +90,7 @@ class InputTransform:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: the registry name and the hyperparameters (for model cards and run records)."""
-        return {"transform": self.name, "params": dataclasses.asdict(self)}
+        return {"transform": self.name, "params": self.to_json()}
 
     @classmethod
     def hyperparameters(cls) -> list[dataclasses.Field[Any]]:
@@ -147,9 +149,6 @@ class BitDepth(InputTransform):
         step=1,
     )
 
-    def __post_init__(self) -> None:
-        _check_int(self.bits, "Bits per pixel", 1, 8)
-
     def apply(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         levels = 2**self.bits - 1
         return torch.round(x * levels) / levels
@@ -180,9 +179,6 @@ class MedianSmoothing(InputTransform):
     kernel: int = param(
         2, "Window size k (k x k pixels)", help="Xu et al. use 2 for MNIST.", min=2, max=5, step=1
     )
-
-    def __post_init__(self) -> None:
-        _check_int(self.kernel, "The window size", 2, 5)
 
     def apply(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -237,9 +233,6 @@ class JPEG(InputTransform):
         step=1,
     )
 
-    def __post_init__(self) -> None:
-        _check_int(self.quality, "JPEG quality", 1, 100)
-
     def apply(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         pixels = (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()  # (N, C, H, W) uint8
         out = np.empty_like(pixels)
@@ -277,12 +270,7 @@ class GaussianNoise(InputTransform):
     differentiable = True
     gradient_note = "The gradient exists but belongs to one random draw: the next draw points elsewhere."
 
-    sigma: float = param(0.1, "Noise σ (pixel units)", min=0.01, max=1.0, step=0.01)
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.sigma, int | float) and 0.0 < float(self.sigma) <= 1.0):
-            raise InvalidInputError(f"The noise σ must be a number in (0, 1], got {self.sigma!r}.")
-        object.__setattr__(self, "sigma", float(self.sigma))
+    sigma: float = param(0.1, "Noise σ (pixel units)", min=0.0, min_open=True, max=1.0, step=0.01)
 
     def apply(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if generator is None:

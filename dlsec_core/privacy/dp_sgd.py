@@ -33,7 +33,7 @@ from opacus.validators import ModuleValidator
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dlsec_core.attacks.base import param
+from dlsec_core.config import param
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.models.modes import device_of
@@ -195,8 +195,9 @@ class DPSGDRecipe(Recipe):
         "Noise multiplier σ (ignored when a target ε is set)",
         help="Std of the Gaussian noise added to the summed clipped gradients, in units of the clipping norm. "
         "More noise: less ε spent per step, lower accuracy.",
-        min=0.1,
-        max=20.0,
+        min=0.0,
+        min_open=True,
+        max=100.0,
         step=0.1,
     )
     target_epsilon: float = param(
@@ -204,15 +205,16 @@ class DPSGDRecipe(Recipe):
         "Target ε (0 = use σ as given)",
         help="Calibrate σ so that all planned epochs spend at most this ε (by the chosen accountant).",
         min=0.0,
-        max=100.0,
+        max=1000.0,
         step=0.5,
     )
     max_grad_norm: float = param(
         1.0,
         "Clipping norm C",
         help="Each example's gradient is scaled down to at most this L2 norm: it bounds one example's influence.",
-        min=0.01,
-        max=100.0,
+        min=0.0,
+        min_open=True,
+        max=1e4,
         step=0.1,
     )
     delta: float = param(
@@ -220,8 +222,9 @@ class DPSGDRecipe(Recipe):
         "δ",
         help="Probability the ε guarantee may fail. Must be well below 1/N (N training images): a mechanism that "
         "publishes one random record in full is (0, 1/N)-DP. 1e-5 suits datasets up to ~100,000 images.",
-        min=1e-9,
-        max=1e-2,
+        min=0.0,
+        min_open=True,
+        max=0.1,
         step=1e-6,
     )
     accountant: str = param(
@@ -235,7 +238,7 @@ class DPSGDRecipe(Recipe):
         "Budget: stop before ε exceeds (0 = no budget)",
         help="Training stops cleanly after the last epoch that keeps ε within this budget.",
         min=0.0,
-        max=100.0,
+        max=1000.0,
         step=0.5,
     )
     adv_eps: float = param(
@@ -243,37 +246,16 @@ class DPSGDRecipe(Recipe):
         "Adversarial training ε (0 = off)",
         help="Combine with FGSM-RS adversarial training at this L∞ ε (pixel units).",
         min=0.0,
-        max=0.5,
+        max=1.0,
         step=0.01,
     )
 
-    def __post_init__(self) -> None:
-        def number(name: str, value: Any, lo: float, hi: float, *, open_lo: bool = False) -> float:
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-            if not ok or not ((lo < value) if open_lo else (lo <= value)) or value > hi:
-                bracket = "(" if open_lo else "["
-                raise InvalidInputError(
-                    f"{name} must be a number in {bracket}{lo:g}, {hi:g}], got {value!r}."
-                )
-            return float(value)
-
-        for attr, label, lo, hi, open_lo in (
-            ("noise_multiplier", "The noise multiplier σ", 0.0, 100.0, True),
-            ("target_epsilon", "The target ε", 0.0, 1000.0, False),
-            ("max_grad_norm", "The clipping norm C", 0.0, 1e4, True),
-            ("delta", "δ", 0.0, 0.1, True),
-            ("max_epsilon", "The ε budget", 0.0, 1000.0, False),
-            ("adv_eps", "The adversarial training ε", 0.0, 1.0, False),
-        ):
-            object.__setattr__(self, attr, number(label, getattr(self, attr), lo, hi, open_lo=open_lo))
-        if self.accountant not in TRAIN_ACCOUNTANTS:
-            raise InvalidInputError(
-                f"Accountant must be one of {', '.join(TRAIN_ACCOUNTANTS)}, got {self.accountant!r}."
-            )
+    def cross_check(self, problems: list[str]) -> None:
+        super().cross_check(problems)
         if self.target_epsilon and self.max_epsilon and self.max_epsilon < self.target_epsilon:
-            raise InvalidInputError(
-                f"The budget ε {self.max_epsilon:g} is below the target ε {self.target_epsilon:g}; "
-                "training would stop before reaching the target."
+            problems.append(
+                f"the budget ε {self.max_epsilon:g} is below the target ε {self.target_epsilon:g}; "
+                "training would stop before reaching the target"
             )
 
     def plan(self, n: int, batch_size: int, epochs: int) -> RunSpend:

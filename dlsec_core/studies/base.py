@@ -8,35 +8,23 @@ does that, so the same study runs in a worker process, on Ray, or in a notebook 
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import typing
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
-from dlsec_core.errors import InvalidInputError
+from dlsec_core.config import Config
 from dlsec_core.store import Store
 from dlsec_core.training.loop import run_to_end
 
 
 @dataclass(frozen=True, kw_only=True)
-class StudyConfig:
-    """Base of every study config: plain JSON fields only (str, int, float, bool, None, lists and dicts)."""
+class StudyConfig(Config):
+    """Base of every study config: plain JSON fields only (str, int, float, bool, None, lists and dicts).
 
-    def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self), allow_nan=False))
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> typing.Self:
-        """Rebuild a config; unknown or missing fields are one error naming them all."""
-        if not isinstance(data, dict):
-            raise InvalidInputError(f"A {cls.__name__} is a JSON object, got {data!r}.")
-        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-        unknown = sorted(set(data) - set(fields))
-        if unknown:
-            raise InvalidInputError(f"{cls.__name__} has no field(s) {', '.join(unknown)}.")
-        return cls(**data)
+    `to_json` / `from_json` come from `Config` (unknown and missing fields are one error naming them all). Fields
+    declared with `param(...)` are validated from their metadata; plain fields are checked by the subclass's own
+    `__post_init__` (which then need not call `super().__post_init__()` unless it has `param` fields).
+    """
 
 
 C = TypeVar("C", bound=StudyConfig)

@@ -8,18 +8,18 @@ a private generator.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from dlsec_core.config import Config, param
 from dlsec_core.data.builtin import Dataset
 from dlsec_core.device import get_device
 from dlsec_core.errors import InvalidInputError
@@ -32,39 +32,30 @@ _INIT_LOCK = threading.Lock()  # torch's global RNG is shared by threads: seed +
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig:
+class TrainConfig(Config):
     """Optimisation hyperparameters (the recipe holds the defense's own)."""
 
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 2e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    seed: int = 0
-    #: one-cycle learning rate (warm up, then anneal; Smith 2018) instead of a constant one
-    one_cycle: bool = True
-    #: random shifts of up to `shift` pixels (0 = off): cheap augmentation, +1 point of test accuracy on mnist5k.
-    #: Capped at a 14th of the image side, so small images (8x8 digits) are not shifted at all.
-    shift: int = 2
-    events_per_epoch: int = 10
+    title: ClassVar[str] = "Training settings"
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.epochs, int) or not 1 <= self.epochs <= 500:
-            raise InvalidInputError(f"Epochs must be an integer from 1 to 500, got {self.epochs!r}.")
-        if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 8192:
-            raise InvalidInputError(f"Batch size must be an integer from 1 to 8192, got {self.batch_size!r}.")
-        if not (isinstance(self.lr, int | float) and 0 < self.lr <= 10 and math.isfinite(self.lr)):
-            raise InvalidInputError(f"The learning rate must be a number in (0, 10], got {self.lr!r}.")
-        if self.optimizer not in OPTIMIZERS:
-            raise InvalidInputError(
-                f"Optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}."
-            )
-        if not (isinstance(self.weight_decay, int | float) and 0 <= self.weight_decay < 1):
-            raise InvalidInputError(f"Weight decay must be in [0, 1), got {self.weight_decay!r}.")
-        if not isinstance(self.shift, int) or not 0 <= self.shift <= 8:
-            raise InvalidInputError(f"Shift augmentation must be 0 to 8 pixels, got {self.shift!r}.")
-        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
-            raise InvalidInputError(f"The seed must be a non-negative integer, got {self.seed!r}.")
+    epochs: int = param(10, "Epochs", min=1, max=500, step=1)
+    batch_size: int = param(64, "Batch size", min=1, max=8192, step=1)
+    lr: float = param(2e-3, "Learning rate", min=0.0, min_open=True, max=10.0, step=1e-4)
+    optimizer: str = param("adam", "Optimizer", options=OPTIMIZERS, help="Adam, or SGD with momentum 0.9.")
+    weight_decay: float = param(0.0, "Weight decay", min=0.0, max=1.0, max_open=True, step=1e-4)
+    seed: int = param(0, "Seed", min=0, max=2**63 - 1, step=1)
+    one_cycle: bool = param(
+        True, "One-cycle learning rate", help="Warm up, then anneal (Smith 2018), instead of a constant rate."
+    )
+    shift: int = param(
+        2,
+        "Random shift (pixels, 0 = off)",
+        help="Cheap augmentation, +1 point of test accuracy on mnist5k. Capped at a 14th of the image side, so "
+        "small images (8x8 digits) are not shifted at all.",
+        min=0,
+        max=8,
+        step=1,
+    )
+    events_per_epoch: int = param(10, "Progress events per epoch", min=1, max=10_000, step=1)
 
     @classmethod
     def suggested(cls, recipe: type[Recipe] | Recipe, **overrides: Any) -> TrainConfig:

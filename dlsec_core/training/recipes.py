@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from dlsec_core.config import Config
 from dlsec_core.errors import InvalidInputError, NotFoundError
 
 #: (model, x, y, generator) -> (loss to minimise, logits for train accuracy)
@@ -46,8 +47,9 @@ class TrainingSetup:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Recipe:
-    """Base recipe (standard training). Subclasses are frozen configs of their own hyperparameters."""
+class Recipe(Config):
+    """Base recipe (standard training). Subclasses are frozen configs of their own hyperparameters, declared
+    with `param` and validated by `Config`; rules between fields go in `cross_check`."""
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
@@ -101,7 +103,8 @@ class StandardRecipe(Recipe):
 def get_recipe(name: str, **params: Any) -> Recipe:
     if name not in RECIPES:
         raise NotFoundError(f"No training recipe {name!r}; choose one of {', '.join(RECIPES)}.")
-    try:
-        return RECIPES[name](**params)
-    except TypeError as err:
-        raise InvalidInputError(f"Bad parameters for recipe {name}: {err}.") from err
+    known = {f.name for f in dataclasses.fields(RECIPES[name]) if f.init}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise InvalidInputError(f"The recipe {name} has no parameter(s) {', '.join(unknown)}.")
+    return RECIPES[name](**params)
