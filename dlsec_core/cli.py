@@ -26,7 +26,9 @@ import numpy as np
 import torch
 
 from dlsec_core.attacks import ATTACKS, get_attack
+from dlsec_core.attacks.norms import Norm
 from dlsec_core.catalog import RECIPES, get_recipe
+from dlsec_core.cli_flags import ConfigFlags
 from dlsec_core.cli_runs import add_commands as add_run_commands
 from dlsec_core.cli_runs import submit_detached
 from dlsec_core.data.builtin import DATASETS
@@ -141,13 +143,13 @@ def cmd_train(args: argparse.Namespace, store: Store) -> None:
     if args.detach:
         study = TrainStudyConfig(
             dataset=args.dataset, arch=args.arch, name=args.name, recipe=args.recipe,
-            recipe_params=_kv(args.recipe_param),
+            recipe_params=_recipe_params(args),
             train=_given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
         )  # fmt: skip
         submit_detached(store, "train", study, as_json=args.json)
         return
     config = _train_config(args, args.recipe)
-    recipe = get_recipe(args.recipe, **_kv(args.recipe_param))
+    recipe = get_recipe(args.recipe, **_recipe_params(args))
     if isinstance(recipe, DPSGDRecipe) and not args.quiet:
         n = len(resolve_dataset(store, args.dataset).y_train)
         print(privacy_plan(recipe, n, config), file=sys.stderr)
@@ -167,14 +169,15 @@ def cmd_list(args: argparse.Namespace, store: Store) -> None:
 def cmd_sweep(args: argparse.Namespace, store: Store) -> None:
     if args.detach:
         study = SweepStudyConfig(
-            model_ids=list(args.model), attack=args.attack, attack_params=_attack_params(args), eps=_eps_list(args),
-            n_images=args.n, seed=args.seed, defense=args.defense, defense_params=_kv(args.defense_param),
+            model_ids=list(args.model), attack=args.attack, attack_params=_attack_params(args, norm=Norm.LINF),
+            eps=_eps_list(args), n_images=args.n, seed=args.seed, defense=args.defense,
+            defense_params=_defense_params(args),
             sanity_checks=not args.no_checks,
         )  # fmt: skip
         submit_detached(store, "sweep", study, as_json=args.json)
         return
-    attack = get_attack(args.attack, **_attack_params(args))
-    defense = get_transform(args.defense, **_kv(args.defense_param)) if args.defense else None
+    attack = get_attack(args.attack, **_attack_params(args, norm=Norm.LINF))
+    defense = get_transform(args.defense, **_defense_params(args)) if args.defense else None
     records: list[dict[str, Any]] = []
     findings: list[dict[str, Any]] = []
     for item in sweep_models(
@@ -209,14 +212,14 @@ def cmd_attack(args: argparse.Namespace, store: Store) -> None:
     if args.eps is not None:
         attack = attack.with_params(eps=float(args.eps))
     elif not attack.minimal:  # the app's default budgets; DeepFool and CW keep none
-        attack = attack.with_params(eps=0.1 if attack.norm == "linf" else 1.0)
+        attack = attack.with_params(eps=0.1 if attack.norm == Norm.LINF else 1.0)
     y = None if args.label is None else torch.tensor([args.label])
     target = None if args.target is None else torch.tensor([args.target])
     generator = torch.Generator().manual_seed(args.seed)
     record: dict[str, Any] = {"model": card.id, "attack": attack.describe()}
     if args.defense:
         defended = defend(
-            model, get_transform(args.defense, **_kv(args.defense_param)), mode=args.defense_mode
+            model, get_transform(args.defense, **_defense_params(args)), mode=args.defense_mode
         )
         with defended.drawing_from(generator):
             found = attack(defended.attack_view(), x, y, target=target, generator=generator)
@@ -233,13 +236,23 @@ def cmd_attack(args: argparse.Namespace, store: Store) -> None:
     _print(record, args.json)
 
 
-def _attack_params(args: argparse.Namespace) -> dict[str, Any]:
-    params: dict[str, Any] = {} if args.norm is None else {"norm": args.norm}
-    if args.attack == "pgd":
-        params.update(steps=args.steps, random_start=not args.no_random_start)
-        if args.alpha is not None:
-            params["alpha"] = args.alpha
+def _attack_params(args: argparse.Namespace, *, norm: str | None = None) -> dict[str, Any]:
+    """The chosen attack's parameters from its generated flags (`--steps`, `--c`, ...; one it lacks is an error),
+    then `--attack-param name=value`; `norm`: the command's default norm when `--norm` is not given."""
+    params = args.attack_flags.given(args, args.attack)
+    if norm is not None:
+        params.setdefault("norm", norm)
     return {**params, **_kv(args.attack_param)}
+
+
+def _defense_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The chosen input transform's parameters: `--defense-bits 3` etc., then `--defense-param name=value`."""
+    return {**args.defense_flags.given(args, args.defense), **_kv(args.defense_param)}
+
+
+def _recipe_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The chosen recipe's parameters: `--recipe-eps 0.1` etc., then `--recipe-param name=value`."""
+    return {**args.recipe_flags.given(args, args.recipe), **_kv(args.recipe_param)}
 
 
 def _kv(pairs: Sequence[str] | None) -> dict[str, Any]:
@@ -268,7 +281,7 @@ def cmd_detect(args: argparse.Namespace, store: Store) -> None:
         (Squeezer("median", args.median),) if args.median >= 2 else ()
     )
     detector = FeatureSqueezingDetector(squeezers=squeezers, fpr=args.fpr)
-    attack = get_attack(args.attack, **_attack_params(args))
+    attack = get_attack(args.attack, **_attack_params(args, norm=Norm.LINF))
 
     def show(point: Any) -> None:
         print(
@@ -519,7 +532,7 @@ def cmd_invert(args: argparse.Namespace, store: Store) -> None:
 
 
 def cmd_audit(args: argparse.Namespace, store: Store) -> None:
-    recipe = get_recipe(args.recipe, **_kv(args.recipe_param))
+    recipe = get_recipe(args.recipe, **_recipe_params(args))
     data = resolve_dataset(store, args.dataset)
     config = AuditConfig(
         **_given(canaries=args.canaries, keep_test=args.keep_test, confidence=args.confidence, seed=args.seed)
@@ -591,6 +604,25 @@ def cmd_frontier(args: argparse.Namespace, store: Store) -> None:
         _print([_point_row(p) for p in points], False)
 
 
+def _attack_flags(parser: argparse.ArgumentParser, *, norm: str | None = None) -> None:
+    """One flag per attack hyperparameter, generated from the attacks' metadata (ε has the command's own flag)."""
+    group = parser.add_argument_group(
+        "attack parameters",
+        "Generated from the attacks' settings; a flag the chosen --attack does not have is an error. "
+        + (f"--norm defaults to {norm} here." if norm else "Defaults are the attack's own."),
+    )
+    flags = ConfigFlags(group, ATTACKS, skip=("eps",), what="attack")
+    group.add_argument("--attack-param", action="append", help="attack parameter name=value (repeatable)")
+    parser.set_defaults(attack_flags=flags)
+
+
+def _defense_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("input-defense parameters", "Generated from the transforms' settings.")
+    flags = ConfigFlags(group, TRANSFORMS, prefix="defense-", what="defense")
+    group.add_argument("--defense-param", action="append", help="defense parameter name=value, e.g. bits=3")
+    parser.set_defaults(defense_flags=flags)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m dlsec_core", description="dlsec, the Deep Learning Security Lab."
@@ -622,6 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--recipe-param", action="append", help="recipe parameter name=value, e.g. eps=0.1 (repeatable)"
     )
     t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(recipe_flags=ConfigFlags(t, RECIPES, prefix="recipe-", what="recipe"))
     t.add_argument("--name")
     t.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
     t.set_defaults(func=cmd_train)
@@ -636,16 +669,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     at.add_argument("--target", type=int, help="a class to reach (targeted attack)")
     at.add_argument("--attack", default="pgd", choices=list(ATTACKS))
-    at.add_argument(
-        "--norm", choices=["linf", "l2"], help="default: the attack's own (L∞; L2 for deepfool, cw)"
-    )
     at.add_argument("--eps", type=float, help="budget (default 0.1 L∞ / 1.0 L2; none for deepfool and cw)")
-    at.add_argument("--steps", type=int, default=40, help="PGD steps")
-    at.add_argument("--alpha", type=float, help="PGD step size (default 2.5*eps/steps)")
-    at.add_argument("--no-random-start", action="store_true")
-    at.add_argument("--attack-param", action="append", help="extra attack parameter name=value (repeatable)")
+    _attack_flags(at)
     at.add_argument("--defense", choices=list(TRANSFORMS), help="attack the model behind an input transform")
-    at.add_argument("--defense-param", action="append", help="defense parameter name=value, e.g. bits=3")
+    _defense_flags(at)
     at.add_argument("--defense-mode", default="adaptive", choices=["adaptive", "naive"])
     at.add_argument("--out", help="write the adversarial image to this PNG")
     at.add_argument("--seed", type=int, default=0)
@@ -653,17 +680,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("sweep", "accuracy vs. epsilon for one or more stored models")
     s.add_argument("--model", action="append", required=True, help="model id (repeat for several)")
     s.add_argument("--attack", default="fgsm", choices=list(ATTACKS))
-    s.add_argument("--norm", default="linf", choices=["linf", "l2"])
     s.add_argument("--eps", help="comma-separated epsilons, e.g. 0,0.05,0.1 (overrides --eps-max/--points)")
     s.add_argument("--eps-max", type=float, default=0.3)
     s.add_argument("--points", type=int, default=11)
     s.add_argument("--n", type=int, default=1000, help="number of test images")
-    s.add_argument("--steps", type=int, default=40, help="PGD steps")
-    s.add_argument("--alpha", type=float, help="PGD step size (default 2.5*eps/steps)")
-    s.add_argument("--no-random-start", action="store_true")
-    s.add_argument("--attack-param", action="append", help="extra attack parameter name=value (repeatable)")
+    _attack_flags(s, norm="linf")
     s.add_argument("--defense", choices=list(TRANSFORMS), help="put the models behind an input transform")
-    s.add_argument("--defense-param", action="append", help="defense parameter name=value, e.g. bits=3")
+    _defense_flags(s)
     s.add_argument("--no-checks", action="store_true", help="skip the extra sanity attacks (faster)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
@@ -671,15 +694,11 @@ def build_parser() -> argparse.ArgumentParser:
     dt = add("detect", "feature-squeezing detector: detection rate vs eps, ROC, detector-aware attack")
     dt.add_argument("--model", required=True)
     dt.add_argument("--attack", default="fgsm", choices=list(ATTACKS))
-    dt.add_argument("--norm", default="linf", choices=["linf", "l2"])
     dt.add_argument("--eps", help="comma-separated epsilons")
     dt.add_argument("--eps-max", type=float, default=0.3)
     dt.add_argument("--points", type=int, default=6)
     dt.add_argument("--n", type=int, default=500, help="held-out test images")
-    dt.add_argument("--steps", type=int, default=40)
-    dt.add_argument("--alpha", type=float)
-    dt.add_argument("--no-random-start", action="store_true")
-    dt.add_argument("--attack-param", action="append")
+    _attack_flags(dt, norm="linf")
     dt.add_argument("--fpr", type=float, default=0.05, help="false-positive rate the threshold is set for")
     dt.add_argument("--bits", type=int, default=1, help="bit-depth squeezer")
     dt.add_argument("--median", type=int, default=2, help="median squeezer window (0 = off)")
@@ -752,6 +771,7 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--arch", default="cnn", choices=list(ARCHITECTURES))
     au.add_argument("--recipe", default="dp-sgd", choices=list(RECIPES))
     au.add_argument("--recipe-param", action="append", help="recipe parameter name=value (repeatable)")
+    au.set_defaults(recipe_flags=ConfigFlags(au, RECIPES, prefix="recipe-", what="recipe"))
     au.add_argument("--epochs", type=int, help="default: the recipe's suggested")
     au.add_argument("--batch-size", type=int, help="default: the recipe's suggested")
     au.add_argument("--lr", type=float, help="default: the recipe's suggested")

@@ -171,7 +171,9 @@ class ParamSpec:
         if self.options is not None and value not in self.options:
             shown = ", ".join(str(getattr(o, "value", o)) for o in self.options)
             return self._bad(value, f"must be one of {shown}"), value
-        in_range = self.bounds is None or (self.allow_inf and value == math.inf) or self.bounds.contains(value)
+        in_range = (
+            self.bounds is None or (self.allow_inf and value == math.inf) or self.bounds.contains(value)
+        )
         if not in_range:
             return self._bad(value, f"must be {self.bounds.describe()}"), value  # type: ignore[union-attr]
         return None, value
@@ -259,9 +261,17 @@ def specs(cls: type) -> tuple[ParamSpec, ...]:
             default = f.default_factory()
         out.append(
             ParamSpec(
-                name=f.name, label=meta["label"], help=meta.get("help", ""), type=kind, optional=optional,
-                default=default, options=None if options is None else tuple(options), bounds=bounds,
-                step=meta.get("step"), kind=meta.get("kind"), allow_inf=bool(meta.get("allow_inf")),
+                name=f.name,
+                label=meta["label"],
+                help=meta.get("help", ""),
+                type=kind,
+                optional=optional,
+                default=default,
+                options=None if options is None else tuple(options),
+                bounds=bounds,
+                step=meta.get("step"),
+                kind=meta.get("kind"),
+                allow_inf=bool(meta.get("allow_inf")),
                 metadata=meta,
             )  # fmt: skip
         )

@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 from dlsec_core.attacks.base import ATTACKS, Attack, AttackResult, Reference
+from dlsec_core.attacks.norms import NORMS, Norm
 from dlsec_core.catalog import get_recipe
+from dlsec_core.config import ParamSpec, specs
 from dlsec_core.data.builtin import Dataset
 from dlsec_core.data.images import drawing_to_input, image_to_input, open_image
 from dlsec_core.defenses.transforms import TRANSFORMS, InputTransform
@@ -32,7 +34,8 @@ DEFAULT_TRAINING_TIME = "the default run took 42 to 55 s on a busy 2-core server
 results/default_training_run1.json, load average 2.6 to 4.9 on 2 cores) and 42.5 s (the same run through the CLI,
 results/membership_default_cnn_run1.json, load 4.2 to 5.9). Re-measure when the defaults change."""
 
-EPS_RANGE = {"linf": (0.0, 0.5, 0.005, 0.1), "l2": (0.0, 5.0, 0.05, 1.0)}  # min, max, step, default
+#: The pages' ε slider per norm (min, max, step, default): a teaching range inside the validator's (Norm.max_eps).
+EPS_RANGE = {Norm.LINF: (0.0, 0.5, 0.005, 0.1), Norm.L2: (0.0, 5.0, 0.05, 1.0)}
 
 
 def current_model_card() -> ModelCard | None:
@@ -178,47 +181,86 @@ def class_names(card: ModelCard) -> list[str]:
     return _class_names(card, dataset_for(card))
 
 
-def config_form(cls: type, *, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Widgets generated from a config dataclass's fields and their `param(...)` metadata (label, range,
-    options). Optional floats whose default is None keep their default rule (e.g. PGD's α = 2.5·ε/steps)."""
-    params: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        meta = f.metadata
-        if f.name in skip or "label" not in meta or not f.init:
+#: An integer field whose whole range spans at most this many values gets a slider; a wider one a number box
+#: (a slider over 1..10,000 steps is unusable, and capping it below the validator's maximum made the form and
+#: the validator disagree).
+SLIDER_SPAN = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class FormField:
+    """How `config_form` shows one `param` field: the widget and the bounds it offers (the validator's own)."""
+
+    spec: ParamSpec
+    widget: str  # "model", "radio", "checkbox", "slider" or "number"
+    lo: float | None  # smallest value offered (None: unbounded)
+    hi: float | None  # largest value offered
+    options: tuple[Any, ...] = ()
+
+
+def form_fields(cls: type, skip: tuple[str, ...] = ()) -> list[FormField]:
+    """The widgets a form of `cls` shows, with bounds taken from the same metadata the validator checks.
+
+    Open ends become the nearest value inside (an exclusive 0 of a float offers the smallest positive float), so
+    every value a form can produce is valid and nothing valid is cut off. Optional fields (`X | None`) keep
+    their default rule (e.g. PGD's α = 2.5·ε/steps) and are not shown; neither are fields without a widget type.
+    """
+    out: list[FormField] = []
+    for spec in specs(cls):
+        if spec.name in skip or (spec.optional and spec.kind != "model"):
             continue
-        key, kind = f"{prefix}{cls.__name__}_{f.name}", str(f.type)
-        default: Any = (
-            f.default
-        )  # config fields carry plain defaults (no default_factory) when they have "label"
-        if meta.get("kind") == "model":
-            params[f.name] = _surrogate_picker(meta["label"], key)
-        elif "options" in meta:
-            options = list(meta["options"])
-            params[f.name] = st.radio(
-                meta["label"], options, index=options.index(default) if default in options else 0,
-                horizontal=True, key=key, format_func=_norm_label,
+        lo, hi = spec.bounds.extremes() if spec.bounds is not None else (None, None)
+        if spec.kind == "model":
+            out.append(FormField(spec, "model", None, None))
+        elif spec.options is not None:
+            out.append(
+                FormField(spec, "radio", None, None, tuple(getattr(o, "value", o) for o in spec.options))
+            )
+        elif spec.type is bool:
+            out.append(FormField(spec, "checkbox", None, None))
+        elif spec.type is int:
+            narrow = lo is not None and hi is not None and hi - lo <= SLIDER_SPAN
+            out.append(FormField(spec, "slider" if narrow else "number", lo, hi))
+        elif spec.type is float:
+            out.append(FormField(spec, "number", lo, hi))
+    return out
+
+
+def config_form(cls: type, *, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Widgets generated from a config class's `param(...)` metadata (label, help, range, options): the same
+    bounds the validator checks (see `form_fields`)."""
+    params: dict[str, Any] = {}
+    for item in form_fields(cls, skip):
+        spec = item.spec
+        key, label, help_ = f"{prefix}{cls.__name__}_{spec.name}", spec.label, spec.help or None
+        default: Any = getattr(spec.default, "value", spec.default)
+        if item.widget == "model":
+            params[spec.name] = _surrogate_picker(label, key)
+        elif item.widget == "radio":
+            options = list(item.options)
+            params[spec.name] = st.radio(
+                label, options, index=options.index(default) if default in options else 0, horizontal=True,
+                key=key, format_func=_norm_label, help=help_,
             )  # fmt: skip
-        elif kind == "bool":
-            params[f.name] = st.checkbox(meta["label"], value=bool(default), key=key)
-        elif (
-            kind == "int"
-            and "max" in meta
-            and ("ui_max" in meta or int(meta["max"]) - int(meta["min"]) <= 1000)
-        ):
-            hi = min(int(meta["max"]), int(meta.get("ui_max", 200)))
-            params[f.name] = int(st.slider(meta["label"], int(meta["min"]), hi, int(default), key=key))
-        elif kind == "int":  # wide or open ranges (seeds, counts): a number box
-            params[f.name] = int(
+        elif item.widget == "checkbox":
+            params[spec.name] = st.checkbox(label, value=bool(default), key=key, help=help_)
+        elif item.widget == "slider":
+            params[spec.name] = int(
+                st.slider(label, int(item.lo or 0), int(item.hi or 0), int(default), int(spec.step or 1),
+                          key=key, help=help_)
+            )  # fmt: skip
+        elif spec.type is int:
+            params[spec.name] = int(
                 st.number_input(
-                    meta["label"], int(meta["min"]), int(meta["max"]) if "max" in meta else None, int(default),
-                    int(meta.get("step", 1)), key=key, help=meta.get("help") or None,
+                    label, None if item.lo is None else int(item.lo), None if item.hi is None else int(item.hi),
+                    int(default), int(spec.step or 1), key=key, help=help_,
                 )
             )  # fmt: skip
-        elif kind == "float" and default is not None:
-            params[f.name] = float(
+        else:
+            params[spec.name] = float(
                 st.number_input(
-                    meta["label"], float(meta["min"]), float(meta["max"]), float(default), float(meta.get("step", 0.01)),
-                    key=key, help=meta.get("help") or None, format="%g",
+                    label, item.lo, item.hi, float(default), None if spec.step is None else float(spec.step),
+                    key=key, help=help_, format="%g",
                 )
             )  # fmt: skip
     return params
@@ -351,8 +393,8 @@ def attack_outcome(
             "There was nothing to fool."
         )
     if attack.minimal:
-        unit = "L∞" if result.norm == "linf" else "L2"
-        size = float((result.linf if result.norm == "linf" else result.l2)[index])
+        unit = Norm(result.norm).symbol
+        size = float((result.linf if result.norm == Norm.LINF else result.l2)[index])
         capped = "" if attack.unbounded else f" (within the cap ε = {result.eps:g})"
         if bool(result.success[index]):
             found = (
@@ -372,7 +414,7 @@ def attack_outcome(
 
 def eps_slider(norm: str, key: str) -> float:
     lo, hi, step, default = EPS_RANGE[norm]
-    unit = "L∞: largest change of any pixel" if norm == "linf" else "L2: Euclidean length of the change"
+    unit = "L∞: largest change of any pixel" if norm == Norm.LINF else "L2: Euclidean length of the change"
     return float(
         st.slider(
             f"ε (perturbation budget, pixel units; {unit})",
@@ -386,8 +428,8 @@ def eps_slider(norm: str, key: str) -> float:
     )
 
 
-def _norm_label(norm: str) -> str:
-    return {"linf": "L∞", "l2": "L2"}.get(norm, norm)
+def _norm_label(option: Any) -> str:
+    return Norm(option).symbol if option in NORMS else str(option)
 
 
 def render_findings(checks: Sequence[CurveFindings]) -> None:

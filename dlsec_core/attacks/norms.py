@@ -16,7 +16,7 @@ class Norm(StrEnum):
 
     @property
     def symbol(self) -> str:
-        """"L∞" or "L2", for labels and descriptions."""
+        """ "L∞" or "L2", for labels and descriptions."""
         return "L∞" if self is Norm.LINF else "L2"
 
     @property
