@@ -104,7 +104,7 @@ def test_cli_refuses_pickle(tmp_home: Path, tmp_path: Path, capsys: pytest.Captu
 
 def test_cli_defenses(tmp_home: Path, capsys: pytest.CaptureFixture[str], stored_model) -> None:  # type: ignore[no-untyped-def]
     code, out, err = run(capsys, "detect", "--model", stored_model.id, "--n", "100", "--points", "3", "--bits", "1",
-                         "--median", "0", "--steps", "10", "--json", "--quiet")  # fmt: skip
+                         "--median", "0", "--json", "--quiet")  # fmt: skip
     assert code == 0, err
     report = json.loads(out)
     assert len(report["points"]) == 3 and 0.0 <= report["roc_auc"] <= 1.0
