@@ -218,9 +218,7 @@ def cmd_attack(args: argparse.Namespace, store: Store) -> None:
     generator = torch.Generator().manual_seed(args.seed)
     record: dict[str, Any] = {"model": card.id, "attack": attack.describe()}
     if args.defense:
-        defended = defend(
-            model, get_transform(args.defense, **_defense_params(args)), mode=args.defense_mode
-        )
+        defended = defend(model, get_transform(args.defense, **_defense_params(args)), mode=args.defense_mode)
         with defended.drawing_from(generator):
             found = attack(defended.attack_view(), x, y, target=target, generator=generator)
             result = attack.score(defended, x, found.x_adv, y, target=target)

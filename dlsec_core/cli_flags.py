@@ -56,11 +56,14 @@ class ConfigFlags:
     def dest(self, name: str) -> str:
         return f"{self.prefix}{name}".replace("-", "_")
 
-    def _add(self, parser: argparse._ActionsContainer, name: str, owners: list[tuple[str, ParamSpec]]) -> None:
+    def _add(
+        self, parser: argparse._ActionsContainer, name: str, owners: list[tuple[str, ParamSpec]]
+    ) -> None:
         spec = owners[0][1]
         kwargs: dict[str, Any] = {"dest": self.dest(name), "default": None, "help": self._help(owners)}
         options = {str(getattr(o, "value", o)) for _, s in owners for o in (s.options or ())}
-        convert: Callable[[str], Any] | None = {int: int, float: _float, str: str}.get(spec.type or str)
+        converters: dict[type, Callable[[str], Any]] = {int: int, float: _float, str: str}
+        convert = converters.get(spec.type or str)
         if spec.type is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif options and all(s.options is not None for _, s in owners):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import json
 import math
 import numbers
@@ -236,9 +235,17 @@ def _resolve(cls: type, f: dataclasses.Field[Any]) -> tuple[type | None, bool]:
     return None, optional
 
 
-@functools.cache
+_SPECS: dict[type, tuple[ParamSpec, ...]] = {}
+
+
 def specs(cls: type) -> tuple[ParamSpec, ...]:
     """The `param` fields of a config class (or any dataclass whose fields carry `param` metadata), in order."""
+    if cls not in _SPECS:
+        _SPECS[cls] = _read_specs(cls)
+    return _SPECS[cls]
+
+
+def _read_specs(cls: type) -> tuple[ParamSpec, ...]:
     out = []
     for f in dataclasses.fields(cls):
         meta = f.metadata
@@ -258,7 +265,7 @@ def specs(cls: type) -> tuple[ParamSpec, ...]:
             )  # fmt: skip
         default = f.default if f.default is not _MISSING else _MISSING
         if default is _MISSING and f.default_factory is not _MISSING:
-            default = f.default_factory()
+            default = typing.cast(Any, f.default_factory)()
         out.append(
             ParamSpec(
                 name=f.name,

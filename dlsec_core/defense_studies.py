@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from dlsec_core.attacks.base import Attack
+from dlsec_core.attacks.norms import Norm
 from dlsec_core.attacks.pgd import PGD
 from dlsec_core.defenses.detection import (
     DetectionPoint,
@@ -149,7 +150,7 @@ def certification_study(
             noisy,
             x,
             y,
-            PGD(norm="l2", steps=pgd_steps),
+            PGD(norm=Norm.L2, steps=pgd_steps),
             list(radii),
             seed=seed,
             attack_model=noisy.attack_view(),

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from dlsec_core.attacks.base import Attack, get_attack
+from dlsec_core.attacks.norms import Norm
 from dlsec_core.attacks.pgd import PGD
 from dlsec_core.data.builtin import DATASETS, Dataset, load_dataset
 from dlsec_core.data.user import load_image_folder_zip, load_npz
@@ -294,7 +295,7 @@ def _strong_accuracy(
     deployed: nn.Module, view: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, seed: int
 ) -> float:
     """Accuracy under PGD with random restarts: an image counts as robust only if no restart fools `deployed`."""
-    attack = PGD(eps=eps, norm=norm, steps=STRONG_PGD_STEPS)
+    attack = PGD(eps=eps, norm=Norm(norm), steps=STRONG_PGD_STEPS)
     generator = torch.Generator().manual_seed(seed)
     device = device_of(deployed)
     robust = torch.ones(len(y), dtype=torch.bool)

@@ -412,8 +412,8 @@ def attack_outcome(
     return AttackOutcome(label, value, detail, warning, note)
 
 
-def eps_slider(norm: str, key: str) -> float:
-    lo, hi, step, default = EPS_RANGE[norm]
+def eps_slider(norm: Norm | str, key: str) -> float:
+    lo, hi, step, default = EPS_RANGE[Norm(norm)]
     unit = "L∞: largest change of any pixel" if norm == Norm.LINF else "L2: Euclidean length of the change"
     return float(
         st.slider(
