@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from dlsec_core.attacks.base import Attack, check_inputs, input_gradient
+from dlsec_core.attacks.norms import Norm
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.evaluation.sweep import SweepPoint
 from dlsec_core.models.modes import device_of, eval_mode
@@ -109,17 +110,17 @@ def check_curve(eps: Sequence[float], accuracy: Sequence[float], *, n: int | Non
 
 
 def check_large_eps(
-    eps_max: float, accuracy_at_max: float, norm: str, *, dims: int | None = None
+    eps_max: float, accuracy_at_max: float, norm: Norm | str, *, dims: int | None = None
 ) -> list[Finding]:
     """At a budget that lets the attacker repaint every image into the same flat grey image, accuracy must be ~0.
 
     For L-inf that budget is 0.5 (every pixel can move to 0.5); for L2 it is 0.5 * sqrt(dims), the distance
     from any image to the grey one (`dims` = C*H*W; without it the L2 check is skipped).
     """
-    if norm == "linf":
+    if norm == Norm.LINF:
         limit = GREY_LINF
         budget = f"L∞ ε = {eps_max:g}"
-    elif norm == "l2":
+    elif norm == Norm.L2:
         if dims is None:
             return []
         limit = GREY_LINF * math.sqrt(dims)

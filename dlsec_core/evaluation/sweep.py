@@ -19,6 +19,7 @@ from torch import nn
 
 from dlsec_core.attacks._projection import project
 from dlsec_core.attacks.base import Attack, check_inputs
+from dlsec_core.attacks.norms import Norm
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.models.modes import device_of, eval_mode
 
@@ -52,7 +53,7 @@ class SweepPoint:
         }
 
 
-def check_eps_values(eps_values: Sequence[float], norm: str) -> list[float]:
+def check_eps_values(eps_values: Sequence[float], norm: Norm | str) -> list[float]:
     values = [float(e) for e in eps_values]
     if not values:
         raise InvalidInputError("Give at least one ε value.")
@@ -60,8 +61,11 @@ def check_eps_values(eps_values: Sequence[float], norm: str) -> list[float]:
         raise InvalidInputError(f"At most {MAX_POINTS} ε values per sweep, got {len(values)}.")
     if any(not math.isfinite(e) or e < 0 for e in values):
         raise InvalidInputError(f"ε values must be finite and >= 0, got {values}.")
-    if norm == "linf" and max(values) > 1:
-        raise InvalidInputError(f"L∞ ε above 1 is meaningless for pixels in [0, 1], got {max(values)}.")
+    limit = Norm(norm).max_eps
+    if max(values) > limit:
+        raise InvalidInputError(
+            f"{Norm(norm).symbol} ε above {limit:g} is meaningless for pixels in [0, 1], got {max(values)}."
+        )
     return values
 
 
