@@ -103,7 +103,10 @@ class ConfigFlags:
         foreign = [self.flag(name) for name in values if name not in own]
         if foreign:
             if key is None:
-                raise InvalidInputError(f"{', '.join(foreign)} need a {self.what or 'config'} to apply to.")
+                verb = "needs" if len(foreign) == 1 else "need"
+                raise InvalidInputError(
+                    f"{', '.join(foreign)} {verb} a --{self.what or 'config'} to apply to."
+                )
             allowed = [self.flag(n) for n, owners in self.owners.items() if any(k == key for k, _ in owners)]
             raise InvalidInputError(
                 f"{', '.join(foreign)} {'is not a parameter' if len(foreign) == 1 else 'are not parameters'} of "

@@ -202,7 +202,7 @@ def test_defense_and_recipe_flags() -> None:
     )
     assert get_transform(args.defense, **_defense_params(args)).quality == 30  # type: ignore[attr-defined]
     args = build_parser().parse_args(["attack", "--model", "m", "x.png", "--defense-bits", "3"])
-    with pytest.raises(InvalidInputError, match="--defense-bits need a defense"):
+    with pytest.raises(InvalidInputError, match="--defense-bits needs a --defense"):
         _defense_params(args)
     args = build_parser().parse_args(
         ["train", "--recipe", "pgd", "--recipe-eps", "0.2", "--recipe-steps", "3"]
