@@ -5,6 +5,7 @@ import streamlit as st
 
 from dlsec_core.errors import DlsecError
 from dlsec_core.runs import RunStatus
+from dlsec_core.studies.catalog import STUDIES
 from dlsec_ui import figures, state
 from dlsec_ui.runs import (
     attach,
@@ -29,7 +30,7 @@ st.caption(
 )
 render_server_runs()
 f1, f2, f3 = st.columns(3)
-study = f1.selectbox("Study", ["all", "train", "sweep"], key=state.RUNS_STUDY)
+study = f1.selectbox("Study", ["all", *STUDIES], key=state.RUNS_STUDY)
 status = f2.selectbox("Status", ["all", *[s.value for s in RunStatus]], key=state.RUNS_STATUS)
 only_model = f3.toggle("Only the current model's runs", key=state.RUNS_ONLY_MODEL)
 runs = get_runs().list_runs(

@@ -145,6 +145,10 @@ class CertificationStudy(Study[CertificationStudyConfig]):
                 CERTIFY_SHARE * event.progress, f"certified {event.done}/{event.total} images",
                 {"type": "certify", **event.to_record()},
             )  # fmt: skip
+        yield StudyEvent(
+            CERTIFY_SHARE, f"certified {len(y)} images; empirical attack next",
+            {"type": "certified", "certified": certified.to_records(), "abstain_rate": certified.abstain_rate},
+        )  # fmt: skip
         attack = PGD(norm="l2", steps=config.pgd_steps)
         noisy = defend(
             model, GaussianNoise(sigma=config.sigma), mode="adaptive", eot_samples=config.eot_samples

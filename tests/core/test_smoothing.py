@@ -339,7 +339,10 @@ def test_certification_study_averages_noise_draws_and_checks_its_curve(tmp_home:
     assert report.findings == check_curve(eps, acc, n=20)
     # live: the certify events, then one point per radius, in that order, with progress that never goes back
     kinds = [e.payload["type"] for e in events if e.payload]
-    assert kinds == ["certify"] * kinds.count("certify") + ["point"] * len(eps) and kinds[0] == "certify"
+    assert kinds == ["certify"] * kinds.count("certify") + ["certified"] + ["point"] * len(eps)
+    assert kinds[0] == "certify" and kinds.count("certify") >= 1
+    (certified,) = [e.payload for e in events if e.payload and e.payload["type"] == "certified"]
+    assert certified["certified"] == report.certified  # drawn before the empirical curve starts
     progress = [e.progress for e in events]
     assert progress == sorted(progress) and progress[-1] == 1.0
 
