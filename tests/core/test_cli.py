@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -125,20 +126,24 @@ def test_cli_defenses(tmp_home: Path, capsys: pytest.CaptureFixture[str], stored
 
 @pytest.mark.parametrize("command", ["detect", "certify"])
 def test_cli_defense_studies_detach(
-    command: str, tmp_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, stored_model
-) -> None:  # type: ignore[no-untyped-def]
+    command: str,
+    tmp_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stored_model: Any,
+) -> None:
     """`--detach` queues the study as a run of this model and prints its id; a worker's result is the in-process
     command's result (the same seed)."""
     from dlsec_core.execution.worker import in_process, serve
     from dlsec_core.runs import RunStatus, RunStore
     from dlsec_core.store import Store
 
-    monkeypatch.setenv("DLSEC_WORKERS", "0")  # nobody starts worker processes: this test executes the run itself
-    small = {
-        "detect": ["--n", "60", "--points", "2", "--bits", "4", "--median", "0", "--steps", "5", "--seed", "2"],
-        "certify": ["--n", "3", "--samples", "40", "--seed", "2"],
-    }[command]
-    code, out, err = run(capsys, command, "--model", stored_model.id, *small, "--detach")
+    monkeypatch.setenv("DLSEC_WORKERS", "0")  # no worker processes: this test executes the run itself
+    small = {"detect": "--n 60 --points 2 --bits 4 --median 0 --steps 5", "certify": "--n 3 --samples 40"}[
+        command
+    ]
+    small += " --seed 2"
+    code, out, err = run(capsys, command, "--model", stored_model.id, *small.split(), "--detach")
     assert code == 0, err
     run_id = out.strip()
     runs = RunStore(Store(tmp_home))
@@ -151,7 +156,7 @@ def test_cli_defense_studies_detach(
     done = runs.get(run_id)
     assert done.status == RunStatus.DONE, done.error
     assert runs.latest(study, model_id=stored_model.id) == done
-    code, out, err = run(capsys, command, "--model", stored_model.id, *small, "--json", "--quiet")
+    code, out, err = run(capsys, command, "--model", stored_model.id, *small.split(), "--json", "--quiet")
     assert code == 0, err
     in_process_result = json.loads(out)
     timing = ("elapsed", "point_s", "curve_elapsed_s")
