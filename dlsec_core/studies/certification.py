@@ -185,4 +185,4 @@ class CertificationStudy(Study[CertificationStudyConfig]):
                 [r["eps"] for r in empirical], [r["accuracy"] for r in empirical], n=int(y.shape[0])
             ),
         )
-        return StudyOutcome(result=result.to_json(), model_ids=self.model_ids(config))
+        return StudyOutcome(result=result.to_json())  # no model stored: `model_ids` are read

@@ -270,4 +270,4 @@ class DetectionStudy(Study[DetectionStudyConfig]):
                 plain.evaded_rate, adaptive.evaded_rate, n=adaptive.n, adaptive="the detector-aware attack"
             ),
         )
-        return StudyOutcome(result=result.to_json(), model_ids=self.model_ids(config))
+        return StudyOutcome(result=result.to_json())  # no model stored: `model_ids` are read
