@@ -153,8 +153,13 @@ def test_certification_runs_live_and_reopens(app: Any, page: Page) -> None:
     assert "Certified: Randomized smoothing" in captions and "Empirical: PGD L2" in captions
     assert_no_errors(page)
     screenshot(page, "certification-done")
-    linked = page.context.new_page()
-    open_page(linked, f"{app.url}/certification?run={run_id}", key(state.CERT_BUTTON))
+    # the Runs page shows the run with a link to its own page, which opens it again (in a new tab)
+    open_page(page, f"{app.url}/runs?run={run_id}", key(state.RUNS_TABLE))
+    with page.context.expect_page() as opened:
+        page.get_by_role("link", name="Open it on its page").click()
+    linked = opened.value
+    linked.wait_for_load_state()
+    assert f"/certification?run={run_id}" in linked.url
     linked.locator(DONE, has_text=f"run {run_id[:6]}").wait_for()
     wait_chart(linked, state.CERT_CHART)
     assert_no_errors(linked)

@@ -418,6 +418,8 @@ def test_certification_runs(app: Callable[[str], AppTest], stored_model: ModelCa
     fresh = app(CERTIFIED)  # a new tab: the model's latest certification, drawn again from the stored result
     assert _done_run_shown(fresh) == run_id
     assert "Certified: Randomized smoothing" in " ".join(c.value for c in fresh.caption)
+    runs = app(page_file("runs"))  # the Runs page opens the newest run: its curve and a link to its own page
+    assert f"(/certification?run={run_id})" in " ".join(m.value for m in runs.markdown)
 
 
 def test_train_with_a_defense_recipe(app: Callable[[str], AppTest], tmp_home: Path) -> None:
