@@ -2,11 +2,20 @@
 
 import streamlit as st
 
-from dlsec_core.defenses.smoothing import CertifyEvent
 from dlsec_core.errors import DlsecError
-from dlsec_core.jobs import JobSnapshot
+from dlsec_core.runs import RunRecord
+from dlsec_core.studies.certification import CertificationStudyConfig, CertificationStudyResult
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import poll_interval, show_session_job, stop_polling_when_done, submit_certification
+from dlsec_ui.runs import (
+    attach,
+    event_records,
+    get_runs,
+    poll_while_active,
+    redraw_if_ended,
+    refresh,
+    render_run,
+    submit_run,
+)
 from dlsec_ui.widgets import current_model_card, render_checks, show_error
 
 st.title("Certified robustness")
@@ -26,39 +35,53 @@ with st.container(border=True):
     n = c3.select_slider("Noise samples per image (n)", [200, 500, 1000], value=500, key=state.CERT_N)
     if st.button("Certify", type="primary", key=state.CERT_BUTTON):
         try:
-            seed = int(st.session_state.get(state.SEED, 0))
-            st.session_state[state.CERT_JOB] = submit_certification(card.id, sigma, n_images, n, seed)
+            config = CertificationStudyConfig(
+                model_id=card.id,
+                sigma=sigma,
+                n_images=n_images,
+                n=n,
+                seed=int(st.session_state.get(state.SEED, 0)),
+            )
+            st.session_state[state.CERT_JOB] = submit_run("certification", config).id
         except DlsecError as err:
             show_error(err)
 
-
-POLL = poll_interval(state.CERT_JOB, 1.0)  # redraw while the job runs; a finished one is drawn once
+# The run this session follows (or a ?run= link names); else the page opens on this model's latest certification.
+shown = attach(state.CERT_JOB, study="certification") or get_runs().latest("certification", model_id=card.id)
+POLL = poll_while_active(shown, 1.0)  # redraw while the study runs; a finished one is drawn once
 
 
 @st.fragment(run_every=POLL)
 def certification_progress() -> None:
-    job = show_session_job(state.CERT_JOB, cancel_key=state.CANCEL_CERT)
-    render_certification(job)
-    stop_polling_when_done(job, POLL)
+    run = refresh(shown)
+    if run is None:
+        return
+    redraw_if_ended(run, POLL)
+    render_run(run, key=state.CERT_JOB)
+    render_certification(run)
 
 
-def render_certification(job: JobSnapshot | None) -> None:
-    if job is None:
+def render_certification(run: RunRecord) -> None:
+    if run.result is None:  # live: images certified so far, then the certified curve and the attack's points
+        certified = event_records(run, "certified")
+        points = event_records(run, "point")
+        if certified:
+            st.plotly_chart(
+                figures.certified_vs_empirical(certified[-1]["certified"], points), key=state.CERT_CHART
+            )
+            st.caption("Certified curve done; the empirical attack adds one point per radius.")
+        elif done := event_records(run, "certify"):
+            st.caption(f"{done[-1]['done']} of {done[-1]['total']} images certified so far.")
         return
-    report = job.result
-    if report is None:
-        done = [e for e in job.events if isinstance(e, CertifyEvent)]
-        if done:
-            st.caption(f"{done[-1].done} of {done[-1].total} images certified so far.")
-        return
+    report = CertificationStudyResult.from_json(run.result)
     st.plotly_chart(figures.certified_vs_empirical(report.certified, report.empirical), key=state.CERT_CHART)
     st.caption(
         f"Certified: {report.certify}; abstained on {report.abstain_rate:.0%} of images. Empirical: "
-        f"{report.empirical[-1]['attack'].split(' (')[0]} L2 with expectation over the same noise; each accuracy "
-        f"averages {report.draws} noise draws per image, on {report.empirical[0]['n']} images (a few images make a "
-        "curve that wobbles: more images narrow it). Certified accuracy is a guarantee (a lower bound); the "
-        "empirical curve is what one attack achieved (an upper bound). The space between them is what nobody "
-        "knows yet."
+        f"{report.empirical_attack_title} L2 ({report.pgd_steps} steps) with expectation over the same noise "
+        f"({report.eot_samples} draws per step); each accuracy averages {report.draws} noise draws per image, on "
+        f"{report.n_images} images (a few images make a curve that wobbles: more images narrow it). Certified "
+        "accuracy is a guarantee (a lower bound); the empirical curve is what one attack achieved (an upper bound). "
+        "The space between them is what nobody knows yet."
     )
     render_checks(report.findings, "Empirical curve")
 

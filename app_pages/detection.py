@@ -3,13 +3,30 @@
 import numpy as np
 import streamlit as st
 
-from dlsec_core.defenses.detection import FeatureSqueezingDetector, Squeezer
 from dlsec_core.errors import DlsecError
 from dlsec_core.evaluation.rates import smallest_measurable_rate
-from dlsec_core.jobs import JobSnapshot
+from dlsec_core.runs import RunRecord
+from dlsec_core.studies.detection import DetectionStudyConfig, DetectionStudyResult
+from dlsec_core.studies.sweep import attack_params
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import poll_interval, show_session_job, stop_polling_when_done, submit_detection
-from dlsec_ui.widgets import EPS_RANGE, attack_form, current_model_card, render_checks, show_error
+from dlsec_ui.runs import (
+    attach,
+    event_records,
+    get_runs,
+    poll_while_active,
+    redraw_if_ended,
+    refresh,
+    render_run,
+    submit_run,
+)
+from dlsec_ui.widgets import (
+    EPS_RANGE,
+    attack_form,
+    current_model_card,
+    render_checks,
+    show_error,
+    surrogate_id,
+)
 
 st.title("Detection")
 st.caption(
@@ -35,39 +52,42 @@ with st.container(border=True):
     n_images = c3.select_slider("Test images", [100, 200, 500], value=200, key=state.DET_IMAGES)
     if st.button("Run detection study", type="primary", key=state.DET_BUTTON):
         try:
-            squeezers = (Squeezer("bit_depth", bits),) + (
-                (Squeezer("median", median),) if median >= 2 else ()
-            )
-            detector = FeatureSqueezingDetector(squeezers=squeezers, fpr=fpr)
-            eps_values = [round(float(e), 6) for e in np.linspace(0.0, eps_max, 6)]
-            seed = int(st.session_state.get(state.SEED, 0))
-            st.session_state[state.DET_JOB] = submit_detection(
-                card.id, detector, attack, eps_values, n_images, seed
-            )
+            config = DetectionStudyConfig(
+                model_id=card.id,
+                squeezers=[{"kind": "bit_depth", "size": bits}]
+                + ([{"kind": "median", "size": median}] if median >= 2 else []),
+                fpr=fpr, attack=attack.name, attack_params=attack_params(attack),
+                eps=[round(float(e), 6) for e in np.linspace(0.0, eps_max, 6)], n_images=n_images,
+                seed=int(st.session_state.get(state.SEED, 0)),
+                surrogate_id=surrogate_id("det_") if getattr(attack, "surrogate", None) is not None else None,
+            )  # fmt: skip
+            st.session_state[state.DET_JOB] = submit_run("detection", config).id
         except DlsecError as err:
             show_error(err)
 
-
-POLL = poll_interval(state.DET_JOB, 1.0)  # redraw while the job runs; a finished one is drawn once
+# The run this session follows (or a ?run= link names); else the page opens on this model's latest detection study.
+shown = attach(state.DET_JOB, study="detection") or get_runs().latest("detection", model_id=card.id)
+POLL = poll_while_active(shown, 1.0)  # redraw while the study runs; a finished one is drawn once
 
 
 @st.fragment(run_every=POLL)
 def detection_progress() -> None:
-    job = show_session_job(state.DET_JOB, cancel_key=state.CANCEL_DET)
-    render_detection(job)
-    stop_polling_when_done(job, POLL)
-
-
-def render_detection(job: JobSnapshot | None) -> None:
-    if job is None:
+    run = refresh(shown)
+    if run is None:
         return
-    records = [e.to_record() for e in job.events]
+    redraw_if_ended(run, POLL)
+    render_run(run, key=state.DET_JOB)
+    render_detection(run)
+
+
+def render_detection(run: RunRecord) -> None:
+    report = None if run.result is None else DetectionStudyResult.from_json(run.result)
+    records = report.points if report is not None else event_records(run, "point")
     if records:
         st.plotly_chart(figures.detection_curves(records), key=state.DET_CHART)
         st.caption(
             f"Attack: {records[-1]['attack']} (ε varies along the x axis), {records[0]['n']} held-out images."
         )
-    report = job.result
     if report is None:
         return
     st.caption(
@@ -75,18 +95,21 @@ def render_detection(job: JobSnapshot | None) -> None:
     )
     st.markdown("**Against an attack that knows about the detector** (same budget, same images)")
     rows = [
-        {"attack": who, "evaded": f"{r['evaded_rate']:.0%}", "fooled": f"{r['success_rate']:.0%}",
-         "flagged": f"{r['flag_rate']:.0%}"}
+        {"attack": who, "evaded": f"{r.evaded_rate:.0%}", "fooled": f"{r.success_rate:.0%}",
+         "flagged": f"{r.flag_rate:.0%}"}
         for who, r in (("plain PGD", report.plain), ("detector-aware", report.adaptive))
     ]  # fmt: skip
     st.dataframe(rows, hide_index=True, key=state.DET_TABLE)
     st.caption(
-        f"'Evaded' = fooled and not flagged: the number that matters. Plain: {report.plain['attack']}. "
-        f"Detector-aware: {report.adaptive['attack']}, after Carlini & Wagner 2017 and He et al. 2017: it makes the "
+        f"'Evaded' = fooled and not flagged: the number that matters. Plain: {report.plain.attack}. "
+        f"Detector-aware: {report.adaptive.attack}, after Carlini & Wagner 2017 and He et al. 2017: it makes the "
         "squeezed and unsqueezed predictions agree while fooling the model. A detector is only as good as its "
         "number against this attack."
     )
     render_checks(report.findings, "Detector-aware attack")
+    if not report.roc or report.roc_auc is None:
+        st.info(f"No adversarial image succeeded at {report.roc_attack}: there is no ROC to draw.")
+        return
     roc = figures.roc_figure(
         report.roc, report.roc_auc, f"ROC at {report.roc_attack}",
         n_clean=report.roc_clean, n_adversarial=report.roc_adversarial,

@@ -4,7 +4,8 @@ cancel, retry, export, delete. A link `?run=<id>` opens that run in any tab."""
 import streamlit as st
 
 from dlsec_core.errors import DlsecError
-from dlsec_core.runs import RunStatus
+from dlsec_core.runs import RunRecord, RunStatus
+from dlsec_core.studies.catalog import STUDIES
 from dlsec_ui import figures, state
 from dlsec_ui.runs import (
     attach,
@@ -29,7 +30,7 @@ st.caption(
 )
 render_server_runs()
 f1, f2, f3 = st.columns(3)
-study = f1.selectbox("Study", ["all", "train", "sweep"], key=state.RUNS_STUDY)
+study = f1.selectbox("Study", ["all", *STUDIES], key=state.RUNS_STUDY)
 status = f2.selectbox("Status", ["all", *[s.value for s in RunStatus]], key=state.RUNS_STATUS)
 only_model = f3.toggle("Only the current model's runs", key=state.RUNS_ONLY_MODEL)
 runs = get_runs().list_runs(
@@ -45,6 +46,21 @@ linked = attach(state.RUNS_OPEN)
 opened = picked or ([linked] if linked is not None else runs[:1])
 
 
+OWN_PAGE = ("detection", "certification")  # studies whose own page (/<study>?run=<id>) draws a run in full
+
+
+def defense_chart(run: RunRecord, key: str) -> None:
+    """A detection or certification run's curve, and a link to its page (table, ROC, findings)."""
+    if run.study == "detection" and (points := event_records(run, "point")):
+        st.plotly_chart(figures.detection_curves(points), key=key)
+    if run.study == "certification" and (certified := event_records(run, "certified")):
+        st.plotly_chart(
+            figures.certified_vs_empirical(certified[-1]["certified"], event_records(run, "point")), key=key
+        )
+    if run.study in OWN_PAGE:
+        st.markdown(f"[Open it on its page](/{run.study}?run={run.id}) for the whole result.")
+
+
 @st.fragment(run_every=1.0)
 def live(run_id: str) -> None:
     run = get_runs().get(run_id)
@@ -54,6 +70,7 @@ def live(run_id: str) -> None:
         st.plotly_chart(figures.training_curves(records), key=f"runs_train_{run.id}")
     if run.study == "sweep" and (points := event_records(run, "point")):
         st.plotly_chart(figures.robustness_curves(points), key=f"runs_sweep_{run.id}")
+    defense_chart(run, f"runs_defense_{run.id}")
 
 
 try:
@@ -72,6 +89,7 @@ try:
                 st.plotly_chart(figures.robustness_curves(points), key="runs_sweep")
                 st.caption(f"Attack: {points[-1]['attack']} (ε varies), on {points[0]['n']} test images.")
                 render_findings(sweep_findings(run))
+            defense_chart(run, "runs_defense")
         with st.expander("Config, versions and timings"):
             st.json({"config": run.config, "versions": run.versions, "seed": run.seed, "worker": run.worker,
                      "created": run.created_at, "started": run.started_at, "finished": run.finished_at})  # fmt: skip

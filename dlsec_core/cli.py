@@ -5,7 +5,7 @@ prediction), sweep, detect, certify, import, export, delete, and for privacy
 privacy-budget (the ε calculator and its inverse), membership (loss-threshold or LiRA membership inference),
 invert (MI-Face model inversion to PNGs), audit (one-run privacy audit, Steinke et al. 2023) and frontier
 (privacy-utility sweep over target ε); runs (list, show, wait, cancel, retry, export, rm stored runs) and worker
-(execute queued runs). `train` and `sweep` take `--detach`: queue a run and print its id.
+(execute queued runs). `train`, `sweep`, `detect` and `certify` take `--detach`: queue a run and print its id.
 
 The same core functions the app uses; progress goes to stderr, results to stdout (`--json` for machines).
 Every ε printed names its accountant.
@@ -14,7 +14,6 @@ Every ε printed names its accountant.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import sys
@@ -33,9 +32,6 @@ from dlsec_core.cli_runs import add_commands as add_run_commands
 from dlsec_core.cli_runs import submit_detached
 from dlsec_core.data.builtin import DATASETS
 from dlsec_core.data.images import image_to_input
-from dlsec_core.defense_studies import certification_study, detection_study
-from dlsec_core.defenses.detection import FeatureSqueezingDetector, Squeezer
-from dlsec_core.defenses.smoothing import CertifyEvent
 from dlsec_core.defenses.transforms import TRANSFORMS, defend, get_transform
 from dlsec_core.errors import DlsecError, InvalidInputError
 from dlsec_core.models.architectures import ARCHITECTURES
@@ -52,6 +48,10 @@ from dlsec_core.privacy.inversion import InversionConfig, invert
 from dlsec_core.privacy.membership import LIRA_VARIANTS, MEMBERSHIP_ATTACKS, LiraConfig
 from dlsec_core.safe_load import spec_from_upload
 from dlsec_core.store import ModelCard, Store
+from dlsec_core.studies.base import StudyEvent, run_study
+from dlsec_core.studies.catalog import get_study
+from dlsec_core.studies.certification import CertificationStudyConfig, CertificationStudyResult
+from dlsec_core.studies.detection import DetectionStudyConfig, DetectionStudyResult
 from dlsec_core.studies.frontier import FrontierPoint, frontier_points, frontier_sweep
 from dlsec_core.studies.membership import membership_study
 from dlsec_core.studies.sweep import SweepStudyConfig
@@ -275,52 +275,69 @@ def _kv(pairs: Sequence[str] | None) -> dict[str, Any]:
 
 
 def cmd_detect(args: argparse.Namespace, store: Store) -> None:
-    squeezers = (Squeezer("bit_depth", args.bits),) + (
-        (Squeezer("median", args.median),) if args.median >= 2 else ()
+    squeezers = [{"kind": "bit_depth", "size": args.bits}] + (
+        [{"kind": "median", "size": args.median}] if args.median >= 2 else []
     )
-    detector = FeatureSqueezingDetector(squeezers=squeezers, fpr=args.fpr)
-    attack = get_attack(args.attack, **_attack_params(args, norm=Norm.LINF))
+    config = DetectionStudyConfig(
+        model_id=args.model, squeezers=squeezers, fpr=args.fpr, attack=args.attack,
+        attack_params=_attack_params(args, norm=Norm.LINF), eps=_eps_list(args), n_images=args.n, seed=args.seed,
+    )  # fmt: skip
+    if args.detach:
+        submit_detached(store, "detection", config, as_json=args.json)
+        return
 
-    def show(point: Any) -> None:
+    def show(event: StudyEvent) -> None:
+        p = event.payload
+        if p is None or p.get("type") != "point":
+            print(event.message, file=sys.stderr)
+            return
         print(
-            f"eps {point.eps:.4g}  success {point.success_rate:.3f}  detected {point.detection_rate:.3f}  "
-            f"evaded {point.evaded_rate:.3f}  auc {point.auc:.3f}",
+            f"eps {p['eps']:.4g}  success {p['success_rate']:.3f}  detected {_rate(p['detection_rate'])}  "
+            f"evaded {p['evaded_rate']:.3f}  auc {_rate(p['auc'])}",
             file=sys.stderr,
         )
 
-    report = run_to_end(
-        detection_study(
-            store, args.model, detector=detector, attack=attack, eps_values=_eps_list(args), n_images=args.n
-        ),
-        None if args.quiet else show,
-    )
-    _print(dataclasses.asdict(report) if args.json else {
+    outcome = run_study(get_study("detection"), store, config, None if args.quiet else show)
+    report = DetectionStudyResult.from_json(outcome.result)
+    _print(outcome.result if args.json else {
         "detector": report.detector, "roc_auc": report.roc_auc, "roc_attack": report.roc_attack,
-        "plain_evaded": report.plain["evaded_rate"], "adaptive_evaded": report.adaptive["evaded_rate"],
-        "adaptive_attack": report.adaptive["attack"],
+        "plain_evaded": report.plain.evaded_rate, "adaptive_evaded": report.adaptive.evaded_rate,
+        "adaptive_attack": report.adaptive.attack,
+        "findings": "; ".join(f"[{f.severity}] {f.title}" for f in report.findings) or "none",
     }, args.json)  # fmt: skip
 
 
-def cmd_certify(args: argparse.Namespace, store: Store) -> None:
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
-    def show(event: Any) -> None:
-        if isinstance(event, CertifyEvent):
+
+def cmd_certify(args: argparse.Namespace, store: Store) -> None:
+    config = CertificationStudyConfig(
+        model_id=args.model, sigma=args.sigma, n_images=args.n, n=args.samples, seed=args.seed
+    )
+    if args.detach:
+        submit_detached(store, "certification", config, as_json=args.json)
+        return
+
+    def show(event: StudyEvent) -> None:
+        p = event.payload or {}
+        if p.get("type") == "certify":
             print(
-                f"certified {event.done}/{event.total}  correct {event.correct}  abstained {event.abstained}",
+                f"certified {p['done']}/{p['total']}  correct {p['correct']}  abstained {p['abstained']}",
                 file=sys.stderr,
             )
+        elif p.get("type") == "point":
+            print(f"{p['attack']}  accuracy {p['accuracy']:.3f}", file=sys.stderr)
 
-    report = run_to_end(
-        certification_study(
-            store, args.model, sigma=args.sigma, n_images=args.n, n=args.samples, seed=args.seed
-        ),
-        None if args.quiet else show,
-    )
+    outcome = run_study(get_study("certification"), store, config, None if args.quiet else show)
     if args.json:
-        _print(dataclasses.asdict(report), True)
-    else:
-        print(f"# {report.certify}")
-        _print(report.certified, False)
+        _print(outcome.result, True)
+        return
+    report = CertificationStudyResult.from_json(outcome.result)
+    print(f"# {report.certify}")
+    _print(report.certified, False)
+    for f in report.findings:
+        print(f"# [{f.severity}] {f.title}")
 
 
 def cmd_import(args: argparse.Namespace, store: Store) -> None:
@@ -700,6 +717,8 @@ def build_parser() -> argparse.ArgumentParser:
     dt.add_argument("--fpr", type=float, default=0.05, help="false-positive rate the threshold is set for")
     dt.add_argument("--bits", type=int, default=1, help="bit-depth squeezer")
     dt.add_argument("--median", type=int, default=2, help="median squeezer window (0 = off)")
+    dt.add_argument("--seed", type=int, default=0)
+    dt.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
     dt.set_defaults(func=cmd_detect)
     ce = add("certify", "randomized smoothing: certified accuracy vs L2 radius, beside L2 PGD+EOT")
     ce.add_argument("--model", required=True)
@@ -707,6 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     ce.add_argument("--n", type=int, default=50, help="test images")
     ce.add_argument("--samples", type=int, default=500, help="noise samples per image")
     ce.add_argument("--seed", type=int, default=0)
+    ce.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
     ce.set_defaults(func=cmd_certify)
     im = add("import", "import a .safetensors model (pickle files are refused)")
     im.add_argument("weights")

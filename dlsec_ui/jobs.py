@@ -8,9 +8,6 @@ from typing import Any
 import streamlit as st
 
 from dlsec_core.attacks.base import Attack
-from dlsec_core.defense_studies import certification_study, detection_study
-from dlsec_core.defenses.detection import FeatureSqueezingDetector
-from dlsec_core.defenses.smoothing import CertifyEvent
 from dlsec_core.defenses.transforms import InputTransform
 from dlsec_core.errors import DlsecError
 from dlsec_core.jobs import JobContext, JobSnapshot, JobState
@@ -93,43 +90,6 @@ def submit_sweep(
         surrogate_id=surrogate_id if getattr(attack, "surrogate", None) is not None else None,
     )  # fmt: skip
     return submit_run("sweep", study).id
-
-
-def submit_detection(
-    model_id: str,
-    detector: FeatureSqueezingDetector,
-    attack: Attack,
-    eps_values: Sequence[float],
-    n_images: int,
-    seed: int,
-) -> str:
-    store = get_store()
-    total = len(eps_values)
-
-    def progress(event: Any, done: int) -> tuple[float, str]:
-        return done / (total + 1), f"ε={event.eps:.3g}" if done < total else "ROC and detector-aware attack"
-
-    return _submit(
-        lambda: detection_study(
-            store, model_id, detector=detector, attack=attack, eps_values=list(eps_values), n_images=n_images,
-            seed=seed,
-        ),
-        progress, kind="detection", title=f"Detection study ({attack.title})",
-    )  # fmt: skip
-
-
-def submit_certification(model_id: str, sigma: float, n_images: int, n: int, seed: int) -> str:
-    store = get_store()
-
-    def progress(event: Any, _: int) -> tuple[float, str]:
-        if isinstance(event, CertifyEvent):
-            return 0.8 * event.progress, f"certified {event.done}/{event.total} images"
-        return 0.9, f"empirical attack at radius {event.eps:.3g}"
-
-    return _submit(
-        lambda: certification_study(store, model_id, sigma=sigma, n_images=n_images, n=n, seed=seed),
-        progress, kind="certify", title=f"Certification (σ={sigma:g})",
-    )  # fmt: skip
 
 
 def _series_progress(event: Any, _: int) -> tuple[float, str] | None:

@@ -94,7 +94,6 @@ DET_JOB = "det_job"
 DET_CHART = "det_chart"
 DET_ROC = "det_roc"
 DET_TABLE = "det_table"
-CANCEL_DET = "cancel_det"
 
 # certification page
 CERT_SIGMA = "cert_sigma"
@@ -103,7 +102,6 @@ CERT_N = "cert_n"
 CERT_BUTTON = "cert_button"
 CERT_JOB = "cert_job"
 CERT_CHART = "cert_chart"
-CANCEL_CERT = "cancel_cert"
 
 # privacy budget page
 PB_DATASET = "pb_dataset"

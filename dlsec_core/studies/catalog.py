@@ -8,10 +8,14 @@ from typing import Any
 from dlsec_core.errors import NotFoundError
 from dlsec_core.runs import RunRecord, RunStore
 from dlsec_core.studies.base import Study, StudyConfig
+from dlsec_core.studies.certification import CertificationStudy
+from dlsec_core.studies.detection import DetectionStudy
 from dlsec_core.studies.sweep import SweepStudy
 from dlsec_core.studies.train import TrainStudy
 
-STUDIES: dict[str, Study[Any]] = {s.name: s for s in (TrainStudy(), SweepStudy())}
+STUDIES: dict[str, Study[Any]] = {
+    s.name: s for s in (TrainStudy(), SweepStudy(), DetectionStudy(), CertificationStudy())
+}
 
 
 def get_study(name: str) -> Study[Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -121,3 +122,45 @@ def test_cli_defenses(tmp_home: Path, capsys: pytest.CaptureFixture[str], stored
     assert json.loads(out)["recipe"] == "fgsm-rs" and "robust" in err
     code, _, err = run(capsys, "train", "--recipe", "fgsm-rs", "--recipe-param", "eps=5")
     assert code == 2 and err.startswith("error: ")
+
+
+@pytest.mark.parametrize("command", ["detect", "certify"])
+def test_cli_defense_studies_detach(
+    command: str,
+    tmp_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stored_model: Any,
+) -> None:
+    """`--detach` queues the study as a run of this model and prints its id; a worker's result is the in-process
+    command's result (the same seed)."""
+    from dlsec_core.execution.worker import in_process, serve
+    from dlsec_core.runs import RunStatus, RunStore
+    from dlsec_core.store import Store
+
+    monkeypatch.setenv("DLSEC_WORKERS", "0")  # no worker processes: this test executes the run itself
+    small = {"detect": "--n 60 --points 2 --bits 4 --median 0 --steps 5", "certify": "--n 3 --samples 40"}[
+        command
+    ]
+    small += " --seed 2"
+    code, out, err = run(capsys, command, "--model", stored_model.id, *small.split(), "--detach")
+    assert code == 0, err
+    run_id = out.strip()
+    runs = RunStore(Store(tmp_home))
+    queued = runs.get(run_id)
+    study = {"detect": "detection", "certify": "certification"}[command]
+    assert (queued.study, queued.status, queued.config["seed"]) == (study, RunStatus.QUEUED, 2)
+    assert [r.id for r in runs.list_runs(model_id=stored_model.id)] == [run_id]
+    assert runs.latest(study, model_id=stored_model.id) is None  # not finished yet
+    assert serve(runs, max_runs=1, idle_exit_s=0, lower_priority=False, engine=in_process) == 1
+    done = runs.get(run_id)
+    assert done.status == RunStatus.DONE, done.error
+    assert runs.latest(study, model_id=stored_model.id) == done
+    code, out, err = run(capsys, command, "--model", stored_model.id, *small.split(), "--json", "--quiet")
+    assert code == 0, err
+    in_process_result = json.loads(out)
+    timing = ("elapsed", "point_s", "curve_elapsed_s")
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in timing} for r in rs]  # noqa: E731
+    key = "points" if command == "detect" else "empirical"
+    assert strip(in_process_result.pop(key)) == strip(done.result.pop(key))
+    assert in_process_result == done.result

@@ -375,21 +375,44 @@ def test_restarts_with_a_lambda_search_evade_more_than_one_run(
 
 def test_the_detection_study_flags_a_detector_aware_attack_that_is_not_stronger(tmp_home, stored_model):  # type: ignore[no-untyped-def]
     """At a budget too small for any attack, the detector 'holds' only because the attack failed: say so."""
-    from dlsec_core.defense_studies import detection_study
     from dlsec_core.store import Store
+    from dlsec_core.studies.base import run_study
+    from dlsec_core.studies.detection import DetectionStudy, DetectionStudyConfig, DetectionStudyResult
 
-    def study(eps: float, norm: str):  # type: ignore[no-untyped-def]
-        return run_to_end(
-            detection_study(
-                Store(), stored_model.id, detector=FeatureSqueezingDetector(squeezers=(Squeezer("bit_depth", 4),)),
-                attack=FGSM(norm=norm), eps_values=[0.0, eps], n_images=100, adaptive_images=60,
-                adaptive_steps=20, adaptive_restarts=2,
-            )
+    def study(eps: float, norm: str) -> DetectionStudyResult:
+        config = DetectionStudyConfig(
+            model_id=stored_model.id, squeezers=[{"kind": "bit_depth", "size": 4}], attack="fgsm",
+            attack_params={"norm": norm}, eps=[0.0, eps], n_images=100, adaptive_images=60, adaptive_steps=20,
+            adaptive_restarts=2,
         )  # fmt: skip
+        outcome = run_study(DetectionStudy(), Store(), config)
+        result = DetectionStudyResult.from_json(outcome.result)
+        assert result.to_json() == outcome.result  # the typed result round-trips, findings included
+        return result
 
     tiny = study(0.002, "linf")
     assert [f.code for f in tiny.findings] == ["adaptive-attack-not-stronger"]
-    assert tiny.adaptive["evaded_rate"] <= tiny.plain["evaded_rate"] + 0.1
+    assert tiny.adaptive.evaded_rate <= tiny.plain.evaded_rate + 0.1
+    assert (tiny.attack, tiny.attack_title, tiny.n_images) == ("fgsm", "FGSM", 100)
+    assert [p["eps"] for p in tiny.points] == [0.0, 0.002] and tiny.points[-1]["attack"].startswith("FGSM")
     strong = study(2.0, "l2")
-    assert strong.adaptive["evaded_rate"] > strong.plain["evaded_rate"] + 0.2, (strong.plain, strong.adaptive)
+    assert strong.adaptive.evaded_rate > strong.plain.evaded_rate + 0.2, (strong.plain, strong.adaptive)
     assert strong.findings == []
+    assert strong.adaptive.attack.startswith("Detector-aware PGD") and strong.plain.attack.startswith("PGD")
+
+
+def test_the_detection_study_config_names_every_problem_at_once() -> None:
+    from dlsec_core.studies.detection import DetectionStudyConfig
+
+    with pytest.raises(InvalidInputError) as err:
+        DetectionStudyConfig(
+            model_id="", squeezers=[{"kind": "blur", "size": 1}], attack="fgsm", eps=[0.0, 2.0], n_images=0,
+            adaptive_restarts=0,
+        )  # fmt: skip
+    text = str(err.value)
+    for part in ("Pick a stored model", "squeezer is one of", "L∞ ε above 1", "test images", "Restarts"):
+        assert part in text, text
+    with pytest.raises(InvalidInputError, match="No attack named"):
+        DetectionStudyConfig(model_id="m", attack="nope")
+    config = DetectionStudyConfig(model_id="m", eps=[0, 0.1])
+    assert config.eps == [0.0, 0.1] and type(config).from_json(config.to_json()) == config

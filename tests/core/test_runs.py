@@ -29,6 +29,8 @@ from dlsec_core.store import SCHEMA_VERSION, ModelCard, Store
 from dlsec_core.studies import catalog
 from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome, run_study
 from dlsec_core.studies.catalog import STUDIES, get_study
+from dlsec_core.studies.certification import CertificationStudyConfig
+from dlsec_core.studies.detection import DetectionStudyConfig
 from dlsec_core.studies.sweep import SweepStudyConfig
 from dlsec_core.studies.train import TrainStudyConfig
 
@@ -48,6 +50,21 @@ def example_config(study: str, card: ModelCard) -> StudyConfig:
         "train": TrainStudyConfig(dataset="digits", arch="logreg", name="tiny", train=FAST),
         "sweep": SweepStudyConfig(
             model_ids=[card.id], attack="fgsm", eps=[0.0, 0.1, 0.3], n_images=64, seed=1, sanity_checks=False
+        ),
+        "detection": DetectionStudyConfig(
+            model_id=card.id,
+            squeezers=[{"kind": "bit_depth", "size": 4}],
+            attack="fgsm",
+            eps=[0.0, 0.2],
+            n_images=40,
+            adaptive_images=20,
+            plain_steps=5,
+            adaptive_steps=5,
+            adaptive_restarts=1,
+            seed=1,
+        ),
+        "certification": CertificationStudyConfig(
+            model_id=card.id, sigma=0.25, n_images=4, n0=10, n=40, pgd_steps=2, eot_samples=2, draws=2, seed=1
         ),
     }
     return examples[study]

@@ -314,18 +314,46 @@ def test_certified_accuracy_curve_validates_eagerly():
 
 def test_certification_study_averages_noise_draws_and_checks_its_curve(tmp_home: Any, stored_model: Any):
     """Issue 13 item 12: the empirical curve averages 16 noise draws per image and travels with its curve check."""
-    from dlsec_core.defense_studies import certification_study
     from dlsec_core.evaluation.checks import check_curve
     from dlsec_core.store import Store
-    from dlsec_core.training.loop import run_to_end
-
-    report = run_to_end(
-        certification_study(
-            Store(), stored_model.id, sigma=0.25, n_images=20, n0=20, n=100, pgd_steps=3, eot_samples=2
-        )
+    from dlsec_core.studies.base import run_study
+    from dlsec_core.studies.certification import (
+        CertificationStudy,
+        CertificationStudyConfig,
+        CertificationStudyResult,
     )
-    assert report.draws == 16
+
+    config = CertificationStudyConfig(
+        model_id=stored_model.id, sigma=0.25, n_images=20, n0=20, n=100, pgd_steps=3, eot_samples=2
+    )
+    events = []
+    outcome = run_study(CertificationStudy(), Store(), config, events.append)
+    report = CertificationStudyResult.from_json(outcome.result)
+    assert report.to_json() == outcome.result
+    assert report.draws == 16 and report.n_images == 20
+    assert (report.empirical_attack, report.empirical_attack_title) == ("pgd", "PGD")
     for r in report.empirical:
         assert r["accuracy"] == r["correct"] / (20 * 16)
     eps, acc = [r["eps"] for r in report.empirical], [r["accuracy"] for r in report.empirical]
+    assert eps == list(default_radii(0.25))
     assert report.findings == check_curve(eps, acc, n=20)
+    # live: the certify events, then one point per radius, in that order, with progress that never goes back
+    kinds = [e.payload["type"] for e in events if e.payload]
+    assert kinds == ["certify"] * kinds.count("certify") + ["certified"] + ["point"] * len(eps)
+    assert kinds[0] == "certify" and kinds.count("certify") >= 1
+    (certified,) = [e.payload for e in events if e.payload and e.payload["type"] == "certified"]
+    assert certified["certified"] == report.certified  # drawn before the empirical curve starts
+    progress = [e.progress for e in events]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+
+
+def test_the_certification_study_config_names_every_problem_at_once() -> None:
+    from dlsec_core.studies.certification import CertificationStudyConfig
+
+    with pytest.raises(InvalidInputError) as err:
+        CertificationStudyConfig(model_id="m", sigma=0.0, n=0, alpha=0.7, draws=1000)
+    text = str(err.value)
+    for part in ("σ", "estimation samples n", "α", "Noise draws"):
+        assert part in text, text
+    config = CertificationStudyConfig(model_id="m")
+    assert type(config).from_json(config.to_json()) == config

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 from streamlit_page import (  # skips the module when Chromium or Playwright is missing
     assert_no_errors,
     key,
+    legend_texts,
     open_page,
     press,
     screenshot,
@@ -23,6 +24,7 @@ from streamlit_page import (  # skips the module when Chromium or Playwright is 
     settle,
     start_run,
     wait_chart,
+    wait_run_done,
 )
 
 pytestmark = pytest.mark.e2e
@@ -98,17 +100,19 @@ def test_no_empty_honesty_heading_while_a_sweep_runs(app: Any, page: Page) -> No
 
 
 def test_detection_evaded_column_is_visible_without_scrolling(app: Any, page: Page) -> None:
-    """Item 9: the detector-aware attack's 'evaded' column hid behind a horizontal scroll in a narrow column."""
+    """Item 9: the detector-aware attack's 'evaded' column hid behind a horizontal scroll in a narrow column.
+    Issue 8: the study is a stored run: its link re-attaches, and the page opens on the model's latest one."""
     open_page(page, f"{app.url}/detection?model={app.model_id}", key(state.DET_BUTTON))
     select_option(page, "det_" + state.ATTACK, "FGSM")
     press(page, state.DET_EPS_MAX, "Home")  # the smallest budget: a quick study
-    page.locator(f"{key(state.DET_BUTTON)} button").click()
-    page.locator(DONE, has_text="done in").wait_for(timeout=JOB_TIMEOUT_S * 1000)
+    run_id = start_run(page, state.DET_BUTTON)
+    wait_run_done(page, run_id, JOB_TIMEOUT_S * 1000)
     table = page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]').first  # the page's only table
     table.wait_for()
     wait_chart(page, state.DET_ROC)
     settle(page)
 
+    table.locator("table[role=grid] th").first.wait_for(state="attached")  # the grid's (hidden) header cells
     headers = table.locator("table[role=grid] th").all_text_contents()
     assert [h.strip() for h in headers][:2] == ["attack", "evaded"], headers
     scroller = table.locator(".dvn-scroller").first
@@ -117,4 +121,46 @@ def test_detection_evaded_column_is_visible_without_scrolling(app: Any, page: Pa
     captions = " ".join(page.locator('[data-testid="stCaptionContainer"]').all_inner_texts())
     assert "Detector-aware PGD" in captions and "restarts" in captions and "straight-through" in captions
     assert_no_errors(page)
+    runs = page.evaluate(_COUNT_RUNS, 2000)
+    assert runs == 0, f"the finished study's page reran {runs} times in 2 s"
     screenshot(page, "detection-evaded-visible")
+    # a new tab without the link: the model's latest finished study, drawn again from the stored result
+    fresh = page.context.new_page()
+    open_page(fresh, f"{app.url}/detection?model={app.model_id}", key(state.DET_BUTTON))
+    fresh.locator(DONE, has_text=f"run {run_id[:6]}").wait_for()
+    wait_chart(fresh, state.DET_ROC)
+    assert fresh.locator('[data-testid="stMain"] [data-testid="stDataFrame"]').count() == 1
+    assert_no_errors(fresh)
+    fresh.close()
+
+
+def test_certification_runs_live_and_reopens(app: Any, page: Page) -> None:
+    """Issue 8: certification is a stored run executed by a worker: the page shows it queued or running, then the
+    certified and empirical curves; its link opens it again in another tab."""
+    open_page(page, f"{app.url}/certification?model={app.model_id}", key(state.CERT_BUTTON))
+    run_id = start_run(page, state.CERT_BUTTON)
+    seen_active = False
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while time.monotonic() < deadline and not page.locator(DONE, has_text=f"run {run_id[:6]}").count():
+        seen_active = seen_active or bool(page.evaluate(_SNAPSHOT)["running"])
+        page.wait_for_timeout(100)
+    wait_run_done(page, run_id, JOB_TIMEOUT_S * 1000)
+    assert seen_active, "never saw the certification queued or running"
+    wait_chart(page, state.CERT_CHART)
+    legend = legend_texts(page, state.CERT_CHART)
+    assert legend == ["certified (randomized smoothing)", "empirical (L2 PGD + EOT)"], legend
+    captions = " ".join(page.locator('[data-testid="stCaptionContainer"]').all_inner_texts())
+    assert "Certified: Randomized smoothing" in captions and "Empirical: PGD L2" in captions
+    assert_no_errors(page)
+    screenshot(page, "certification-done")
+    # the Runs page shows the run with a link to its own page, which opens it again (in a new tab)
+    open_page(page, f"{app.url}/runs?run={run_id}", key(state.RUNS_TABLE))
+    with page.context.expect_page() as opened:
+        page.get_by_role("link", name="Open it on its page").click()
+    linked = opened.value
+    linked.wait_for_load_state()
+    assert f"/certification?run={run_id}" in linked.url
+    linked.locator(DONE, has_text=f"run {run_id[:6]}").wait_for()
+    wait_chart(linked, state.CERT_CHART)
+    assert_no_errors(linked)
+    linked.close()

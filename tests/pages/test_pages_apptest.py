@@ -358,6 +358,10 @@ def test_detection_study_runs(app: Callable[[str], AppTest], stored_model: Model
     at.select_slider(key=state.DET_IMAGES).set_value(100)
     at.button(key=state.DET_BUTTON).click().run()
     assert_ok(at)
+    # a stored run for the workers (none here: DLSEC_WORKERS=0): the page says it waits, draws nothing yet
+    run_id = at.session_state[state.DET_JOB]
+    assert at.query_params[state.RUN_PARAM] == run_id  # a link to this view re-attaches
+    assert any("waiting in the queue" in i.value for i in at.info) and not at.dataframe
     wait_for(at, state.DET_JOB)
     rows = at.dataframe[0].value
     assert len(rows) == 2  # plain PGD and the detector-aware attack, same budget
@@ -365,6 +369,38 @@ def test_detection_study_runs(app: Callable[[str], AppTest], stored_model: Model
     assert list(rows.columns)[:2] == ["attack", "evaded"]  # the number that matters comes first
     assert any("Detector-aware PGD" in c.value and "restarts" in c.value for c in at.caption)
     assert any("Detector:" in c.value for c in at.caption)
+    assert any(f"run {run_id[:6]}" in m.value for m in at.success)
+
+
+def _done_run_shown(at: AppTest) -> str:
+    """The run id a page's 'done' line links to."""
+    (line,) = [m.value for m in at.success if "done in" in m.value]
+    return line.split("?run=")[1].rstrip(").")
+
+
+def test_detection_page_opens_on_the_models_latest_study_or_the_linked_one(
+    app: Callable[[str], AppTest], stored_model: ModelCard
+) -> None:
+    """A new tab opens on this model's latest finished detection study, or on the one its ?run= link names."""
+    at = app(DETECTION)
+    at.selectbox(key="det_" + state.ATTACK).select("fgsm").run()
+    at.select_slider(key=state.DET_IMAGES).set_value(100)
+    ids = []
+    for bits in (1, 3):
+        at.slider(key=state.DET_BITS).set_value(bits).run()
+        at.button(key=state.DET_BUTTON).click().run()
+        ids.append(at.session_state[state.DET_JOB])
+        wait_for(at, state.DET_JOB)
+    first, latest = ids
+    fresh = app(DETECTION)
+    assert _done_run_shown(fresh) == latest
+    assert any("bit depth 3" in c.value for c in fresh.caption)
+    linked = app(DETECTION)
+    linked.query_params[state.RUN_PARAM] = first
+    linked.run()
+    assert_ok(linked)
+    assert _done_run_shown(linked) == first
+    assert any("bit depth 1" in c.value for c in linked.caption)
 
 
 def test_certification_runs(app: Callable[[str], AppTest], stored_model: ModelCard) -> None:
@@ -373,8 +409,17 @@ def test_certification_runs(app: Callable[[str], AppTest], stored_model: ModelCa
     at.select_slider(key=state.CERT_N).set_value(200)
     at.button(key=state.CERT_BUTTON).click().run()
     assert_ok(at)
+    assert any("waiting in the queue" in i.value for i in at.info)
     wait_for(at, state.CERT_JOB)
-    assert any("Certified: Randomized smoothing" in c.value for c in at.caption)
+    captions = " ".join(c.value for c in at.caption)
+    assert "Certified: Randomized smoothing" in captions
+    assert "Empirical: PGD L2 (20 steps)" in captions and "on 20 images" in captions
+    run_id = at.session_state[state.CERT_JOB]
+    fresh = app(CERTIFIED)  # a new tab: the model's latest certification, drawn again from the stored result
+    assert _done_run_shown(fresh) == run_id
+    assert "Certified: Randomized smoothing" in " ".join(c.value for c in fresh.caption)
+    runs = app(page_file("runs"))  # the Runs page opens the newest run: its curve and a link to its own page
+    assert f"(/certification?run={run_id})" in " ".join(m.value for m in runs.markdown)
 
 
 def test_train_with_a_defense_recipe(app: Callable[[str], AppTest], tmp_home: Path) -> None:

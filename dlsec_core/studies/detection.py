@@ -1,0 +1,273 @@
+"""The detection study: a feature-squeezing detector (Xu, Evans, Qi 2018) against an attack, and against one that
+knows about it (Carlini & Wagner 2017; He et al. 2017), on a stored model.
+
+The detector is calibrated on the first half of the test split for the chosen false-positive rate; on the other
+half: detection rate vs. ε for the attack (one point per ε, drawn live), the ROC at the largest ε, and at that
+budget plain PGD beside the detector-aware attack on the same images, so the honest number stands next to the
+flattering one, with a finding when the detector-aware attack is not clearly the stronger.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from dlsec_core.attacks.base import Attack, get_attack
+from dlsec_core.attacks.pgd import PGD
+from dlsec_core.defenses.detection import (
+    DetectionPoint,
+    DetectionResult,
+    FeatureSqueezingDetector,
+    Squeezer,
+    adaptive_attack,
+    detect,
+    detection_rate_vs_eps,
+)
+from dlsec_core.errors import DlsecError, InvalidInputError
+from dlsec_core.evaluation.checks import Finding, check_detector_attack
+from dlsec_core.evaluation.sweep import check_eps_values
+from dlsec_core.store import Store
+from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome
+from dlsec_core.workflows import resolve_dataset
+
+MAX_IMAGES = 100_000
+MAX_STEPS = 1_000
+MAX_RESTARTS = 20
+
+
+def json_float(value: float) -> float | None:
+    """A rate as JSON: NaN (e.g. a detection rate when no attack succeeded) becomes None (null, a gap in a chart)."""
+    return None if math.isnan(value) else float(value)
+
+
+def _int_in(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectionStudyConfig(StudyConfig):
+    """A detection study. `squeezers` are `{"kind": "bit_depth" | "median", "size": int}`; `attack` and
+    `attack_params` name a registered attack and its hyperparameters (ε comes from `eps`)."""
+
+    model_id: str
+    squeezers: list[dict[str, Any]] = field(
+        default_factory=lambda: [{"kind": "bit_depth", "size": 1}, {"kind": "median", "size": 2}]
+    )
+    fpr: float = 0.05
+    attack: str = "fgsm"
+    attack_params: dict[str, Any] = field(default_factory=dict)
+    eps: list[float] = field(default_factory=lambda: [0.0, 0.06, 0.12, 0.18, 0.24, 0.3])
+    n_images: int = 500
+    adaptive_images: int = 200
+    plain_steps: int = 40
+    adaptive_steps: int = 100
+    adaptive_restarts: int = 3
+    seed: int = 0
+    #: a transfer attack's surrogate: a stored model (the attack's `surrogate` field holds a module, not JSON)
+    surrogate_id: str | None = None
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if not (isinstance(self.model_id, str) and self.model_id):
+            problems.append(f"Pick a stored model (got {self.model_id!r}).")
+        try:
+            self.detector()
+        except (DlsecError, TypeError) as err:
+            problems.append(str(err))
+        attack = None
+        try:
+            attack = self.build_attack()
+        except (DlsecError, TypeError) as err:
+            problems.append(str(err))
+        if attack is not None:
+            try:
+                object.__setattr__(self, "eps", check_eps_values(self.eps, attack.norm))
+            except (DlsecError, TypeError, ValueError) as err:
+                problems.append(str(err))
+        if not _int_in(self.n_images, 1, MAX_IMAGES):
+            problems.append(f"The number of test images must be 1 to {MAX_IMAGES:,}, got {self.n_images!r}.")
+        if not _int_in(self.adaptive_images, 1, MAX_IMAGES):
+            problems.append(
+                f"The images for the detector-aware attack must be 1 to {MAX_IMAGES:,}, got {self.adaptive_images!r}."
+            )
+        for what, value in (
+            ("Plain PGD steps", self.plain_steps),
+            ("Detector-aware steps", self.adaptive_steps),
+        ):
+            if not _int_in(value, 1, MAX_STEPS):
+                problems.append(f"{what} must be an integer from 1 to {MAX_STEPS}, got {value!r}.")
+        if not _int_in(self.adaptive_restarts, 1, MAX_RESTARTS):
+            problems.append(
+                f"Restarts must be an integer from 1 to {MAX_RESTARTS}, got {self.adaptive_restarts!r}."
+            )
+        if not _int_in(self.seed, 0, 2**63 - 1):
+            problems.append(f"The seed must be an integer >= 0, got {self.seed!r}.")
+        if problems:
+            raise InvalidInputError(" ".join(problems))
+
+    def detector(self) -> FeatureSqueezingDetector:
+        if not isinstance(self.squeezers, list) or not all(isinstance(s, dict) for s in self.squeezers):
+            raise InvalidInputError(
+                f"Squeezers are a list of {{kind, size}} objects, got {self.squeezers!r}."
+            )
+        return FeatureSqueezingDetector(squeezers=tuple(Squeezer(**s) for s in self.squeezers), fpr=self.fpr)
+
+    def build_attack(self) -> Attack:
+        return get_attack(self.attack, **self.attack_params)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttackSummary:
+    """One attack against the detector at one budget: what ran (its full description) and the rates it got."""
+
+    attack: str  # the attack's description, with every hyperparameter
+    eps: float
+    n: int
+    success_rate: float
+    detection_rate: float | None  # among the successful adversarial inputs; None when none succeeded
+    flag_rate: float
+    evaded_rate: float  # fooled and not flagged, among all: the number that matters
+    false_positive_rate: float
+
+    @classmethod
+    def of(cls, result: DetectionResult, attack: str | None = None) -> AttackSummary:
+        """`attack`: the description to keep when `result.attack` is only a short name (as `detect` gives)."""
+        return cls(
+            attack=attack or result.attack, eps=result.eps, n=result.n, success_rate=result.success_rate,
+            detection_rate=json_float(result.detection_rate), flag_rate=result.flag_rate,
+            evaded_rate=result.evaded_rate, false_positive_rate=result.false_positive_rate,
+        )  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AttackSummary:
+        return cls(**data)
+
+
+def point_record(point: DetectionPoint) -> dict[str, Any]:
+    """A detection point as JSON (rates that are undefined, NaN, become None)."""
+    return {k: json_float(v) if isinstance(v, float) else v for k, v in point.to_record().items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectionStudyResult:
+    """What a detection study found. `points` and `roc` are chart records; everything else is a typed field."""
+
+    model_id: str
+    attack: str  # the registered attack's name ("fgsm")
+    attack_title: str  # its title ("FGSM")
+    detector: str  # the calibrated detector's description
+    threshold: float
+    calibration_fpr: float  # realised on the calibration images (<= the target)
+    n_calibration: int
+    n_images: int  # held-out images behind the curve
+    points: list[dict[str, Any]]  # one `DetectionPoint` record per ε
+    roc: list[dict[str, float]]  # at the largest ε; empty when no adversarial image succeeded there
+    roc_auc: float | None  # None then
+    roc_attack: str  # the attack at the largest ε (its description)
+    roc_clean: int  # clean images behind the ROC: false-positive rates below 1 / roc_clean are not resolved
+    roc_adversarial: int  # successful adversarial images behind it: the same for true-positive rates
+    plain: AttackSummary  # plain PGD at the largest ε, on the detector-aware attack's images
+    adaptive: AttackSummary  # the detector-aware attack, same budget and images
+    findings: list[
+        Finding
+    ]  # honesty checks: is the detector-aware attack clearly stronger than the plain one?
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data.update(
+            plain=self.plain.to_json(), adaptive=self.adaptive.to_json(),
+            findings=[f.to_record() for f in self.findings],
+        )  # fmt: skip
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DetectionStudyResult:
+        return cls(**{
+            **data, "plain": AttackSummary.from_json(data["plain"]),
+            "adaptive": AttackSummary.from_json(data["adaptive"]),
+            "findings": [Finding(**f) for f in data["findings"]],
+        })  # fmt: skip
+
+
+class DetectionStudy(Study[DetectionStudyConfig]):
+    name = "detection"
+    title = "Detection study"
+    config_type = DetectionStudyConfig
+
+    def title_for(self, config: DetectionStudyConfig) -> str:
+        return f"Detection on {config.model_id}: feature squeezing vs {config.build_attack().title}"
+
+    def model_ids(self, config: DetectionStudyConfig) -> list[str]:
+        return [config.model_id] + ([config.surrogate_id] if config.surrogate_id else [])
+
+    def execute(
+        self, store: Store, config: DetectionStudyConfig
+    ) -> Generator[StudyEvent, None, StudyOutcome]:
+        attack = config.build_attack()
+        if config.surrogate_id:
+            attack = attack.with_params(surrogate=store.load_model(config.surrogate_id)[0])
+        model, card = store.load_model(config.model_id)
+        data = resolve_dataset(store, card.dataset)
+        half = data.x_test.shape[0] // 2
+        if half < 20:
+            raise InvalidInputError(
+                "The test split is too small to calibrate a detector and evaluate it apart."
+            )
+        yield StudyEvent(0.0, f"calibrating on {half} clean images")
+        calibrated = config.detector().calibrate(model, data.x_test[:half])
+        x, y = data.x_test[half : half + config.n_images], data.y_test[half : half + config.n_images]
+        steps = len(config.eps) + 3  # the curve's points, then the ROC, plain PGD, the detector-aware attack
+        points: list[dict[str, Any]] = []
+        curve = detection_rate_vs_eps(model, calibrated, attack, x, y, config.eps, seed=config.seed)
+        for point in curve:
+            points.append(point_record(point))
+            yield StudyEvent(len(points) / steps, f"ε {point.eps:g}", {"type": "point", **points[-1]})
+        eps = max(config.eps)
+        at_largest = attack.with_params(eps=eps)
+        yield StudyEvent(len(config.eps) / steps, f"ROC at ε {eps:g}")
+        largest = detect(
+            model, calibrated, at_largest(model, x, y, generator=torch.Generator().manual_seed(config.seed))
+        )
+        roc = largest.roc() if bool(largest.success.any()) else None  # no successful image: no ROC to draw
+        xa, ya = x[: config.adaptive_images], y[: config.adaptive_images]
+        plain_attack = PGD(eps=eps, norm=attack.norm, steps=config.plain_steps)
+        yield StudyEvent((len(config.eps) + 1) / steps, f"plain PGD at ε {eps:g}")
+        plain = detect(
+            model,
+            calibrated,
+            plain_attack(model, xa, ya, generator=torch.Generator().manual_seed(config.seed)),
+        )
+        yield StudyEvent((len(config.eps) + 2) / steps, f"detector-aware attack at ε {eps:g}")
+        adaptive = adaptive_attack(
+            model, calibrated, xa, ya, eps=eps, norm=attack.norm, steps=config.adaptive_steps,
+            restarts=config.adaptive_restarts, generator=torch.Generator().manual_seed(config.seed),
+        )  # fmt: skip
+        result = DetectionStudyResult(
+            model_id=config.model_id,
+            attack=attack.name,
+            attack_title=attack.title,
+            detector=calibrated.describe(),
+            threshold=calibrated.threshold,
+            calibration_fpr=calibrated.calibration_fpr,
+            n_calibration=calibrated.n_calibration,
+            n_images=int(x.shape[0]),
+            points=points,
+            roc=[] if roc is None else roc.to_records(),
+            roc_auc=None if roc is None else json_float(roc.auc),
+            roc_attack=at_largest.describe(),
+            roc_clean=largest.n,
+            roc_adversarial=int(largest.success.sum()),
+            plain=AttackSummary.of(plain, plain_attack.describe()),
+            adaptive=AttackSummary.of(adaptive),
+            findings=check_detector_attack(
+                plain.evaded_rate, adaptive.evaded_rate, n=adaptive.n, adaptive="the detector-aware attack"
+            ),
+        )
+        return StudyOutcome(result=result.to_json())  # no model stored: `model_ids` are read
