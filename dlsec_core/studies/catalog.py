@@ -7,11 +7,18 @@ from typing import Any
 
 from dlsec_core.errors import NotFoundError
 from dlsec_core.runs import RunRecord, RunStore
+from dlsec_core.studies.audit import AuditStudy
 from dlsec_core.studies.base import Study, StudyConfig
+from dlsec_core.studies.frontier import FrontierStudy
+from dlsec_core.studies.inversion import InversionStudy
+from dlsec_core.studies.membership import MembershipStudy
 from dlsec_core.studies.sweep import SweepStudy
 from dlsec_core.studies.train import TrainStudy
 
-STUDIES: dict[str, Study[Any]] = {s.name: s for s in (TrainStudy(), SweepStudy())}
+STUDIES: dict[str, Study[Any]] = {
+    s.name: s
+    for s in (TrainStudy(), SweepStudy(), MembershipStudy(), InversionStudy(), AuditStudy(), FrontierStudy())
+}
 
 
 def get_study(name: str) -> Study[Any]:
