@@ -190,6 +190,13 @@ class MembershipModelResult:
     def privacy_label(self, *, short: bool = False) -> str:
         return privacy_label(self.privacy, uploaded=self.uploaded, short=short)
 
+    def to_record(self) -> dict[str, Any]:
+        """A flat row without arrays (as `MembershipResult.to_record`)."""
+        return {
+            "attack": self.attack, "description": self.description, **self.roc.to_record(),
+            "member_accuracy": self.member_accuracy, "nonmember_accuracy": self.nonmember_accuracy, **self.details,
+        }  # fmt: skip
+
     def to_json(self) -> dict[str, Any]:
         return {
             "model_id": self.model_id, "model_name": self.model_name,
@@ -231,9 +238,10 @@ class MembershipStudyResult:
 
 
 def progress_message(event: MembershipEvent) -> str:
-    what = "done" if event.result is not None else "attacking"
+    what = f"done, AUC {event.result.auc:.3f}" if event.result is not None else "attacking"
     if event.shadow is not None:
-        what = f"shadow model {event.shadow.index}/{event.shadow.shadows}"
+        sh = event.shadow
+        what = f"shadow model {sh.index}/{sh.shadows}" + (" trained" if sh.kind == "shadow" else "")
     return f"model {event.model_index}/{event.models} ({event.model_name}): {what}"
 
 
@@ -270,5 +278,7 @@ class MembershipStudy(Study[MembershipStudyConfig]):
                 models.append(MembershipModelResult.of(card, event.result))
                 artifacts[f"scores-{event.model_index - 1}.npy"] = npy_bytes(event.result.scores)
                 payload = {"type": "model", **models[-1].to_json()}
+            elif event.shadow is not None and event.shadow.kind == "shadow":
+                payload = {"type": "shadow", "model_id": event.model_id, **event.shadow.to_record()}
             yield StudyEvent(event.progress, progress_message(event), payload)
         return StudyOutcome(result=MembershipStudyResult(models=models).to_json(), artifacts=artifacts)
