@@ -14,18 +14,12 @@ from dlsec_core.defenses.smoothing import CertifyEvent
 from dlsec_core.defenses.transforms import InputTransform
 from dlsec_core.errors import DlsecError
 from dlsec_core.jobs import JobContext, JobSnapshot, JobState
-from dlsec_core.privacy.audit import AuditConfig, audit_study
-from dlsec_core.privacy.membership import LiraConfig
-from dlsec_core.studies.frontier import frontier_sweep
-from dlsec_core.studies.membership import MembershipEvent, membership_study
 from dlsec_core.studies.sweep import SweepStudyConfig, attack_params
 from dlsec_core.studies.train import TrainStudyConfig
-from dlsec_core.text import plural
-from dlsec_core.training.loop import RunProgress, TrainConfig
+from dlsec_core.training.loop import TrainConfig
 from dlsec_core.training.recipes import Recipe, StandardRecipe
-from dlsec_core.workflows import spec_for
 from dlsec_ui import state
-from dlsec_ui.resources import get_dataset, get_runner, get_store
+from dlsec_ui.resources import get_runner, get_store
 from dlsec_ui.runs import submit_run
 
 Progress = Callable[[Any, int], "tuple[float, str] | None"]  # (event, events so far) -> (fraction, message)
@@ -129,56 +123,6 @@ def submit_certification(model_id: str, sigma: float, n_images: int, n: int, see
     return _submit(
         lambda: certification_study(store, model_id, sigma=sigma, n_images=n_images, n=n, seed=seed),
         progress, kind="certify", title=f"Certification (σ={sigma:g})",
-    )  # fmt: skip
-
-
-def _series_progress(event: Any, _: int) -> tuple[float, str] | None:
-    """Progress of a series of training runs (frontier sweep, audit and control)."""
-    if not isinstance(event, RunProgress):
-        return None
-    e = event.event
-    return event.progress, f"run {event.index + 1}/{event.total} ({event.label}), epoch {e.epoch}/{e.epochs}"
-
-
-def submit_frontier(
-    *, dataset: str, arch: str, targets: Sequence[float], config: TrainConfig, accountant: str
-) -> str:
-    store = get_store()
-
-    return _submit(
-        lambda: frontier_sweep(
-            store, dataset=dataset, arch=arch, targets=targets, config=config, accountant=accountant
-        ),
-        _series_progress, kind="frontier", title=f"Privacy-utility sweep ({len(targets)} ε values, {arch} on {dataset})",
-    )  # fmt: skip
-
-
-def submit_membership(model_ids: Sequence[str], *, attack: str, n: int, lira: LiraConfig | None) -> str:
-    store = get_store()
-
-    def progress(event: Any, _: int) -> tuple[float, str] | None:
-        if not isinstance(event, MembershipEvent):
-            return None
-        what = "done" if event.result is not None else "attacking"
-        if event.shadow is not None:
-            what = f"shadow model {event.shadow.index + 1}/{event.shadow.shadows}"
-        return event.progress, f"model {event.model_index}/{event.models} ({event.model_name}): {what}"
-
-    return _submit(
-        lambda: membership_study(store, list(model_ids), attack=attack, n=n, lira=lira),
-        progress, kind="membership", title=f"Membership inference ({attack}) on {plural(len(model_ids), 'model')}",
-    )  # fmt: skip
-
-
-def submit_audit(
-    *, dataset: str, arch: str, config: TrainConfig, recipe: Recipe, audit: AuditConfig, control: bool
-) -> str:
-    data = get_dataset(dataset)  # resolved here, in the script thread
-    spec = spec_for(data, arch)
-
-    return _submit(
-        lambda: audit_study(spec, data, config, recipe, config=audit, control=control),
-        _series_progress, kind="audit", title=f"Privacy audit ({audit.canaries} canaries, {arch} on {dataset})",
     )  # fmt: skip
 
 

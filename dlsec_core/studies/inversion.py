@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
+import torch
 
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.privacy.inversion import MAX_TARGETS, InversionConfig, class_means, invert
@@ -111,9 +111,9 @@ class InversionStudyResult:
         return cls(**{**data, "models": [InvertedModel.from_json(m) for m in data["models"]]})
 
     @staticmethod
-    def images(paths: Iterable[Path]) -> tuple[npt.NDArray[Any] | None, list[npt.NDArray[Any]]]:
-        """(the class means, one (K, C, H, W) array per model) from the run's artifact files."""
-        arrays = read_arrays(paths)
+    def images(paths: Iterable[Path]) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+        """(the class means, one (K, C, H, W) tensor per model, in order) from the run's artifact files."""
+        arrays = {k: torch.from_numpy(v) for k, v in read_arrays(paths).items()}
         per_model = sorted((int(k.split("-")[1]), v) for k, v in arrays.items() if k.startswith("images-"))
         return arrays.get(MEANS), [v for _, v in per_model]
 

@@ -65,9 +65,9 @@ def test_inversion_images_are_the_direct_inversion(
     means, (images,) = InversionStudyResult.images(_artifacts(tmp_path, outcome.artifacts))
     model, _ = store.load_model(stored_model.id)
     direct = invert(model, [1, 7], (1, 8, 8), config=InversionConfig(steps=15))
-    torch.testing.assert_close(torch.from_numpy(images), direct.images)
+    torch.testing.assert_close(images, direct.images)
     assert means is not None
-    torch.testing.assert_close(torch.from_numpy(means), class_means(load_dataset("digits"), [1, 7]))
+    torch.testing.assert_close(means, class_means(load_dataset("digits"), [1, 7]))
     assert result.targets == [1, 7] and result.class_names == ["1", "7"]
     assert result.description == direct.description
     assert [c.p_target for c in result.models[0].classes] == pytest.approx(direct.target_probability.tolist())
