@@ -50,7 +50,7 @@ from dlsec_core.privacy.dp_sgd import TRAIN_ACCOUNTANTS, DPSGDRecipe, check_samp
 from dlsec_core.privacy.membership import LIRA_VARIANTS, MEMBERSHIP_ATTACKS
 from dlsec_core.privacy_spend import PrivacySpend
 from dlsec_core.safe_load import spec_from_upload
-from dlsec_core.store import ModelCard, Store
+from dlsec_core.store import Store
 from dlsec_core.studies.audit import AuditStudy, AuditStudyConfig, AuditStudyResult
 from dlsec_core.studies.base import StudyEvent, run_study
 from dlsec_core.studies.frontier import (
@@ -447,7 +447,12 @@ def _progress(quiet: bool) -> Callable[[StudyEvent], None] | None:
 def _privacy_row(spend: PrivacySpend | None) -> dict[str, Any]:
     if spend is None:
         return {"privacy": "no DP", "epsilon": None, "accountant": None, "delta": None}
-    return {"privacy": spend.label(), "epsilon": spend.epsilon, "accountant": spend.accountant, "delta": spend.delta}
+    return {
+        "privacy": spend.label(),
+        "epsilon": spend.epsilon,
+        "accountant": spend.accountant,
+        "delta": spend.delta,
+    }
 
 
 def cmd_membership(args: argparse.Namespace, store: Store) -> None:
@@ -461,7 +466,9 @@ def cmd_membership(args: argparse.Namespace, store: Store) -> None:
     outcome = run_study(MembershipStudy(), store, config, _progress(args.quiet))
     rows = []
     for m in MembershipStudyResult.from_json(outcome.result).models:
-        rows.append({"model_id": m.model_id, "model": m.model_name, **_privacy_row(m.privacy), **m.to_record()})
+        rows.append(
+            {"model_id": m.model_id, "model": m.model_name, **_privacy_row(m.privacy), **m.to_record()}
+        )
         if args.json:
             rows[-1] |= {"fpr": m.roc.fpr.tolist(), "tpr": m.roc.tpr.tolist()}
     if args.json:
@@ -507,7 +514,9 @@ def cmd_invert(args: argparse.Namespace, store: Store) -> None:
         submit_detached(store, "inversion", config, as_json=args.json)
         return
     if not args.out:
-        raise InvalidInputError("Give --out, the folder for the PNGs (or --detach to keep them with the run).")
+        raise InvalidInputError(
+            "Give --out, the folder for the PNGs (or --detach to keep them with the run)."
+        )
     outcome = run_study(InversionStudy(), store, config, _progress(args.quiet))
     result = InversionStudyResult.from_json(outcome.result)
     (inverted,) = result.models

@@ -78,7 +78,9 @@ class AuditStudyConfig(StudyConfig):
         with problems.check("the recipe"):
             get_recipe(self.recipe, **self.recipe_params)
         if self.recipe in RECIPES:
-            problems.build(lambda **kw: TrainConfig.suggested(RECIPES[self.recipe], **kw), self.train, "training")
+            problems.build(
+                lambda **kw: TrainConfig.suggested(RECIPES[self.recipe], **kw), self.train, "training"
+            )
         problems.build(AuditConfig, self.audit, "audit")
         if not isinstance(self.control, bool):
             problems.add(f"control is true or false, got {self.control!r}.")
@@ -113,7 +115,9 @@ class AuditStudyResult:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AuditStudyResult:
-        return cls(dataset=data["dataset"], arch=data["arch"], runs=[AuditedRun.from_json(r) for r in data["runs"]])
+        return cls(
+            dataset=data["dataset"], arch=data["arch"], runs=[AuditedRun.from_json(r) for r in data["runs"]]
+        )
 
     @staticmethod
     def arrays(paths: Iterable[Path]) -> list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]:
@@ -142,7 +146,9 @@ class AuditStudy(Study[AuditStudyConfig]):
     def execute(self, store: Store, config: AuditStudyConfig) -> Generator[StudyEvent, None, StudyOutcome]:
         recipe, train, audit = config.build()
         data = resolve_dataset(store, config.dataset)
-        work = audit_study(spec_for(data, config.arch), data, train, recipe, config=audit, control=config.control)
+        work = audit_study(
+            spec_for(data, config.arch), data, train, recipe, config=audit, control=config.control
+        )
         runs: list[AuditedRun] = []
         artifacts: dict[str, bytes] = {}
         progress = 0.0

@@ -43,7 +43,9 @@ class Problems:
         except TypeError as err:  # SomeConfig(**{"bogus": 1}): "got an unexpected keyword argument 'bogus'"
             name = re.search(r"argument '(\w+)'", str(err))
             self.items.append(
-                f"No setting {name[1]!r} in the {what or ''} settings.".replace("  ", " ") if name else f"Bad {what or 'settings'}: {err}."
+                f"No setting {name[1]!r} in the {what or ''} settings.".replace("  ", " ")
+                if name
+                else f"Bad {what or 'settings'}: {err}."
             )
 
     def build(self, factory: Callable[..., Any], params: Any, what: str) -> Any:

@@ -175,7 +175,9 @@ class FrontierStudyConfig(StudyConfig):
                     delta=self.delta,
                 )  # fmt: skip
         if self.accountant not in TRAIN_ACCOUNTANTS:
-            problems.add(f"Train with one of the accountants {', '.join(TRAIN_ACCOUNTANTS)}, got {self.accountant!r}.")
+            problems.add(
+                f"Train with one of the accountants {', '.join(TRAIN_ACCOUNTANTS)}, got {self.accountant!r}."
+            )
         problems.build(lambda **kw: TrainConfig.suggested(DPSGDRecipe, **kw), self.train, "training")
         if not isinstance(self.baseline, bool):
             problems.add(f"baseline is true or false, got {self.baseline!r}.")

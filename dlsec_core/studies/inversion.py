@@ -46,7 +46,9 @@ class InversionStudyConfig(StudyConfig):
             or not 1 <= len(self.classes) <= MAX_TARGETS
             or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in self.classes)
         ):
-            problems.add(f"The classes are a list of 1 to {MAX_TARGETS} class numbers >= 0, got {self.classes!r}.")
+            problems.add(
+                f"The classes are a list of 1 to {MAX_TARGETS} class numbers >= 0, got {self.classes!r}."
+            )
         problems.build(InversionConfig, self.inversion, "inversion")
         problems.raise_any()
 
@@ -133,9 +135,13 @@ class InversionStudy(Study[InversionStudyConfig]):
     def seed(self, config: InversionStudyConfig) -> int | None:
         return config.inversion_config().seed
 
-    def execute(self, store: Store, config: InversionStudyConfig) -> Generator[StudyEvent, None, StudyOutcome]:
+    def execute(
+        self, store: Store, config: InversionStudyConfig
+    ) -> Generator[StudyEvent, None, StudyOutcome]:
         inversion = config.inversion_config()
-        cards = [store.get_card(i) for i in config.model_ids]  # every model exists before the first is inverted
+        cards = [
+            store.get_card(i) for i in config.model_ids
+        ]  # every model exists before the first is inverted
         if len({c.dataset for c in cards}) > 1:
             raise InvalidInputError(
                 "Invert models of one dataset at a time (the reference row is that dataset's class means), got "

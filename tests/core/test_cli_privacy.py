@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from dlsec_core.cli import main
-from dlsec_core.privacy.accounting import epsilon_after, noise_for_target
 from dlsec_core.execution.worker import in_process, serve
+from dlsec_core.privacy.accounting import epsilon_after, noise_for_target
 from dlsec_core.privacy.dp_sgd import DPSGDRecipe
 from dlsec_core.runs import RunStatus, RunStore
 from dlsec_core.store import ModelCard, Store
@@ -148,7 +148,10 @@ def test_frontier_adds_one_dp_point(
 
 
 def test_detached_membership_is_a_run_with_the_in_process_result(
-    tmp_home: Path, capsys: pytest.CaptureFixture[str], stored_model: ModelCard, monkeypatch: pytest.MonkeyPatch
+    tmp_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    stored_model: ModelCard,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`membership --detach` queues a run and prints its id; executed (here, as a worker would), its stored result
     is the one the in-process command prints."""

@@ -23,7 +23,12 @@ from dlsec_core.store import ModelCard, Store
 from dlsec_core.studies.audit import AuditStudy, AuditStudyConfig, AuditStudyResult
 from dlsec_core.studies.base import run_study
 from dlsec_core.studies.checks import read_arrays
-from dlsec_core.studies.frontier import FrontierStudy, FrontierStudyConfig, FrontierStudyResult, frontier_points
+from dlsec_core.studies.frontier import (
+    FrontierStudy,
+    FrontierStudyConfig,
+    FrontierStudyResult,
+    frontier_points,
+)
 from dlsec_core.studies.inversion import InversionStudy, InversionStudyConfig, InversionStudyResult
 from dlsec_core.studies.membership import MembershipStudy, MembershipStudyConfig, MembershipStudyResult
 
@@ -45,7 +50,9 @@ def test_membership_result_is_the_attack_on_the_stored_model(tmp_home: Path, sto
     (got,) = MembershipStudyResult.from_json(outcome.result).models
     model, _ = store.load_model(stored_model.id)
     data = load_dataset("digits")
-    direct = loss_threshold_attack(model, data.x_train[:60], data.y_train[:60], data.x_test[:60], data.y_test[:60])
+    direct = loss_threshold_attack(
+        model, data.x_train[:60], data.y_train[:60], data.x_test[:60], data.y_test[:60]
+    )
     assert got.auc == direct.auc and got.model_name == stored_model.name
     np.testing.assert_array_equal(got.roc.fpr, direct.roc.fpr)
     assert got.roc.tpr_at_low_fpr[0.01].reading == direct.roc.tpr_at_low_fpr[0.01].reading
@@ -80,7 +87,7 @@ def test_audit_bound_is_recomputed_from_its_stored_scores(tmp_home: Path, tmp_pa
     outcome = run_study(AuditStudy(), Store(tmp_home), config)
     result = AuditStudyResult.from_json(outcome.result)
     (run,) = result.runs  # standard training is its own control: one run
-    (scores, included), = AuditStudyResult.arrays(_artifacts(tmp_path, outcome.artifacts))
+    ((scores, included),) = AuditStudyResult.arrays(_artifacts(tmp_path, outcome.artifacts))
     b = run.bound
     guesses = guess_membership(torch.from_numpy(scores), b.k_plus, b.k_minus)
     v = int((guesses == torch.where(torch.from_numpy(included), 1, -1)).sum())

@@ -27,9 +27,9 @@ from dlsec_core.execution.worker import execute, serve
 from dlsec_core.runs import RunStatus, RunStore
 from dlsec_core.store import SCHEMA_VERSION, ModelCard, Store
 from dlsec_core.studies import catalog
+from dlsec_core.studies.audit import AuditStudyConfig
 from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome, run_study
 from dlsec_core.studies.catalog import STUDIES, get_study
-from dlsec_core.studies.audit import AuditStudyConfig
 from dlsec_core.studies.frontier import FrontierStudyConfig
 from dlsec_core.studies.inversion import InversionStudyConfig
 from dlsec_core.studies.membership import MembershipStudyConfig
@@ -56,10 +56,16 @@ def example_config(study: str, card: ModelCard) -> StudyConfig:
         "membership": MembershipStudyConfig(model_ids=[card.id], attack="loss", n=50),
         "inversion": InversionStudyConfig(model_ids=[card.id], classes=[0, 3], inversion={"steps": 10}),
         "audit": AuditStudyConfig(
-            dataset="digits", arch="logreg", recipe_params={"target_epsilon": 4.0}, train={**FAST, "epochs": 1},
-            audit={"canaries": 40}, control=True,
+            dataset="digits",
+            arch="logreg",
+            recipe_params={"target_epsilon": 4.0},
+            train={**FAST, "epochs": 1},
+            audit={"canaries": 40},
+            control=True,
         ),
-        "frontier": FrontierStudyConfig(dataset="digits", arch="logreg", targets=[4.0], train={**FAST, "epochs": 1}),
+        "frontier": FrontierStudyConfig(
+            dataset="digits", arch="logreg", targets=[4.0], train={**FAST, "epochs": 1}
+        ),
     }
     return examples[study]
 

@@ -43,8 +43,10 @@ from streamlit_page import (  # skips the module when Chromium or Playwright is 
     select_option,
     settle,
     slider,
+    start_run,
     table_column,
     wait_chart,
+    wait_run_done,
 )
 
 pytestmark = pytest.mark.e2e
@@ -141,8 +143,7 @@ def test_membership_on_100_says_what_it_cannot_measure(app: Any, page: Page) -> 
     navigate(page, "Membership inference", f"{key(state.MI_BUTTON)} button")
     press(page, f"{state.MI_N}_digits", "Home", *["ArrowRight"] * 90)
     assert slider(page, f"{state.MI_N}_digits").input_value() == "100"
-    page.locator(f"{key(state.MI_BUTTON)} button").click()
-    page.locator('[data-testid="stAlertContentSuccess"]', has_text="done in").wait_for(timeout=JOB_TIMEOUT_MS)
+    wait_run_done(page, start_run(page, state.MI_BUTTON), JOB_TIMEOUT_MS)
     wait_chart(page, state.MI_ROC)
     settle(page)
 
@@ -255,8 +256,7 @@ def test_audit_histograms_share_bins_and_say_what_the_guesses_can_test(app: Any,
     press(page, state.AU_EPOCHS, "Home", "ArrowRight")
     assert slider(page, state.AU_EPOCHS).input_value() == "2"
     fill(page, "audit_AuditConfig_canaries", "150")  # digits has 359 test images, 200 kept for accuracy
-    page.locator(f"{key(state.AU_BUTTON)} button").click()
-    page.locator('[data-testid="stAlertContentSuccess"]', has_text="done in").wait_for(timeout=JOB_TIMEOUT_MS)
+    wait_run_done(page, start_run(page, state.AU_BUTTON), JOB_TIMEOUT_MS)
     wait_chart(page, state.AU_CHART)
     settle(page)
 

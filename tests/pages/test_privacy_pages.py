@@ -187,7 +187,9 @@ def test_inversion_reconstructs_for_both_twins(
     run = RunStore(Store()).get(at.session_state[state.INV_JOB])
     assert run.study == "inversion" and set(run.model_ids) == {twins[0].id, twins[1].id}
     assert sorted(p.name for p in RunStore(Store()).artifacts(run.id)) == [
-        "class-means.npy", "images-0.npy", "images-1.npy"
+        "class-means.npy",
+        "images-0.npy",
+        "images-1.npy",
     ]
     at.multiselect(key=state.INV_CLASSES).set_value([3]).run()
     assert not at.exception and not at.error
