@@ -6,12 +6,21 @@ from dlsec_core.errors import DlsecError
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.privacy.audit import AuditConfig
 from dlsec_core.privacy.dp_sgd import DPSGDRecipe
-from dlsec_core.training.loop import TrainConfig
+from dlsec_core.studies.audit import AuditedRun, AuditStudyConfig, AuditStudyResult
 from dlsec_core.workflows import dataset_names
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import show_session_job, submit_audit
 from dlsec_ui.model_forms import BATCH_SIZES
 from dlsec_ui.resources import get_store
+from dlsec_ui.runs import (
+    attach,
+    event_records,
+    get_runs,
+    poll_while_active,
+    redraw_if_ended,
+    refresh,
+    render_run,
+    submit_run,
+)
 from dlsec_ui.widgets import config_form, show_error
 
 st.title("Privacy audit")
@@ -46,26 +55,39 @@ with st.container(border=True):
         )  # fmt: skip
     if st.button("Run the audit", type="primary", key=state.AU_BUTTON):
         try:
-            st.session_state[state.AU_JOB] = submit_audit(
-                dataset=dataset, arch=arch, recipe=DPSGDRecipe(**dp_params), audit=AuditConfig(**audit_params),
-                config=TrainConfig.suggested(
-                    DPSGDRecipe, epochs=epochs, batch_size=batch, seed=int(st.session_state.get(state.SEED, 0))
-                ),
+            config = AuditStudyConfig(
+                dataset=dataset, arch=arch, recipe=DPSGDRecipe.name, recipe_params=dp_params, audit=audit_params,
+                train={"epochs": epochs, "batch_size": batch, "seed": int(st.session_state.get(state.SEED, 0))},
                 control=control,
             )  # fmt: skip
+            st.session_state[state.AU_JOB] = submit_run("audit", config).id
         except DlsecError as err:
             show_error(err)
 
+# The run this session follows (or a ?run= link names); else the page opens on the latest audit.
+shown = attach(state.AU_JOB, study="audit") or get_runs().latest("audit")
+POLL = poll_while_active(shown, 1.0)
 
-@st.fragment(run_every=1.0)
+
+@st.fragment(run_every=POLL)
 def audit_results() -> None:
-    job = show_session_job(state.AU_JOB, cancel_key=state.CANCEL_AU)
-    if job is None or job.result is None:
+    run = refresh(shown)
+    if run is None:
         return
-    cols = st.columns(len(job.result))
-    for col, (label, result) in zip(cols, job.result, strict=True):
+    redraw_if_ended(run, POLL)
+    render_run(run, key=state.AU_JOB)
+    audited = (
+        AuditStudyResult.from_json(run.result).runs
+        if run.result is not None
+        else [AuditedRun.from_json(e) for e in event_records(run, "audit")]  # the audits done so far
+    )
+    if not audited:
+        return
+    cols = st.columns(len(audited))
+    for col, a in zip(cols, audited, strict=True):
+        result = a.bound
         with col.container(border=True):
-            st.markdown(f"**{label}**")
+            st.markdown(f"**{a.label}**")
             claim = (
                 f"≤ {result.claimed_epsilon:.3g} ({(result.accountant or '').upper()})"
                 if result.claimed_epsilon is not None
@@ -94,7 +116,10 @@ def audit_results() -> None:
                 st.caption(
                     f"With {result.r} guesses this audit can show at most ε ≥ {result.max_provable_epsilon:.3g}."
                 )
-    runs = [(label, r.scores.numpy(), r.included.numpy()) for label, r in job.result]
+    if run.result is None:
+        return  # the histograms come with the finished run's arrays
+    arrays = AuditStudyResult.arrays(get_runs().artifacts(run.id))
+    runs = [(a.label, scores, included) for a, (scores, included) in zip(audited, arrays, strict=True)]
     st.plotly_chart(figures.audit_scores(runs), key=state.AU_CHART)
     st.caption(
         "A lower bound of 0 does not prove privacy: one run with a few hundred canaries can only detect strong "

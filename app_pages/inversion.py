@@ -3,10 +3,20 @@
 import streamlit as st
 
 from dlsec_core.errors import DlsecError
-from dlsec_core.privacy.inversion import InversionConfig, class_means
+from dlsec_core.privacy.inversion import InversionConfig
+from dlsec_core.studies.inversion import InversionStudyConfig, InversionStudyResult
 from dlsec_ui import figures, state
-from dlsec_ui.resources import get_dataset, invert_model
-from dlsec_ui.widgets import config_form, current_model_card, privacy_label, show_error, twin_picker
+from dlsec_ui.resources import get_dataset
+from dlsec_ui.runs import (
+    attach,
+    get_runs,
+    poll_while_active,
+    redraw_if_ended,
+    refresh,
+    render_run,
+    submit_run,
+)
+from dlsec_ui.widgets import config_form, current_model_card, show_error, twin_picker
 
 st.title("Model inversion")
 st.caption(
@@ -29,26 +39,42 @@ classes = c1.multiselect(
 )  # fmt: skip
 with c2.expander("Inversion settings"):
     params = config_form(InversionConfig, prefix="inv_")
-
-if chosen and classes:
+if c2.button("Invert", type="primary", key=state.INV_BUTTON, disabled=not (chosen and classes)):
     try:
-        config = InversionConfig(**params)
-        rows = []
-        rows.append(("training mean", class_means(data, classes), [data.class_names[k] for k in classes]))
-        with st.spinner("Inverting…"):
-            for m in chosen.values():
-                result = invert_model(m.id, m.created_at, tuple(classes), config)
-                titles = [
-                    f"{data.class_names[k]}: p={p:.2f}"
-                    for k, p in zip(classes, result.target_probability.tolist(), strict=True)
-                ]
-                rows.append((f"{m.name[:16]}<br>{privacy_label(m, short=True)}", result.images, titles))
-        st.plotly_chart(figures.image_rows(rows), key=state.INV_RESULT)
-        st.caption(
-            f"{result.description}. Top row: the average training image of each class, for reference (not something "
-            "an attacker sees). p is the model's probability for the target class on the reconstruction. A linear "
-            "model (logreg) gives digit-like reconstructions, as in Fredrikson et al.; a CNN gives the patterns it "
-            "relies on, which need not look like any training image."
-        )
+        config = InversionStudyConfig(model_ids=list(chosen), classes=list(classes), inversion=params)
+        st.session_state[state.INV_JOB] = submit_run("inversion", config).id
     except DlsecError as err:
         show_error(err)
+
+# The run this session follows (or a ?run= link names); else the page opens on the current model's latest one.
+shown = attach(state.INV_JOB, study="inversion") or get_runs().latest("inversion", model_id=card.id)
+POLL = poll_while_active(shown, 0.5)
+
+
+@st.fragment(run_every=POLL)
+def inversion_results() -> None:
+    run = refresh(shown)
+    if run is None:
+        return
+    redraw_if_ended(run, POLL)
+    render_run(run, key=state.INV_JOB)
+    if run.result is None:
+        return
+    result = InversionStudyResult.from_json(run.result)
+    means, images = InversionStudyResult.images(get_runs().artifacts(run.id))
+    rows = [] if means is None else [("training mean", means, result.class_names)]
+    for m, imgs in zip(result.models, images, strict=True):
+        titles = [
+            f"{name}: p={c.p_target:.2f}" for name, c in zip(result.class_names, m.classes, strict=True)
+        ]
+        rows.append((f"{m.model_name[:16]}<br>{m.privacy_label(short=True)}", imgs, titles))
+    st.plotly_chart(figures.image_rows(rows), key=state.INV_RESULT)
+    st.caption(
+        f"{result.description}. Top row: the average training image of each class, for reference (not something "
+        "an attacker sees). p is the model's probability for the target class on the reconstruction. A linear "
+        "model (logreg) gives digit-like reconstructions, as in Fredrikson et al.; a CNN gives the patterns it "
+        "relies on, which need not look like any training image."
+    )
+
+
+inversion_results()

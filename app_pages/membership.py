@@ -1,13 +1,25 @@
 """Membership inference: can an attacker tell whether an image was in the training set? DP-SGD vs. no DP."""
 
+from typing import Any
+
 import streamlit as st
 
 from dlsec_core.errors import DlsecError
 from dlsec_core.privacy.membership import MEMBERSHIP_ATTACKS, LiraConfig
+from dlsec_core.studies.membership import MembershipModelResult, MembershipStudyConfig, MembershipStudyResult
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import show_session_job, submit_membership
 from dlsec_ui.resources import get_dataset
-from dlsec_ui.widgets import config_form, current_model_card, privacy_label, show_error, twin_picker
+from dlsec_ui.runs import (
+    attach,
+    event_records,
+    get_runs,
+    poll_while_active,
+    redraw_if_ended,
+    refresh,
+    render_run,
+    submit_run,
+)
+from dlsec_ui.widgets import config_form, current_model_card, show_error, twin_picker
 
 st.title("Membership inference")
 st.caption(
@@ -35,44 +47,60 @@ with st.container(border=True):
             help="TPR at 0.1 % FPR needs about 1,000 non-members to mean anything; below that it reads as 0 or 1/n.",
         )
     )  # fmt: skip
-    lira = None
+    lira: dict[str, Any] = {}
     if attack == "lira":
         with c2:
-            lira = LiraConfig(**config_form(LiraConfig, prefix="mi_"))
+            lira = config_form(LiraConfig, prefix="mi_")
         c2.caption(
             "LiRA trains shadow models the way each target was trained (same architecture, recipe and settings), "
             "each on a random half of the train and test images, and compares the target's confidence on every "
-            "candidate with the shadows that did and did not see it: a background job of a few minutes."
+            "candidate with the shadows that did and did not see it: a run of a few minutes."
         )
     if st.button("Run the attack", type="primary", key=state.MI_BUTTON, disabled=not chosen):
         try:
-            st.session_state[state.MI_JOB] = submit_membership(list(chosen), attack=attack, n=n, lira=lira)
+            config = MembershipStudyConfig(model_ids=list(chosen), attack=attack, n=n, lira=lira)
+            st.session_state[state.MI_JOB] = submit_run("membership", config).id
         except DlsecError as err:
             show_error(err)
 
+# The run this session follows (or a ?run= link names); else the page opens on the current model's latest attack.
+shown = attach(state.MI_JOB, study="membership") or get_runs().latest("membership", model_id=card.id)
+POLL = poll_while_active(shown, 1.0)  # redraw while the attack runs; a finished one is drawn once
 
-@st.fragment(run_every=1.0)
+
+@st.fragment(run_every=POLL)
 def membership_results() -> None:
-    job = show_session_job(state.MI_JOB, cancel_key=state.CANCEL_MI)
-    if job is None or job.result is None:
+    run = refresh(shown)
+    if run is None:
         return
-    results = job.result
+    redraw_if_ended(run, POLL)
+    render_run(run, key=state.MI_JOB)
+    models = (
+        MembershipStudyResult.from_json(run.result).models
+        if run.result is not None
+        else [
+            MembershipModelResult.from_json(e) for e in event_records(run, "model")
+        ]  # the models done so far
+    )
+    if not models:
+        return
     curves, rows = [], []
-    for model_card, result in results:
-        label = f"{model_card.name} · {privacy_label(model_card)}"
-        low = result.roc.tpr_at_low_fpr
-        curves.append({"label": label, "fpr": result.roc.fpr, "tpr": result.roc.tpr, "auc": result.auc,
-                       "tpr_at_0_1pct": low[0.001]})  # fmt: skip
+    for m in models:
+        label = f"{m.model_name} · {m.privacy_label()}"
+        low = m.roc.tpr_at_low_fpr
+        curves.append(
+            {"label": label, "fpr": m.roc.fpr, "tpr": m.roc.tpr, "auc": m.auc, "tpr_at_0_1pct": low[0.001]}
+        )
         rows.append({
-            "model": model_card.name, "privacy": privacy_label(model_card), "AUC": round(result.auc, 3),
+            "model": m.model_name, "privacy": m.privacy_label(), "AUC": round(m.auc, 3),
             "TPR @ 0.1% FPR": low[0.001].describe(".2%"), "TPR @ 1% FPR": low[0.01].describe(".2%"),
-            "train accuracy": round(result.member_accuracy, 3), "test accuracy": round(result.nonmember_accuracy, 3),
+            "train accuracy": round(m.member_accuracy, 3), "test accuracy": round(m.nonmember_accuracy, 3),
         })  # fmt: skip
-    roc = results[0][1].roc
+    roc = models[0].roc
     st.plotly_chart(figures.membership_roc(curves, roc.n_members, roc.n_nonmembers), key=state.MI_ROC)
     st.dataframe(rows, hide_index=True)
     st.caption(
-        "Attack: " + "; ".join(sorted({r.description for _, r in results})) + f". "
+        "Attack: " + "; ".join(sorted({m.description for m in models})) + f". "
         f"{roc.n_members} members and {roc.n_nonmembers} non-members per model: a false-positive rate below "
         f"1/{roc.n_nonmembers} = {roc.min_meaningful_fpr:.2%} cannot be measured, so the axis starts there and "
         'rates read below it say "not measurable". The diagonal is guessing. A gap between train and test '

@@ -8,13 +8,21 @@ from dlsec_core.errors import DlsecError
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.privacy.accounting import ACCOUNTANTS, AccountingFailure
 from dlsec_core.privacy.dp_sgd import DPSGDRecipe, check_sampling
-from dlsec_core.studies.frontier import FrontierPoint, frontier_points
-from dlsec_core.training.loop import TrainConfig
+from dlsec_core.studies.frontier import FrontierPoint, FrontierStudyConfig, frontier_points
 from dlsec_core.workflows import dataset_names
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import show_session_job, submit_frontier
 from dlsec_ui.model_forms import BATCH_SIZES
 from dlsec_ui.resources import get_dataset, get_store, noise_needed, privacy_curve
+from dlsec_ui.runs import (
+    attach,
+    event_records,
+    get_runs,
+    poll_while_active,
+    redraw_if_ended,
+    refresh,
+    render_run,
+    submit_run,
+)
 from dlsec_ui.widgets import show_error
 
 MAX_SIGMA = 10_000.0  # PRV needs σ = 240 for ε 0.05 over 100 epochs of the default run: let people check it
@@ -119,7 +127,7 @@ with calculator:
 with frontier:
     st.caption(
         "Test accuracy against the ε each stored DP-SGD model spent, beside the same architecture trained without "
-        "DP. The sweep trains one DP model per target ε (σ calibrated for it) as a background job."
+        "DP. The sweep trains one DP model per target ε (σ calibrated for it) as a run (it keeps going if you close the tab)."
     )
     f1, f2, f3 = st.columns(3)
     fr_dataset = f1.selectbox("Dataset", dataset_names(get_store()), key=state.FR_DATASET)
@@ -137,22 +145,29 @@ with frontier:
             )
         else:
             try:
-                config = TrainConfig.suggested(
-                    DPSGDRecipe, epochs=fr_epochs, seed=int(st.session_state.get(state.SEED, 0))
-                )
-                st.session_state[state.FR_JOB] = submit_frontier(
-                    dataset=fr_dataset, arch=fr_arch, targets=targets, config=config, accountant=fr_accountant
-                )
+                config = FrontierStudyConfig(
+                    dataset=fr_dataset, arch=fr_arch, targets=targets, accountant=fr_accountant,
+                    train={"epochs": fr_epochs, "seed": int(st.session_state.get(state.SEED, 0))},
+                )  # fmt: skip
+                st.session_state[state.FR_JOB] = submit_run("frontier", config).id
             except DlsecError as err:
                 show_error(err)
 
-    @st.fragment(run_every=1.0)
+    # The sweep this session follows (or a ?run= link names); else the latest one, for its status line.
+    fr_shown = attach(state.FR_JOB, study="frontier") or get_runs().latest("frontier")
+    FR_POLL = poll_while_active(fr_shown, 1.0)
+
+    @st.fragment(run_every=FR_POLL)
     def frontier_view() -> None:
-        job = show_session_job(state.FR_JOB, cancel_key=state.CANCEL_FR)
+        run = refresh(fr_shown)
+        if run is not None:
+            redraw_if_ended(run, FR_POLL)
+            render_run(run, key=state.FR_JOB)
         points = frontier_points(get_store(), fr_dataset, fr_arch)
-        if job is not None and job.is_active:  # points that landed during this run (the store has them too)
+        if run is not None and run.is_active:  # points that landed during this run (the store has them too)
             known = {p.model_id for p in points}
-            points += [e for e in job.events if isinstance(e, FrontierPoint) and e.model_id not in known]
+            landed = [FrontierPoint.from_record(e) for e in event_records(run, "point")]
+            points += [p for p in landed if p.model_id not in known]
         if not points:
             st.info(
                 f"No DP-SGD or standard {fr_arch} model on {fr_dataset} yet: run the sweep, or train one on Models."

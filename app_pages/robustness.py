@@ -10,7 +10,6 @@ from dlsec_core.attacks.base import ATTACKS
 from dlsec_core.errors import DlsecError
 from dlsec_core.runs import RunRecord
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import submit_sweep
 from dlsec_ui.resources import get_store
 from dlsec_ui.runs import (
     attach,
@@ -20,6 +19,7 @@ from dlsec_ui.runs import (
     redraw_if_ended,
     refresh,
     render_run,
+    submit_sweep,
     sweep_findings,
 )
 from dlsec_ui.widgets import (

@@ -5,7 +5,8 @@ prediction), sweep, detect, certify, import, export, delete, and for privacy
 privacy-budget (the ε calculator and its inverse), membership (loss-threshold or LiRA membership inference),
 invert (MI-Face model inversion to PNGs), audit (one-run privacy audit, Steinke et al. 2023) and frontier
 (privacy-utility sweep over target ε); runs (list, show, wait, cancel, retry, export, rm stored runs) and worker
-(execute queued runs). `train`, `sweep`, `detect` and `certify` take `--detach`: queue a run and print its id.
+(execute queued runs). `train`, `sweep`, `detect`, `certify`, `membership`, `invert`, `audit` and `frontier
+--targets` take `--detach`: queue a run and print its id.
 
 The same core functions the app uses; progress goes to stderr, results to stdout (`--json` for machines).
 Every ε printed names its accountant.
@@ -14,10 +15,11 @@ Every ε printed names its accountant.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,28 +44,34 @@ from dlsec_core.privacy.accounting import (
     epsilon_by_accountant,
     noise_by_accountant,
 )
-from dlsec_core.privacy.audit import AuditConfig, audit_study
 from dlsec_core.privacy.dp_sgd import TRAIN_ACCOUNTANTS, DPSGDRecipe, check_sampling, privacy_plan
-from dlsec_core.privacy.inversion import InversionConfig, invert
-from dlsec_core.privacy.membership import LIRA_VARIANTS, MEMBERSHIP_ATTACKS, LiraConfig
+from dlsec_core.privacy.membership import LIRA_VARIANTS, MEMBERSHIP_ATTACKS
+from dlsec_core.privacy_spend import PrivacySpend
 from dlsec_core.safe_load import spec_from_upload
-from dlsec_core.store import ModelCard, Store
+from dlsec_core.store import Store
+from dlsec_core.studies.audit import AuditStudy, AuditStudyConfig, AuditStudyResult
 from dlsec_core.studies.base import StudyEvent, run_study
 from dlsec_core.studies.catalog import get_study
 from dlsec_core.studies.certification import CertificationStudyConfig, CertificationStudyResult
 from dlsec_core.studies.detection import DetectionStudyConfig, DetectionStudyResult
-from dlsec_core.studies.frontier import FrontierPoint, frontier_points, frontier_sweep
-from dlsec_core.studies.membership import membership_study
+from dlsec_core.studies.frontier import (
+    FrontierPoint,
+    FrontierStudy,
+    FrontierStudyConfig,
+    FrontierStudyResult,
+    frontier_points,
+)
+from dlsec_core.studies.inversion import InversionStudy, InversionStudyConfig, InversionStudyResult
+from dlsec_core.studies.membership import MembershipStudy, MembershipStudyConfig, MembershipStudyResult
 from dlsec_core.studies.sweep import SweepStudyConfig
 from dlsec_core.studies.train import TrainStudyConfig
 from dlsec_core.text import plural
-from dlsec_core.training.loop import RunProgress, TrainConfig, TrainEvent, run_to_end
+from dlsec_core.training.loop import TrainConfig, TrainEvent, run_to_end
 from dlsec_core.training.recipes import Recipe
 from dlsec_core.workflows import (
     CurveFindings,
     import_and_evaluate,
     resolve_dataset,
-    spec_for,
     store_uploaded_dataset,
     sweep_models,
     train_and_store,
@@ -392,17 +400,6 @@ def _accountants(values: Sequence[str] | None, default: Sequence[str]) -> list[s
     return list(dict.fromkeys(names))
 
 
-def _privacy_of(card: ModelCard) -> dict[str, Any]:
-    """The ε a stored model spent, with its accountant and δ (from its last epoch), or "no DP"."""
-    spend = card.privacy
-    if spend is not None:
-        return {"privacy": spend.label(), "epsilon": spend.epsilon, "accountant": spend.accountant,
-                "delta": spend.delta}  # fmt: skip
-    if card.recipe == "dp-sgd":
-        return {"privacy": "DP-SGD (ε not recorded)", "epsilon": None, "accountant": None, "delta": None}
-    return {"privacy": "no DP", "epsilon": None, "accountant": None, "delta": None}
-
-
 def cmd_privacy_budget(args: argparse.Namespace, store: Store) -> None:
     n = args.n if args.n is not None else len(resolve_dataset(store, args.dataset).y_train)
     batch, delta = args.batch_size, args.delta
@@ -460,29 +457,47 @@ def cmd_privacy_budget(args: argparse.Namespace, store: Store) -> None:
             )
 
 
+def _progress(quiet: bool) -> Callable[[StudyEvent], None] | None:
+    """Print a study's progress to stderr, each distinct message once (steps within an epoch share one)."""
+    if quiet:
+        return None
+    last = [""]
+
+    def show(event: StudyEvent) -> None:
+        if event.message != last[0]:
+            last[0] = event.message
+            print(event.message, file=sys.stderr)
+
+    return show
+
+
+def _privacy_row(spend: PrivacySpend | None) -> dict[str, Any]:
+    if spend is None:
+        return {"privacy": "no DP", "epsilon": None, "accountant": None, "delta": None}
+    return {
+        "privacy": spend.label(),
+        "epsilon": spend.epsilon,
+        "accountant": spend.accountant,
+        "delta": spend.delta,
+    }
+
+
 def cmd_membership(args: argparse.Namespace, store: Store) -> None:
-    lira = LiraConfig(
-        **_given(shadows=args.shadows, variant=args.variant, epochs=args.shadow_epochs, seed=args.seed)
-    )
-
-    def show(event: Any) -> None:
-        head = f"model {event.model_index}/{event.models} {event.model_name}"
-        if event.result is not None:
-            print(f"{head}: auc {event.result.auc:.3f}", file=sys.stderr)
-        elif event.shadow is not None and event.shadow.kind == "shadow":
-            sh = event.shadow
-            acc = f"  test {sh.test_accuracy:.3f}" if sh.test_accuracy is not None else ""
-            print(f"{head}: shadow {sh.index}/{sh.shadows} trained{acc}  {sh.elapsed:.1f}s", file=sys.stderr)
-
-    results = run_to_end(
-        membership_study(store, args.models, attack=args.attack, n=args.n, lira=lira),
-        None if args.quiet else show,
-    )
+    config = MembershipStudyConfig(
+        model_ids=list(args.models), attack=args.attack, n=args.n,
+        lira=_given(shadows=args.shadows, variant=args.variant, epochs=args.shadow_epochs, seed=args.seed),
+    )  # fmt: skip
+    if args.detach:
+        submit_detached(store, "membership", config, as_json=args.json)
+        return
+    outcome = run_study(MembershipStudy(), store, config, _progress(args.quiet))
     rows = []
-    for card, result in results:
-        rows.append({"model_id": card.id, "model": card.name, **_privacy_of(card), **result.to_record()})
+    for m in MembershipStudyResult.from_json(outcome.result).models:
+        rows.append(
+            {"model_id": m.model_id, "model": m.model_name, **_privacy_row(m.privacy), **m.to_record()}
+        )
         if args.json:
-            rows[-1] |= {"fpr": result.roc.fpr.tolist(), "tpr": result.roc.tpr.tolist()}
+            rows[-1] |= {"fpr": m.roc.fpr.tolist(), "tpr": m.roc.tpr.tolist()}
     if args.json:
         _print(rows, True)
         return
@@ -514,29 +529,36 @@ def _to_png(image: Any, path: Path) -> tuple[int, int]:
 
 
 def cmd_invert(args: argparse.Namespace, store: Store) -> None:
-    model, card = store.load_model(args.model)
-    classes = _ints(args.classes, "classes") if args.classes else list(range(card.spec.num_classes))
-    config = InversionConfig(**_given(
-        steps=args.steps, lr=args.lr, optimizer=args.optimizer, objective=args.objective, tv_weight=args.tv_weight,
-        l2_weight=args.l2_weight, start=args.start, init_noise=args.init_noise, stop_at=args.stop_at, seed=args.seed,
-    ))  # fmt: skip
-    if not args.quiet:
-        print(
-            f"inverting {len(classes)} classes of {card.name} ({config.steps} steps at most)…",
-            file=sys.stderr,
+    config = InversionStudyConfig(
+        model_ids=[args.model], classes=_ints(args.classes, "classes") if args.classes else None,
+        inversion=_given(
+            steps=args.steps, lr=args.lr, optimizer=args.optimizer, objective=args.objective,
+            tv_weight=args.tv_weight, l2_weight=args.l2_weight, start=args.start, init_noise=args.init_noise,
+            stop_at=args.stop_at, seed=args.seed,
+        ),
+    )  # fmt: skip
+    if args.detach:
+        submit_detached(store, "inversion", config, as_json=args.json)
+        return
+    if not args.out:
+        raise InvalidInputError(
+            "Give --out, the folder for the PNGs (or --detach to keep them with the run)."
         )
-    result = invert(model, classes, card.spec.input_shape, config=config)
+    outcome = run_study(InversionStudy(), store, config, _progress(args.quiet))
+    result = InversionStudyResult.from_json(outcome.result)
+    (inverted,) = result.models
+    images = np.load(io.BytesIO(outcome.artifacts["images-0.npy"]), allow_pickle=False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    repeated = len(set(classes)) < len(classes)
+    repeated = len(set(result.targets)) < len(result.targets)
     records = []
-    for i, rec in enumerate(result.to_records()):
-        path = out / (f"{i:03d}_class_{rec['target']}.png" if repeated else f"class_{rec['target']}.png")
-        width, height = _to_png(result.images[i], path)
-        records.append({**rec, "file": str(path), "width": width, "height": height})
+    for i, c in enumerate(inverted.classes):
+        path = out / (f"{i:03d}_class_{c.target}.png" if repeated else f"class_{c.target}.png")
+        width, height = _to_png(torch.from_numpy(images[i]), path)
+        records.append({**vars(c), "file": str(path), "width": width, "height": height})
     if args.json:
-        _print({"model_id": card.id, "model": card.name, "description": result.description,
-                "seconds": result.seconds, "classes": records}, True)  # fmt: skip
+        _print({"model_id": inverted.model_id, "model": inverted.model_name, "description": result.description,
+                "seconds": inverted.seconds, "classes": records}, True)  # fmt: skip
         return
     print(f"# {result.description}")
     _print([
@@ -547,32 +569,24 @@ def cmd_invert(args: argparse.Namespace, store: Store) -> None:
 
 
 def cmd_audit(args: argparse.Namespace, store: Store) -> None:
-    recipe = get_recipe(args.recipe, **_recipe_params(args))
-    data = resolve_dataset(store, args.dataset)
-    config = AuditConfig(
-        **_given(canaries=args.canaries, keep_test=args.keep_test, confidence=args.confidence, seed=args.seed)
-    )
-    # the recipe under audit, then (--control) the positive control on the same canaries: no clipping, no noise
-    labels = [recipe.name, "standard (control)"]
-    prefixes = [f"[{recipe.name}] ", "[control] "]
-
-    def show(item: RunProgress) -> None:
-        if item.event.kind == "epoch":
-            print(f"{prefixes[item.index]}{_epoch_line(item.event)}", file=sys.stderr)
-
-    results = run_to_end(
-        audit_study(
-            spec_for(data, args.arch), data, _train_config(args, args.recipe), recipe, config=config,
-            control=args.control,
-        ),
-        None if args.quiet else show,
+    config = AuditStudyConfig(
+        dataset=args.dataset, arch=args.arch, recipe=args.recipe, recipe_params=_recipe_params(args),
+        train=_given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
+        audit=_given(canaries=args.canaries, keep_test=args.keep_test, confidence=args.confidence, seed=args.seed),
+        control=args.control,
     )  # fmt: skip
-    runs = [(labels[i], r) for i, (_, r) in enumerate(results)]
-    if args.json:
-        _print([{"run": label, **r.to_record(), "describe": r.describe()} for label, r in runs], True)
+    if args.detach:
+        submit_detached(store, "audit", config, as_json=args.json)
         return
-    for label, r in runs:
-        print(f"{label}: {r.describe()}; test accuracy {r.test_accuracy:.3f}")
+    outcome = run_study(AuditStudy(), store, config, _progress(args.quiet))
+    # the recipe under audit, then (--control) the positive control on the same canaries: no clipping, no noise
+    labels = [args.recipe, "standard (control)"]
+    runs = [(labels[i], r.bound) for i, r in enumerate(AuditStudyResult.from_json(outcome.result).runs)]
+    if args.json:
+        _print([{"run": label, **b.to_record(), "describe": b.describe()} for label, b in runs], True)
+        return
+    for label, b in runs:
+        print(f"{label}: {b.describe()}; test accuracy {b.test_accuracy:.3f}")
 
 
 def _point_row(p: FrontierPoint) -> dict[str, Any]:
@@ -591,24 +605,17 @@ def cmd_frontier(args: argparse.Namespace, store: Store) -> None:
     if not args.targets:
         points = frontier_points(store, args.dataset, args.arch)
     else:
-        config = _train_config(args, "dp-sgd")
-
-        def show(item: RunProgress | FrontierPoint) -> None:
-            if isinstance(item, FrontierPoint):
-                print(f"stored {item.name} ({item.model_id})", file=sys.stderr)
-            elif item.event.kind == "epoch":
-                print(
-                    f"[{item.index + 1}/{item.total} {item.label}] {_epoch_line(item.event)}", file=sys.stderr
-                )
-
-        points = run_to_end(
-            frontier_sweep(
-                store, dataset=args.dataset, arch=args.arch, targets=_floats(args.targets, "target ε values"),
-                config=config, accountant=args.accountant, max_grad_norm=args.max_grad_norm, delta=args.delta,
-                baseline=not args.no_baseline,
-            ),
-            None if args.quiet else show,
+        config = FrontierStudyConfig(
+            dataset=args.dataset, arch=args.arch, targets=_floats(args.targets, "target ε values"),
+            train=_given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
+            accountant=args.accountant, max_grad_norm=args.max_grad_norm, delta=args.delta,
+            baseline=not args.no_baseline,
         )  # fmt: skip
+        if args.detach:
+            submit_detached(store, "frontier", config, as_json=args.json)
+            return
+        outcome = run_study(FrontierStudy(), store, config, _progress(args.quiet))
+        points = FrontierStudyResult.from_json(outcome.result).points
     if args.json:
         _print([p.to_record() for p in points], True)
     elif not points:
@@ -768,10 +775,11 @@ def build_parser() -> argparse.ArgumentParser:
     mi.add_argument("--variant", choices=list(LIRA_VARIANTS), help="LiRA variant (default online)")
     mi.add_argument("--shadow-epochs", type=int, help="LiRA shadow epochs (default: as the target)")
     mi.add_argument("--seed", type=int, help="LiRA seed (default 0)")
+    mi.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
     mi.set_defaults(func=cmd_membership)
     iv = add("invert", "MI-Face model inversion: one PNG per class")
     iv.add_argument("model", metavar="MODEL_ID")
-    iv.add_argument("--out", required=True, help="folder for the PNGs")
+    iv.add_argument("--out", help="folder for the PNGs (not with --detach: they stay with the run)")
     iv.add_argument("--classes", help="comma-separated classes (default: all)")
     iv.add_argument("--steps", type=int)
     iv.add_argument("--lr", type=float)
@@ -783,6 +791,7 @@ def build_parser() -> argparse.ArgumentParser:
     iv.add_argument("--init-noise", type=float)
     iv.add_argument("--stop-at", type=float, help="stop an image once p_c exceeds this")
     iv.add_argument("--seed", type=int)
+    iv.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
     iv.set_defaults(func=cmd_invert)
     au = add("audit", "one-run privacy audit (Steinke et al. 2023): measured lower bound on ε vs the claim")
     au.add_argument("--dataset", default="mnist5k")
@@ -798,6 +807,7 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--confidence", type=float, help="of the bound (default 0.95)")
     au.add_argument("--seed", type=int, default=0, help="training, canaries and coin flips")
     au.add_argument("--control", action="store_true", help="also audit standard training (positive control)")
+    au.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
     au.set_defaults(func=cmd_audit)
     fr = add(
         "frontier", "privacy-utility frontier: train one DP model per target ε, or list the stored points"
@@ -813,6 +823,7 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--max-grad-norm", type=float, default=1.0, help="clipping norm C")
     fr.add_argument("--delta", type=float, default=1e-5)
     fr.add_argument("--no-baseline", action="store_true", help="do not train the non-private baseline")
+    fr.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
     fr.set_defaults(func=cmd_frontier)
     add_run_commands(add)
     return p

@@ -84,3 +84,13 @@ class PrivacySpend:
             if isinstance(err, InvalidInputError):
                 raise
             raise InvalidInputError(f"Not a privacy spend (ε, δ, accountant): {record!r}.") from err
+
+
+def privacy_label(spend: PrivacySpend | None, *, uploaded: bool = False, short: bool = False) -> str:
+    """'ε = 2.1 (RDP, δ 1e-05)' for a model trained with DP (an imported copy says its file recorded it), 'no DP'
+    otherwise; `short`: just 'ε = 2.1'. The one wording of pages and stored study results."""
+    if spend is None:
+        return "no DP"
+    if short:
+        return f"ε = {spend.epsilon:.3g}"
+    return spend.label() + (", as recorded in its file" if uploaded else "")

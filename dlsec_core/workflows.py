@@ -1,6 +1,6 @@
 """End-to-end work items shared by the UI's background jobs, the CLI and notebooks.
 
-Each is a generator of events whose return value is the result, so a job runner can show progress and cancel it
+Each is a generator of events whose return value is the result, so a worker can show progress and cancel it
 (by closing the generator), and a script can simply iterate. Nothing here is stored unless it finished: a
 cancelled or crashed training run never appears as a model.
 """

@@ -15,8 +15,8 @@ from dlsec_core.text import duration, plural, timestamp
 from dlsec_core.training.loop import TrainConfig
 from dlsec_core.workflows import dataset_names, import_and_evaluate, spec_for, store_uploaded_dataset
 from dlsec_ui import figures, state
-from dlsec_ui.jobs import submit_training
 from dlsec_ui.resources import get_dataset, get_store
+from dlsec_ui.runs import submit_training
 from dlsec_ui.widgets import config_form, model_label, show_error
 
 

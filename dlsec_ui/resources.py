@@ -18,7 +18,6 @@ from dlsec_core.data.builtin import Dataset
 from dlsec_core.defenses.detection import CalibratedDetector, FeatureSqueezingDetector
 from dlsec_core.defenses.transforms import InputTransform, Mode, defend
 from dlsec_core.device import configure_threads
-from dlsec_core.jobs import JobRunner, default_runner
 from dlsec_core.privacy.accounting import (
     AccountingError,
     AccountingFailure,
@@ -26,7 +25,6 @@ from dlsec_core.privacy.accounting import (
     epsilon_curve,
     noise_by_accountant,
 )
-from dlsec_core.privacy.inversion import InversionConfig, InversionResult, invert
 from dlsec_core.store import ModelCard, Store
 from dlsec_core.workflows import resolve_dataset
 
@@ -34,11 +32,6 @@ from dlsec_core.workflows import resolve_dataset
 @st.cache_resource(show_spinner=False)
 def get_store() -> Store:
     return Store()
-
-
-@st.cache_resource(show_spinner=False)
-def get_runner() -> JobRunner:
-    return default_runner()
 
 
 @st.cache_resource(show_spinner=False)
@@ -213,12 +206,3 @@ def noise_needed(
 ) -> dict[str, AccountingOutcome]:
     """Per accountant, the σ that keeps ε at or below the target after `steps` steps, or why none does."""
     return noise_by_accountant(target_epsilon, sample_rate, steps, delta, accountants)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def invert_model(
-    model_id: str, created_at: str, classes: tuple[int, ...], config: InversionConfig
-) -> InversionResult:
-    """MI-Face reconstructions of `classes` from a stored model (about half a second for ten classes)."""
-    model, card = _load_model(model_id, created_at)
-    return invert(model, list(classes), card.spec.input_shape, config=config)

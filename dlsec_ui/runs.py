@@ -14,13 +14,19 @@ from typing import Any
 
 import streamlit as st
 
+from dlsec_core.attacks.base import Attack
+from dlsec_core.defenses.transforms import InputTransform
 from dlsec_core.errors import DlsecError
 from dlsec_core.evaluation.checks import Finding
 from dlsec_core.execution.local import default_worker_count, ensure_workers, live_workers
 from dlsec_core.runs import RunRecord, RunStatus, RunStore
 from dlsec_core.studies.base import StudyConfig
 from dlsec_core.studies.catalog import submit
+from dlsec_core.studies.sweep import SweepStudyConfig, attack_params
+from dlsec_core.studies.train import TrainStudyConfig
 from dlsec_core.text import duration, plural, timestamp
+from dlsec_core.training.loop import TrainConfig
+from dlsec_core.training.recipes import Recipe, StandardRecipe
 from dlsec_core.workflows import CurveFindings
 from dlsec_ui import state
 from dlsec_ui.resources import get_store
@@ -37,6 +43,44 @@ def submit_run(study_name: str, config: StudyConfig, *, link: bool = True) -> Ru
     if link:
         st.query_params[state.RUN_PARAM] = run.id  # a link to this view re-attaches to the run
     return run
+
+
+def submit_training(
+    *,
+    dataset: str,
+    arch: str,
+    name: str | None,
+    config: TrainConfig,
+    recipe: Recipe | None = None,
+    link: bool = True,
+) -> str:
+    """Queue a training run (executed by a worker process, see `dlsec_ui.runs`); returns the run id."""
+    recipe = recipe or StandardRecipe()
+    study = TrainStudyConfig(
+        dataset=dataset, arch=arch, name=name, recipe=recipe.name, recipe_params=recipe.params(),
+        train=config.to_dict(),
+    )  # fmt: skip
+    return submit_run("train", study, link=link).id
+
+
+def submit_sweep(
+    model_ids: Sequence[str],
+    attack: Attack,
+    eps_values: Sequence[float],
+    n_images: int,
+    *,
+    defense: InputTransform | None = None,
+    seed: int = 0,
+    surrogate_id: str | None = None,
+) -> str:
+    """Queue a sweep run (executed by a worker process, see `dlsec_ui.runs`); returns the run id."""
+    study = SweepStudyConfig(
+        model_ids=list(model_ids), attack=attack.name, attack_params=attack_params(attack), eps=list(eps_values),
+        n_images=n_images, seed=seed, defense=None if defense is None else defense.name,
+        defense_params={} if defense is None else defense.to_dict()["params"],
+        surrogate_id=surrogate_id if getattr(attack, "surrogate", None) is not None else None,
+    )  # fmt: skip
+    return submit_run("sweep", study).id
 
 
 def attach(key: str, *, study: str | None = None, from_url: bool = True) -> RunRecord | None:

@@ -121,7 +121,6 @@ FR_ACCOUNTANT = "fr_accountant"
 FR_BUTTON = "fr_button"
 FR_JOB = "fr_job"
 FR_CHART = "fr_chart"
-CANCEL_FR = "cancel_fr"
 
 # membership inference page
 MI_MODELS = "mi_models"
@@ -130,7 +129,6 @@ MI_N = "mi_n"
 MI_BUTTON = "mi_button"
 MI_JOB = "mi_job"
 MI_ROC = "mi_roc"
-CANCEL_MI = "cancel_mi"
 
 # privacy audit page
 AU_DATASET = "au_dataset"
@@ -141,12 +139,12 @@ AU_CONTROL = "au_control"
 AU_BUTTON = "au_button"
 AU_JOB = "au_job"
 AU_CHART = "au_chart"
-CANCEL_AU = "cancel_au"
 
 # model inversion page
 INV_MODELS = "inv_models"
 INV_CLASSES = "inv_classes"
 INV_BUTTON = "inv_button"
+INV_JOB = "inv_job"
 INV_RESULT = "inv_result"
 
 # the privacy pages' twin training

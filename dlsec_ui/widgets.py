@@ -21,13 +21,13 @@ from dlsec_core.data.images import drawing_to_input, image_to_input, open_image
 from dlsec_core.defenses.transforms import TRANSFORMS, InputTransform
 from dlsec_core.errors import DlsecError
 from dlsec_core.evaluation.checks import Finding
+from dlsec_core.privacy_spend import privacy_label as spend_label
 from dlsec_core.store import ModelCard
 from dlsec_core.training.loop import TrainConfig
 from dlsec_core.workflows import CurveFindings
 from dlsec_ui import state
-from dlsec_ui.jobs import submit_training
 from dlsec_ui.resources import get_dataset, get_model, get_store
-from dlsec_ui.runs import show_session_run
+from dlsec_ui.runs import show_session_run, submit_training
 
 DEFAULT_TRAINING_TIME = "the default run took 42 to 55 s on a busy 2-core server, one thread per job"
 """How long the Models page's default run takes, as measured: 55 s (benchmarks/bench_default_training.py,
@@ -464,12 +464,7 @@ def show_error(err: DlsecError) -> None:
 def privacy_label(card: ModelCard, *, short: bool = False) -> str:
     """'ε = 2.1 (RDP, δ 1e-05)' for a model trained with DP (an imported copy says its file recorded it),
     'no DP' otherwise; `short`: just 'ε = 2.1'."""
-    spend = card.privacy
-    if spend is None:
-        return "no DP"
-    if short:
-        return f"ε = {spend.epsilon:.3g}"
-    return spend.label() + (", as recorded in its file" if card.source == "uploaded" else "")
+    return spend_label(card.privacy, uploaded=card.source == "uploaded", short=short)
 
 
 def privacy_twins(card: ModelCard, cards: list[ModelCard]) -> list[str]:

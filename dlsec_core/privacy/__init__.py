@@ -16,11 +16,11 @@ from dlsec_core.privacy.accounting import (
     rdp_epsilon_floor,
 )
 from dlsec_core.privacy.audit import (
+    AuditBound,
     AuditConfig,
     AuditResult,
     Canaries,
     audit_privacy,
-    audit_study,
     eps_lower_bound,
     guess_membership,
     p_value_dp_audit,
@@ -49,6 +49,7 @@ __all__ = [
     "AccountingOutcome",
     "LIRA_VARIANTS",
     "MEMBERSHIP_ATTACKS",
+    "AuditBound",
     "AuditConfig",
     "AuditResult",
     "Canaries",
@@ -61,7 +62,6 @@ __all__ = [
     "RocMetrics",
     "ShadowEvent",
     "audit_privacy",
-    "audit_study",
     "eps_lower_bound",
     "epsilon_after",
     "epsilon_by_accountant",

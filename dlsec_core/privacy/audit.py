@@ -44,7 +44,7 @@ from dlsec_core.evaluation.rates import MeasuredRate, measured_rate
 from dlsec_core.models.modes import device_of, eval_mode
 from dlsec_core.models.spec import ModelSpec
 from dlsec_core.privacy.accounting import ACCOUNTANTS
-from dlsec_core.training.loop import RunProgress, TrainConfig, TrainEvent, TrainResult, in_series, train
+from dlsec_core.training.loop import TrainConfig, TrainEvent, TrainResult, train
 from dlsec_core.training.recipes import Recipe, StandardRecipe
 
 MAX_CANARIES = 100_000
@@ -230,9 +230,10 @@ def score_canaries(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     return -torch.cat(losses).double().cpu()
 
 
-@dataclass(frozen=True, eq=False)
-class AuditResult:
-    """The measured lower bound on ε, next to the claimed ε (if the recipe claims one). Tensors on CPU."""
+@dataclass(frozen=True, kw_only=True)
+class AuditBound:
+    """The measured lower bound on ε, next to the claimed ε (if the recipe claims one): every number of an audit,
+    plain JSON (`to_json`/`from_json`), without its arrays and model (`AuditResult` adds them)."""
 
     eps_lower_bound: float
     confidence: float
@@ -246,11 +247,19 @@ class AuditResult:
     accountant: str | None  # the accountant behind the claim ("rdp", "prv")
     test_accuracy: float  # on the test images that are not canaries
     recipe: str
-    scores: torch.Tensor  # (m,) float64
-    included: torch.Tensor  # (m,) bool, S_i = +1
-    guesses: torch.Tensor  # (m,) int64 in {+1, -1, 0}
-    train_result: TrainResult
     seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(AuditBound)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AuditBound:
+        return AuditBound(**data)
+
+    @property
+    def bound(self) -> AuditBound:
+        """Just the numbers (an `AuditResult` without its arrays and model)."""
+        return AuditBound(**self.to_json())
 
     @property
     def claim_refuted(self) -> bool:
@@ -310,6 +319,16 @@ class AuditResult:
             "test_accuracy": self.test_accuracy, "recipe": self.recipe, "claim_refuted": self.claim_refuted,
             "max_provable_epsilon": self.max_provable_epsilon, "claim_refutable": self.claim_refutable,
         }  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class AuditResult(AuditBound):
+    """An audit's numbers with its arrays and the trained model. Tensors on CPU."""
+
+    scores: torch.Tensor  # (m,) float64
+    included: torch.Tensor  # (m,) bool, S_i = +1
+    guesses: torch.Tensor  # (m,) int64 in {+1, -1, 0}
+    train_result: TrainResult
 
 
 def audit_privacy(
@@ -390,26 +409,3 @@ def _is_number(value: Any) -> bool:
     return (
         isinstance(value, int | float | np.floating) and not isinstance(value, bool) and math.isfinite(value)
     )
-
-
-# -- the study the app and the CLI run: the recipe under audit beside a positive control ---------------------
-def audit_study(
-    spec: ModelSpec,
-    dataset: Dataset,
-    train_config: TrainConfig,
-    recipe: Recipe,
-    *,
-    config: AuditConfig | None = None,
-    control: bool = True,
-) -> Generator[RunProgress, None, list[tuple[str, AuditResult]]]:
-    """Audit `recipe` and, with `control`, the same training without DP (standard recipe: no clipping, no noise),
-    on the same canaries and coin flips: the control shows what the audit can detect when nothing protects."""
-    config = config or AuditConfig()
-    runs: list[tuple[str, Recipe]] = [(recipe.title or recipe.name, recipe)]
-    if control and recipe.name != StandardRecipe.name:
-        runs.append(("positive control: standard training (no clipping, no noise)", StandardRecipe()))
-    results: list[tuple[str, AuditResult]] = []
-    for index, (label, rec) in enumerate(runs):
-        run = audit_privacy(spec, dataset, train_config, rec, config=config)
-        results.append((label, (yield from in_series(run, index=index, total=len(runs), label=label))))
-    return results

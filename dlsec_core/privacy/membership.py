@@ -106,6 +106,21 @@ class RocMetrics:
                if not r.measurable},
         }  # fmt: skip
 
+    def to_json(self) -> dict[str, Any]:
+        """Every field as plain JSON (the plotted ROC as lists), for a stored run; `from_json` reads it back."""
+        return {
+            "auc": self.auc, "tpr_at_0_1pct": self.tpr_at_0_1pct, "tpr_at_1pct": self.tpr_at_1pct,
+            "advantage": self.advantage, "balanced_accuracy": self.balanced_accuracy, "n_members": self.n_members,
+            "n_nonmembers": self.n_nonmembers, "fpr": self.fpr.tolist(), "tpr": self.tpr.tolist(),
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RocMetrics:
+        return cls(
+            **{k: v for k, v in data.items() if k not in ("fpr", "tpr")},
+            fpr=np.asarray(data["fpr"], dtype=np.float64), tpr=np.asarray(data["tpr"], dtype=np.float64),
+        )  # fmt: skip
+
 
 def roc_metrics(scores: npt.ArrayLike, is_member: npt.ArrayLike) -> RocMetrics:
     """ROC, AUC, TPR at 0.1 % and 1 % FPR, and the best-threshold advantage of membership scores.

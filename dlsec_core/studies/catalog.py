@@ -7,14 +7,28 @@ from typing import Any
 
 from dlsec_core.errors import NotFoundError
 from dlsec_core.runs import RunRecord, RunStore
+from dlsec_core.studies.audit import AuditStudy
 from dlsec_core.studies.base import Study, StudyConfig
 from dlsec_core.studies.certification import CertificationStudy
 from dlsec_core.studies.detection import DetectionStudy
+from dlsec_core.studies.frontier import FrontierStudy
+from dlsec_core.studies.inversion import InversionStudy
+from dlsec_core.studies.membership import MembershipStudy
 from dlsec_core.studies.sweep import SweepStudy
 from dlsec_core.studies.train import TrainStudy
 
 STUDIES: dict[str, Study[Any]] = {
-    s.name: s for s in (TrainStudy(), SweepStudy(), DetectionStudy(), CertificationStudy())
+    s.name: s
+    for s in (
+        TrainStudy(),
+        SweepStudy(),
+        DetectionStudy(),
+        CertificationStudy(),
+        MembershipStudy(),
+        InversionStudy(),
+        AuditStudy(),
+        FrontierStudy(),
+    )
 }
 
 

@@ -1,4 +1,5 @@
-"""The privacy-utility frontier: test accuracy against ε over stored DP runs, and a sweep that fills it in.
+"""The privacy-utility frontier: test accuracy against ε over stored DP runs, and a sweep that fills it in
+(`FrontierStudy`, the registered study: a run that trains and stores one DP model per target ε).
 
 Every point carries the accountant and δ that produced its ε (points from different accountants are never
 silently mixed: the chart groups by accountant). The non-private baseline is a model of the same architecture
@@ -9,12 +10,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dlsec_core.errors import InvalidInputError
-from dlsec_core.privacy.dp_sgd import DPSGDRecipe
+from dlsec_core.models.architectures import ARCHITECTURES
+from dlsec_core.privacy.dp_sgd import TRAIN_ACCOUNTANTS, DPSGDRecipe
 from dlsec_core.store import ModelCard, Store
+from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome
+from dlsec_core.studies.checks import Problems
+from dlsec_core.text import plural
 from dlsec_core.training.loop import RunProgress, TrainConfig, in_series
 from dlsec_core.training.recipes import Recipe, StandardRecipe
 from dlsec_core.workflows import train_and_store
@@ -45,6 +50,15 @@ class FrontierPoint:
             "noise_multiplier": self.noise_multiplier,
         }  # fmt: skip
 
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> FrontierPoint:
+        """The inverse of `to_record` (a stored run's point)."""
+        return cls(
+            model_id=data["model_id"], name=data["model"], accuracy=data["test_accuracy"],
+            epsilon=math.inf if data["epsilon"] is None else data["epsilon"], delta=data["delta"],
+            accountant=data["accountant"], noise_multiplier=data["noise_multiplier"],
+        )  # fmt: skip
+
 
 def point_of(card: ModelCard) -> FrontierPoint | None:
     """A stored model as a frontier point: DP runs by their last epoch's ε, standard runs as the baseline."""
@@ -74,6 +88,22 @@ def frontier_points(store: Store, dataset: str, arch: str) -> list[FrontierPoint
     return sorted(points, key=lambda p: p.epsilon)
 
 
+def check_targets(targets: Sequence[float]) -> list[float]:
+    """The target ε values, sorted and without repeats; 1 to MAX_SWEEP_RUNS values in (0, 100]."""
+    if isinstance(targets, str) or not all(
+        isinstance(t, int | float) and not isinstance(t, bool) for t in targets
+    ):
+        raise InvalidInputError(f"The target ε values are numbers, got {targets!r}.")
+    clean = sorted({float(t) for t in targets})
+    if not clean or len(clean) > MAX_SWEEP_RUNS:
+        raise InvalidInputError(f"Give 1 to {MAX_SWEEP_RUNS} target ε values, got {len(clean)}.")
+    if any(not (math.isfinite(t) and 0 < t <= 100) for t in clean):
+        raise InvalidInputError(
+            f"Target ε values must be in (0, 100], got {', '.join(f'{t:g}' for t in clean)}."
+        )
+    return clean
+
+
 def frontier_sweep(
     store: Store,
     *,
@@ -90,13 +120,7 @@ def frontier_sweep(
 
     Yields the training progress of each run and a `FrontierPoint` as each model lands in the store.
     """
-    clean = sorted({float(t) for t in targets})
-    if not clean or len(clean) > MAX_SWEEP_RUNS:
-        raise InvalidInputError(f"Give 1 to {MAX_SWEEP_RUNS} target ε values, got {len(clean)}.")
-    if any(not (math.isfinite(t) and 0 < t <= 100) for t in clean):
-        raise InvalidInputError(
-            f"Target ε values must be in (0, 100], got {', '.join(f'{t:g}' for t in clean)}."
-        )
+    clean = check_targets(targets)
     recipes: list[tuple[str, Recipe]] = [
         (f"ε ≤ {t:g}", DPSGDRecipe(
             target_epsilon=t, accountant=accountant, max_grad_norm=max_grad_norm, delta=delta
@@ -120,3 +144,98 @@ def frontier_sweep(
             points.append(point)
             yield point
     return points
+
+
+# -- the registered study ------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class FrontierStudyConfig(StudyConfig):
+    """One DP-SGD model per target ε (σ calibrated by `accountant`), plus the non-private baseline when none is
+    stored and `baseline`; `train` holds `TrainConfig` fields (the ones left out take DP-SGD's suggested values)."""
+
+    dataset: str = "mnist5k"
+    arch: str = "cnn"
+    targets: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0])
+    train: dict[str, Any] = field(default_factory=dict)
+    accountant: str = "rdp"
+    max_grad_norm: float = 1.0
+    delta: float = 1e-5
+    baseline: bool = True
+
+    def __post_init__(self) -> None:
+        problems = Problems()
+        if not isinstance(self.dataset, str) or not self.dataset:
+            problems.add(f"The dataset is a name, got {self.dataset!r}.")
+        if self.arch not in ARCHITECTURES:
+            problems.add(f"Unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
+        with problems.check():
+            targets = check_targets(self.targets)
+            with problems.check():  # the accountant, C and δ, checked by the recipe itself
+                DPSGDRecipe(
+                    target_epsilon=targets[0], accountant=self.accountant, max_grad_norm=self.max_grad_norm,
+                    delta=self.delta,
+                )  # fmt: skip
+        if self.accountant not in TRAIN_ACCOUNTANTS:
+            problems.add(
+                f"Train with one of the accountants {', '.join(TRAIN_ACCOUNTANTS)}, got {self.accountant!r}."
+            )
+        problems.build(lambda **kw: TrainConfig.suggested(DPSGDRecipe, **kw), self.train, "training")
+        if not isinstance(self.baseline, bool):
+            problems.add(f"baseline is true or false, got {self.baseline!r}.")
+        problems.raise_any()
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig.suggested(DPSGDRecipe, **self.train)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrontierStudyResult:
+    """The points the sweep added (each a model it stored), in the order they landed."""
+
+    dataset: str
+    arch: str
+    points: list[FrontierPoint]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "arch": self.arch, "points": [p.to_record() for p in self.points]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FrontierStudyResult:
+        points = [FrontierPoint.from_record(p) for p in data["points"]]
+        return cls(dataset=data["dataset"], arch=data["arch"], points=points)
+
+
+class FrontierStudy(Study[FrontierStudyConfig]):
+    name = "frontier"
+    title = "Privacy-utility frontier"
+    config_type = FrontierStudyConfig
+
+    def title_for(self, config: FrontierStudyConfig) -> str:
+        targets = plural(len(check_targets(config.targets)), "ε value")
+        return f"Privacy-utility sweep ({targets}, {config.arch} on {config.dataset})"
+
+    def seed(self, config: FrontierStudyConfig) -> int | None:
+        return config.train_config().seed
+
+    def execute(self, store: Store, config: FrontierStudyConfig) -> Generator[StudyEvent, None, StudyOutcome]:
+        work = frontier_sweep(
+            store, dataset=config.dataset, arch=config.arch, targets=config.targets, config=config.train_config(),
+            accountant=config.accountant, max_grad_norm=config.max_grad_norm, delta=config.delta,
+            baseline=config.baseline,
+        )  # fmt: skip
+        points: list[FrontierPoint] = []
+        progress = 0.0
+        while True:
+            try:
+                item = next(work)
+            except StopIteration:
+                break
+            if isinstance(item, FrontierPoint):
+                points.append(item)
+                yield StudyEvent(progress, f"stored {item.name}", {"type": "point", **item.to_record()})
+                continue
+            progress, e = item.progress, item.event
+            yield StudyEvent(
+                progress, f"run {item.index + 1}/{item.total} ({item.label}), epoch {e.epoch}/{e.epochs}"
+            )
+        result = FrontierStudyResult(dataset=config.dataset, arch=config.arch, points=points)
+        return StudyOutcome(result=result.to_json(), model_ids=[p.model_id for p in points])

@@ -1,11 +1,16 @@
 """The membership study: a membership attack (loss threshold or LiRA) on stored models, each on its own data,
-LiRA's shadows trained like each model (its stored settings and recipe, DP-SGD included)."""
+LiRA's shadows trained like each model (its stored settings and recipe, DP-SGD included).
+
+`membership_study` is the generator; `MembershipStudy` is the registered study (a run executed by a worker) that
+stores a typed `MembershipStudyResult` and each model's scores as `scores-<i>.npy`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from dlsec_core.catalog import get_recipe
 from dlsec_core.errors import InvalidInputError
@@ -13,12 +18,17 @@ from dlsec_core.privacy.membership import (
     MEMBERSHIP_ATTACKS,
     LiraConfig,
     MembershipResult,
+    RocMetrics,
     ShadowEvent,
     _check_candidates,
     lira_attack,
     loss_threshold_attack,
 )
+from dlsec_core.privacy_spend import PrivacySpend, privacy_label
 from dlsec_core.store import ModelCard, Store
+from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome
+from dlsec_core.studies.checks import Problems, model_id_list, npy_bytes
+from dlsec_core.text import plural
 from dlsec_core.training.loop import TrainConfig
 from dlsec_core.training.recipes import Recipe, StandardRecipe
 from dlsec_core.workflows import resolve_dataset
@@ -126,3 +136,149 @@ def membership_study(
         results.append((card, result))
         yield dataclasses.replace(base, result=result)
     return results
+
+
+# -- the registered study ------------------------------------------------------------------------------------
+MAX_MODELS = 4  # the page's side-by-side
+
+
+@dataclass(frozen=True, kw_only=True)
+class MembershipStudyConfig(StudyConfig):
+    """Which models to attack, with which attack, on how many members and non-members; `lira` holds `LiraConfig`
+    fields (the ones left out take their defaults; ignored by the loss attack)."""
+
+    model_ids: list[str]
+    attack: str = "loss"
+    n: int = 500
+    lira: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = Problems()
+        model_id_list(self.model_ids, problems, most=MAX_MODELS)
+        if self.attack not in MEMBERSHIP_ATTACKS:
+            problems.add(
+                f"Unknown membership attack {self.attack!r}; choose one of {', '.join(MEMBERSHIP_ATTACKS)}."
+            )
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 10:
+            problems.add(f"Members and non-members: an integer of at least 10 each, got {self.n!r}.")
+        problems.build(LiraConfig, self.lira, "LiRA")
+        problems.raise_any()
+
+    def lira_config(self) -> LiraConfig:
+        return LiraConfig(**self.lira)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MembershipModelResult:
+    """One attacked model: who it is (as it was when attacked), the attack's description and its ROC."""
+
+    model_id: str
+    model_name: str
+    privacy: PrivacySpend | None  # what the model spent, None = trained without DP
+    uploaded: bool  # an imported model: its ε is what its file recorded
+    attack: str
+    description: str  # names the attack and its strength
+    roc: RocMetrics
+    member_accuracy: float
+    nonmember_accuracy: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def auc(self) -> float:
+        return self.roc.auc
+
+    def privacy_label(self, *, short: bool = False) -> str:
+        return privacy_label(self.privacy, uploaded=self.uploaded, short=short)
+
+    def to_record(self) -> dict[str, Any]:
+        """A flat row without arrays (as `MembershipResult.to_record`)."""
+        return {
+            "attack": self.attack, "description": self.description, **self.roc.to_record(),
+            "member_accuracy": self.member_accuracy, "nonmember_accuracy": self.nonmember_accuracy, **self.details,
+        }  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id, "model_name": self.model_name,
+            "privacy": None if self.privacy is None else self.privacy.to_record(), "uploaded": self.uploaded,
+            "attack": self.attack, "description": self.description, "roc": self.roc.to_json(),
+            "member_accuracy": self.member_accuracy, "nonmember_accuracy": self.nonmember_accuracy,
+            "details": self.details,
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MembershipModelResult:
+        return cls(**{
+            **data, "privacy": None if data["privacy"] is None else PrivacySpend.from_record(data["privacy"]),
+            "roc": RocMetrics.from_json(data["roc"]),
+        })  # fmt: skip
+
+    @classmethod
+    def of(cls, card: ModelCard, result: MembershipResult) -> MembershipModelResult:
+        return cls(
+            model_id=card.id, model_name=card.name, privacy=card.privacy, uploaded=card.source == "uploaded",
+            attack=result.attack, description=result.description, roc=result.roc,
+            member_accuracy=result.member_accuracy, nonmember_accuracy=result.nonmember_accuracy,
+            details=dict(result.details),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class MembershipStudyResult:
+    """One result per attacked model, in the order given."""
+
+    models: list[MembershipModelResult]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"models": [m.to_json() for m in self.models]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MembershipStudyResult:
+        return cls(models=[MembershipModelResult.from_json(m) for m in data["models"]])
+
+
+def progress_message(event: MembershipEvent) -> str:
+    what = f"done, AUC {event.result.auc:.3f}" if event.result is not None else "attacking"
+    if event.shadow is not None:
+        sh = event.shadow
+        what = f"shadow model {sh.index}/{sh.shadows}" + (" trained" if sh.kind == "shadow" else "")
+    return f"model {event.model_index}/{event.models} ({event.model_name}): {what}"
+
+
+class MembershipStudy(Study[MembershipStudyConfig]):
+    name = "membership"
+    title = "Membership inference"
+    config_type = MembershipStudyConfig
+
+    def title_for(self, config: MembershipStudyConfig) -> str:
+        return f"Membership inference ({config.attack}) on {plural(len(config.model_ids), 'model')}"
+
+    def model_ids(self, config: MembershipStudyConfig) -> list[str]:
+        return list(config.model_ids)
+
+    def seed(self, config: MembershipStudyConfig) -> int | None:
+        return config.lira_config().seed if config.attack == "lira" else None
+
+    def execute(
+        self, store: Store, config: MembershipStudyConfig
+    ) -> Generator[StudyEvent, None, StudyOutcome]:
+        work = membership_study(
+            store, config.model_ids, attack=config.attack, n=config.n, lira=config.lira_config()
+        )
+        models: list[MembershipModelResult] = []
+        artifacts: dict[str, bytes] = {}
+        while True:
+            try:
+                event = next(work)
+            except StopIteration:
+                break
+            payload = None
+            if event.result is not None:
+                card = store.get_card(event.model_id)
+                models.append(MembershipModelResult.of(card, event.result))
+                artifacts[f"scores-{event.model_index - 1}.npy"] = npy_bytes(event.result.scores)
+                payload = {"type": "model", **models[-1].to_json()}
+            elif event.shadow is not None and event.shadow.kind == "shadow":
+                payload = {"type": "shadow", "model_id": event.model_id, **event.shadow.to_record()}
+            yield StudyEvent(event.progress, progress_message(event), payload)
+        return StudyOutcome(result=MembershipStudyResult(models=models).to_json(), artifacts=artifacts)

@@ -1,6 +1,6 @@
 """The one training loop: a generator of `TrainEvent`s that never prints.
 
-The UI draws curves from the events, the CLI prints them, a job runner cancels the loop by closing the
+The UI draws curves from the events, the CLI prints them, a worker cancels the loop by closing the
 generator between events. Recipes (`recipes.py`) plug in training-time defenses. The same seed gives the same
 weights on CPU: model initialisation happens under a process-wide lock right after seeding, and shuffling uses
 a private generator.

@@ -24,7 +24,7 @@ from dlsec_core.privacy import (
     p_value_dp_audit,
     plant_canaries,
 )
-from dlsec_core.privacy.audit import audit_study
+from dlsec_core.studies.audit import audit_study
 from dlsec_core.training import Recipe, TrainConfig, TrainEvent
 from dlsec_core.training.recipes import TrainingSetup, get_recipe
 from dlsec_core.workflows import spec_for

@@ -10,8 +10,10 @@ import pytest
 from PIL import Image
 
 from dlsec_core.cli import main
+from dlsec_core.execution.worker import in_process, serve
 from dlsec_core.privacy.accounting import epsilon_after, noise_for_target
 from dlsec_core.privacy.dp_sgd import DPSGDRecipe
+from dlsec_core.runs import RunStatus, RunStore
 from dlsec_core.store import ModelCard, Store
 from dlsec_core.studies.frontier import frontier_points
 
@@ -85,12 +87,12 @@ def test_dp_training_then_membership(
         assert 0 <= r["auc"] <= 1 and r["attack"] == "loss"
         assert len(r["fpr"]) == len(r["tpr"]) > 2 and r["fpr"][0] == 0 and r["fpr"][-1] == 1
     assert rows[0]["privacy"] == "no DP" and rows[1]["epsilon"] == pytest.approx(last["epsilon"])
-    assert "model 2/2 dp: auc" in err
+    assert "model 2/2 (dp): done, AUC" in err
 
     code, out, err = run(capsys, "membership", stored_model.id, "--attack", "lira", "--shadows", "2", "--n", "50",
                          "--variant", "offline")  # fmt: skip
     assert code == 0, err
-    assert "shadow 2/2 trained" in err
+    assert "shadow model 2/2 trained" in err
     assert "privacy=no DP" in out and "LiRA offline, 2 shadow models" in out and "tpr_at_0_1pct=" in out
 
 
@@ -124,7 +126,8 @@ def test_audit_with_control(tmp_home: Path, capsys: pytest.CaptureFixture[str]) 
     assert len(lines) == 2
     assert lines[0].startswith("dp-sgd: claimed ε ≤ ") and "(RDP)" in lines[0] and "measured ε ≥ " in lines[0]
     assert lines[1].startswith("standard (control): no claim") and "measured ε ≥ " in lines[1]
-    assert "100 canaries" in lines[0] and "[control] epoch 2/2" in err
+    assert "100 canaries" in lines[0] and "run 2/2 (positive control: standard training" in err
+    assert "epoch 2/2" in err
     assert Store(tmp_home).list_models() == []  # nothing is stored
 
 
@@ -144,12 +147,40 @@ def test_frontier_adds_one_dp_point(
     assert "(rdp, δ=1e-05)" in out.splitlines()[0] and "no DP" in out.splitlines()[1]
 
 
+def test_detached_membership_is_a_run_with_the_in_process_result(
+    tmp_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    stored_model: ModelCard,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`membership --detach` queues a run and prints its id; executed (here, as a worker would), its stored result
+    is the one the in-process command prints."""
+    monkeypatch.setenv("DLSEC_WORKERS", "0")  # no worker processes: this test executes the run itself
+    code, out, err = run(capsys, "membership", stored_model.id, "--n", "40", "--detach")
+    assert code == 0, err
+    run_id = out.strip()
+    assert f"runs wait {run_id}" in err
+    runs = RunStore(Store(tmp_home))
+    queued = runs.get(run_id)
+    assert queued.status == RunStatus.QUEUED and queued.study == "membership"
+    assert list(queued.model_ids) == [stored_model.id]  # "this model's runs" finds it
+    assert serve(runs, max_runs=1, idle_exit_s=0, lower_priority=False, engine=in_process) == 1
+    done = runs.get(run_id)
+    assert done.status == RunStatus.DONE and done.result is not None
+    assert [p.name for p in runs.artifacts(run_id)] == ["scores-0.npy"]
+    code, out, err = run(capsys, "membership", stored_model.id, "--n", "40", "--json")
+    (row,) = json.loads(out)
+    (stored,) = done.result["models"]
+    assert stored["roc"]["auc"] == row["auc"] and stored["roc"]["fpr"] == row["fpr"]
+
+
 @pytest.mark.parametrize(
     "args",
     [
         ("membership", "000000000000", "--n", "50"),
         ("membership", "not-an-id"),
         ("invert", "000000000000", "--out", "unused"),
+        ("invert", "000000000000"),
         ("privacy-budget", "--dataset", "nope"),
         ("audit", "--dataset", "digits", "--canaries", "1000"),
         ("frontier", "--dataset", "digits", "--arch", "logreg", "--targets", "x"),

@@ -27,10 +27,14 @@ from dlsec_core.execution.worker import execute, serve
 from dlsec_core.runs import RunStatus, RunStore
 from dlsec_core.store import SCHEMA_VERSION, ModelCard, Store
 from dlsec_core.studies import catalog
+from dlsec_core.studies.audit import AuditStudyConfig
 from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome, run_study
 from dlsec_core.studies.catalog import STUDIES, get_study
 from dlsec_core.studies.certification import CertificationStudyConfig
 from dlsec_core.studies.detection import DetectionStudyConfig
+from dlsec_core.studies.frontier import FrontierStudyConfig
+from dlsec_core.studies.inversion import InversionStudyConfig
+from dlsec_core.studies.membership import MembershipStudyConfig
 from dlsec_core.studies.sweep import SweepStudyConfig
 from dlsec_core.studies.train import TrainStudyConfig
 
@@ -65,6 +69,19 @@ def example_config(study: str, card: ModelCard) -> StudyConfig:
         ),
         "certification": CertificationStudyConfig(
             model_id=card.id, sigma=0.25, n_images=4, n0=10, n=40, pgd_steps=2, eot_samples=2, draws=2, seed=1
+        ),
+        "membership": MembershipStudyConfig(model_ids=[card.id], attack="loss", n=50),
+        "inversion": InversionStudyConfig(model_ids=[card.id], classes=[0, 3], inversion={"steps": 10}),
+        "audit": AuditStudyConfig(
+            dataset="digits",
+            arch="logreg",
+            recipe_params={"target_epsilon": 4.0},
+            train={**FAST, "epochs": 1},
+            audit={"canaries": 40},
+            control=True,
+        ),
+        "frontier": FrontierStudyConfig(
+            dataset="digits", arch="logreg", targets=[4.0], train={**FAST, "epochs": 1}
         ),
     }
     return examples[study]

@@ -188,7 +188,7 @@ def test_closing_the_generator_cancels_training(digits: Dataset):
     first = next(events)
     assert first.kind == "step"
     done = recipe.calls[0]
-    events.close()  # what a job runner does on cancel: no exception escapes
+    events.close()  # what a worker does on cancel: no exception escapes
     with pytest.raises(StopIteration):
         next(events)
     assert recipe.calls[0] == done

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,6 @@ import torch
 from dlsec_core.attacks import FGSM
 from dlsec_core.errors import DlsecError, InvalidInputError, NotFoundError
 from dlsec_core.evaluation import sweep
-from dlsec_core.jobs import JobRunner, JobState
 from dlsec_core.store import Store
 from dlsec_core.training.loop import TrainConfig, run_to_end
 from dlsec_core.workflows import (
@@ -64,32 +62,9 @@ def test_closing_training_early_stores_nothing(tmp_home: Path) -> None:
     store = Store()
     gen = train_and_store(store, dataset="digits", arch="cnn", config=TrainConfig(epochs=5, shift=0))
     next(gen)
-    gen.close()  # what the job runner does on cancel
+    gen.close()  # what a worker does on cancel
     assert store.list_models() == []
     assert list((tmp_home / "models").iterdir()) == []
-
-
-def test_cancelled_training_job_stores_nothing(tmp_home: Path) -> None:
-    store = Store()
-    runner = JobRunner(max_running=1)
-    started = []
-
-    def work(ctx):  # type: ignore[no-untyped-def]
-        for event in train_and_store(
-            store, dataset="digits", arch="cnn", config=TrainConfig(epochs=20, shift=0)
-        ):
-            started.append(event)
-            yield event
-
-    job = runner.submit(work, kind="train", title="t")
-    deadline = time.monotonic() + 60
-    while not started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    runner.cancel(job)
-    snap = runner.wait(job, timeout=60)
-    runner.shutdown()
-    assert snap.state is JobState.CANCELLED
-    assert store.list_models() == []
 
 
 def test_killed_training_process_leaves_no_model(tmp_path: Path) -> None:

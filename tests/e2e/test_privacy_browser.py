@@ -1,8 +1,9 @@
 """End to end in a real browser, the privacy features as a user meets them.
 
 Train a DP-SGD model (the planned ε before training, the live "Privacy spent" panel, ε growing epoch by epoch)
-and its non-private twin; attack both with membership inference (two ROC curves, a results table that labels
-each model's privacy); use the privacy-budget calculator (RDP and PRV rows, the δ ≥ 1/N error).
+and its non-private twin; attack both with membership inference as a stored run (two ROC curves, a results table
+that labels each model's privacy; the run's link redraws it in another tab); invert both (a run too); use the
+privacy-budget calculator (RDP and PRV rows, the δ ≥ 1/N error).
 
 Needs Debian's Chromium at /usr/bin/chromium. Screenshots go to artifacts/screenshots/privacy_*.png.
 """
@@ -22,12 +23,14 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 from streamlit_page import (  # skips the module when Chromium or Playwright is missing
+    DONE,
     alerts,
     assert_no_errors,
     fill,
     key,
     legend_texts,
     navigate,
+    open_page,
     plot_state,
     press,
     screenshot,
@@ -100,7 +103,7 @@ def stored(app: Any, name: str) -> Any:
 # -- tests -------------------------------------------------------------------------------------------------
 
 
-def test_dp_model_and_twin_then_membership_inference(app: Any, page: Page) -> None:
+def test_dp_model_and_twin_then_membership_inference(app: Any, page: Page, new_page: Any) -> None:
     page.goto(f"{app.url}/models")
     page.locator(f"{key(state.TRAIN_BUTTON)} button").wait_for()
     settle(page)
@@ -185,8 +188,8 @@ def test_dp_model_and_twin_then_membership_inference(app: Any, page: Page) -> No
     assert any("privacy-dp" in c and "ε = " in c for c in chips), chips
     assert any("privacy-nodp" in c and "no DP" in c for c in chips), chips
     assert page.locator(f"{key(state.MI_ATTACK)} input[type=radio]").first.is_checked()  # the loss attack
-    page.locator(f"{key(state.MI_BUTTON)} button").click()
-    page.locator('[data-testid="stAlertContentSuccess"]', has_text="done in").wait_for(timeout=JOB_TIMEOUT_MS)
+    mi_run = start_run(page, state.MI_BUTTON)  # a stored run, executed by a worker process
+    wait_run_done(page, mi_run, JOB_TIMEOUT_MS)
     wait_chart(page, state.MI_ROC)
     settle(page)
 
@@ -204,6 +207,32 @@ def test_dp_model_and_twin_then_membership_inference(app: Any, page: Page) -> No
     assert PRIVACY_LABEL.match(privacy[0]) and privacy[1] == "no DP", privacy
     assert_no_errors(page)
     screenshot(page, "privacy_04_membership")
+
+    # another participant opens the run's link in a new tab: the same attack, redrawn from the stored run
+    other = new_page()
+    open_page(other, f"{app.url}/membership?run={mi_run}", f"{key(state.MI_BUTTON)} button")
+    other.locator(DONE, has_text=f"run {mi_run[:6]}").wait_for()
+    wait_chart(other, state.MI_ROC)
+    settle(other)
+    assert [t["name"] for t in plot_state(other, state.MI_ROC)["data"]] == names
+    assert table_column(other, 1) == ["privacy-dp", "privacy-nodp"] and table_column(other, 2) == privacy
+    assert_no_errors(other)
+    other.context.close()
+
+    # 3. model inversion of both models, as a run: the class means, then one row per model
+    navigate(page, "Model inversion", f"{key(state.INV_BUTTON)} button")
+    inv_run = start_run(page, state.INV_BUTTON)
+    wait_run_done(page, inv_run, JOB_TIMEOUT_MS)
+    wait_chart(page, state.INV_RESULT)
+    settle(page)
+    grid = plot_state(page, state.INV_RESULT)
+    assert len(grid["data"]) == 3 * 10, len(grid["data"])  # 3 rows (means, dp, no dp) x 10 classes
+    titles = grid["titles"]
+    assert titles[:10] == [str(k) for k in range(10)], titles
+    assert all(re.fullmatch(r"\d: p=[01]\.\d\d", t) for t in titles[10:]), titles
+    assert page.get_by_text("MI-Face model inversion (Fredrikson et al. 2015): minimise").count() == 1
+    assert_no_errors(page)
+    screenshot(page, "privacy_05_inversion")
 
 
 def test_privacy_budget_calculator(app: Any, page: Page) -> None:
@@ -229,7 +258,7 @@ def test_privacy_budget_calculator(app: Any, page: Page) -> None:
     assert len(accountants) == 2 and accountants[0].startswith("RDP") and accountants[1].startswith("PRV")
     assert page.get_by_text("Inverse: how much noise for a target ε?").count() == 1
     assert_no_errors(page)
-    screenshot(page, "privacy_05_budget_calculator")
+    screenshot(page, "privacy_06_budget_calculator")
 
     fill(page, state.PB_DELTA, "0.01")
     error = page.locator('[data-testid="stAlertContentError"]', has_text="1/N")
@@ -239,4 +268,4 @@ def test_privacy_budget_calculator(app: Any, page: Page) -> None:
     assert alerts(page, "Error") == [error.inner_text()]  # the intended error, no other
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.locator(key(state.PB_CHART)).count() == 0
-    screenshot(page, "privacy_06_budget_delta_error")
+    screenshot(page, "privacy_07_budget_delta_error")

@@ -1,7 +1,7 @@
 """Every page through Streamlit's AppTest: registration, smoke runs, and the main interaction of each page.
 
 AppTest cannot see Plotly charts (tests/ui/test_figures.py tests the figure builders), and `run_every`
-fragments never fire here: a test waits on the job runner itself, then runs the script again.
+fragments never fire here: a test executes the run itself (tests/pages/background.py), then runs the script again.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from dlsec_core.data.builtin import load_dataset
 from dlsec_core.privacy.accounting import epsilon_after
 from dlsec_core.privacy.dp_sgd import DPSGDRecipe
+from dlsec_core.runs import RunStore
 from dlsec_core.store import ModelCard, Store
 from dlsec_core.training import TrainConfig, get_recipe, train
 from dlsec_core.training.loop import run_to_end
@@ -166,6 +167,10 @@ def test_membership_inference_side_by_side(
     )
     assert all(0 <= r["AUC"] <= 1 for r in rows)
 
+    # a new session on the page opens on the current model's latest attack, drawn from the run's typed result
+    fresh = app("app_pages/membership.py")
+    assert fresh.dataframe[0].value.to_dict("records") == rows
+
 
 def test_inversion_reconstructs_for_both_twins(
     app: Callable[[str], AppTest], twins: tuple[ModelCard, ModelCard]
@@ -174,9 +179,25 @@ def test_inversion_reconstructs_for_both_twins(
     assert set(at.multiselect(key=state.INV_MODELS).value) == {twins[0].id, twins[1].id}
     assert at.multiselect(key=state.INV_CLASSES).value == list(range(10))
     assert not at.error
-    assert any("MI-Face" in c.value for c in at.caption)
+    at.button(key=state.INV_BUTTON).click().run()
+    wait_for(at, state.INV_JOB)
+    caption = next(c.value for c in at.caption if c.value.startswith("MI-Face model inversion"))
+    assert "up to 100 steps" in caption  # the settings the run used, from its typed result
+    assert any("done in" in s.value for s in at.success)
+    run = RunStore(Store()).get(at.session_state[state.INV_JOB])
+    assert run.study == "inversion" and set(run.model_ids) == {twins[0].id, twins[1].id}
+    assert sorted(p.name for p in RunStore(Store()).artifacts(run.id)) == [
+        "class-means.npy",
+        "images-0.npy",
+        "images-1.npy",
+    ]
     at.multiselect(key=state.INV_CLASSES).set_value([3]).run()
     assert not at.exception and not at.error
+
+    # another participant opening the page lands on the current model's latest inversion
+    fresh = app("app_pages/inversion.py")
+    assert any(c.value.startswith("MI-Face model inversion") for c in fresh.caption)
+    assert any(run.id[:6] in s.value for s in fresh.success)
 
 
 def test_audit_with_a_positive_control(app: Callable[[str], AppTest]) -> None:
@@ -196,6 +217,18 @@ def test_audit_with_a_positive_control(app: Callable[[str], AppTest]) -> None:
     dp_bound = float(measured[0].removeprefix("≥ "))
     assert dp_bound <= float(claimed[0].split()[1])  # a correct DP implementation is never refuted
     assert not at.error
+
+    # a link to the run (?run=<id>) re-attaches to it in another session, whatever audit ran after it
+    run_id = at.session_state[state.AU_JOB]
+    later = RunStore(Store()).submit("audit", RunStore(Store()).get(run_id).config, title="a later audit")
+    finish_work(later.id)
+    linked = AppTest.from_file(str(APP), default_timeout=60)
+    linked.query_params["run"] = run_id
+    linked.run()
+    linked.switch_page("app_pages/audit.py").run()
+    assert linked.session_state[state.AU_JOB] == run_id
+    assert [m.value for m in linked.metric if m.label == "Claimed ε"] == claimed
+    assert [m.value for m in linked.metric if m.label.startswith("Measured ε")] == measured
 
 
 def test_one_click_twin_for_membership_inference(app: Callable[[str], AppTest], tmp_home: Path) -> None:
