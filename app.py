@@ -5,7 +5,7 @@ import streamlit as st
 from dlsec_core.device import describe_device
 from dlsec_core.errors import DlsecError
 from dlsec_ui import state
-from dlsec_ui.resources import configure_server, get_store
+from dlsec_ui.resources import configure_server, freeze_startup_heap, get_store
 from dlsec_ui.widgets import model_picker, show_error
 
 st.set_page_config(page_title="dlsec: Deep Learning Security Lab", page_icon="assets/icon.png", layout="wide")
@@ -38,3 +38,4 @@ with st.sidebar:
     st.caption(f"Device: {describe_device()}")
 
 st.navigation(PAGES).run()
+freeze_startup_heap()  # after the first full page: every later rerun's garbage collection skips it

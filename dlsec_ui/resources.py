@@ -6,7 +6,9 @@ never trained or Opacus-wrapped; training builds fresh models).
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import threading
 from typing import Any
 
 import streamlit as st
@@ -32,6 +34,25 @@ from dlsec_core.workflows import resolve_dataset
 @st.cache_resource(show_spinner=False)
 def get_store() -> Store:
     return Store()
+
+
+_heap_frozen = threading.Lock()
+
+
+def freeze_startup_heap() -> bool:
+    """Once per server process, after its first full page: move every object alive now (torch, plotly, Streamlit
+    and their module state, a few hundred thousand objects) into Python's permanent GC generation.
+
+    Streamlit runs a full `gc.collect(2)` after every script run (`runner.postScriptGC`); with those objects in
+    the heap each collection cost ~0.18 s of CPU, two thirds of a slider rerun's server CPU (measured with py-spy,
+    benchmarks/README.md). Frozen objects are still freed when their reference count drops; only cycles among them
+    stay (a one-off, bounded cost). Returns True for the call that froze the heap.
+    """
+    if not _heap_frozen.acquire(blocking=False):
+        return False
+    gc.collect()
+    gc.freeze()
+    return True
 
 
 @st.cache_resource(show_spinner=False)

@@ -8,7 +8,6 @@ from dlsec_core.runs import RunStatus, RunStore
 from dlsec_core.store import Store
 
 
-
 def finish_work(work_id: str) -> str | None:
     """Run the run `work_id` to its end; returns its error sentence, if any."""
     runs = RunStore(Store())
