@@ -139,7 +139,7 @@ def test_cli_defense_studies_detach(
     from dlsec_core.store import Store
 
     monkeypatch.setenv("DLSEC_WORKERS", "0")  # no worker processes: this test executes the run itself
-    small = {"detect": "--n 60 --points 2 --bits 4 --median 0 --steps 5", "certify": "--n 3 --samples 40"}[
+    small = {"detect": "--n 60 --points 2 --bits 4 --median 0", "certify": "--n 3 --samples 40"}[
         command
     ]
     small += " --seed 2"
