@@ -34,7 +34,7 @@ from dlsec_core.data.images import image_to_input
 from dlsec_core.defense_studies import certification_study, detection_study
 from dlsec_core.defenses.detection import FeatureSqueezingDetector, Squeezer
 from dlsec_core.defenses.smoothing import CertifyEvent
-from dlsec_core.defenses.transforms import TRANSFORMS, defend, get_transform
+from dlsec_core.defenses.transforms import TRANSFORMS, Mode, defend, get_transform
 from dlsec_core.errors import DlsecError, InvalidInputError
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.privacy.accounting import (
@@ -646,7 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--attack-param", action="append", help="extra attack parameter name=value (repeatable)")
     at.add_argument("--defense", choices=list(TRANSFORMS), help="attack the model behind an input transform")
     at.add_argument("--defense-param", action="append", help="defense parameter name=value, e.g. bits=3")
-    at.add_argument("--defense-mode", default="adaptive", choices=["adaptive", "naive"])
+    at.add_argument("--defense-mode", type=Mode, default=Mode.ADAPTIVE, choices=list(Mode))
     at.add_argument("--out", help="write the adversarial image to this PNG")
     at.add_argument("--seed", type=int, default=0)
     at.set_defaults(func=cmd_attack)

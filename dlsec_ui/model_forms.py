@@ -17,6 +17,7 @@ from dlsec_core.workflows import dataset_names, import_and_evaluate, spec_for, s
 from dlsec_ui import figures, state
 from dlsec_ui.jobs import submit_training
 from dlsec_ui.resources import get_dataset, get_store
+from dlsec_ui.runs import model_runs
 from dlsec_ui.widgets import config_form, model_label, show_error
 
 
@@ -125,7 +126,8 @@ def _make_current() -> None:
 
 
 def model_card(card: ModelCard) -> None:
-    """Everything known about one stored model as a card, its curves, downloads and a delete button."""
+    """Everything known about one stored model as a card (with the runs that read or made it), its curves,
+    downloads and a delete button."""
     c1, c2 = st.columns([1, 1])
     with c1.container(border=True, key=state.CARD_VIEW):
         st.markdown(f"#### {card.name}")
@@ -140,6 +142,8 @@ def model_card(card: ModelCard) -> None:
         st.markdown("\n".join(f"- **{k}**: {v}" for k, v in card_facts(card).items()))
         with st.expander("Spec (JSON)"):
             st.json(card.spec.to_dict())
+        with st.container(key=state.CARD_RUNS):
+            model_runs(card.id)
     if card.history:
         records = [{"epoch_float": h["epoch"], **h} for h in card.history]
         c2.plotly_chart(figures.training_curves(records), key=state.CARD_CURVES)

@@ -40,11 +40,11 @@ def submit_run(study_name: str, config: StudyConfig, *, link: bool = True) -> Ru
 
 
 def attach(key: str, *, study: str | None = None, from_url: bool = True) -> RunRecord | None:
-    """The run this session follows under `key`: from session state, else (`from_url`) from the URL's
-    `?run=<id>`, so a new tab on a run's link re-attaches to it; only a run of `study` when given. None when there
-    is none (or it was deleted)."""
+    """The run this session follows under `key`: the one the URL's `?run=<id>` names (`from_url`), so a run's
+    link opens that run, in a new tab or from a link inside the app; else the one in session state. Only a run of
+    `study` when given. None when there is none (or it was deleted)."""
     url = st.query_params.get(state.RUN_PARAM) if from_url else None
-    for run_id in (st.session_state.get(key), url):
+    for run_id in (url, st.session_state.get(key)):
         if not run_id:
             continue
         try:
@@ -98,6 +98,50 @@ def render_run(run: RunRecord, *, key: str) -> None:
         ensure_workers(get_store())
         follow(key, retry)
         st.rerun()
+
+
+#: The page that draws a study's runs: a run's link opens it there (`?run=<id>`); other studies open on the Runs page.
+STUDY_PAGES: dict[str, str] = {"train": "app_pages/models.py", "sweep": "app_pages/robustness.py"}
+RUNS_PAGE = "app_pages/runs.py"
+STATUS_ICONS: dict[RunStatus, str] = {
+    RunStatus.QUEUED: ":material/hourglass_top:",
+    RunStatus.RUNNING: ":material/pending:",
+    RunStatus.DONE: ":material/check_circle:",
+    RunStatus.FAILED: ":material/error:",
+    RunStatus.CANCELLED: ":material/cancel:",
+    RunStatus.INTERRUPTED: ":material/warning:",
+}
+MODEL_RUNS_SHOWN = 5  # a model card lists its newest few runs and links to the rest
+
+
+def run_link(run: RunRecord) -> None:
+    """A link that opens the run on its study's page (a training on Models, a sweep on Robustness)."""
+    st.page_link(
+        STUDY_PAGES.get(run.study, RUNS_PAGE), label=run.title, icon=STATUS_ICONS[run.status],
+        query_params={state.RUN_PARAM: run.id}, help=f"Open run {run.id} on its study's page.",
+    )  # fmt: skip
+
+
+def model_runs(model_id: str, *, shown: int = MODEL_RUNS_SHOWN) -> None:
+    """The runs that read or made a model, newest first (a few, each a link to its study's page), and a link to
+    the Runs page filtered on the model."""
+    runs = get_runs()
+    total = runs.count_runs(model_id=model_id)
+    st.markdown("**Runs** (newest first)")
+    if not total:
+        st.caption("No run has read or made this model yet; its sweeps on the Robustness page, for one, are listed here.")
+        return
+    for run in runs.list_runs(model_id=model_id, limit=shown):
+        c1, c2 = st.columns([3, 2], vertical_alignment="center")
+        with c1:
+            run_link(run)
+        took = "" if run.seconds is None else f", took {duration(run.seconds)}"
+        c2.caption(f"{run.study} · {run.status}{took} · {timestamp(run.created_at)}")
+    st.page_link(
+        RUNS_PAGE, label=f"{f'All {total:,} runs' if total > 1 else 'The run'} of this model on the Runs page",
+        icon=":material/history:",
+        query_params={state.MODEL: model_id, state.RUNS_ONLY_MODEL: "true"},
+    )  # fmt: skip
 
 
 def render_server_runs() -> None:
