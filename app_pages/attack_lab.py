@@ -48,7 +48,7 @@ with left:
                 help="Adaptive: straight-through gradients (BPDA) and averages over random draws (EOT), the honest "
                 "evaluation. Naive: the transform's own gradient, which is zero for rounding: robustness that is "
                 "only hidden.",
-            )  # fmt: skip
+            ) or Mode.ADAPTIVE  # fmt: skip
     picked = pick_image(card, dataset_for(card)) if view != "Batch" else None
 
 seed = int(st.session_state.get(state.SEED, 0))

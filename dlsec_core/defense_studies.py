@@ -26,7 +26,7 @@ from dlsec_core.defenses.detection import (
     detection_rate_vs_eps,
 )
 from dlsec_core.defenses.smoothing import CertifyEvent, certified_accuracy_curve, default_radii
-from dlsec_core.defenses.transforms import GaussianNoise, defend
+from dlsec_core.defenses.transforms import GaussianNoise, Mode, defend
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.evaluation.checks import Finding, check_curve, check_detector_attack
 from dlsec_core.evaluation.sweep import SweepPoint, sweep
@@ -142,7 +142,7 @@ def certification_study(
     result = yield from certified_accuracy_curve(
         model, x, y, sigma, radii, n0=n0, n=n, alpha=alpha, generator=torch.Generator().manual_seed(seed)
     )
-    noisy = defend(model, GaussianNoise(sigma=sigma), mode="adaptive", eot_samples=eot_samples)
+    noisy = defend(model, GaussianNoise(sigma=sigma), mode=Mode.ADAPTIVE, eot_samples=eot_samples)
     empirical: list[dict[str, Any]] = []
     with noisy.drawing_from(torch.Generator().manual_seed(seed)):
         for point in sweep(

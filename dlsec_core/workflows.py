@@ -199,13 +199,14 @@ def sweep_models(
         model, card = store.load_model(model_id)
         data = resolve_dataset(store, card.dataset)
         x, y = data.x_test[:n_images], data.y_test[:n_images]
-        curves: list[tuple[str, CurveMode, nn.Module, nn.Module]] = [(card.name, CurveMode.UNDEFENDED, model, model)]
-        if defense is not None:
-            for mode in Mode:  # adaptive first: the naive curve's check compares with the curve drawn before it
-                defended = defend(model, defense, mode=mode)
-                curves.append(
-                    (f"{card.name} + {defense.describe()} ({mode})", CurveMode(mode), defended, defended.attack_view())
-                )
+        curves: list[tuple[str, CurveMode, nn.Module, nn.Module]] = [
+            (card.name, CurveMode.UNDEFENDED, model, model)
+        ]
+        if defense is not None:  # adaptive first: the naive curve's check compares with the curve before it
+            for how in Mode:
+                defended = defend(model, defense, mode=how)
+                label = f"{card.name} + {defense.describe()} ({how})"
+                curves.append((label, CurveMode(how), defended, defended.attack_view()))
         for label, mode, deployed, view in curves:
             with _seeded(deployed, seed):  # random transforms draw from the sweep's seed
                 points = []
@@ -214,7 +215,7 @@ def sweep_models(
                         model_id=card.id,
                         model_name=label,
                         point=point,
-                        defense=defense.describe() if defense is not None and mode != CurveMode.UNDEFENDED else "",
+                        defense="" if defense is None or mode == CurveMode.UNDEFENDED else defense.describe(),
                         mode=mode,
                     )
                     records.append(item.to_record())
@@ -226,7 +227,7 @@ def sweep_models(
             found = run_checks(curve.view, curve.x, curve.y, curve=curve.points)
             if sanity_checks:
                 found += _sanity(curve, attack, seed)
-        if curve.mode == CurveMode.NAIVE:  # compare with the adaptive curve of the same model, drawn just before
+        if curve.mode == CurveMode.NAIVE:  # compare with the same model's adaptive curve, drawn before it
             found += check_naive_vs_adaptive(
                 curve.points[-1].accuracy, drawn[i - 1].points[-1].accuracy, n=len(curve.y)
             )

@@ -129,7 +129,9 @@ def model_runs(model_id: str, *, shown: int = MODEL_RUNS_SHOWN) -> None:
     total = runs.count_runs(model_id=model_id)
     st.markdown("**Runs** (newest first)")
     if not total:
-        st.caption("No run has read or made this model yet; its sweeps on the Robustness page, for one, are listed here.")
+        st.caption(
+            "No run has read or made this model yet; its sweeps on the Robustness page, for one, are listed here."
+        )
         return
     for run in runs.list_runs(model_id=model_id, limit=shown):
         c1, c2 = st.columns([3, 2], vertical_alignment="center")

@@ -162,6 +162,6 @@ CANCEL_TWIN = "cancel_twin"
 RUN_PARAM = "run"  # the URL's ?run=<id>: a link re-attaches to a run
 RUNS_STUDY = "runs_study"
 RUNS_STATUS = "runs_status"
-RUNS_ONLY_MODEL = "runs_only_model"  # bound to the URL: /runs?model=<id>&runs_only_model=true lists a model's runs
+RUNS_ONLY_MODEL = "runs_only_model"  # bound to the URL: ?model=<id>&runs_only_model=true lists a model's runs
 RUNS_TABLE = "runs_table"
 RUNS_OPEN = "runs_open"

@@ -48,7 +48,6 @@ from dlsec_core.errors import InvalidInputError, NotFoundError
 from dlsec_core.models.modes import device_of, eval_mode
 
 
-
 class Mode(StrEnum):
     """How an attack treats an input defense (stored and shown as its value: "adaptive", "naive").
 
@@ -58,6 +57,7 @@ class Mode(StrEnum):
 
     ADAPTIVE = "adaptive"
     NAIVE = "naive"
+
 
 MAX_EOT_SAMPLES = 256
 

@@ -82,7 +82,9 @@ def test_naive_and_adaptive_evaluations_of_a_defense_are_told_apart(digits_test:
         mode: 1 - attack(defend(model, "bit-depth", mode=mode).attack_view(), x, y).success_rate
         for mode in Mode
     }
-    assert codes(check_naive_vs_adaptive(acc[Mode.NAIVE], acc[Mode.ADAPTIVE], n=len(y))) == {"naive-overestimates"}
+    assert codes(check_naive_vs_adaptive(acc[Mode.NAIVE], acc[Mode.ADAPTIVE], n=len(y))) == {
+        "naive-overestimates"
+    }
 
 
 # -- each check on its own ----------------------------------------------------------------------------------

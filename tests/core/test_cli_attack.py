@@ -82,5 +82,16 @@ def test_the_defense_mode_flag_takes_the_modes_words(
     )  # fmt: skip
     assert "naive attack (zero gradient through the transform)" in out["defense"]
     with pytest.raises(SystemExit):
-        main(["attack", "--model", stored_model.id, str(digit), "--defense", "bit-depth", "--defense-mode", "smart"])
+        main(
+            [
+                "attack",
+                "--model",
+                stored_model.id,
+                str(digit),
+                "--defense",
+                "bit-depth",
+                "--defense-mode",
+                "smart",
+            ]
+        )
     assert "invalid Mode value: 'smart'" in capsys.readouterr().err

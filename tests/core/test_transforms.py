@@ -31,9 +31,9 @@ from dlsec_core.defenses.transforms import (
     MedianSmoothing,
     Mode,
     TransformLayer,
+    attack_mode,
     defend,
     get_transform,
-    attack_mode,
     robust_accuracy_under,
 )
 from dlsec_core.errors import InvalidInputError, NotFoundError

@@ -97,7 +97,9 @@ def test_an_import_is_listed_in_the_same_run(stored_model: ModelCard, tmp_home: 
 
 
 def _sweep(model_id: str, eps: float) -> SweepStudyConfig:
-    return SweepStudyConfig(model_ids=[model_id], attack="fgsm", eps=[0.0, eps], n_images=32, sanity_checks=False)
+    return SweepStudyConfig(
+        model_ids=[model_id], attack="fgsm", eps=[0.0, eps], n_images=32, sanity_checks=False
+    )
 
 
 def test_a_model_card_lists_the_runs_that_read_or_made_it(
