@@ -142,11 +142,11 @@ def model_card(card: ModelCard) -> None:
         st.markdown("\n".join(f"- **{k}**: {v}" for k, v in card_facts(card).items()))
         with st.expander("Spec (JSON)"):
             st.json(card.spec.to_dict())
-        with st.container(key=state.CARD_RUNS):
-            model_runs(card.id)
     if card.history:
         records = [{"epoch_float": h["epoch"], **h} for h in card.history]
         c2.plotly_chart(figures.training_curves(records), key=state.CARD_CURVES)
+    with c2.container(border=True, key=state.CARD_RUNS):
+        model_runs(card.id)
     d1, d2, d3 = st.columns(3)
     try:
         weights = get_store().weights_bytes(card.id)

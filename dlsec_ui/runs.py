@@ -118,7 +118,7 @@ def run_link(run: RunRecord) -> None:
     """A link that opens the run on its study's page (a training on Models, a sweep on Robustness)."""
     st.page_link(
         STUDY_PAGES.get(run.study, RUNS_PAGE), label=run.title, icon=STATUS_ICONS[run.status],
-        query_params={state.RUN_PARAM: run.id}, help=f"Open run {run.id} on its study's page.",
+        query_params={state.RUN_PARAM: run.id},
     )  # fmt: skip
 
 
@@ -134,11 +134,9 @@ def model_runs(model_id: str, *, shown: int = MODEL_RUNS_SHOWN) -> None:
         )
         return
     for run in runs.list_runs(model_id=model_id, limit=shown):
-        c1, c2 = st.columns([3, 2], vertical_alignment="center")
-        with c1:
-            run_link(run)
+        run_link(run)
         took = "" if run.seconds is None else f", took {duration(run.seconds)}"
-        c2.caption(f"{run.study} · {run.status}{took} · {timestamp(run.created_at)}")
+        st.caption(f"{run.study} · {run.status}{took} · {timestamp(run.created_at)} · run `{run.id}`")
     st.page_link(
         RUNS_PAGE, label=f"{f'All {total:,} runs' if total > 1 else 'The run'} of this model on the Runs page",
         icon=":material/history:",
