@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dlsec_core.errors import DlsecError, InvalidInputError
-from dlsec_core.execution.local import ensure_workers, hold_slot
+from dlsec_core.execution.local import SLOT_WAIT_S, ensure_workers, hold_slot
 from dlsec_core.execution.worker import serve
 from dlsec_core.runs import RunRecord, RunStatus, RunStore
 from dlsec_core.store import Store
@@ -116,7 +116,7 @@ def cmd_worker(args: argparse.Namespace, store: Store) -> None:
     if args.slot is None:
         n = serve(runs, idle_exit_s=args.idle_exit, max_runs=1 if args.once else None)
     else:
-        with hold_slot(store, args.slot) as mine:
+        with hold_slot(store, args.slot, wait_s=SLOT_WAIT_S) as mine:
             if not mine:
                 return  # another worker serves this slot
             n = serve(runs, idle_exit_s=args.idle_exit, max_runs=1 if args.once else None)

@@ -145,11 +145,17 @@ def model_runs(model_id: str, *, shown: int = MODEL_RUNS_SHOWN) -> None:
 
 
 def render_server_runs() -> None:
-    """One line for a shared server: runs executing and waiting, and this participant's own active runs."""
+    """One line for a shared server: runs executing and waiting, and this participant's own active runs.
+
+    Runs waiting also start workers for free slots: a run queued by a process that starts none (a script, or
+    another server whose idle worker was exiting just as it submitted) is not left waiting for the next submission.
+    """
     runs = get_runs()
     runs.reap()
     active = [r for r in runs.list_runs(limit=200) if r.is_active]
     running = sum(1 for r in active if r.status == RunStatus.RUNNING)
+    if len(active) > running:
+        ensure_workers(get_store())
     mine = [r for r in active if r.owner == state.owner_id()]
     count = default_worker_count()
     workers = (

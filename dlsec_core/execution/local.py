@@ -2,7 +2,10 @@
 
 Slot `i` of a store is the lock file `<home>/workers/slot-<i>.lock`: a worker holds an exclusive `flock` on it
 for its whole life, so whoever wants workers (a web server at each submission, the CLI's `--detach`) starts one
-only for a free slot, and a second server on the same home never doubles them. Workers are detached from the
+only for a free slot, and a second server on the same home never doubles them. Asking whether a slot is busy
+takes its lock for an instant, so a starting worker waits a moment for a busy slot (`SLOT_WAIT_S`) instead of
+leaving at once: a probe from a page cannot turn it away, while a duplicate (two servers starting a worker for
+the same free slot together) still leaves. Workers are detached from the
 process that started them (their own session): killing the web server does not kill a run. An idle worker exits
 after `IDLE_EXIT_S`; the next submission starts it again.
 """
@@ -14,6 +17,7 @@ import fcntl
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from dlsec_core.store import Store
 WORKERS_ENV = "DLSEC_WORKERS"
 IDLE_ENV = "DLSEC_WORKER_IDLE_S"
 IDLE_EXIT_S = 600.0
+SLOT_WAIT_S = 2.0
 
 
 def default_worker_count() -> int:
@@ -45,15 +50,21 @@ def slot_path(store: Store, slot: int) -> Path:
 
 
 @contextlib.contextmanager
-def hold_slot(store: Store, slot: int) -> Iterator[bool]:
-    """Try to take slot `slot` for this process: yields True while held, False when another process has it."""
+def hold_slot(store: Store, slot: int, *, wait_s: float = 0.0) -> Iterator[bool]:
+    """Try to take slot `slot` for this process, for up to `wait_s` seconds: yields True while held, False when
+    another process has it (for longer than that)."""
     fd = os.open(slot_path(store, slot), os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.02)
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         try:
