@@ -181,11 +181,14 @@ def training_curves(records: Sequence[dict[str, Any]]) -> go.Figure:
     )
     fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.08)
     xs = [r["epoch_float"] for r in records]
+    mode = (
+        "lines" if len(records) > 1 else "markers"
+    )  # one step (a run cancelled at once): a dot, not nothing
     fig.add_trace(
-        go.Scatter(x=xs, y=[r.get("loss") for r in records], name="train loss", mode="lines"), row=1, col=1
+        go.Scatter(x=xs, y=[r.get("loss") for r in records], name="train loss", mode=mode), row=1, col=1
     )
     fig.add_trace(
-        go.Scatter(x=xs, y=[r.get("train_accuracy") for r in records], name="train accuracy", mode="lines"),
+        go.Scatter(x=xs, y=[r.get("train_accuracy") for r in records], name="train accuracy", mode=mode),
         row=1,
         col=2,
     )
