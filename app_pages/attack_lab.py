@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dlsec_core.defenses.transforms import MODES, Mode
+from dlsec_core.defenses.transforms import Mode
 from dlsec_core.errors import DlsecError
 from dlsec_ui import figures, state
 from dlsec_ui.resources import attack_batch, attack_one, get_detector, get_model
@@ -41,14 +41,14 @@ with left:
     )
     with st.expander("Defense", expanded=st.session_state.get(state.DEFENSE, "none") != "none"):
         defense = defense_form(prefix="lab_")
-        mode: Mode = "adaptive"
+        mode = Mode.ADAPTIVE
         if defense is not None:
             mode = st.radio(
-                "How the attack treats the defense", MODES, horizontal=True, key=state.ATTACK_MODE,
+                "How the attack treats the defense", list(Mode), horizontal=True, key=state.ATTACK_MODE,
                 help="Adaptive: straight-through gradients (BPDA) and averages over random draws (EOT), the honest "
                 "evaluation. Naive: the transform's own gradient, which is zero for rounding: robustness that is "
                 "only hidden.",
-            )  # fmt: skip
+            ) or Mode.ADAPTIVE  # fmt: skip
     picked = pick_image(card, dataset_for(card)) if view != "Batch" else None
 
 seed = int(st.session_state.get(state.SEED, 0))
@@ -103,7 +103,7 @@ with right:
             st.plotly_chart(figures.probability_bars(result, names), key="prob_bars")
             st.caption(attack.describe() + ". " + type(attack).paper + ".")
             if defense is not None:
-                other: Mode = "naive" if mode == "adaptive" else "adaptive"
+                other = Mode.NAIVE if mode == Mode.ADAPTIVE else Mode.ADAPTIVE
                 twin = attack_one(card.id, attack, x, y, target, seed, defense, other)
                 st.info(
                     f"Defense: {defense.describe()}. With the {other} attack instead, the image is "

@@ -32,7 +32,12 @@ render_server_runs()
 f1, f2, f3 = st.columns(3)
 study = f1.selectbox("Study", ["all", *STUDIES], key=state.RUNS_STUDY)
 status = f2.selectbox("Status", ["all", *[s.value for s in RunStatus]], key=state.RUNS_STATUS)
-only_model = f3.toggle("Only the current model's runs", key=state.RUNS_ONLY_MODEL)
+only_model = f3.toggle(  # bound to the URL: a model card's "all runs" link opens the Runs page filtered on it
+    "Only the current model's runs", key=state.RUNS_ONLY_MODEL, bind="query-params",
+    help="The model chosen in the sidebar (a link's ?model=<id> chooses it).",
+)  # fmt: skip
+if only_model:
+    st.caption(f"Runs that read or made **{st.session_state.get(state.MODEL_LABEL, 'no model')}**.")
 runs = get_runs().list_runs(
     study=None if study == "all" else study,
     status=None if status == "all" else status,

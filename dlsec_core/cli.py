@@ -34,7 +34,7 @@ from dlsec_core.cli_runs import add_commands as add_run_commands
 from dlsec_core.cli_runs import submit_detached
 from dlsec_core.data.builtin import DATASETS
 from dlsec_core.data.images import image_to_input
-from dlsec_core.defenses.transforms import TRANSFORMS, defend, get_transform
+from dlsec_core.defenses.transforms import TRANSFORMS, Mode, defend, get_transform
 from dlsec_core.errors import DlsecError, InvalidInputError
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.privacy.accounting import (
@@ -695,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     _attack_flags(at)
     at.add_argument("--defense", choices=list(TRANSFORMS), help="attack the model behind an input transform")
     _defense_flags(at)
-    at.add_argument("--defense-mode", default="adaptive", choices=["adaptive", "naive"])
+    at.add_argument("--defense-mode", type=Mode, default=Mode.ADAPTIVE, choices=list(Mode))
     at.add_argument("--out", help="write the adversarial image to this PNG")
     at.add_argument("--seed", type=int, default=0)
     at.set_defaults(func=cmd_attack)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dlsec_core.errors import DlsecError, InvalidInputError
-from dlsec_core.execution.local import ensure_workers, hold_slot
+from dlsec_core.execution.local import SLOT_WAIT_S, ensure_workers, hold_slot
 from dlsec_core.execution.worker import serve
 from dlsec_core.runs import RunRecord, RunStatus, RunStore
 from dlsec_core.store import Store
@@ -107,16 +107,19 @@ def _wait(runs: RunStore, run_id: str, timeout: float | None, *, quiet: bool) ->
             return run
         if deadline is not None and time.monotonic() > deadline:
             raise DlsecError(f"Run {run_id} is still {run.status} after {timeout:g} s.")
+        if run.status == RunStatus.QUEUED:  # queued by something that started no worker: start one (or none)
+            ensure_workers(runs.store)
         time.sleep(0.5)
         runs.reap()
 
 
 def cmd_worker(args: argparse.Namespace, store: Store) -> None:
     runs = RunStore(store)
-    if args.slot is None:
+    # Started by `ensure_workers` (`--slot-fd`): the slot's lock was taken for this process and is inherited.
+    if args.slot is None or args.slot_fd is not None:
         n = serve(runs, idle_exit_s=args.idle_exit, max_runs=1 if args.once else None)
     else:
-        with hold_slot(store, args.slot) as mine:
+        with hold_slot(store, args.slot, wait_s=SLOT_WAIT_S) as mine:
             if not mine:
                 return  # another worker serves this slot
             n = serve(runs, idle_exit_s=args.idle_exit, max_runs=1 if args.once else None)
@@ -135,7 +138,10 @@ def add_commands(add: AddCommand) -> None:
     r.add_argument("--out", help="export: folder for run-<id>.json (default: here)")
     r.set_defaults(func=cmd_runs)
     w = add("worker", "execute queued runs (the app starts workers itself; use this for workers run by hand)")
-    w.add_argument("--slot", type=int, help="hold this worker slot (exit at once if another worker has it)")
+    w.add_argument("--slot", type=int, help="hold this worker slot (exit if another worker keeps it)")
+    w.add_argument(
+        "--slot-fd", type=int, help=argparse.SUPPRESS
+    )  # the slot's lock, inherited from ensure_workers
     w.add_argument("--idle-exit", type=float, help="exit after this many idle seconds (default: never)")
     w.add_argument("--once", action="store_true", help="execute one run, then exit")
     w.set_defaults(func=cmd_worker)

@@ -7,6 +7,7 @@ in `dlsec_core.privacy.accounting` returns them, so both import it from here wit
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,3 +95,10 @@ def privacy_label(spend: PrivacySpend | None, *, uploaded: bool = False, short: 
     if short:
         return f"ε = {spend.epsilon:.3g}"
     return spend.label() + (", as recorded in its file" if uploaded else "")
+
+
+def spent_in(history: Sequence[dict[str, Any]]) -> PrivacySpend | None:
+    """The spend a DP-SGD training history records: its last epoch's (ε, δ, accountant); None when the history
+    records no ε (training without DP). The one place a history row becomes a `PrivacySpend`."""
+    last = history[-1] if history else {}
+    return PrivacySpend.from_record(last) if last.get("epsilon") is not None else None

@@ -187,6 +187,26 @@ def _check_run_id(run_id: str) -> str:
     return run_id
 
 
+def _filters(
+    *, study: str | None, status: RunStatus | str | None, model_id: str | None, owner: str | None
+) -> tuple[str, list[str]]:
+    """The WHERE clause (with its leading space, or empty) and parameters of a runs query over `runs r`."""
+    where, params = [], []
+    if study is not None:
+        where.append("r.study = ?")
+        params.append(study)
+    if status is not None:
+        where.append("r.status = ?")
+        params.append(RunStatus(status).value)
+    if owner is not None:
+        where.append("r.owner = ?")
+        params.append(owner)
+    if model_id is not None:
+        where.append("r.id IN (SELECT run_id FROM run_models WHERE model_id = ?)")
+        params.append(model_id)
+    return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
 class RunStore:
     """The runs of one store (same home, same database file)."""
 
@@ -247,21 +267,8 @@ class RunStore:
         limit: int = 500,
     ) -> list[RunRecord]:
         """Runs, newest first, filtered by study, status, a model they touch, or owner."""
-        where, params = [], []
-        if study is not None:
-            where.append("r.study = ?")
-            params.append(study)
-        if status is not None:
-            where.append("r.status = ?")
-            params.append(RunStatus(status).value)
-        if owner is not None:
-            where.append("r.owner = ?")
-            params.append(owner)
-        if model_id is not None:
-            where.append("r.id IN (SELECT run_id FROM run_models WHERE model_id = ?)")
-            params.append(model_id)
-        sql = "SELECT r.* FROM runs r" + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?"
+        where, params = _filters(study=study, status=status, model_id=model_id, owner=owner)
+        sql = "SELECT r.* FROM runs r" + where + " ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?"
         with self.store._connect() as conn:
             rows = conn.execute(sql, (*params, int(limit))).fetchall()
             ids = [r["id"] for r in rows]
@@ -272,6 +279,19 @@ class RunStore:
             ):
                 links.setdefault(run_id, []).append(m)
         return [RunRecord._from_row(r, links.get(r["id"], [])) for r in rows]
+
+    def count_runs(
+        self,
+        *,
+        study: str | None = None,
+        status: RunStatus | str | None = None,
+        model_id: str | None = None,
+        owner: str | None = None,
+    ) -> int:
+        """How many runs `list_runs` would list with these filters and no limit."""
+        where, params = _filters(study=study, status=status, model_id=model_id, owner=owner)
+        with self.store._connect() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM runs r" + where, params).fetchone()[0])
 
     def latest(self, study: str, *, model_id: str | None = None) -> RunRecord | None:
         """The newest finished (done) run of a study, for a page that opens on its last result."""

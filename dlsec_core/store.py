@@ -42,7 +42,7 @@ from dlsec_core.data.builtin import DATASETS, Dataset
 from dlsec_core.device import get_device
 from dlsec_core.errors import DlsecError, InvalidInputError, NotFoundError
 from dlsec_core.models.spec import ModelSpec, build_model, count_parameters
-from dlsec_core.privacy_spend import PrivacySpend
+from dlsec_core.privacy_spend import PrivacySpend, spent_in
 from dlsec_core.safe_load import METADATA_SPEC_KEY, load_upload, read_metadata
 from dlsec_core.text import duration, timestamp
 
@@ -189,8 +189,7 @@ class ModelCard:
         (`recipe_params["privacy"]`), so an uploaded copy of a DP model stays labelled as one.
         """
         if self.recipe == "dp-sgd":
-            last = self.history[-1] if self.history else {}
-            return PrivacySpend.from_record(last) if last.get("epsilon") is not None else None
+            return spent_in(self.history)
         carried = self.recipe_params.get(PRIVACY_PARAM)
         return PrivacySpend.from_record(carried) if carried else None
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,7 +21,7 @@ from dlsec_core.attacks.norms import Norm
 from dlsec_core.attacks.pgd import PGD
 from dlsec_core.data.builtin import DATASETS, Dataset, load_dataset
 from dlsec_core.data.user import load_image_folder_zip, load_npz
-from dlsec_core.defenses.transforms import DefendedModel, InputTransform, defend
+from dlsec_core.defenses.transforms import DefendedModel, InputTransform, Mode, defend
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.evaluation.checks import (
     Finding,
@@ -107,7 +108,12 @@ def train_and_store(
     )
 
 
-CurveMode = Literal["undefended", "adaptive", "naive"]
+class CurveMode(StrEnum):
+    """Which curve of a model a sweep point is on: the model alone, or behind a defense attacked in a `Mode`."""
+
+    UNDEFENDED = "undefended"
+    ADAPTIVE = Mode.ADAPTIVE.value
+    NAIVE = Mode.NAIVE.value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,7 +124,7 @@ class ModelSweepPoint:
     model_name: str  # the curve's label: the model's name, plus the defense and attack mode if any
     point: SweepPoint
     defense: str = ""
-    mode: CurveMode = "undefended"  # with a defense: attacked adaptively (BPDA/EOT) or naively
+    mode: CurveMode = CurveMode.UNDEFENDED  # with a defense: attacked adaptively (BPDA/EOT) or naively
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -194,18 +200,14 @@ def sweep_models(
         model, card = store.load_model(model_id)
         data = resolve_dataset(store, card.dataset)
         x, y = data.x_test[:n_images], data.y_test[:n_images]
-        curves: list[tuple[str, CurveMode, nn.Module, nn.Module]] = [(card.name, "undefended", model, model)]
-        if defense is not None:
-            adaptive, naive = defend(model, defense, mode="adaptive"), defend(model, defense, mode="naive")
-            curves += [
-                (
-                    f"{card.name} + {defense.describe()} (adaptive)",
-                    "adaptive",
-                    adaptive,
-                    adaptive.attack_view(),
-                ),
-                (f"{card.name} + {defense.describe()} (naive)", "naive", naive, naive.attack_view()),
-            ]
+        curves: list[tuple[str, CurveMode, nn.Module, nn.Module]] = [
+            (card.name, CurveMode.UNDEFENDED, model, model)
+        ]
+        if defense is not None:  # adaptive first: the naive curve's check compares with the curve before it
+            for how in Mode:
+                defended = defend(model, defense, mode=how)
+                label = f"{card.name} + {defense.describe()} ({how})"
+                curves.append((label, CurveMode(how), defended, defended.attack_view()))
         for label, mode, deployed, view in curves:
             with _seeded(deployed, seed):  # random transforms draw from the sweep's seed
                 points = []
@@ -214,7 +216,7 @@ def sweep_models(
                         model_id=card.id,
                         model_name=label,
                         point=point,
-                        defense=defense.describe() if defense is not None and mode != "undefended" else "",
+                        defense="" if defense is None or mode == CurveMode.UNDEFENDED else defense.describe(),
                         mode=mode,
                     )
                     records.append(item.to_record())
@@ -226,7 +228,7 @@ def sweep_models(
             found = run_checks(curve.view, curve.x, curve.y, curve=curve.points)
             if sanity_checks:
                 found += _sanity(curve, attack, seed)
-        if curve.mode == "naive":  # compare with the adaptive curve of the same model, drawn just before
+        if curve.mode == CurveMode.NAIVE:  # compare with the same model's adaptive curve, drawn before it
             found += check_naive_vs_adaptive(
                 curve.points[-1].accuracy, drawn[i - 1].points[-1].accuracy, n=len(curve.y)
             )

@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 
 from dlsec_core.attacks.base import AttackResult, Reference
 from dlsec_core.evaluation.rates import MeasuredRate, smallest_measurable_rate
+from dlsec_core.workflows import CurveMode
 
 TEMPLATE = "plotly_white"
 CLEAN_COLOR = "#4C78A8"
@@ -180,11 +181,14 @@ def training_curves(records: Sequence[dict[str, Any]]) -> go.Figure:
     )
     fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.08)
     xs = [r["epoch_float"] for r in records]
+    mode = (
+        "lines" if len(records) > 1 else "markers"
+    )  # one step (a run cancelled at once): a dot, not nothing
     fig.add_trace(
-        go.Scatter(x=xs, y=[r.get("loss") for r in records], name="train loss", mode="lines"), row=1, col=1
+        go.Scatter(x=xs, y=[r.get("loss") for r in records], name="train loss", mode=mode), row=1, col=1
     )
     fig.add_trace(
-        go.Scatter(x=xs, y=[r.get("train_accuracy") for r in records], name="train accuracy", mode="lines"),
+        go.Scatter(x=xs, y=[r.get("train_accuracy") for r in records], name="train accuracy", mode=mode),
         row=1,
         col=2,
     )
@@ -234,22 +238,20 @@ def training_curves(records: Sequence[dict[str, Any]]) -> go.Figure:
 #: one hue per model on the robustness chart (Plotly's qualitative "D3" colours)
 MODEL_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 #: how each curve of a model is drawn: (line dash, marker symbol, legend suffix)
-MODE_STYLES = {
-    "undefended": ("dot", "circle", "undefended"),
-    "adaptive": ("solid", "diamond", "adaptive attack"),
-    "naive": ("dash", "square-open", "naive attack"),
+MODE_STYLES: dict[CurveMode, tuple[str, str, str]] = {
+    CurveMode.UNDEFENDED: ("dot", "circle", "undefended"),
+    CurveMode.ADAPTIVE: ("solid", "diamond", "adaptive attack"),
+    CurveMode.NAIVE: ("dash", "square-open", "naive attack"),
 }
 
 
-def _mode(record: dict[str, Any]) -> str:
+def _mode(record: dict[str, Any]) -> CurveMode:
     """A record's curve kind; records written before `mode` existed say it in the label's suffix."""
     mode = record.get("mode")
     if mode in MODE_STYLES:
-        return str(mode)
+        return CurveMode(mode)
     name = str(record.get("model", ""))
-    return (
-        "naive" if name.endswith("(naive)") else "adaptive" if name.endswith("(adaptive)") else "undefended"
-    )
+    return next((m for m in MODE_STYLES if name.endswith(f"({m})")), CurveMode.UNDEFENDED)
 
 
 def robustness_curves(records: Sequence[dict[str, Any]], title: str = "") -> go.Figure:
@@ -265,7 +267,7 @@ def robustness_curves(records: Sequence[dict[str, Any]], title: str = "") -> go.
     for r in records:
         by_curve.setdefault(r["model"], []).append(r)
     models = list(dict.fromkeys(str(r.get("model_id", r["model"])) for r in records))
-    defended = any(_mode(r) != "undefended" for r in records)
+    defended = any(_mode(r) != CurveMode.UNDEFENDED for r in records)
     for name, rows in by_curve.items():
         i = models.index(str(rows[0].get("model_id", rows[0]["model"])))
         dash, symbol, _ = MODE_STYLES[_mode(rows[0])]

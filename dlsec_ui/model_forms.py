@@ -16,7 +16,7 @@ from dlsec_core.training.loop import TrainConfig
 from dlsec_core.workflows import dataset_names, import_and_evaluate, spec_for, store_uploaded_dataset
 from dlsec_ui import figures, state
 from dlsec_ui.resources import get_dataset, get_store
-from dlsec_ui.runs import submit_training
+from dlsec_ui.runs import model_runs, submit_training
 from dlsec_ui.widgets import config_form, model_label, show_error
 
 
@@ -125,7 +125,8 @@ def _make_current() -> None:
 
 
 def model_card(card: ModelCard) -> None:
-    """Everything known about one stored model as a card, its curves, downloads and a delete button."""
+    """Everything known about one stored model as a card (with the runs that read or made it), its curves,
+    downloads and a delete button."""
     c1, c2 = st.columns([1, 1])
     with c1.container(border=True, key=state.CARD_VIEW):
         st.markdown(f"#### {card.name}")
@@ -143,6 +144,8 @@ def model_card(card: ModelCard) -> None:
     if card.history:
         records = [{"epoch_float": h["epoch"], **h} for h in card.history]
         c2.plotly_chart(figures.training_curves(records), key=state.CARD_CURVES)
+    with c2.container(border=True, key=state.CARD_RUNS):
+        model_runs(card.id)
     d1, d2, d3 = st.columns(3)
     try:
         weights = get_store().weights_bytes(card.id)

@@ -140,7 +140,7 @@ def attack_one(
     target: int | None,
     seed: int,
     defense: InputTransform | None = None,
-    mode: Mode = "adaptive",
+    mode: Mode = Mode.ADAPTIVE,
 ) -> AttackResult:
     """Attack one image; `y=None` (a drawn or uploaded image nobody labelled) attacks away from the model's own
     prediction. Without a defense, FGSM reuses its cached direction (one forward pass per ε)."""
@@ -180,7 +180,7 @@ def attack_batch(
     n: int,
     seed: int,
     defense: InputTransform | None = None,
-    mode: Mode = "adaptive",
+    mode: Mode = Mode.ADAPTIVE,
 ) -> AttackResult:
     """Attack the first `n` test images of the model's dataset (cached per model, settings, defense and seed)."""
     card = get_store().get_card(model_id)

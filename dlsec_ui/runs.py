@@ -84,11 +84,11 @@ def submit_sweep(
 
 
 def attach(key: str, *, study: str | None = None, from_url: bool = True) -> RunRecord | None:
-    """The run this session follows under `key`: from session state, else (`from_url`) from the URL's
-    `?run=<id>`, so a new tab on a run's link re-attaches to it; only a run of `study` when given. None when there
-    is none (or it was deleted)."""
+    """The run this session follows under `key`: the one the URL's `?run=<id>` names (`from_url`), so a run's
+    link opens that run, in a new tab or from a link inside the app; else the one in session state. Only a run of
+    `study` when given. None when there is none (or it was deleted)."""
     url = st.query_params.get(state.RUN_PARAM) if from_url else None
-    for run_id in (st.session_state.get(key), url):
+    for run_id in (url, st.session_state.get(key)):
         if not run_id:
             continue
         try:
@@ -144,12 +144,72 @@ def render_run(run: RunRecord, *, key: str) -> None:
         st.rerun()
 
 
+#: The page that draws a study's runs: a run's link opens it there (`?run=<id>`); other studies open on the Runs page.
+STUDY_PAGES: dict[str, str] = {
+    "train": "app_pages/models.py",
+    "sweep": "app_pages/robustness.py",
+    "detection": "app_pages/detection.py",
+    "certification": "app_pages/certification.py",
+    "membership": "app_pages/membership.py",
+    "inversion": "app_pages/inversion.py",
+    "audit": "app_pages/audit.py",
+    "frontier": "app_pages/privacy_budget.py",
+}
+"""The page that opens a run of each study (re-attaching from `?run=`); a test checks every study has one."""
+RUNS_PAGE = "app_pages/runs.py"
+STATUS_ICONS: dict[RunStatus, str] = {
+    RunStatus.QUEUED: ":material/hourglass_top:",
+    RunStatus.RUNNING: ":material/pending:",
+    RunStatus.DONE: ":material/check_circle:",
+    RunStatus.FAILED: ":material/error:",
+    RunStatus.CANCELLED: ":material/cancel:",
+    RunStatus.INTERRUPTED: ":material/warning:",
+}
+MODEL_RUNS_SHOWN = 5  # a model card lists its newest few runs and links to the rest
+
+
+def run_link(run: RunRecord) -> None:
+    """A link that opens the run on its study's page (a training on Models, a sweep on Robustness)."""
+    st.page_link(
+        STUDY_PAGES.get(run.study, RUNS_PAGE), label=run.title, icon=STATUS_ICONS[run.status],
+        query_params={state.RUN_PARAM: run.id},
+    )  # fmt: skip
+
+
+def model_runs(model_id: str, *, shown: int = MODEL_RUNS_SHOWN) -> None:
+    """The runs that read or made a model, newest first (a few, each a link to its study's page), and a link to
+    the Runs page filtered on the model."""
+    runs = get_runs()
+    total = runs.count_runs(model_id=model_id)
+    st.markdown("**Runs** (newest first)")
+    if not total:
+        st.caption(
+            "No run has read or made this model yet; its sweeps on the Robustness page, for one, are listed here."
+        )
+        return
+    for run in runs.list_runs(model_id=model_id, limit=shown):
+        run_link(run)
+        took = "" if run.seconds is None else f", took {duration(run.seconds)}"
+        st.caption(f"{run.study} · {run.status}{took} · {timestamp(run.created_at)} · run `{run.id}`")
+    st.page_link(
+        RUNS_PAGE, label=f"{f'All {total:,} runs' if total > 1 else 'The run'} of this model on the Runs page",
+        icon=":material/history:",
+        query_params={state.MODEL: model_id, state.RUNS_ONLY_MODEL: "true"},
+    )  # fmt: skip
+
+
 def render_server_runs() -> None:
-    """One line for a shared server: runs executing and waiting, and this participant's own active runs."""
+    """One line for a shared server: runs executing and waiting, and this participant's own active runs.
+
+    Runs waiting also start workers for free slots: a run queued by a process that starts none (a script, or
+    another server whose idle worker was exiting just as it submitted) is not left waiting for the next submission.
+    """
     runs = get_runs()
     runs.reap()
     active = [r for r in runs.list_runs(limit=200) if r.is_active]
     running = sum(1 for r in active if r.status == RunStatus.RUNNING)
+    if len(active) > running:
+        ensure_workers(get_store())
     mine = [r for r in active if r.owner == state.owner_id()]
     count = default_worker_count()
     workers = (

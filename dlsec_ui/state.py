@@ -28,6 +28,7 @@ CANCEL_TRAIN = "cancel_train"
 CARD_MODEL = "card_model"
 CARD_CURVES = "card_curves"
 CARD_VIEW = "card_view"  # the card's bordered box
+CARD_RUNS = "card_runs"  # the card's list of the runs that read or made the model
 DOWNLOAD_WEIGHTS = "dl_weights"
 DOWNLOAD_SPEC = "dl_spec"
 UPLOAD_WEIGHTS = "upload_weights"
@@ -157,6 +158,6 @@ CANCEL_TWIN = "cancel_twin"
 RUN_PARAM = "run"  # the URL's ?run=<id>: a link re-attaches to a run
 RUNS_STUDY = "runs_study"
 RUNS_STATUS = "runs_status"
-RUNS_ONLY_MODEL = "runs_only_model"
+RUNS_ONLY_MODEL = "runs_only_model"  # bound to the URL: ?model=<id>&runs_only_model=true lists a model's runs
 RUNS_TABLE = "runs_table"
 RUNS_OPEN = "runs_open"

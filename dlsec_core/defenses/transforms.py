@@ -22,7 +22,7 @@ False Sense of Security", ICML 2018):
 - A randomized transform gives a different answer on every call. Attacking one random draw follows a gradient
   that the next draw does not share. EOT (Expectation over Transformation) attacks the average over many draws.
 
-`defend(model, "bit-depth", mode="adaptive")` returns a `DefendedModel`: its `forward` is the deployed classifier,
+`defend(model, "bit-depth", mode=Mode.ADAPTIVE)` returns a `DefendedModel`: its `forward` is the deployed classifier,
 its `attack_view()` is what the attacker should differentiate, and `robust_accuracy_under` measures the attack
 made on the attack view against the deployed classifier.
 """
@@ -35,7 +35,8 @@ import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar
+from enum import StrEnum
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -47,8 +48,18 @@ from dlsec_core.config import Config, param
 from dlsec_core.errors import InvalidInputError, NotFoundError
 from dlsec_core.models.modes import device_of, eval_mode
 
-Mode = Literal["adaptive", "naive"]
-MODES: tuple[Mode, ...] = ("adaptive", "naive")
+
+class Mode(StrEnum):
+    """How an attack treats an input defense (stored and shown as its value: "adaptive", "naive").
+
+    ADAPTIVE: BPDA through non-differentiable transforms and EOT over randomized ones, the honest evaluation.
+    NAIVE: torch's own gradient through the transform and one random draw, the evaluation gradient masking fools.
+    """
+
+    ADAPTIVE = "adaptive"
+    NAIVE = "naive"
+
+
 MAX_EOT_SAMPLES = 256
 
 
@@ -355,6 +366,19 @@ class ExpectationOverTransformation(nn.Module):
         return f"samples={self.samples}"
 
 
+def attack_mode(value: Mode | str) -> Mode:
+    """`value` as a `Mode` (a stored or typed string is accepted).
+
+    Raises:
+        InvalidInputError: a value that names no mode.
+    """
+    try:
+        return Mode(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in Mode)
+        raise InvalidInputError(f"The attack mode must be one of {choices}, got {value!r}.") from None
+
+
 class DefendedModel(nn.Module):
     """A classifier behind an input transform, with the attack that evaluates it.
 
@@ -368,15 +392,13 @@ class DefendedModel(nn.Module):
     """
 
     def __init__(
-        self, transform: InputTransform, model: nn.Module, *, mode: Mode = "adaptive", eot_samples: int = 8
+        self, transform: InputTransform, model: nn.Module, *, mode: Mode = Mode.ADAPTIVE, eot_samples: int = 8
     ) -> None:
         super().__init__()
-        if mode not in MODES:
-            raise InvalidInputError(f"The attack mode must be one of {', '.join(MODES)}, got {mode!r}.")
+        self.mode = attack_mode(mode)
         _check_int(eot_samples, "The number of EOT samples", 1, MAX_EOT_SAMPLES)
-        self.transform = transform.layer(bpda=mode == "adaptive")
+        self.transform = transform.layer(bpda=self.mode == Mode.ADAPTIVE)
         self.model = model
-        self.mode: Mode = mode
         self.eot_samples = eot_samples
         # A new module starts in training mode; adopt the model's, or an attack restoring "our" mode would
         # switch the wrapped model to training mode.
@@ -388,7 +410,7 @@ class DefendedModel(nn.Module):
 
     @property
     def uses_eot(self) -> bool:
-        return self.mode == "adaptive" and self.config.randomized and self.eot_samples > 1
+        return self.mode == Mode.ADAPTIVE and self.config.randomized and self.eot_samples > 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(self.transform(x))
@@ -399,7 +421,7 @@ class DefendedModel(nn.Module):
 
     def describe(self) -> str:
         """E.g. "bit-depth reduction (3 bits), adaptive attack (BPDA)"."""
-        if self.mode == "adaptive":
+        if self.mode == Mode.ADAPTIVE:
             tools = []
             if not self.config.differentiable:
                 tools.append("BPDA")
@@ -430,7 +452,7 @@ def defend(
     model: nn.Module,
     transform: str | InputTransform,
     *,
-    mode: Mode = "adaptive",
+    mode: Mode = Mode.ADAPTIVE,
     eot_samples: int = 8,
     **params: Any,
 ) -> DefendedModel:
@@ -439,7 +461,8 @@ def defend(
     Args:
         model: a classifier of pixels in [0, 1] returning logits (it is wrapped, not copied or modified).
         transform: a registered transform name (with its hyperparameters in `params`) or a transform config.
-        mode: "adaptive" (BPDA and EOT, the honest evaluation) or "naive" (torch's own gradient, one draw).
+        mode: `Mode.ADAPTIVE` (BPDA and EOT, the honest evaluation) or `Mode.NAIVE` (torch's own gradient, one
+            draw); a stored string ("adaptive", "naive") is converted with `attack_mode`.
         eot_samples: random draws averaged by the adaptive attack on a randomized transform.
     """
     if isinstance(transform, InputTransform):

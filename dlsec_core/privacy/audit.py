@@ -364,9 +364,8 @@ def audit_privacy(
     truth = torch.where(canaries.included, 1, -1)
     r = k_plus + k_minus
     v = int((guesses == truth).sum())  # abstentions (0) never match ±1
-    last = result.history[-1] if result.history else {}
-    claimed = last.get("epsilon")
-    delta = config.delta if config.delta is not None else float(last.get("delta", DEFAULT_DELTA))
+    claimed = result.privacy  # the accountant's (ε, δ) for a DP-SGD recipe, None for standard training
+    delta = config.delta if config.delta is not None else (claimed.delta if claimed else DEFAULT_DELTA)
     return AuditResult(
         eps_lower_bound=eps_lower_bound(config.canaries, r, v, delta, p=1 - config.confidence),
         confidence=config.confidence,
@@ -376,8 +375,8 @@ def audit_privacy(
         k_plus=k_plus,
         k_minus=k_minus,
         delta=delta,
-        claimed_epsilon=None if claimed is None else float(claimed),
-        accountant=None if claimed is None else last.get("accountant"),
+        claimed_epsilon=None if claimed is None else claimed.epsilon,
+        accountant=None if claimed is None else claimed.accountant,
         test_accuracy=result.test_accuracy,
         recipe=recipe.name or type(recipe).__name__,
         scores=scores,

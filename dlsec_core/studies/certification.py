@@ -17,7 +17,7 @@ import torch
 from dlsec_core.attacks.norms import Norm
 from dlsec_core.attacks.pgd import PGD
 from dlsec_core.defenses.smoothing import MAX_SAMPLES, certified_accuracy_curve, default_radii
-from dlsec_core.defenses.transforms import MAX_EOT_SAMPLES, GaussianNoise, defend
+from dlsec_core.defenses.transforms import MAX_EOT_SAMPLES, GaussianNoise, Mode, defend
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.evaluation.checks import Finding, check_curve
 from dlsec_core.evaluation.sweep import sweep
@@ -152,7 +152,7 @@ class CertificationStudy(Study[CertificationStudyConfig]):
         )  # fmt: skip
         attack = PGD(norm=Norm.L2, steps=config.pgd_steps)
         noisy = defend(
-            model, GaussianNoise(sigma=config.sigma), mode="adaptive", eot_samples=config.eot_samples
+            model, GaussianNoise(sigma=config.sigma), mode=Mode.ADAPTIVE, eot_samples=config.eot_samples
         )
         empirical: list[dict[str, Any]] = []
         with noisy.drawing_from(torch.Generator().manual_seed(config.seed)):

@@ -25,6 +25,7 @@ from dlsec_core.device import get_device
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.evaluation.metrics import accuracy
 from dlsec_core.models.spec import ModelSpec, build_model
+from dlsec_core.privacy_spend import PrivacySpend, spent_in
 from dlsec_core.training.recipes import Recipe, StandardRecipe, TrainingSetup
 
 OPTIMIZERS = ("adam", "sgd")
@@ -112,6 +113,11 @@ class TrainResult:
     seconds: float
     history: list[dict[str, Any]]  # one record per epoch
     stopped_early: str | None = None
+
+    @property
+    def privacy(self) -> PrivacySpend | None:
+        """The (ε, δ) this training spent and its accountant (DP-SGD records it per epoch); None without DP."""
+        return spent_in(self.history)
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:

@@ -10,7 +10,7 @@ from torch import nn
 
 from dlsec_core.attacks import FGSM, PGD
 from dlsec_core.data.builtin import load_dataset
-from dlsec_core.defenses.transforms import MODES, BitDepth, defend
+from dlsec_core.defenses.transforms import BitDepth, Mode, defend
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.evaluation import sweep
 from dlsec_core.evaluation.checks import (
@@ -80,9 +80,11 @@ def test_naive_and_adaptive_evaluations_of_a_defense_are_told_apart(digits_test:
     attack = PGD(eps=0.15, steps=10)
     acc = {
         mode: 1 - attack(defend(model, "bit-depth", mode=mode).attack_view(), x, y).success_rate
-        for mode in MODES
+        for mode in Mode
     }
-    assert codes(check_naive_vs_adaptive(acc["naive"], acc["adaptive"], n=len(y))) == {"naive-overestimates"}
+    assert codes(check_naive_vs_adaptive(acc[Mode.NAIVE], acc[Mode.ADAPTIVE], n=len(y))) == {
+        "naive-overestimates"
+    }
 
 
 # -- each check on its own ----------------------------------------------------------------------------------

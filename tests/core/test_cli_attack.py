@@ -70,3 +70,28 @@ def test_a_target_equal_to_the_prediction_and_a_defense(
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     deepfool = attack(capsys, "--model", stored_model.id, str(digit), "--attack", "deepfool")
     assert "no budget" in deepfool["attack"] and deepfool["success"] is True
+
+
+def test_the_defense_mode_flag_takes_the_modes_words(
+    capsys: pytest.CaptureFixture[str], stored_model: ModelCard, digit: Path
+) -> None:
+    """`--defense-mode` is parsed into `Mode` (its choices are the enum's values); a wrong word is refused."""
+    out = attack(
+        capsys, "--model", stored_model.id, str(digit), "--defense", "bit-depth", "--attack", "fgsm",
+        "--defense-mode", "naive",
+    )  # fmt: skip
+    assert "naive attack (zero gradient through the transform)" in out["defense"]
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "attack",
+                "--model",
+                stored_model.id,
+                str(digit),
+                "--defense",
+                "bit-depth",
+                "--defense-mode",
+                "smart",
+            ]
+        )
+    assert "invalid Mode value: 'smart'" in capsys.readouterr().err

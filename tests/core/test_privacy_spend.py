@@ -75,3 +75,23 @@ def test_a_damaged_privacy_record_is_refused_with_a_sentence(stored_model: Model
     meta = {"dlsec_spec": stored_model.spec.to_json(), METADATA_PRIVACY_KEY: '{"epsilon": "lots"}'}
     with pytest.raises(InvalidInputError, match="privacy record"):
         store.import_model(save(model.state_dict(), metadata=meta), name="bad", dataset="digits")
+
+
+def test_a_training_result_and_its_card_give_one_typed_spend(
+    tmp_home: Path, trained_digits: TrainResult
+) -> None:
+    """Item 8: the spend is read from a history in one place (`spent_in`): a training result, its stored card and
+    the audit's claim agree, and a history without ε (standard training) spends nothing."""
+    import dataclasses
+
+    from dlsec_core.privacy_spend import spent_in
+
+    dp_result = dataclasses.replace(trained_digits, history=DP_HISTORY)
+    card = save_dp(Store(tmp_home), trained_digits)
+    assert dp_result.privacy == card.privacy == spent_in(DP_HISTORY)
+    assert (
+        dp_result.privacy is not None and dp_result.privacy.epsilon == 1.4 and dp_result.privacy.steps == 10
+    )
+    assert trained_digits.privacy is None and spent_in([]) is None
+    with pytest.raises(InvalidInputError, match="Not a privacy spend"):
+        spent_in([{"epoch": 1, "epsilon": 1.0}])  # an ε without its accountant is refused, not guessed

@@ -8,6 +8,7 @@ non-differentiable transform, BPDA is not; EOT is at least as strong as attackin
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,7 +22,6 @@ from dlsec_core.attacks._projection import flat_norm
 from dlsec_core.data.builtin import load_dataset
 from dlsec_core.defenses.transforms import (
     JPEG,
-    MODES,
     TRANSFORMS,
     BitDepth,
     DefendedModel,
@@ -31,6 +31,7 @@ from dlsec_core.defenses.transforms import (
     MedianSmoothing,
     Mode,
     TransformLayer,
+    attack_mode,
     defend,
     get_transform,
     robust_accuracy_under,
@@ -142,7 +143,7 @@ def test_metadata_forms_and_round_trip(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("mode", ["adaptive", "naive"])
+@pytest.mark.parametrize("mode", list(Mode))
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_every_attack_runs_on_every_attack_view(
     name: str, mode: Mode, attack: str, digits_test: Digits
@@ -257,13 +258,28 @@ def test_eot_returns_log_mean_probabilities(digits_test: Digits) -> None:
     assert torch.allclose(averaged.exp(), draws.mean(dim=0), atol=1e-5)
 
 
+def test_modes_are_an_enum_stored_as_their_plain_string(digits_test: Digits) -> None:
+    """Item 8: a mode is `Mode`, not a bare string; JSON (runs, exports) still holds "adaptive"/"naive", and a
+    stored string reads back as the member; a string that names no mode is refused with the choices."""
+    model, _, _ = digits_test
+    assert [m.value for m in Mode] == ["adaptive", "naive"]
+    assert json.dumps({"mode": Mode.NAIVE}) == '{"mode": "naive"}'
+    assert attack_mode(json.loads('"naive"')) is Mode.NAIVE and Mode.NAIVE == "naive"
+    assert f"{Mode.ADAPTIVE}" == "adaptive"  # labels and legends show the plain word
+    defended = defend(model, "bit-depth", mode=attack_mode("naive"))
+    assert defended.mode is Mode.NAIVE and not defended.transform.straight_through
+    assert defend(model, "bit-depth").mode is Mode.ADAPTIVE
+    with pytest.raises(InvalidInputError, match="adaptive, naive.*'smart'"):
+        defend(model, "bit-depth", mode="smart")  # type: ignore[arg-type]
+
+
 def test_defended_model_views_and_descriptions(digits_test: Digits) -> None:
     model, _, _ = digits_test
     adaptive = defend(model, "bit-depth", bits=3)
     assert adaptive.describe() == "bit-depth reduction (3 bits), adaptive attack (BPDA)"
     assert adaptive.attack_view() is adaptive
     assert adaptive.transform.straight_through
-    naive = defend(model, BitDepth(bits=3), mode="naive")
+    naive = defend(model, BitDepth(bits=3), mode=Mode.NAIVE)
     assert (
         naive.describe() == "bit-depth reduction (3 bits), naive attack (zero gradient through the transform)"
     )
@@ -272,7 +288,7 @@ def test_defended_model_views_and_descriptions(digits_test: Digits) -> None:
     assert eot.describe() == "Gaussian noise (σ=0.2), adaptive attack (EOT, 16 samples)"
     view = eot.attack_view()
     assert isinstance(view, ExpectationOverTransformation) and view.samples == 16 and view.model is eot
-    assert defend(model, "gaussian", mode="naive").attack_view().__class__ is DefendedModel
+    assert defend(model, "gaussian", mode=Mode.NAIVE).attack_view().__class__ is DefendedModel
     assert defend(model, "median").describe() == "median smoothing (2x2), adaptive attack (exact gradient)"
     assert isinstance(adaptive.transform, TransformLayer) and adaptive.model is model
     assert isinstance(adaptive.config, InputTransform)
@@ -352,9 +368,9 @@ def test_the_adaptive_attack_defeats_what_the_naive_attack_cannot(name: str, dig
             y[:n],
             generator=torch.Generator().manual_seed(0),
         )
-        for mode in MODES
+        for mode in Mode
     }
-    clean = result["naive"].clean_accuracy
+    clean = result[Mode.NAIVE].clean_accuracy
     assert clean > 0.85
     # naive: the attack steps along a zero gradient and only its random start moves the inputs
     assert result["naive"].robust_accuracy >= clean - 0.05
@@ -373,6 +389,6 @@ def test_eot_is_at_least_as_strong_as_one_draw(digits_test: Digits) -> None:
             y,
             generator=torch.Generator().manual_seed(0),
         ).robust_accuracy
-        for mode in MODES
+        for mode in Mode
     }
     assert robust["adaptive"] <= robust["naive"] + 0.02

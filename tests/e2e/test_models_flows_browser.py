@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
+from dlsec_core.runs import RunStore
 from dlsec_core.store import Store
 from dlsec_ui import state
 from dlsec_ui.widgets import model_label
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from streamlit_page import (  # skips the module when Chromium or Playwright is missing
+    DONE,
     ROOT,
     SCREENSHOTS,
     alerts,
@@ -38,14 +40,19 @@ from streamlit_page import (  # skips the module when Chromium or Playwright is 
     key,
     metric,
     open_page,
+    plot_state,
+    press,
     screenshot,
     select_option,
     settle,
+    start_run,
     table_column,
     wait_chart,
+    wait_run_done,
 )
 
 pytestmark = pytest.mark.e2e
+RUN_TIMEOUT_MS = 240_000
 
 NAV_TITLES = [
     "Home",
@@ -352,3 +359,65 @@ def test_readme_picture_shows_every_page_and_a_fooled_image(lab: Lab, page: Page
     assert_no_errors(page)
     if os.environ.get("DLSEC_UPDATE_README_PICTURE") == "1":
         shutil.copyfile(path, ROOT / "docs" / "attack_lab.png")
+
+
+# -- issue 8: the Models page lists each model's runs ------------------------------------------------------
+
+
+def test_a_models_card_lists_its_runs_and_opens_them(lab: Lab, page: Page) -> None:
+    """Train a model in the browser, sweep it on the Robustness page, see both runs on the model's card; the
+    sweep's link opens the finished sweep on the Robustness page, the training's link the training on the Models
+    page, and the "all runs" link the Runs page filtered on the model."""
+    open_page(page, f"{lab.url}/models", key(state.TRAIN_BUTTON))
+    select_option(page, state.TRAIN_DATASET, "digits")
+    select_option(page, state.TRAIN_ARCH, "logreg:", exact=False)
+    press(page, state.TRAIN_EPOCHS, "Home", "ArrowRight")  # 2 epochs
+    fill(page, state.TRAIN_NAME, "runs-card")
+    train_run = start_run(page, state.TRAIN_BUTTON)
+    wait_run_done(page, train_run, RUN_TIMEOUT_MS)
+    runs = RunStore(Store(lab.home))
+    model_id = runs.get(train_run).result["model_id"]  # type: ignore[index]
+
+    open_page(page, f"{lab.url}/robustness?model={model_id}", key(state.SWEEP_BUTTON))
+    select_option(page, state.SWEEP_ATTACK, "FGSM")
+    press(page, state.SWEEP_POINTS, "Home")  # 3 points
+    sweep_run = start_run(page, state.SWEEP_BUTTON)
+    wait_run_done(page, sweep_run, RUN_TIMEOUT_MS)
+    sweep_title, train_title = runs.get(sweep_run).title, runs.get(train_run).title
+
+    open_page(page, f"{lab.url}/models?model={model_id}", key(state.CARD_RUNS))
+    assert card_title(page) == "runs-card"
+    card_runs = page.locator(key(state.CARD_RUNS))
+    text = card_runs.inner_text()
+    assert text.index(sweep_title) < text.index(train_title)  # newest first
+    assert "sweep · done" in text and "train · done" in text
+    assert "All 2 runs of this model on the Runs page" in text
+    assert_no_errors(page)
+    screenshot(page, "models-card-runs")
+
+    # The sweep's link: the finished sweep on the Robustness page, drawn, in the same tab and session.
+    card_runs.locator("a", has_text=sweep_title).click()
+    page.wait_for_url(f"**/robustness?*run={sweep_run}*")
+    page.locator(DONE, has_text=f"run {sweep_run[:6]}").wait_for()
+    wait_chart(page, state.SWEEP_CHART)
+    settle(page)
+    assert len(plot_state(page, state.SWEEP_CHART)["data"][0]["x"]) == 3
+    assert_no_errors(page)
+    screenshot(page, "models-card-run-opened")
+
+    # The training's link, from the card again: the training run on the Models page, its curves drawn.
+    open_page(page, f"{lab.url}/models?model={model_id}", key(state.CARD_RUNS))
+    page.locator(key(state.CARD_RUNS)).locator("a", has_text=train_title).click()
+    page.wait_for_url(f"**/models?*run={train_run}*")
+    page.locator(DONE, has_text=f"run {train_run[:6]}").wait_for()
+    wait_chart(page, "train_curves")
+
+    # "All runs": the Runs page, filtered on this model.
+    page.locator(key(state.CARD_RUNS)).locator("a", has_text="All 2 runs").click()
+    page.wait_for_url("**/runs?*runs_only_model=true*")
+    page.locator(key(state.RUNS_TABLE)).wait_for()
+    settle(page)
+    assert sorted(table_column(page, 1)) == sorted([train_run, sweep_run])
+    assert page.locator(f"{key(state.RUNS_ONLY_MODEL)} input").is_checked()
+    assert_no_errors(page)
+    screenshot(page, "runs-filtered-on-model")

@@ -11,7 +11,10 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from dlsec_core.runs import RunStore
 from dlsec_core.store import ModelCard, Store
+from dlsec_core.studies import catalog
+from dlsec_core.studies.sweep import SweepStudyConfig
 from dlsec_ui import state
 from dlsec_ui.widgets import DEFAULT_TRAINING_TIME
 
@@ -91,3 +94,59 @@ def test_an_import_is_listed_in_the_same_run(stored_model: ModelCard, tmp_home: 
     imported = next(c for c in Store(tmp_home).list_models() if c.name == "re-imported")
     assert "re-imported" in list(at.dataframe[0].value["name"])
     assert at.sidebar.selectbox(key=state.MODEL).value == imported.id
+
+
+def _sweep(model_id: str, eps: float) -> SweepStudyConfig:
+    return SweepStudyConfig(
+        model_ids=[model_id], attack="fgsm", eps=[0.0, eps], n_images=32, sanity_checks=False
+    )
+
+
+def test_a_model_card_lists_the_runs_that_read_or_made_it(
+    stored_model: ModelCard, tmp_home: Path, trained_digits: object, save_trained: Callable[..., ModelCard]
+) -> None:
+    """Issue 8: the card lists its model's newest runs (study, status, when), each a link that opens the run on its
+    study's page, and links to the Runs page filtered on the model, which lists exactly those runs."""
+    from background import finish_work
+
+    runs = RunStore(Store(tmp_home))
+    other = save_trained(tmp_home, trained_digits, name="other")
+    done = catalog.submit(runs, "sweep", _sweep(stored_model.id, 0.1))
+    assert finish_work(done.id) is None
+    queued = [catalog.submit(runs, "sweep", _sweep(stored_model.id, 0.1 + i / 100)) for i in range(1, 6)]
+    elsewhere = catalog.submit(runs, "sweep", _sweep(other.id, 0.1))
+    newest_first = [r.id for r in reversed([done, *queued])]
+
+    at = open_app("app_pages/models.py", model=stored_model.id)
+    links = [link.proto for link in at.get("page_link")]
+    run_links = [p for p in links if p.query_string.startswith("run=")]
+    assert [p.query_string for p in run_links] == [f"run={i}" for i in newest_first[:5]]  # the newest five
+    assert {p.page for p in run_links} == {"robustness"}  # a sweep opens on the Robustness page
+    assert run_links[-1].label == runs.get(queued[0].id).title
+    assert f"run={elsewhere.id}" not in [p.query_string for p in links]
+    captions = [c.value for c in at.caption]
+    assert sum(c.startswith("sweep · queued · ") for c in captions) == 5
+    assert not any(c.startswith("sweep · done") for c in captions)  # the sixth run is behind the "all" link
+    (all_runs,) = [p for p in links if p.page == "runs"]
+    assert all_runs.label == "All 6 runs of this model on the Runs page"
+    assert all_runs.query_string == f"model={stored_model.id}&runs_only_model=true"
+
+    # The "all" link's page: the Runs page filtered on the model (the sidebar's current model is the link's).
+    at = open_app("app_pages/runs.py", model=stored_model.id, runs_only_model="true")
+    assert at.toggle(key=state.RUNS_ONLY_MODEL).value is True
+    assert sorted(at.dataframe[0].value["run"]) == sorted(newest_first)
+    at.toggle(key=state.RUNS_ONLY_MODEL).set_value(False).run()
+    assert len(at.dataframe[0].value["run"]) == 7
+
+    # A run's link opens that run on its study's page, even when this session followed another run there.
+    at = open_app("app_pages/robustness.py", model=stored_model.id)
+    at.session_state[state.SWEEP_JOB] = queued[-1].id
+    at.query_params[state.RUN_PARAM] = done.id
+    at.run()
+    assert any(f"run {done.id[:6]}" in s.value for s in at.success), [s.value for s in at.success]
+
+
+def test_a_card_without_runs_says_so(stored_model: ModelCard) -> None:
+    at = open_app("app_pages/models.py", model=stored_model.id)
+    assert not [p for p in at.get("page_link") if p.proto.page == "runs"]
+    assert any(c.value.startswith("No run has read or made this model yet") for c in at.caption)

@@ -265,6 +265,16 @@ def test_training_curves() -> None:
     assert tuple(fig.layout.yaxis2.range) == (0, 1.01)
 
 
+def test_training_curves_of_one_step_show_a_dot() -> None:
+    """A training cancelled after its first step drew empty axes (a line needs two points): one record is a dot."""
+    loss, train_acc, _ = figures.training_curves(
+        [{"epoch_float": 0.1, "loss": 2.3, "train_accuracy": 0.1}]
+    ).data
+    assert loss.mode == train_acc.mode == "markers" and list(loss.y) == [2.3]
+    two = figures.training_curves([{"epoch_float": x, "loss": 1.0} for x in (0.5, 1.0)])
+    assert {t.mode for t in two.data[:2]} == {"lines"}
+
+
 def test_every_figure_sets_its_template() -> None:
     result = make_result()
     built = [

@@ -1,0 +1,118 @@
+"""Worker slots of the local executor (issue 8, two servers on one store): a slot is one flock'ed file; asking
+whether it is busy takes the lock for an instant, which must not turn a starting worker away."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dlsec_core.execution.local import (
+    SLOT_WAIT_S,
+    ensure_workers,
+    hold_slot,
+    live_workers,
+    slot_busy,
+    slot_pid,
+)
+from dlsec_core.store import Store
+
+
+def _hold_in_thread(store: Store, seconds: float) -> tuple[threading.Thread, threading.Event]:
+    """Hold slot 0 from another open file (as another process would) for `seconds`; the event is set once held."""
+    held = threading.Event()
+
+    def hold() -> None:
+        with hold_slot(store, 0) as mine:
+            assert mine
+            held.set()
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(5)
+    return thread, held
+
+
+def test_a_worker_waits_out_a_momentary_probe(tmp_home: Path) -> None:
+    store = Store(tmp_home)
+    thread, _ = _hold_in_thread(store, 0.3)  # a page asking `slot_busy`, slowed down
+    try:
+        with hold_slot(store, 0) as mine:
+            assert (
+                not mine
+            )  # without waiting, the probe would have turned the worker away (the old behaviour)
+        start = time.monotonic()
+        with hold_slot(store, 0, wait_s=SLOT_WAIT_S) as mine:
+            assert mine and time.monotonic() - start < SLOT_WAIT_S
+            assert slot_busy(store, 0)
+    finally:
+        thread.join()
+    assert not slot_busy(store, 0)
+
+
+def test_a_duplicate_worker_still_leaves(tmp_home: Path) -> None:
+    """Two starters for one free slot: the second gives up after waiting, so the slot never has two workers."""
+    store = Store(tmp_home)
+    thread, _ = _hold_in_thread(store, 1.5)
+    try:
+        start = time.monotonic()
+        with hold_slot(store, 0, wait_s=0.4) as mine:
+            assert not mine
+        assert 0.35 <= time.monotonic() - start < 1.4
+    finally:
+        thread.join()
+
+
+def test_waiting_on_a_run_queued_without_a_worker_starts_one(
+    tmp_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`runs wait` on a run that nobody started a worker for (queued by a script, or just as an idle worker exited)
+    asks for workers instead of waiting forever. The worker is served here, in-process, as the page tests do (a
+    worker process takes a minute to start on a busy two-core machine)."""
+    from dlsec_core import cli_runs
+    from dlsec_core.cli import main
+    from dlsec_core.execution.worker import in_process, serve
+    from dlsec_core.runs import RunStatus, RunStore
+    from dlsec_core.studies import catalog
+    from dlsec_core.studies.train import TrainStudyConfig
+
+    store = Store(tmp_home)
+    config = TrainStudyConfig(dataset="digits", arch="logreg", train={"epochs": 1, "shift": 0})
+    run = catalog.submit(RunStore(store), "train", config)
+    started: list[Path] = []
+
+    def worker_here(asked: Store) -> list[int]:
+        started.append(asked.home)
+        serve(RunStore(asked), max_runs=1, idle_exit_s=0, lower_priority=False, engine=in_process)
+        return [0]
+
+    monkeypatch.setattr(cli_runs, "ensure_workers", worker_here)
+    assert main(["--home", str(tmp_home), "runs", "wait", run.id, "--timeout", "20", "--quiet"]) == 0
+    assert started == [tmp_home] and RunStore(store).get(run.id).status == RunStatus.DONE
+
+
+def test_a_starting_worker_holds_its_slot_from_the_start(
+    tmp_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ensure_workers` hands the slot's lock to the worker it starts: asked again at once (the worker is still
+    importing torch), it starts no second worker, and the slot is busy, held by that process, until it exits."""
+    monkeypatch.setenv("DLSEC_WORKERS", "1")
+    store = Store(tmp_home)
+    assert ensure_workers(store, idle_exit_s=0.1) == [0]
+    pid = slot_pid(store, 0)
+    try:
+        assert pid is not None and slot_busy(store, 0)
+        assert ensure_workers(store, idle_exit_s=0.1) == [], "the starting worker already holds the slot"
+        assert live_workers(store) == 1
+    finally:
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)  # the process this test started, by its id
+    deadline = time.monotonic() + 30
+    while slot_busy(store, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not slot_busy(store, 0), "the lock goes with the worker"

@@ -1,0 +1,19 @@
+"""Every registered study has a page that opens its runs: a run's link lands on that page, which re-attaches to the
+run named in `?run=` (`dlsec_ui.runs.attach(..., study=<name>)`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dlsec_core.studies.catalog import STUDIES
+from dlsec_ui.runs import STUDY_PAGES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_study_has_a_page_that_attaches_to_its_runs() -> None:
+    assert set(STUDY_PAGES) == set(STUDIES)
+    for name, page in STUDY_PAGES.items():
+        source = (ROOT / page).read_text()
+        assert f'study="{name}"' in source, f"{page} does not attach to {name} runs"
+        assert page in (ROOT / "app.py").read_text(), f"{page} is not in the navigation"
