@@ -139,9 +139,7 @@ def test_cli_defense_studies_detach(
     from dlsec_core.store import Store
 
     monkeypatch.setenv("DLSEC_WORKERS", "0")  # no worker processes: this test executes the run itself
-    small = {"detect": "--n 60 --points 2 --bits 4 --median 0", "certify": "--n 3 --samples 40"}[
-        command
-    ]
+    small = {"detect": "--n 60 --points 2 --bits 4 --median 0", "certify": "--n 3 --samples 40"}[command]
     small += " --seed 2"
     code, out, err = run(capsys, command, "--model", stored_model.id, *small.split(), "--detach")
     assert code == 0, err
