@@ -257,6 +257,8 @@ def _read_specs(cls: type) -> tuple[ParamSpec, ...]:
         options = meta.get("options")
         if options is None and isinstance(kind, type) and issubclass(kind, enum.Enum):
             options = tuple(kind)
+        if not set(meta.get("form_options", ())) <= set(options or ()):
+            raise TypeError(f"{cls.__name__}.{f.name}: form_options must be a subset of its options")
         bounds = None
         if kind in (int, float) and ("min" in meta or "max" in meta):
             bounds = Bounds(

@@ -201,6 +201,7 @@ class FormField:
 def form_fields(cls: type, skip: tuple[str, ...] = ()) -> list[FormField]:
     """The widgets a form of `cls` shows, with bounds taken from the same metadata the validator checks.
 
+    A field may declare `form_options`, a subset of its options that the page offers (CW: L2 only).
     Open ends become the nearest value inside (an exclusive 0 of a float offers the smallest positive float), so
     every value a form can produce is valid and nothing valid is cut off. Optional fields (`X | None`) keep
     their default rule (e.g. PGD's α = 2.5·ε/steps) and are not shown; neither are fields without a widget type.
@@ -213,9 +214,8 @@ def form_fields(cls: type, skip: tuple[str, ...] = ()) -> list[FormField]:
         if spec.kind == "model":
             out.append(FormField(spec, "model", None, None))
         elif spec.options is not None:
-            out.append(
-                FormField(spec, "radio", None, None, tuple(getattr(o, "value", o) for o in spec.options))
-            )
+            offered = spec.metadata.get("form_options", spec.options)  # a declared teaching subset, or all
+            out.append(FormField(spec, "radio", None, None, tuple(getattr(o, "value", o) for o in offered)))
         elif spec.type is bool:
             out.append(FormField(spec, "checkbox", None, None))
         elif spec.type is int:

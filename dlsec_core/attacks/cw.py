@@ -60,6 +60,8 @@ class CW(Attack):
         "Norm of the budget",
         help="CW minimises the L2 size either way; with L∞ it searches inside the box of side 2ε.",
         options=tuple(Norm),
+        # The page offers L2 only: "Carlini-Wagner (L2)" with an L∞ box confused people; code and CLI keep the box.
+        form_options=(Norm.L2,),
     )
     c: float = param(
         1.0, "c (weight of the misclassification term)", min=0.0, min_open=True, max=1e6, step=0.1

@@ -90,3 +90,11 @@ def test_the_rendered_form_has_the_validators_ranges() -> None:
     assert not [
         s for s in at.slider if s.label == "Steps"
     ]  # a wide range is a number box, not a capped slider
+
+
+def test_cw_offers_l2_only_on_the_page_and_keeps_the_box_in_code() -> None:
+    from dlsec_core.attacks import CW
+
+    (norm,) = [item for item in form_fields(CW) if item.spec.name == "norm"]
+    assert norm.options == ("l2",)
+    assert CW(norm="linf", eps=0.2).norm == "linf"  # type: ignore[arg-type]
