@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 from streamlit_page import (  # skips the module when Chromium or Playwright is missing
     assert_no_errors,
+    fill,
     key,
     legend_texts,
     open_page,
@@ -64,7 +65,7 @@ def test_no_empty_honesty_heading_while_a_sweep_runs(app: Any, page: Page) -> No
     open_page(page, f"{app.url}/robustness?model={app.model_id}", key(state.SWEEP_BUTTON))
     select_option(page, state.SWEEP_ATTACK, "PGD")
     select_option(page, "sweep_" + state.DEFENSE, "Bit-depth reduction")  # three curves to watch
-    press(page, "sweep_PGD_steps", "End")  # 200 steps: a run long enough to watch on a quiet machine
+    fill(page, "sweep_PGD_steps", "200")  # 200 steps: a run long enough to watch on a quiet machine
     press(page, state.SWEEP_POINTS, "End")  # 21 points
     run_id = start_run(page, state.SWEEP_BUTTON)
     snapshots: list[dict[str, Any]] = []

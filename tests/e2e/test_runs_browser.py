@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 from streamlit_page import (  # skips the module when Chromium or Playwright is missing
     DONE,
     assert_no_errors,
+    fill,
     key,
     open_page,
     plot_state,
@@ -64,7 +65,7 @@ def test_a_sweep_outlives_its_tab_and_its_server(
         open_page(page, f"{url}/robustness?model={card.id}", key(state.SWEEP_BUTTON))
         select_option(page, state.SWEEP_ATTACK, "PGD")
         select_option(page, "sweep_" + state.DEFENSE, "Bit-depth reduction")  # three curves
-        press(page, "sweep_PGD_steps", "End")  # 200 steps, 21 points, 1,000 images: a run that lasts
+        fill(page, "sweep_PGD_steps", "200")  # 200 steps, 21 points, 1,000 images: a run that lasts
         press(page, state.SWEEP_POINTS, "End")
         press(page, state.SWEEP_IMAGES, "End")
         run_id = start_run(page, state.SWEEP_BUTTON)
