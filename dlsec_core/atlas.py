@@ -40,8 +40,10 @@ ATLAS_SOURCE = (
     "MITRE ATLAS data version 5.6.0 (github.com/mitre-atlas/atlas-data, dist/ATLAS.yaml, Apache-2.0)"
 )
 TABLE_FILE = "atlas_5_6_0.tsv"
-LOCAL_PREFIX = "DLSEC."
-NO_ENTRY = "ATLAS has no entry for it: this is a local tag of the lab, not an ATLAS id."
+NO_ENTRY = (
+    "ATLAS has no entry for differential privacy, watermarking or gradient leakage in federated learning: the lab "
+    "tags them in its own DLSEC. namespace, and a DLSEC. tag is never an ATLAS id."
+)
 
 #: The forms an id can take: tactic, technique, subtechnique, mitigation, local tag.
 ID_FORMS: dict[str, re.Pattern[str]] = {
