@@ -63,7 +63,7 @@ def tactic_matrix(matrix: AtlasMatrix) -> None:
     for column, box in zip(matrix.columns, st.columns(len(matrix.columns)), strict=True):
         with box:
             st.markdown(f"**{column.tactic.name}**")
-            st.caption(f"{column.tactic.id} · {column.demonstrated} of {len(column.cells)} shown")
+            st.caption(f"{column.tactic.id} · {column.demonstrated} of {len(column.cells)} demonstrated")
             for cell in column.cells:
                 _entry(cell)
 
