@@ -20,6 +20,14 @@ PART_PAGES: dict[Part, str] = {
     Part.RECIPE: "app_pages/models.py",
 }
 LIT, GREY = ":material/check_circle:", ":material/radio_button_unchecked:"
+MATRIX_KEY = "atlas_matrix"  # the matrix's container (a CSS hook, not session state)
+TACTICS_PER_ROW = 4  # eight tactics in one row leave ~100 px a column: names broken every few letters
+#: Streamlit cuts a page link's label to one line with an ellipsis; in a narrow tactic column the technique's
+#: name would be lost ("AML.T00..."), so inside the matrix the labels wrap.
+_WRAP_LABELS = (
+    f"<style>.st-key-{MATRIX_KEY} [data-testid='stPageLink-NavLink'] * "
+    "{white-space: normal; overflow: visible; text-overflow: clip; word-break: normal}</style>"
+)
 
 
 def page_of(component: Component) -> str:
@@ -53,19 +61,22 @@ def _entry(cell: Cell) -> None:
     if cell.demonstrated:
         st.page_link(pages_of(cell)[0], label=f"{indent}{cell.entry.label}", icon=LIT, help=shown_by(cell))
     else:
-        st.markdown(
-            f":gray[{GREY} {indent}{cell.entry.id} {cell.entry.name}]", help="Not demonstrated in the lab."
-        )
+        st.caption(f"{GREY} {indent}{cell.entry.id} {cell.entry.name}")
 
 
 def tactic_matrix(matrix: AtlasMatrix) -> None:
-    """The tactics as columns (ATLAS's order), their techniques under them: lit links or grey text."""
-    for column, box in zip(matrix.columns, st.columns(len(matrix.columns)), strict=True):
-        with box:
-            st.markdown(f"**{column.tactic.name}**")
-            st.caption(f"{column.tactic.id} · {column.demonstrated} of {len(column.cells)} demonstrated")
-            for cell in column.cells:
-                _entry(cell)
+    """The tactics as columns (ATLAS's order, four to a row), their techniques under them: lit links to the page
+    that demonstrates them, or grey text."""
+    container = st.container(key=MATRIX_KEY)
+    container.html(_WRAP_LABELS)
+    for start in range(0, len(matrix.columns), TACTICS_PER_ROW):
+        row = matrix.columns[start : start + TACTICS_PER_ROW]
+        for column, box in zip(row, container.columns(TACTICS_PER_ROW), strict=False):
+            with box:
+                st.markdown(f"**{column.tactic.name}**")
+                st.caption(f"{column.tactic.id} · {column.demonstrated} of {len(column.cells)} demonstrated")
+                for cell in column.cells:
+                    _entry(cell)
 
 
 def entry_list(cells: Sequence[Cell]) -> None:
@@ -76,7 +87,7 @@ def entry_list(cells: Sequence[Cell]) -> None:
             left.markdown(f"{LIT} **{cell.entry.id}** {cell.entry.name}", help=cell.entry.note or None)
             with right:
                 for page in pages_of(cell):
-                    st.page_link(page, help=shown_by(cell))
+                    st.page_link(page, icon=":material/arrow_forward:", help=shown_by(cell))
         else:
             left.markdown(
                 f":gray[{GREY} **{cell.entry.id}** {cell.entry.name}]", help=cell.entry.note or None

@@ -43,7 +43,7 @@ def test_page_lights_and_links_what_the_lab_demonstrates(app: Callable[[str], Ap
     at = app(ATLAS_PAGE)
     assert at.title[0].value == "MITRE ATLAS"
     shown = links(at)
-    text = "\n".join(m.value for m in at.markdown)
+    text = "\n".join([*(m.value for m in at.markdown), *(c.value for c in at.caption)])
     matrix = atlas_matrix()
     for column in matrix.columns:
         assert f"**{column.tactic.name}**" in text
