@@ -9,6 +9,7 @@ that compares names with it is skipped where it is absent (CI).
 from __future__ import annotations
 
 import ast
+import doctest
 import re
 from pathlib import Path
 
@@ -107,6 +108,10 @@ def test_table_is_closed_under_its_links() -> None:
             assert linked in entries, (entry.id, linked)
         if entry.kind is Kind.TECHNIQUE:
             assert bool(entry.parent) != bool(entry.tactics), entry.id  # a parent, or tactics, never both
+
+
+def test_module_examples() -> None:
+    assert doctest.testmod(atlas).failed == 0
 
 
 def test_lookup_and_describe() -> None:
