@@ -101,7 +101,7 @@ LOCAL_TAGS: dict[str, tuple[str, str]] = {
         "Reconstructing a client's training data from the model updates it shares in federated learning.",
     ),
     "DLSEC.no-mitigation": (
-        "No mitigation (the undefended baseline)",
+        "No mitigation: the undefended baseline",
         "Standard training, the model every defense is compared with: it names the absence of a mitigation.",
     ),
 }
