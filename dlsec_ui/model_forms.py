@@ -15,6 +15,7 @@ from dlsec_core.text import duration, plural, timestamp
 from dlsec_core.training.loop import TrainConfig
 from dlsec_core.workflows import dataset_names, import_and_evaluate, spec_for, store_uploaded_dataset
 from dlsec_ui import figures, state
+from dlsec_ui.atlas import atlas_caption
 from dlsec_ui.resources import get_dataset, get_store
 from dlsec_ui.runs import model_runs, submit_training
 from dlsec_ui.widgets import config_form, model_label, show_error
@@ -48,6 +49,8 @@ def train_form() -> None:
         params = config_form(cls, prefix="train_")
     if cls.paper:
         c3.caption(cls.paper)
+    with c3:
+        atlas_caption(cls.atlas_ids)
     name = st.text_input("Name (optional)", key=state.TRAIN_NAME, max_chars=80)
     blocked = False
     try:

@@ -26,6 +26,7 @@ from dlsec_core.store import ModelCard
 from dlsec_core.training.loop import TrainConfig
 from dlsec_core.workflows import CurveFindings
 from dlsec_ui import state
+from dlsec_ui.atlas import atlas_caption
 from dlsec_ui.resources import get_dataset, get_model, get_store
 from dlsec_ui.runs import show_session_run, submit_training
 
@@ -301,6 +302,7 @@ def attack_form(prefix: str = "") -> Attack:
         help="; ".join(f"{cls.title}: {cls.paper}" for cls in ATTACKS.values()),
     )  # fmt: skip
     cls = ATTACKS[name]
+    atlas_caption(cls.atlas_ids)
     params = config_form(cls, prefix=prefix, skip=("eps",))
     # The pages set ε from their own slider; start from the UI default of the chosen norm, since the class's
     # default ε belongs to its default norm (CW's L2 3.0 is no L∞ budget).
@@ -324,6 +326,7 @@ def defense_form(prefix: str = "") -> InputTransform | None:
         return None
     cls = TRANSFORMS[name]
     st.caption(cls.paper)
+    atlas_caption(cls.atlas_ids)
     return cls(**config_form(cls, prefix=prefix))
 
 

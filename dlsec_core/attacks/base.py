@@ -178,6 +178,9 @@ class Attack(Config):
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    #: MITRE ATLAS technique and mitigation ids (or `DLSEC.` local tags) this attack demonstrates: see
+    #: dlsec_core/atlas.py.
+    atlas_ids: ClassVar[tuple[str, ...]] = ()
     #: True when the adversarial input is x + eps * d for a direction d that does not depend on eps (FGSM):
     #: then `direction` is computed once and reused for every eps (sliders, sweeps).
     linear_in_eps: ClassVar[bool] = False

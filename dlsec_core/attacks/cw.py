@@ -45,6 +45,8 @@ class CW(Attack):
     name = "cw"
     title = "Carlini-Wagner (L2)"
     paper = "Carlini, Wagner 2017, Towards Evaluating the Robustness of Neural Networks"
+    #: ATLAS: evasion (AML.T0015) by white-box optimisation (AML.T0043.000), which needs full model access (AML.T0044)
+    atlas_ids = ("AML.T0015", "AML.T0043.000", "AML.T0044")
     minimal = True
 
     eps: float = param(

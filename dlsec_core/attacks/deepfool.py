@@ -48,6 +48,8 @@ class DeepFool(Attack):
     name = "deepfool"
     title = "DeepFool"
     paper = "Moosavi-Dezfooli, Fawzi, Frossard 2016, DeepFool: a simple and accurate method to fool deep neural networks"
+    #: ATLAS: evasion (AML.T0015) by white-box optimisation (AML.T0043.000), which needs full model access (AML.T0044)
+    atlas_ids = ("AML.T0015", "AML.T0043.000", "AML.T0044")
     minimal = True
 
     eps: float = param(

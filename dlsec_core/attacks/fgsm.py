@@ -24,6 +24,8 @@ class FGSM(Attack):
     name = "fgsm"
     title = "FGSM"
     paper = "Goodfellow, Shlens, Szegedy 2015, Explaining and Harnessing Adversarial Examples"
+    #: ATLAS: evasion (AML.T0015) by white-box optimisation (AML.T0043.000), which needs full model access (AML.T0044)
+    atlas_ids = ("AML.T0015", "AML.T0043.000", "AML.T0044")
     linear_in_eps = True
 
     def direction(

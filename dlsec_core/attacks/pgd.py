@@ -27,6 +27,8 @@ class PGD(Attack):
     name = "pgd"
     title = "PGD"
     paper = "Madry et al. 2018, Towards Deep Learning Models Resistant to Adversarial Attacks"
+    #: ATLAS: evasion (AML.T0015) by white-box optimisation (AML.T0043.000), which needs full model access (AML.T0044)
+    atlas_ids = ("AML.T0015", "AML.T0043.000", "AML.T0044")
 
     steps: int = param(40, "Steps", min=1, max=10_000, step=1)
     alpha: float | None = param(

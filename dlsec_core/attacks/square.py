@@ -68,6 +68,8 @@ class Square(Attack):
     name = "square"
     title = "Square Attack (black-box)"
     paper = "Andriushchenko et al. 2020, Square Attack: a query-efficient black-box adversarial attack via random search"
+    #: ATLAS: evasion (AML.T0015) by black-box optimisation (AML.T0043.001) through the inference API (AML.T0040)
+    atlas_ids = ("AML.T0015", "AML.T0043.001", "AML.T0040")
 
     n_queries: int = param(
         1000,

@@ -35,6 +35,9 @@ class Transfer(Attack):
     name = "transfer"
     title = "Transfer (from a surrogate model)"
     paper = "Papernot et al. 2017, Practical Black-Box Attacks against Machine Learning"
+    #: ATLAS: evasion (AML.T0015) by black-box transfer (AML.T0043.002) from a proxy model trained on the same
+    #: (gathered) data (AML.T0005.000)
+    atlas_ids = ("AML.T0015", "AML.T0043.002", "AML.T0005.000")
 
     inner: str = param("pgd", "Attack run on the surrogate", options=INNER)
     steps: int = param(40, "Steps (PGD)", min=1, max=10_000, step=1)

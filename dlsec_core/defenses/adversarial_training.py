@@ -44,6 +44,8 @@ _EVAL_BATCH = 500
 class AdversarialRecipe(Recipe):
     """Shared by the adversarial-training recipes: the L∞ budget, validation, the per-epoch robust accuracy."""
 
+    atlas_ids = ("AML.M0003",)  # ATLAS mitigation: Model Hardening
+
     eps: float = param(
         0.1,
         "ε (L∞, pixel units)",

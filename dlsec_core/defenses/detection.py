@@ -156,6 +156,7 @@ class FeatureSqueezingDetector:
     name: ClassVar[str] = "feature_squeezing"
     title: ClassVar[str] = "Feature squeezing"
     paper: ClassVar[str] = "Xu, Evans, Qi 2018, Feature Squeezing: Detecting Adversarial Examples in DNNs"
+    atlas_ids: ClassVar[tuple[str, ...]] = ("AML.M0015",)  # ATLAS mitigation: Adversarial Input Detection
 
     squeezers: tuple[Squeezer, ...] = param(
         DEFAULT_SQUEEZERS,

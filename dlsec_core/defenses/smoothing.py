@@ -258,6 +258,8 @@ class GaussianNoiseRecipe(Recipe):
     name = "gaussian-noise"
     title = "Gaussian noise (base model for randomized smoothing)"
     paper = "Cohen, Rosenfeld, Kolter 2019, Certified Adversarial Robustness via Randomized Smoothing"
+    #: ATLAS mitigation: Model Hardening (the base classifier of a certified defense)
+    atlas_ids = ("AML.M0003",)
 
     sigma: float = param(
         0.25,

@@ -76,6 +76,9 @@ class InputTransform(Config):
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    #: MITRE ATLAS technique and mitigation ids (or `DLSEC.` local tags) this defense demonstrates: see
+    #: dlsec_core/atlas.py.
+    atlas_ids: ClassVar[tuple[str, ...]] = ()
     #: a fresh random draw on every call (then attacks need EOT)
     randomized: ClassVar[bool] = False
     #: torch's gradient of `apply` is useful for an attacker (False: zero or missing, so attacks need BPDA)
@@ -147,6 +150,7 @@ class BitDepth(InputTransform):
 
     name = "bit-depth"
     title = "Bit-depth reduction"
+    atlas_ids = ("AML.M0010",)  # ATLAS mitigation: Input Restoration
     paper = "Xu, Evans, Qi 2018, Feature Squeezing: Detecting Adversarial Examples in Deep Neural Networks"
     differentiable = False
     gradient_note = "Rounding is flat almost everywhere: torch's gradient through it is exactly zero."
@@ -180,6 +184,7 @@ class MedianSmoothing(InputTransform):
 
     name = "median"
     title = "Median smoothing"
+    atlas_ids = ("AML.M0010",)  # ATLAS mitigation: Input Restoration
     paper = "Xu, Evans, Qi 2018, Feature Squeezing: Detecting Adversarial Examples in Deep Neural Networks"
     differentiable = True
     gradient_note = (
@@ -226,6 +231,7 @@ class JPEG(InputTransform):
 
     name = "jpeg"
     title = "JPEG compression"
+    atlas_ids = ("AML.M0010",)  # ATLAS mitigation: Input Restoration
     paper = (
         "Dziugaite, Ghahramani, Roy 2016, A study of the effect of JPG compression on adversarial images; "
         "Das et al. 2017, Keeping the Bad Guys Out"
@@ -274,6 +280,7 @@ class GaussianNoise(InputTransform):
 
     name = "gaussian"
     title = "Gaussian noise"
+    atlas_ids = ("AML.M0010",)  # ATLAS mitigation: Input Restoration
     paper = (
         "Cohen, Rosenfeld, Kolter 2019, Certified Adversarial Robustness via Randomized Smoothing (the noise)"
     )

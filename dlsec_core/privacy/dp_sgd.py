@@ -187,6 +187,7 @@ class DPSGDRecipe(Recipe):
     name = "dp-sgd"
     title = "DP-SGD (differential privacy, Opacus)"
     paper = "Abadi et al. 2016, Deep Learning with Differential Privacy"
+    atlas_ids = ("DLSEC.differential-privacy",)  # ATLAS has no entry for differential privacy
     #: measured on mnist5k, default cnn: 91 % test accuracy at ε = 5.2 (RDP, δ 1e-5) with σ 1.5 (benchmarks/bench_dp.py)
     suggested: ClassVar[dict[str, Any]] = {"batch_size": 512, "epochs": 15, "lr": 2e-2}
 

@@ -135,6 +135,8 @@ def progress_message(item: RunProgress) -> str:
 class AuditStudy(Study[AuditStudyConfig]):
     name = "audit"
     title = "Privacy audit"
+    #: measures differential privacy's ε by membership inference on canaries
+    atlas_ids = ("DLSEC.differential-privacy", "AML.T0024.000")
     config_type = AuditStudyConfig
 
     def title_for(self, config: AuditStudyConfig) -> str:

@@ -55,6 +55,9 @@ class Study(Generic[C]):
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
     config_type: ClassVar[type[StudyConfig]] = StudyConfig
+    #: MITRE ATLAS technique and mitigation ids (or `DLSEC.` local tags) its runs can demonstrate: see
+    #: dlsec_core/atlas.py.
+    atlas_ids: ClassVar[tuple[str, ...]] = ()
 
     def title_for(self, config: C) -> str:
         """A one-line label for the run list."""

@@ -117,6 +117,8 @@ class CertificationStudyResult:
 class CertificationStudy(Study[CertificationStudyConfig]):
     name = "certification"
     title = "Certification"
+    #: a certified model hardening (randomized smoothing) beside the empirical white-box attack
+    atlas_ids = ("AML.M0003", "AML.T0043.000")
     config_type = CertificationStudyConfig
 
     def title_for(self, config: CertificationStudyConfig) -> str:

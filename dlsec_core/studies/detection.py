@@ -199,6 +199,8 @@ class DetectionStudyResult:
 class DetectionStudy(Study[DetectionStudyConfig]):
     name = "detection"
     title = "Detection study"
+    #: the detector (adversarial input detection) against white-box attacks, plain and detector-aware (evasion)
+    atlas_ids = ("AML.M0015", "AML.T0015", "AML.T0043.000")
     config_type = DetectionStudyConfig
 
     def title_for(self, config: DetectionStudyConfig) -> str:

@@ -207,6 +207,7 @@ class FrontierStudyResult:
 class FrontierStudy(Study[FrontierStudyConfig]):
     name = "frontier"
     title = "Privacy-utility frontier"
+    atlas_ids = ("DLSEC.differential-privacy",)  # ATLAS has no entry for differential privacy
     config_type = FrontierStudyConfig
 
     def title_for(self, config: FrontierStudyConfig) -> str:

@@ -123,6 +123,7 @@ class InversionStudyResult:
 class InversionStudy(Study[InversionStudyConfig]):
     name = "inversion"
     title = "Model inversion"
+    atlas_ids = ("AML.T0024.001", "AML.T0044")  # MI-Face follows input gradients: full model access
     config_type = InversionStudyConfig
 
     def title_for(self, config: InversionStudyConfig) -> str:

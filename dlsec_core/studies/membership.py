@@ -248,6 +248,7 @@ def progress_message(event: MembershipEvent) -> str:
 class MembershipStudy(Study[MembershipStudyConfig]):
     name = "membership"
     title = "Membership inference"
+    atlas_ids = ("AML.T0024.000", "AML.T0040")  # membership from the model's outputs (inference API)
     config_type = MembershipStudyConfig
 
     def title_for(self, config: MembershipStudyConfig) -> str:

@@ -57,6 +57,8 @@ def attack_params(attack: Attack) -> dict[str, Any]:
 class SweepStudy(Study[SweepStudyConfig]):
     name = "sweep"
     title = "Robustness sweep"
+    #: evasion by every registered attack (white-box, Square, transfer), behind an optional input restoration
+    atlas_ids = ("AML.T0015", "AML.T0043.000", "AML.T0043.001", "AML.T0043.002", "AML.M0010")
     config_type = SweepStudyConfig
 
     def title_for(self, config: SweepStudyConfig) -> str:

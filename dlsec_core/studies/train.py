@@ -41,6 +41,8 @@ class TrainStudyConfig(StudyConfig):
 class TrainStudy(Study[TrainStudyConfig]):
     name = "train"
     title = "Training"
+    #: what its recipes apply: model hardening (adversarial, Gaussian-noise training), differential privacy
+    atlas_ids = ("AML.M0003", "DLSEC.differential-privacy", "DLSEC.no-mitigation")
     config_type = TrainStudyConfig
 
     def title_for(self, config: TrainStudyConfig) -> str:

@@ -54,6 +54,9 @@ class Recipe(Config):
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    #: MITRE ATLAS technique and mitigation ids (or `DLSEC.` local tags) this recipe demonstrates: see
+    #: dlsec_core/atlas.py.
+    atlas_ids: ClassVar[tuple[str, ...]] = ()
     #: training settings this recipe works best with (the UI's defaults), e.g. DP-SGD's larger batches
     suggested: ClassVar[dict[str, Any]] = {}
 
@@ -98,6 +101,7 @@ class StandardRecipe(Recipe):
 
     name = "standard"
     title = "Standard (no defense)"
+    atlas_ids = ("DLSEC.no-mitigation",)  # the undefended baseline (a local tag: no ATLAS mitigation applied)
 
 
 def get_recipe(name: str, **params: Any) -> Recipe:
