@@ -20,9 +20,9 @@ from dlsec_core.privacy.audit import eps_lower_bound, guess_membership
 from dlsec_core.privacy.inversion import InversionConfig, class_means, invert
 from dlsec_core.privacy.membership import loss_threshold_attack
 from dlsec_core.store import ModelCard, Store
+from dlsec_core.studies.artifacts import read_arrays
 from dlsec_core.studies.audit import AuditStudy, AuditStudyConfig, AuditStudyResult
 from dlsec_core.studies.base import run_study
-from dlsec_core.studies.checks import read_arrays
 from dlsec_core.studies.frontier import (
     FrontierStudy,
     FrontierStudyConfig,
