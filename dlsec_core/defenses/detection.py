@@ -73,7 +73,12 @@ class Squeezer(Config):
 
     title: ClassVar[str] = "Squeezer"
 
-    kind: str = param(dataclasses.MISSING, "Squeezer", options=SQUEEZER_KINDS, help="Bit-depth reduction or a median filter.")
+    kind: str = param(
+        dataclasses.MISSING,
+        "Squeezer",
+        options=SQUEEZER_KINDS,
+        help="Bit-depth reduction or a median filter.",
+    )
     size: int = param(
         dataclasses.MISSING, "Size (bits per pixel, or the median window's side)", min=1, max=8,
         help="Bit depth: 1 to 8 bits per pixel; median filter: a 2 to 5 pixel window.",

@@ -76,8 +76,13 @@ class InversionConfig(Config):
         help="Gaussian noise added to the grey start, drawn with the seed; 0 = the same start for every class.",
     )  # fmt: skip
     stop_at: float | None = param(
-        None, "Stop an image once p_c exceeds (empty = run all steps)", min=0.0, max=1.0, step=0.01,
-        min_open=True, max_open=True,
+        None,
+        "Stop an image once p_c exceeds (empty = run all steps)",
+        min=0.0,
+        max=1.0,
+        step=0.01,
+        min_open=True,
+        max_open=True,
     )
     seed: int = param(0, "Seed (for the start noise)", min=0, max=2**63 - 1, step=1, describe=False)
 

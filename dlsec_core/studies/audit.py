@@ -64,14 +64,18 @@ class AuditStudyConfig(StudyConfig):
 
     title: ClassVar[str] = "Audit study"
 
-    dataset: str = param("mnist5k", "Dataset", help="A built-in or added dataset (its existence is checked on run).")
+    dataset: str = param(
+        "mnist5k", "Dataset", help="A built-in or added dataset (its existence is checked on run)."
+    )
     arch: str = param("cnn", "Architecture", options=tuple(ARCHITECTURES))
     recipe: str = param("dp-sgd", "Recipe under audit", options=tuple(RECIPES))
     recipe_params: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     audit: dict[str, Any] = field(default_factory=dict)
     control: bool = param(
-        True, "Positive control", help="Also audit standard training (no clipping, no noise) on the same canaries."
+        True,
+        "Positive control",
+        help="Also audit standard training (no clipping, no noise) on the same canaries.",
     )
 
     def check_plain(self, problems: list[str]) -> None:

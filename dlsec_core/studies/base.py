@@ -32,7 +32,9 @@ def param_like(cls: type, name: str, default: Any = dataclasses.MISSING) -> Any:
     unless given): a study setting that is passed on to that config is declared once, where the config is."""
     source = next(f for f in dataclasses.fields(cls) if f.name == name)
     meta = {k: v for k, v in source.metadata.items() if k != "label"}
-    return param(source.default if default is dataclasses.MISSING else default, source.metadata["label"], **meta)
+    return param(
+        source.default if default is dataclasses.MISSING else default, source.metadata["label"], **meta
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,10 +72,28 @@ def check_name(value: Any, what: str, field_name: str, problems: list[str]) -> N
 
 def built(problems: list[str], field_name: str, factory: Callable[..., Any], params: Any) -> Any:
     """`factory(**params)` for a dict of nested settings (an attack's, LiRA's, ...), or None with its problems
-    appended (also when `params` is not a JSON object); a nested error keeps its own list of every bad setting."""
+    appended (also when `params` is not a JSON object); a nested error keeps its own list of every bad setting.
+    When `factory` is a dataclass, settings it does not have are named beside the bad values of those it has."""
     if not isinstance(params, dict):
         problems.append(f"`{field_name}` is a JSON object of settings, got {params!r}")
         return None
+    unknown: list[str] = []
+    if dataclasses.is_dataclass(factory):
+        known = {f.name for f in dataclasses.fields(factory) if f.init}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            problems.append(f"{field_name}: no setting(s) {', '.join(map(repr, unknown))}")
+            params = {k: v for k, v in params.items() if k in known}
+    try:
+        built_value = factory(**params)
+    except DlsecError as err:
+        problems.append(f"{field_name}: {str(err).rstrip('.')}")
+        return None
+    except TypeError as err:  # get_attack(name, **{"bogus": 1}) and the like
+        name = re.search(r"argument '(\w+)'", str(err))
+        problems.append(f"{field_name}: no setting {name[1]!r}" if name else f"{field_name}: {err}")
+        return None
+    return None if unknown else built_value
     try:
         return factory(**params)
     except DlsecError as err:

@@ -45,7 +45,9 @@ class CertificationStudyConfig(StudyConfig):
         help="The smoothing noise's standard deviation (pixel units): larger certifies larger radii, less accurately.",
     )  # fmt: skip
     n_images: int = param(50, "Test images", min=1, max=MAX_IMAGES)
-    n0: int = param(100, "Selection samples n0", min=1, max=MAX_SAMPLES, help="Noise draws that pick the class.")
+    n0: int = param(
+        100, "Selection samples n0", min=1, max=MAX_SAMPLES, help="Noise draws that pick the class."
+    )
     n: int = param(
         500, "Noise samples per image (n)", min=1, max=MAX_SAMPLES,
         help="Noise draws that bound the class's probability: more samples certify larger radii.",

@@ -72,7 +72,9 @@ class DetectionStudyConfig(StudyConfig):
     attack: str = param("fgsm", "Attack", options=tuple(ATTACKS))
     attack_params: dict[str, Any] = field(default_factory=dict)
     eps: list[float] = field(default_factory=lambda: [0.0, 0.06, 0.12, 0.18, 0.24, 0.3])
-    n_images: int = param(500, "Test images", min=1, max=MAX_IMAGES, help="Half calibrate, half are attacked.")
+    n_images: int = param(
+        500, "Test images", min=1, max=MAX_IMAGES, help="Half calibrate, half are attacked."
+    )
     adaptive_images: int = param(200, "Images for the detector-aware attack", min=1, max=MAX_IMAGES)
     plain_steps: int = param(40, "Plain PGD steps", min=1, max=MAX_STEPS)
     adaptive_steps: int = param(100, "Detector-aware steps", min=1, max=MAX_STEPS)
@@ -94,7 +96,9 @@ class DetectionStudyConfig(StudyConfig):
         super().cross_check(problems)
         if self.attack not in ATTACKS:
             return  # named by its field check
-        attack = built(problems, "attack_params", lambda **kw: get_attack(self.attack, **kw), self.attack_params)
+        attack = built(
+            problems, "attack_params", lambda **kw: get_attack(self.attack, **kw), self.attack_params
+        )
         if attack is not None:
             try:
                 object.__setattr__(self, "eps", check_eps_values(self.eps, attack.norm))

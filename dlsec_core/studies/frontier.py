@@ -162,7 +162,9 @@ class FrontierStudyConfig(StudyConfig):
 
     title: ClassVar[str] = "Frontier sweep"
 
-    dataset: str = param("mnist5k", "Dataset", help="A built-in or added dataset (its existence is checked on run).")
+    dataset: str = param(
+        "mnist5k", "Dataset", help="A built-in or added dataset (its existence is checked on run)."
+    )
     arch: str = param("cnn", "Architecture", options=tuple(ARCHITECTURES))
     targets: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0])
     train: dict[str, Any] = field(default_factory=dict)

@@ -40,7 +40,9 @@ class SweepStudyConfig(StudyConfig):
     attack: str = param("fgsm", "Attack", options=tuple(ATTACKS))
     attack_params: dict[str, Any] = field(default_factory=dict)
     eps: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.3])
-    n_images: int = param(500, "Test images", min=1, max=MAX_IMAGES, help="The first n images of the test split.")
+    n_images: int = param(
+        500, "Test images", min=1, max=MAX_IMAGES, help="The first n images of the test split."
+    )
     seed: int = seed_param()
     defense: str | None = param(None, "Input defense", options=tuple(TRANSFORMS))
     defense_params: dict[str, Any] = field(default_factory=dict)
@@ -57,10 +59,17 @@ class SweepStudyConfig(StudyConfig):
     def cross_check(self, problems: list[str]) -> None:
         super().cross_check(problems)
         if self.defense in TRANSFORMS:
-            built(problems, "defense_params", lambda **kw: get_transform(self.defense, **kw), self.defense_params)
+            built(
+                problems,
+                "defense_params",
+                lambda **kw: get_transform(self.defense, **kw),
+                self.defense_params,
+            )
         if self.attack not in ATTACKS:
             return  # named by its field check
-        attack = built(problems, "attack_params", lambda **kw: get_attack(self.attack, **kw), self.attack_params)
+        attack = built(
+            problems, "attack_params", lambda **kw: get_attack(self.attack, **kw), self.attack_params
+        )
         if attack is not None:
             try:
                 object.__setattr__(self, "eps", check_eps_values(self.eps, attack.norm))

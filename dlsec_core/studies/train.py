@@ -22,7 +22,9 @@ class TrainStudyConfig(StudyConfig):
 
     title: ClassVar[str] = "Training"
 
-    dataset: str = param("mnist5k", "Dataset", help="A built-in or added dataset (its existence is checked on run).")
+    dataset: str = param(
+        "mnist5k", "Dataset", help="A built-in or added dataset (its existence is checked on run)."
+    )
     arch: str = param("cnn", "Architecture", options=tuple(ARCHITECTURES))
     name: str | None = param(None, "Name (empty = the architecture's)")
     recipe: str = param("standard", "Recipe", options=tuple(RECIPES))
