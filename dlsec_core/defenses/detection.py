@@ -184,13 +184,15 @@ class FeatureSqueezingDetector(Config):
         step=0.001,
     )
 
-    def cross_check(self, problems: list[str]) -> None:
-        super().cross_check(problems)
+    def check_plain(self, problems: list[str]) -> None:
+        super().check_plain(problems)
+        if self.squeezers is None:
+            return  # named by the field check
         squeezers = tuple(self.squeezers) if isinstance(self.squeezers, Iterable) else ()
         if not squeezers:
-            problems.append("give at least one squeezer (bit depth or median filter)")
+            problems.append("give at least one squeezer (`squeezers`): bit depth or median filter")
         elif not all(isinstance(s, Squeezer) for s in squeezers):
-            problems.append("squeezers must be `Squeezer` objects, e.g. Squeezer('bit_depth', 1)")
+            problems.append("`squeezers` must be `Squeezer` objects, e.g. Squeezer('bit_depth', 1)")
         else:
             object.__setattr__(self, "squeezers", squeezers)
 

@@ -66,7 +66,7 @@ def check_model_ids(model_ids: Any, problems: list[str], *, most: int = 16) -> N
 def check_name(value: Any, what: str, field_name: str, problems: list[str]) -> None:
     """A required name (a stored model id, a dataset name) is non-empty text; whether it exists is `execute`'s
     business (a store lookup, not a field rule)."""
-    if not (isinstance(value, str) and value):
+    if isinstance(value, str) and not value:  # not text at all: the field's own check names it
         problems.append(f"{what} (`{field_name}`) must be given, got {value!r}")
 
 
