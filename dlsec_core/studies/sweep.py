@@ -58,13 +58,9 @@ class SweepStudyConfig(StudyConfig):
 
     def cross_check(self, problems: list[str]) -> None:
         super().cross_check(problems)
-        if self.defense in TRANSFORMS:
-            built(
-                problems,
-                "defense_params",
-                lambda **kw: get_transform(self.defense, **kw),
-                self.defense_params,
-            )
+        defense = self.defense
+        if defense is not None and defense in TRANSFORMS:
+            built(problems, "defense_params", lambda **kw: get_transform(defense, **kw), self.defense_params)
         if self.attack not in ATTACKS:
             return  # named by its field check
         attack = built(
