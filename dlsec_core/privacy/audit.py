@@ -160,11 +160,6 @@ class AuditConfig(Config):
             default if self.k_minus is None else self.k_minus,
         )
 
-    @classmethod
-    def hyperparameters(cls) -> list[dataclasses.Field[Any]]:
-        """The config fields with their UI metadata, for generating forms."""
-        return list(dataclasses.fields(cls))
-
 
 @dataclass(frozen=True, eq=False)
 class Canaries:

@@ -25,7 +25,6 @@ Cost: one forward and one input-gradient pass of the model per step, which is ne
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -97,11 +96,6 @@ class InversionConfig(Config):
             f"+ {self.l2_weight:g}·L2 by {opt} (step {self.lr:g}, up to {self.steps} steps{stop}) "
             f"from grey {self.start:g}{noise}"
         )
-
-    @classmethod
-    def hyperparameters(cls) -> list[dataclasses.Field[Any]]:
-        """The config fields with their UI metadata, for generating forms."""
-        return list(dataclasses.fields(cls))
 
 
 @dataclass(frozen=True, eq=False)
@@ -283,10 +277,6 @@ def _check_logits(model: nn.Module, x: torch.Tensor, shape: tuple[int, int, int]
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def class_means(dataset: Dataset, classes: Sequence[int]) -> torch.Tensor:

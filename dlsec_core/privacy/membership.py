@@ -367,11 +367,6 @@ class LiraConfig(Config):
     )  # fmt: skip
     seed: int = param(0, "Seed", min=0, max=2**31 - 1, step=1, help="Draws the halves and seeds the shadows.")
 
-    @classmethod
-    def hyperparameters(cls) -> list[dataclasses.Field[Any]]:
-        """The config fields with their UI metadata, for generating forms."""
-        return list(dataclasses.fields(cls))
-
 
 def _pooled_std(phi: FloatArray, mask: BoolArray, mean: FloatArray) -> float:
     """One std for all candidates (the paper's global variance, for few shadows): pooled within-candidate spread.
