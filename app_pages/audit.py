@@ -7,6 +7,7 @@ from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.privacy.audit import AuditConfig
 from dlsec_core.privacy.dp_sgd import DPSGDRecipe
 from dlsec_core.studies.audit import AuditedRun, AuditStudyConfig, AuditStudyResult
+from dlsec_core.training.loop import TrainConfig
 from dlsec_core.workflows import dataset_names
 from dlsec_ui import figures, state
 from dlsec_ui.model_forms import BATCH_SIZES
@@ -21,7 +22,7 @@ from dlsec_ui.runs import (
     render_run,
     submit_run,
 )
-from dlsec_ui.widgets import config_form, show_error
+from dlsec_ui.widgets import config_form, setting_select_slider, setting_slider, show_error
 
 st.title("Privacy audit")
 st.caption(
@@ -37,12 +38,15 @@ with st.container(border=True):
     dataset = c1.selectbox("Dataset", dataset_names(get_store()), key=state.AU_DATASET)
     archs = [a for a, info in ARCHITECTURES.items() if info.dp_fix is None]
     arch = c1.selectbox("Architecture", archs, index=archs.index("cnn"), key=state.AU_ARCH)
-    epochs = int(c1.slider("Epochs", 1, 30, DPSGDRecipe.suggested["epochs"], key=state.AU_EPOCHS))
-    batch = int(
-        c1.select_slider(
-            "Expected batch size", BATCH_SIZES, value=DPSGDRecipe.suggested["batch_size"], key=state.AU_BATCH
-        )
+    epochs = setting_slider(
+        c1, TrainConfig, "epochs", hi=30, value=DPSGDRecipe.suggested["epochs"], key=state.AU_EPOCHS
     )
+    batch = int(
+        setting_select_slider(
+            c1, TrainConfig, "batch_size", BATCH_SIZES, value=DPSGDRecipe.suggested["batch_size"],
+            key=state.AU_BATCH, label="Expected batch size",
+        )
+    )  # fmt: skip
     with c2:
         st.markdown("**DP-SGD under audit**")
         dp_params = config_form(DPSGDRecipe, prefix="audit_", skip=("max_epsilon", "adv_eps"))

@@ -16,7 +16,7 @@ from dlsec_ui.runs import (
     render_run,
     submit_run,
 )
-from dlsec_ui.widgets import current_model_card, render_checks, show_error
+from dlsec_ui.widgets import current_model_card, render_checks, setting_select_slider, show_error
 
 st.title("Certified robustness")
 st.caption(
@@ -30,9 +30,14 @@ if card is None:
 
 with st.container(border=True):
     c1, c2, c3 = st.columns(3)
-    sigma = c1.select_slider("Noise σ", [0.12, 0.25, 0.5, 1.0], value=0.25, key=state.CERT_SIGMA)
-    n_images = c2.select_slider("Test images", [20, 50, 100], value=50, key=state.CERT_IMAGES)
-    n = c3.select_slider("Noise samples per image (n)", [200, 500, 1000], value=500, key=state.CERT_N)
+    # teaching values, each checked against the config's own range (setting_select_slider)
+    sigma = setting_select_slider(
+        c1, CertificationStudyConfig, "sigma", [0.12, 0.25, 0.5, 1.0], key=state.CERT_SIGMA
+    )
+    n_images = setting_select_slider(
+        c2, CertificationStudyConfig, "n_images", [20, 50, 100], key=state.CERT_IMAGES
+    )
+    n = setting_select_slider(c3, CertificationStudyConfig, "n", [200, 500, 1000], key=state.CERT_N)
     if st.button("Certify", type="primary", key=state.CERT_BUTTON):
         try:
             config = CertificationStudyConfig(

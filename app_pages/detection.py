@@ -3,6 +3,7 @@
 import numpy as np
 import streamlit as st
 
+from dlsec_core.defenses.detection import SQUEEZER_SIZES
 from dlsec_core.errors import DlsecError
 from dlsec_core.evaluation.rates import smallest_measurable_rate
 from dlsec_core.runs import RunRecord
@@ -24,6 +25,8 @@ from dlsec_ui.widgets import (
     attack_form,
     current_model_card,
     render_checks,
+    setting_select_slider,
+    setting_slider,
     show_error,
     surrogate_id,
 )
@@ -40,22 +43,31 @@ if card is None:
 
 with st.container(border=True):
     c1, c2, c3 = st.columns(3)
-    fpr = c1.slider("False-positive rate to allow", 0.01, 0.2, 0.05, 0.01, key=state.DET_FPR)
-    bits = c1.slider("Squeezer: bits per pixel", 1, 7, 1, key=state.DET_BITS)
-    median = c1.slider("Squeezer: median window (0 = off)", 0, 3, 2, key=state.DET_MEDIAN)
+    # ranges from the configs' metadata (the validator's): a narrower teaching range inside it, never outside
+    fpr = setting_slider(c1, DetectionStudyConfig, "fpr", lo=0.01, hi=0.2, key=state.DET_FPR)
+    bits = int(c1.slider("Squeezer: bits per pixel", *SQUEEZER_SIZES["bit_depth"], 1, key=state.DET_BITS))
+    low, high = SQUEEZER_SIZES["median"]
+    median = int(
+        c1.select_slider(
+            "Squeezer: median window", [0, *range(low, high + 1)], value=2, key=state.DET_MEDIAN,
+            format_func=lambda k: "off" if k == 0 else f"{k}×{k}",
+        )
+    )  # fmt: skip
     with c2:
         attack = attack_form(prefix="det_")
     _, hi, step, _ = EPS_RANGE[attack.norm]
     eps_max = c3.slider(
         "Largest ε", step, hi, min(hi, 0.3 if attack.norm == "linf" else 3.0), step, key=state.DET_EPS_MAX
     )
-    n_images = c3.select_slider("Test images", [100, 200, 500], value=200, key=state.DET_IMAGES)
+    n_images = setting_select_slider(
+        c3, DetectionStudyConfig, "n_images", [100, 200, 500], value=200, key=state.DET_IMAGES
+    )
     if st.button("Run detection study", type="primary", key=state.DET_BUTTON):
         try:
             config = DetectionStudyConfig(
                 model_id=card.id,
                 squeezers=[{"kind": "bit_depth", "size": bits}]
-                + ([{"kind": "median", "size": median}] if median >= 2 else []),
+                + ([{"kind": "median", "size": median}] if median else []),
                 fpr=fpr, attack=attack.name, attack_params=attack_params(attack),
                 eps=[round(float(e), 6) for e in np.linspace(0.0, eps_max, 6)], n_images=n_images,
                 seed=int(st.session_state.get(state.SEED, 0)),

@@ -19,7 +19,7 @@ from dlsec_ui.runs import (
     render_run,
     submit_run,
 )
-from dlsec_ui.widgets import config_form, current_model_card, show_error, twin_picker
+from dlsec_ui.widgets import config_form, current_model_card, setting_slider, show_error, twin_picker
 
 st.title("Membership inference")
 st.caption(
@@ -41,11 +41,10 @@ with st.container(border=True):
     )
     data = get_dataset(card.dataset)
     most = min(len(data.y_train), len(data.y_test))
-    n = int(
-        c1.slider(
-            "Members and non-members (each)", 10, most, min(500, most), key=f"{state.MI_N}_{card.dataset}",
-            help="TPR at 0.1 % FPR needs about 1,000 non-members to mean anything; below that it reads as 0 or 1/n.",
-        )
+    n = setting_slider(
+        c1, MembershipStudyConfig, "n", hi=most, value=min(500, most), key=f"{state.MI_N}_{card.dataset}",
+        label="Members and non-members (each)", step=1,
+        help="TPR at 0.1 % FPR needs about 1,000 non-members to mean anything; below that it reads as 0 or 1/n.",
     )  # fmt: skip
     lira: dict[str, Any] = {}
     if attack == "lira":

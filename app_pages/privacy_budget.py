@@ -4,11 +4,13 @@ import math
 
 import streamlit as st
 
+from dlsec_core.config import spec_of
 from dlsec_core.errors import DlsecError
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.privacy.accounting import ACCOUNTANTS, AccountingFailure
 from dlsec_core.privacy.dp_sgd import DPSGDRecipe, check_sampling
 from dlsec_core.studies.frontier import FrontierPoint, FrontierStudyConfig, frontier_points
+from dlsec_core.training.loop import TrainConfig
 from dlsec_core.workflows import dataset_names
 from dlsec_ui import figures, state
 from dlsec_ui.model_forms import BATCH_SIZES
@@ -23,7 +25,7 @@ from dlsec_ui.runs import (
     render_run,
     submit_run,
 )
-from dlsec_ui.widgets import show_error
+from dlsec_ui.widgets import setting_slider, show_error
 
 MAX_SIGMA = 10_000.0  # PRV needs σ = 240 for ε 0.05 over 100 epochs of the default run: let people check it
 VACUOUS_EPSILON = 10.0
@@ -133,9 +135,22 @@ with frontier:
     fr_dataset = f1.selectbox("Dataset", dataset_names(get_store()), key=state.FR_DATASET)
     dp_archs = [a for a, info in ARCHITECTURES.items() if info.dp_fix is None]
     fr_arch = f2.selectbox("Architecture", dp_archs, index=dp_archs.index("cnn"), key=state.FR_ARCH)
-    fr_accountant = f3.radio("Accountant", ["rdp", "prv"], horizontal=True, key=state.FR_ACCOUNTANT)
+    fr_accountant = f3.radio(
+        "Accountant",
+        list(spec_of(FrontierStudyConfig, "accountant").options or ()),
+        horizontal=True,
+        key=state.FR_ACCOUNTANT,
+    )
     targets_text = f1.text_input("Target ε values (comma-separated)", "0.5, 1, 2, 4, 8", key=state.FR_TARGETS)
-    fr_epochs = int(f2.slider("Epochs per run", 1, 30, DPSGDRecipe.suggested["epochs"], key=state.FR_EPOCHS))
+    fr_epochs = setting_slider(
+        f2,
+        TrainConfig,
+        "epochs",
+        hi=30,
+        value=DPSGDRecipe.suggested["epochs"],
+        key=state.FR_EPOCHS,
+        label="Epochs per run",
+    )
     if f3.button("Run the sweep", type="primary", key=state.FR_BUTTON):
         try:
             targets = [float(t) for t in targets_text.replace(";", ",").split(",") if t.strip()]

@@ -9,6 +9,7 @@ import streamlit as st
 from dlsec_core.attacks.base import ATTACKS
 from dlsec_core.errors import DlsecError
 from dlsec_core.runs import RunRecord
+from dlsec_core.studies.sweep import SweepStudyConfig
 from dlsec_ui import figures, state
 from dlsec_ui.resources import get_store
 from dlsec_ui.runs import (
@@ -28,6 +29,7 @@ from dlsec_ui.widgets import (
     defense_form,
     model_label,
     render_findings,
+    setting_select_slider,
     show_error,
     surrogate_id,
 )
@@ -56,7 +58,9 @@ with st.container(border=True):
         "Largest ε", step, hi, min(hi, 0.3 if attack.norm == "linf" else 3.0), step, key=state.SWEEP_EPS_MAX
     )
     points = c2.slider("Points", 3, 21, 11, key=state.SWEEP_POINTS)
-    n_images = c3.select_slider("Test images", [100, 200, 500, 1000], value=500, key=state.SWEEP_IMAGES)
+    n_images = setting_select_slider(
+        c3, SweepStudyConfig, "n_images", [100, 200, 500, 1000], value=500, key=state.SWEEP_IMAGES
+    )
     eps_values = [round(float(e), 6) for e in np.linspace(0.0, eps_max, points)]
     if st.button("Run sweep", type="primary", key=state.SWEEP_BUTTON, disabled=not chosen):
         try:

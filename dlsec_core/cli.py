@@ -32,8 +32,10 @@ from dlsec_core.catalog import RECIPES, get_recipe
 from dlsec_core.cli_flags import ConfigFlags
 from dlsec_core.cli_runs import add_commands as add_run_commands
 from dlsec_core.cli_runs import submit_detached
+from dlsec_core.config import spec_of
 from dlsec_core.data.builtin import DATASETS
 from dlsec_core.data.images import image_to_input
+from dlsec_core.defenses.detection import SQUEEZER_SIZES
 from dlsec_core.defenses.transforms import TRANSFORMS, Mode, defend, get_transform
 from dlsec_core.errors import DlsecError, InvalidInputError
 from dlsec_core.models.architectures import ARCHITECTURES
@@ -44,8 +46,10 @@ from dlsec_core.privacy.accounting import (
     epsilon_by_accountant,
     noise_by_accountant,
 )
+from dlsec_core.privacy.audit import AuditConfig
 from dlsec_core.privacy.dp_sgd import TRAIN_ACCOUNTANTS, DPSGDRecipe, check_sampling, privacy_plan
-from dlsec_core.privacy.membership import LIRA_VARIANTS, MEMBERSHIP_ATTACKS
+from dlsec_core.privacy.inversion import InversionConfig
+from dlsec_core.privacy.membership import LIRA_VARIANTS, MEMBERSHIP_ATTACKS, LiraConfig
 from dlsec_core.privacy_spend import PrivacySpend
 from dlsec_core.safe_load import spec_from_upload
 from dlsec_core.store import Store
@@ -80,10 +84,36 @@ from dlsec_core.workflows import (
 MIN_PNG_SIDE = 112  # inversions of small images (8x8 digits) are upscaled to at least this, nearest-neighbour
 
 
-def _eps_list(args: argparse.Namespace) -> list[float]:
+def _eps_list(args: argparse.Namespace, points: int) -> list[float]:
+    """The ε values: `--eps` as given, else `--points` (default `points`) evenly from 0 to `--eps-max` (0.3).
+    `--eps` with `--eps-max` or `--points` is an error, not a flag silently dropped."""
     if args.eps:
-        return [float(e) for e in args.eps.split(",") if e.strip()]
-    return [round(float(e), 6) for e in np.linspace(0.0, args.eps_max, args.points)]
+        given = [
+            flag
+            for flag, value in (("--eps-max", args.eps_max), ("--points", args.points))
+            if value is not None
+        ]
+        if given:
+            raise InvalidInputError(
+                f"--eps lists the ε values; {' and '.join(given)} would be ignored: drop them."
+            )
+        return _floats(args.eps, "ε values")
+    eps_max = 0.3 if args.eps_max is None else args.eps_max
+    return [
+        round(float(e), 6) for e in np.linspace(0.0, eps_max, points if args.points is None else args.points)
+    ]
+
+
+def _setting_help(cls: type, name: str, note: str = "") -> str:
+    """A hand-written flag's help from the setting's metadata (label, range), so the CLI states the range the
+    validator checks; the value itself is checked by building the config, never by a second range in argparse."""
+    spec = spec_of(cls, name)
+    parts = (
+        [spec.label]
+        + ([spec.bounds.describe()] if spec.bounds is not None else [])
+        + ([note] if note else [])
+    )
+    return "; ".join(parts).replace("%", "%%")
 
 
 def _print(obj: Any, as_json: bool) -> None:
@@ -175,22 +205,20 @@ def cmd_list(args: argparse.Namespace, store: Store) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace, store: Store) -> None:
+    study = SweepStudyConfig(  # validated here either way: the same settings and ranges as a run
+        model_ids=list(args.model), attack=args.attack, attack_params=_attack_params(args, norm=Norm.LINF),
+        eps=_eps_list(args, 11), n_images=args.n, seed=args.seed, defense=args.defense,
+        defense_params=_defense_params(args), sanity_checks=not args.no_checks,
+    )  # fmt: skip
     if args.detach:
-        study = SweepStudyConfig(
-            model_ids=list(args.model), attack=args.attack, attack_params=_attack_params(args, norm=Norm.LINF),
-            eps=_eps_list(args), n_images=args.n, seed=args.seed, defense=args.defense,
-            defense_params=_defense_params(args),
-            sanity_checks=not args.no_checks,
-        )  # fmt: skip
         submit_detached(store, "sweep", study, as_json=args.json)
         return
-    attack = get_attack(args.attack, **_attack_params(args, norm=Norm.LINF))
-    defense = get_transform(args.defense, **_defense_params(args)) if args.defense else None
+    attack, defense = study.build()
     records: list[dict[str, Any]] = []
     findings: list[dict[str, Any]] = []
     for item in sweep_models(
-        store, args.model, attack, _eps_list(args), n_images=args.n, seed=args.seed, defense=defense,
-        sanity_checks=not args.no_checks,
+        store, study.model_ids, attack, study.eps, n_images=study.n_images, seed=study.seed, defense=defense,
+        sanity_checks=study.sanity_checks,
     ):  # fmt: skip
         if isinstance(item, CurveFindings):
             findings += item.to_records()
@@ -284,11 +312,11 @@ def _kv(pairs: Sequence[str] | None) -> dict[str, Any]:
 
 def cmd_detect(args: argparse.Namespace, store: Store) -> None:
     squeezers = [{"kind": "bit_depth", "size": args.bits}] + (
-        [{"kind": "median", "size": args.median}] if args.median >= 2 else []
+        [{"kind": "median", "size": args.median}] if args.median != 0 else []  # 1 is refused, not dropped
     )
     config = DetectionStudyConfig(
         model_id=args.model, squeezers=squeezers, fpr=args.fpr, attack=args.attack,
-        attack_params=_attack_params(args, norm=Norm.LINF), eps=_eps_list(args), n_images=args.n, seed=args.seed,
+        attack_params=_attack_params(args, norm=Norm.LINF), eps=_eps_list(args, 6), n_images=args.n, seed=args.seed,
     )  # fmt: skip
     if args.detach:
         submit_detached(store, "detection", config, as_json=args.json)
@@ -483,10 +511,19 @@ def _privacy_row(spend: PrivacySpend | None) -> dict[str, Any]:
 
 
 def cmd_membership(args: argparse.Namespace, store: Store) -> None:
-    config = MembershipStudyConfig(
-        model_ids=list(args.models), attack=args.attack, n=args.n,
-        lira=_given(shadows=args.shadows, variant=args.variant, epochs=args.shadow_epochs, seed=args.seed),
-    )  # fmt: skip
+    lira = _given(shadows=args.shadows, variant=args.variant, epochs=args.shadow_epochs, seed=args.seed)
+    if lira and args.attack != "lira":
+        flags = {
+            "shadows": "--shadows",
+            "variant": "--variant",
+            "epochs": "--shadow-epochs",
+            "seed": "--seed",
+        }
+        given = ", ".join(flags[k] for k in lira)
+        raise InvalidInputError(
+            f"{given}: LiRA settings, which the {args.attack} attack does not use; add --attack lira."
+        )
+    config = MembershipStudyConfig(model_ids=list(args.models), attack=args.attack, n=args.n, lira=lira)
     if args.detach:
         submit_detached(store, "membership", config, as_json=args.json)
         return
@@ -531,11 +568,7 @@ def _to_png(image: Any, path: Path) -> tuple[int, int]:
 def cmd_invert(args: argparse.Namespace, store: Store) -> None:
     config = InversionStudyConfig(
         model_ids=[args.model], classes=_ints(args.classes, "classes") if args.classes else None,
-        inversion=_given(
-            steps=args.steps, lr=args.lr, optimizer=args.optimizer, objective=args.objective,
-            tv_weight=args.tv_weight, l2_weight=args.l2_weight, start=args.start, init_noise=args.init_noise,
-            stop_at=args.stop_at, seed=args.seed,
-        ),
+        inversion=args.inversion_flags.given(args, "inversion"),
     )  # fmt: skip
     if args.detach:
         submit_detached(store, "inversion", config, as_json=args.json)
@@ -572,7 +605,7 @@ def cmd_audit(args: argparse.Namespace, store: Store) -> None:
     config = AuditStudyConfig(
         dataset=args.dataset, arch=args.arch, recipe=args.recipe, recipe_params=_recipe_params(args),
         train=_given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
-        audit=_given(canaries=args.canaries, keep_test=args.keep_test, confidence=args.confidence, seed=args.seed),
+        audit={**args.audit_flags.given(args, "audit"), "seed": args.seed},
         control=args.control,
     )  # fmt: skip
     if args.detach:
@@ -603,12 +636,22 @@ def _point_row(p: FrontierPoint) -> dict[str, Any]:
 
 def cmd_frontier(args: argparse.Namespace, store: Store) -> None:
     if not args.targets:
+        unused = [
+            flag for flag, given in (
+                ("--epochs", args.epochs is not None), ("--batch-size", args.batch_size is not None),
+                ("--lr", args.lr is not None), ("--seed", args.seed is not None),
+                ("--accountant", args.accountant is not None), ("--max-grad-norm", args.max_grad_norm is not None),
+                ("--delta", args.delta is not None), ("--no-baseline", args.no_baseline), ("--detach", args.detach),
+            ) if given
+        ]  # fmt: skip
+        if unused:
+            raise InvalidInputError(f"{', '.join(unused)} only apply with --targets (a sweep to run).")
         points = frontier_points(store, args.dataset, args.arch)
     else:
         config = FrontierStudyConfig(
             dataset=args.dataset, arch=args.arch, targets=_floats(args.targets, "target ε values"),
-            train=_given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
-            accountant=args.accountant, max_grad_norm=args.max_grad_norm, delta=args.delta,
+            train=_given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed or 0),
+            **_given(accountant=args.accountant, max_grad_norm=args.max_grad_norm, delta=args.delta),
             baseline=not args.no_baseline,
         )  # fmt: skip
         if args.detach:
@@ -702,37 +745,48 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("sweep", "accuracy vs. epsilon for one or more stored models")
     s.add_argument("--model", action="append", required=True, help="model id (repeat for several)")
     s.add_argument("--attack", default="fgsm", choices=list(ATTACKS))
-    s.add_argument("--eps", help="comma-separated epsilons, e.g. 0,0.05,0.1 (overrides --eps-max/--points)")
-    s.add_argument("--eps-max", type=float, default=0.3)
-    s.add_argument("--points", type=int, default=11)
-    s.add_argument("--n", type=int, default=1000, help="number of test images")
+    s.add_argument("--eps", help="comma-separated epsilons, e.g. 0,0.05,0.1 (not with --eps-max/--points)")
+    s.add_argument("--eps-max", type=float, help="largest ε of an even grid from 0 (default 0.3)")
+    s.add_argument("--points", type=int, help="ε values in the grid (default 11)")
+    s.add_argument(
+        "--n", type=int, default=1000, help=_setting_help(SweepStudyConfig, "n_images", "default 1000")
+    )
     _attack_flags(s, norm="linf")
     s.add_argument("--defense", choices=list(TRANSFORMS), help="put the models behind an input transform")
     _defense_flags(s)
     s.add_argument("--no-checks", action="store_true", help="skip the extra sanity attacks (faster)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help=_setting_help(SweepStudyConfig, "seed"))
     s.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
     s.set_defaults(func=cmd_sweep)
     dt = add("detect", "feature-squeezing detector: detection rate vs eps, ROC, detector-aware attack")
     dt.add_argument("--model", required=True)
     dt.add_argument("--attack", default="fgsm", choices=list(ATTACKS))
-    dt.add_argument("--eps", help="comma-separated epsilons")
-    dt.add_argument("--eps-max", type=float, default=0.3)
-    dt.add_argument("--points", type=int, default=6)
-    dt.add_argument("--n", type=int, default=500, help="held-out test images")
+    dt.add_argument("--eps", help="comma-separated epsilons (not with --eps-max/--points)")
+    dt.add_argument("--eps-max", type=float, help="largest ε of an even grid from 0 (default 0.3)")
+    dt.add_argument("--points", type=int, help="ε values in the grid (default 6)")
+    dt.add_argument(
+        "--n", type=int, default=500, help=_setting_help(DetectionStudyConfig, "n_images", "default 500")
+    )
     _attack_flags(dt, norm="linf")
-    dt.add_argument("--fpr", type=float, default=0.05, help="false-positive rate the threshold is set for")
-    dt.add_argument("--bits", type=int, default=1, help="bit-depth squeezer")
-    dt.add_argument("--median", type=int, default=2, help="median squeezer window (0 = off)")
-    dt.add_argument("--seed", type=int, default=0)
+    dt.add_argument(
+        "--fpr", type=float, default=0.05, help=_setting_help(DetectionStudyConfig, "fpr", "default 0.05")
+    )
+    low, high = SQUEEZER_SIZES["bit_depth"]
+    dt.add_argument("--bits", type=int, default=1, help=f"bit-depth squeezer: {low} to {high} bits per pixel")
+    low, high = SQUEEZER_SIZES["median"]
+    dt.add_argument(
+        "--median", type=int, default=2, help=f"median squeezer window: {low} to {high}, or 0 = off"
+    )
+    dt.add_argument("--seed", type=int, default=0, help=_setting_help(DetectionStudyConfig, "seed"))
     dt.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
     dt.set_defaults(func=cmd_detect)
     ce = add("certify", "randomized smoothing: certified accuracy vs L2 radius, beside L2 PGD+EOT")
     ce.add_argument("--model", required=True)
-    ce.add_argument("--sigma", type=float, default=0.25)
-    ce.add_argument("--n", type=int, default=50, help="test images")
-    ce.add_argument("--samples", type=int, default=500, help="noise samples per image")
-    ce.add_argument("--seed", type=int, default=0)
+    cert = CertificationStudyConfig
+    ce.add_argument("--sigma", type=float, default=0.25, help=_setting_help(cert, "sigma", "default 0.25"))
+    ce.add_argument("--n", type=int, default=50, help=_setting_help(cert, "n_images", "default 50"))
+    ce.add_argument("--samples", type=int, default=500, help=_setting_help(cert, "n", "default 500"))
+    ce.add_argument("--seed", type=int, default=0, help=_setting_help(cert, "seed"))
     ce.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
     ce.set_defaults(func=cmd_certify)
     im = add("import", "import a .safetensors model (pickle files are refused)")
@@ -770,27 +824,21 @@ def build_parser() -> argparse.ArgumentParser:
     mi = add("membership", "membership inference on stored models: ROC AUC, TPR at 0.1%% and 1%% FPR")
     mi.add_argument("models", nargs="+", metavar="MODEL_ID")
     mi.add_argument("--attack", default="loss", choices=list(MEMBERSHIP_ATTACKS))
-    mi.add_argument("--n", type=int, default=500, help="members and non-members per model")
-    mi.add_argument("--shadows", type=int, help="LiRA shadow models (default 8)")
-    mi.add_argument("--variant", choices=list(LIRA_VARIANTS), help="LiRA variant (default online)")
-    mi.add_argument("--shadow-epochs", type=int, help="LiRA shadow epochs (default: as the target)")
-    mi.add_argument("--seed", type=int, help="LiRA seed (default 0)")
+    mi.add_argument(
+        "--n", type=int, default=500, help=_setting_help(MembershipStudyConfig, "n", "default 500")
+    )
+    mi.add_argument("--shadows", type=int, help=_setting_help(LiraConfig, "shadows", "LiRA only; default 8"))
+    mi.add_argument("--variant", choices=list(LIRA_VARIANTS), help="LiRA variant (LiRA only; default online)")
+    mi.add_argument("--shadow-epochs", type=int, help=_setting_help(LiraConfig, "epochs", "LiRA only"))
+    mi.add_argument("--seed", type=int, help=_setting_help(LiraConfig, "seed", "LiRA only; default 0"))
     mi.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
     mi.set_defaults(func=cmd_membership)
     iv = add("invert", "MI-Face model inversion: one PNG per class")
     iv.add_argument("model", metavar="MODEL_ID")
     iv.add_argument("--out", help="folder for the PNGs (not with --detach: they stay with the run)")
     iv.add_argument("--classes", help="comma-separated classes (default: all)")
-    iv.add_argument("--steps", type=int)
-    iv.add_argument("--lr", type=float)
-    iv.add_argument("--optimizer", choices=["adam", "sign"])
-    iv.add_argument("--objective", choices=["cross-entropy", "1-p"])
-    iv.add_argument("--tv-weight", type=float)
-    iv.add_argument("--l2-weight", type=float)
-    iv.add_argument("--start", type=float, help="starting grey level")
-    iv.add_argument("--init-noise", type=float)
-    iv.add_argument("--stop-at", type=float, help="stop an image once p_c exceeds this")
-    iv.add_argument("--seed", type=int)
+    group = iv.add_argument_group("inversion settings", "Generated from the inversion's settings.")
+    iv.set_defaults(inversion_flags=ConfigFlags(group, {"inversion": InversionConfig}, what="inversion"))
     iv.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
     iv.set_defaults(func=cmd_invert)
     au = add("audit", "one-run privacy audit (Steinke et al. 2023): measured lower bound on ε vs the claim")
@@ -802,9 +850,10 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--epochs", type=int, help="default: the recipe's suggested")
     au.add_argument("--batch-size", type=int, help="default: the recipe's suggested")
     au.add_argument("--lr", type=float, help="default: the recipe's suggested")
-    au.add_argument("--canaries", type=int, help="mislabeled test images (default 600)")
-    au.add_argument("--keep-test", type=int, help="test images kept out of the canaries (default 200)")
-    au.add_argument("--confidence", type=float, help="of the bound (default 0.95)")
+    group = au.add_argument_group(
+        "audit settings", "Generated from the audit's settings (--seed sets its seed too)."
+    )
+    au.set_defaults(audit_flags=ConfigFlags(group, {"audit": AuditConfig}, skip=("seed",), what="audit"))
     au.add_argument("--seed", type=int, default=0, help="training, canaries and coin flips")
     au.add_argument("--control", action="store_true", help="also audit standard training (positive control)")
     au.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
@@ -818,10 +867,11 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--epochs", type=int, help="default: DP-SGD's suggested")
     fr.add_argument("--batch-size", type=int, help="default: DP-SGD's suggested")
     fr.add_argument("--lr", type=float, help="default: DP-SGD's suggested")
-    fr.add_argument("--seed", type=int, default=0)
-    fr.add_argument("--accountant", default="rdp", choices=list(TRAIN_ACCOUNTANTS))
-    fr.add_argument("--max-grad-norm", type=float, default=1.0, help="clipping norm C")
-    fr.add_argument("--delta", type=float, default=1e-5)
+    fr.add_argument("--seed", type=int, help="default 0")
+    front = FrontierStudyConfig
+    fr.add_argument("--accountant", choices=list(TRAIN_ACCOUNTANTS), help="default rdp")
+    fr.add_argument("--max-grad-norm", type=float, help=_setting_help(front, "max_grad_norm", "default 1"))
+    fr.add_argument("--delta", type=float, help=_setting_help(front, "delta", "default 1e-5"))
     fr.add_argument("--no-baseline", action="store_true", help="do not train the non-private baseline")
     fr.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
     fr.set_defaults(func=cmd_frontier)

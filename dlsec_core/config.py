@@ -15,8 +15,9 @@ The metadata drives everything that used to be written three times and drifted a
   so the page, the command line and the validator offer and accept exactly the same values.
 - `to_json` / `from_json` round-trip a config; unknown and missing fields are named all at once.
 
-Fields declared as plain dataclass fields (no `param`) are left to the subclass: study configs keep their own
-`__post_init__` checks.
+Fields declared as plain dataclass fields (no `param`: lists, dicts of nested settings) are checked by the
+subclass's `check_plain(problems)`, which runs with the field checks (so one error names every bad setting); rules
+between fields go in `cross_check`, which runs once every field is valid on its own.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numbers
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from dlsec_core.errors import InvalidInputError
 
@@ -303,11 +304,16 @@ class Config:
     `cross_check`. Class variable `title` (if any) names the config in error messages.
     """
 
+    #: True: `cross_check` runs even when a field is bad (each of its rules first checks the fields it reads),
+    #: so a bad ε list is named beside a bad image count; False: only once every field is valid on its own.
+    cross_check_always: ClassVar[bool] = False
+
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        """Check every `param` field, then the cross-field rules; raise one error listing every problem.
+        """Check every `param` field and `check_plain`, then the cross-field rules; raise one error listing every
+        problem.
 
         Values are converted to the declared type on the way (an int for a float field becomes a float, "l2" for
         a `Norm` field becomes `Norm.L2`). Cross-field rules run only once each field is valid on its own.
@@ -319,10 +325,15 @@ class Config:
                 problems.append(problem)
             elif value is not getattr(self, spec.name):
                 object.__setattr__(self, spec.name, value)
-        if not problems:
+        self.check_plain(problems)
+        if not problems or self.cross_check_always:
             self.cross_check(problems)
         if problems:
             raise InvalidInputError(_summary(self.config_name(), problems))
+
+    def check_plain(self, problems: list[str]) -> None:
+        """Checks of fields declared without `param` (a list of ids, a dict of nested settings) that stand on
+        their own: they run beside the `param` checks, so one error names them all (subclasses call super)."""
 
     def cross_check(self, problems: list[str]) -> None:
         """Rules between fields: append a sentence per problem (subclasses call `super().cross_check`)."""

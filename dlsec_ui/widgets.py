@@ -15,7 +15,7 @@ from torch import nn
 from dlsec_core.attacks.base import ATTACKS, Attack, AttackResult, Reference
 from dlsec_core.attacks.norms import NORMS, Norm
 from dlsec_core.catalog import get_recipe
-from dlsec_core.config import ParamSpec, specs
+from dlsec_core.config import ParamSpec, spec_of, specs
 from dlsec_core.data.builtin import Dataset
 from dlsec_core.data.images import drawing_to_input, image_to_input, open_image
 from dlsec_core.defenses.transforms import TRANSFORMS, InputTransform
@@ -187,6 +187,10 @@ def class_names(card: ModelCard) -> list[str]:
 #: the validator disagree).
 SLIDER_SPAN = 100
 
+#: The largest integer a browser's number box holds exactly (2^53 - 1): a seed's range (up to 2^63 - 1) is cut to
+#: it in a form; every value offered is still one the validator accepts.
+JS_MAX_INT = 2**53 - 1
+
 
 @dataclasses.dataclass(frozen=True)
 class FormField:
@@ -251,9 +255,11 @@ def config_form(cls: type, *, prefix: str, skip: tuple[str, ...] = ()) -> dict[s
                           key=key, help=help_)
             )  # fmt: skip
         elif spec.type is int:
+            lo = None if item.lo is None else max(int(item.lo), -JS_MAX_INT)
+            hi = None if item.hi is None else min(int(item.hi), JS_MAX_INT)
             params[spec.name] = int(
                 st.number_input(
-                    label, None if item.lo is None else int(item.lo), None if item.hi is None else int(item.hi),
+                    label, lo, hi,
                     int(default), int(spec.step or 1), key=key, help=help_,
                 )
             )  # fmt: skip
@@ -265,6 +271,83 @@ def config_form(cls: type, *, prefix: str, skip: tuple[str, ...] = ()) -> dict[s
                 )
             )  # fmt: skip
     return params
+
+
+def setting_values(cls: type, name: str, values: Sequence[Any]) -> list[Any]:
+    """A page's curated teaching values for field `name` of config `cls`, checked against the field's metadata
+    (the validator's own range and options): a page cannot offer a value the validator refuses.
+
+    Raises ValueError naming the values outside (a page's bug, caught by tests/pages/test_study_settings.py).
+    """
+    spec = spec_of(cls, name)
+    refused = [v for v in values if spec.problem(v)[0] is not None]
+    if refused:
+        raise ValueError(f"{cls.__name__}.{name} refuses {refused!r}: {spec.problem(refused[0])[0]}")
+    return list(values)
+
+
+def setting_range(cls: type, name: str, lo: float | None = None, hi: float | None = None) -> tuple[Any, Any]:
+    """The range a slider for field `name` of `cls` offers: the metadata's extremes (open ends become the nearest
+    value inside), optionally narrowed to [lo, hi] for teaching, which must lie inside (ValueError otherwise)."""
+    spec = spec_of(cls, name)
+    low, high = spec.bounds.extremes() if spec.bounds is not None else (None, None)
+    lo = low if lo is None else lo
+    hi = high if hi is None else hi
+    if lo is None or hi is None:
+        raise ValueError(f"{cls.__name__}.{name} has no upper or lower bound: give one")
+    setting_values(cls, name, [lo, hi])
+    kind = int if spec.type is int else float
+    return kind(lo), kind(hi)
+
+
+def setting_slider(
+    where: Any,
+    cls: type,
+    name: str,
+    *,
+    key: str,
+    value: Any = None,
+    lo: float | None = None,
+    hi: float | None = None,
+    label: str | None = None,
+    step: float | None = None,
+    help: str | None = None,
+) -> Any:
+    """A slider for field `name` of config `cls`: label, help, range and step from its `param` metadata (the range
+    optionally narrowed inside it, see `setting_range`); `where` is a column or `st`."""
+    spec = spec_of(cls, name)
+    low, high = setting_range(cls, name, lo, hi)
+    default = spec.default if value is None else value
+    kind = int if spec.type is int else float
+    step = step if step is not None else spec.step if spec.step is not None else (1 if kind is int else None)
+    chosen = where.slider(
+        label or spec.label, low, high, kind(min(max(default, low), high)),
+        None if step is None else kind(step), key=key, help=help or spec.help or None,
+    )  # fmt: skip
+    return kind(chosen)
+
+
+def setting_select_slider(
+    where: Any,
+    cls: type,
+    name: str,
+    values: Sequence[Any],
+    *,
+    key: str,
+    value: Any = None,
+    label: str | None = None,
+    help: str | None = None,
+    format_func: Any = str,
+) -> Any:
+    """A select slider over curated teaching values of field `name` of `cls`, each checked against its metadata
+    (`setting_values`); label and help from the metadata unless given."""
+    spec = spec_of(cls, name)
+    options = setting_values(cls, name, values)
+    default = spec.default if value is None else value
+    return where.select_slider(
+        label or spec.label, options, value=default if default in options else options[0], key=key,
+        help=help or spec.help or None, format_func=format_func,
+    )  # fmt: skip
 
 
 def _surrogate_picker(label: str, key: str) -> nn.Module | None:

@@ -28,12 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlsec_core.attacks._projection import NORMS, normalize_step, project, random_start
-from dlsec_core.attacks.base import Attack, AttackResult, check_inputs, param
+from dlsec_core.attacks.base import Attack, AttackResult, check_inputs
+from dlsec_core.config import Config, param
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.evaluation.sweep import check_eps_values
 from dlsec_core.models.modes import device_of
 
 SQUEEZER_KINDS = ("bit_depth", "median")
+SQUEEZER_SIZES = {"bit_depth": (1, 8), "median": (2, 5)}  # the smallest and largest size of each kind
 
 
 # -- squeezers -----------------------------------------------------------------------------------------------
@@ -61,7 +63,7 @@ def _median(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class Squeezer:
+class Squeezer(Config):
     """One feature squeezer: `Squeezer("bit_depth", 1)` (pixels rounded to 1 bit) or `Squeezer("median", 2)`.
 
     Attributes:
@@ -69,16 +71,25 @@ class Squeezer:
         size: bits per pixel (1-8) for bit depth; the window side (2-5) for the median filter.
     """
 
-    kind: str
-    size: int
+    title: ClassVar[str] = "Squeezer"
 
-    def __post_init__(self) -> None:
-        if self.kind not in SQUEEZER_KINDS:
-            raise InvalidInputError(f"A squeezer is one of {', '.join(SQUEEZER_KINDS)}, got {self.kind!r}.")
-        low, high = (1, 8) if self.kind == "bit_depth" else (2, 5)
-        if not isinstance(self.size, int) or isinstance(self.size, bool) or not low <= self.size <= high:
-            what = "Bit depth" if self.kind == "bit_depth" else "The median window"
-            raise InvalidInputError(f"{what} must be an integer from {low} to {high}, got {self.size!r}.")
+    kind: str = param(
+        dataclasses.MISSING,
+        "Squeezer",
+        options=SQUEEZER_KINDS,
+        help="Bit-depth reduction or a median filter.",
+    )
+    size: int = param(
+        dataclasses.MISSING, "Size (bits per pixel, or the median window's side)", min=1, max=8,
+        help="Bit depth: 1 to 8 bits per pixel; median filter: a 2 to 5 pixel window.",
+    )  # fmt: skip
+
+    def cross_check(self, problems: list[str]) -> None:
+        super().cross_check(problems)
+        low, high = SQUEEZER_SIZES[self.kind]
+        if not low <= self.size <= high:
+            what = "a bit depth" if self.kind == "bit_depth" else "a median window"
+            problems.append(f"{what} (`size`) must be an integer from {low} to {high}, got {self.size!r}")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The squeezed inputs (N, C, H, W); differentiable for the median, zero gradient for bit depth."""
@@ -150,7 +161,7 @@ def squeeze_scores(
 
 # -- the detector --------------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
-class FeatureSqueezingDetector:
+class FeatureSqueezingDetector(Config):
     """The detector's configuration: which squeezers, and the false-positive rate to calibrate for."""
 
     name: ClassVar[str] = "feature_squeezing"
@@ -167,25 +178,24 @@ class FeatureSqueezingDetector:
         0.05,
         "Target false-positive rate",
         help="Share of clean inputs flagged as adversarial, chosen on held-out clean data.",
-        min=0.001,
-        max=0.5,
+        min=0.0,
+        max=1.0,
+        min_open=True,
+        max_open=True,
         step=0.001,
     )
 
-    def __post_init__(self) -> None:
+    def check_plain(self, problems: list[str]) -> None:
+        super().check_plain(problems)
+        if self.squeezers is None:
+            return  # named by the field check
         squeezers = tuple(self.squeezers) if isinstance(self.squeezers, Iterable) else ()
         if not squeezers:
-            raise InvalidInputError("Give at least one squeezer (bit depth or median filter).")
-        if not all(isinstance(s, Squeezer) for s in squeezers):
-            raise InvalidInputError("Squeezers must be `Squeezer` objects, e.g. Squeezer('bit_depth', 1).")
-        if not (
-            isinstance(self.fpr, int | float) and not isinstance(self.fpr, bool) and 0.0 < self.fpr < 1.0
-        ):
-            raise InvalidInputError(
-                f"The target false-positive rate must be strictly between 0 and 1, got {self.fpr!r}."
-            )
-        object.__setattr__(self, "squeezers", squeezers)
-        object.__setattr__(self, "fpr", float(self.fpr))
+            problems.append("give at least one squeezer (`squeezers`): bit depth or median filter")
+        elif not all(isinstance(s, Squeezer) for s in squeezers):
+            problems.append("`squeezers` must be `Squeezer` objects, e.g. Squeezer('bit_depth', 1)")
+        else:
+            object.__setattr__(self, "squeezers", squeezers)
 
     def calibrate(
         self, model: nn.Module, x_clean: torch.Tensor, *, batch_size: int = 500

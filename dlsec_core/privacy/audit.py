@@ -29,7 +29,7 @@ import math
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from scipy.stats import binom
 from torch import nn
 
-from dlsec_core.attacks.base import param
+from dlsec_core.config import Config, param
 from dlsec_core.data.builtin import Dataset
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.evaluation.rates import MeasuredRate, measured_rate
@@ -120,47 +120,37 @@ def guess_membership(scores: torch.Tensor, k_plus: int, k_minus: int) -> torch.T
 
 # -- the audit -----------------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
-class AuditConfig:
-    """The canaries and the guessing rule. k₊ and k₋ default to a tenth of the canaries each."""
+class AuditConfig(Config):
+    """The canaries and the guessing rule. k₊ and k₋ default to a tenth of the canaries each.
+
+    Checked from the `param` metadata (`Config.validate`); k₊ + k₋ against m is the one cross-field rule."""
+
+    title: ClassVar[str] = "Audit settings"
 
     canaries: int = param(
         600, "Canaries m (test images with a wrong label)", min=10, max=MAX_CANARIES, step=50
     )
     k_plus: int | None = param(None, "Guesses “in” k₊ (empty = m / 10)", min=0, step=10)
     k_minus: int | None = param(None, "Guesses “out” k₋ (empty = m / 10)", min=0, step=10)
-    confidence: float = param(0.95, "Confidence of the bound", min=0.5, max=0.999, step=0.01)
+    confidence: float = param(
+        0.95, "Confidence of the bound", min=0.0, max=1.0, min_open=True, max_open=True, step=0.01
+    )
     delta: float | None = param(
-        None, "δ (empty = the recipe's claimed δ, else 1e-5)", min=0.0, max=0.01, step=1e-6
+        None, "δ (empty = the recipe's claimed δ, else 1e-5)", min=0.0, max=1.0, max_open=True, step=1e-6
     )
     keep_test: int = param(
         200, "Test images kept for accuracy (never canaries)", min=1, step=50,
         help="The canaries come from the test split; these test images stay out of it to measure accuracy.",
     )  # fmt: skip
-    seed: int = param(0, "Seed (canary choice, wrong labels, coin flips)", min=0, step=1)
+    seed: int = param(0, "Seed (canary choice, wrong labels, coin flips)", min=0, max=2**63 - 1, step=1)
 
-    def __post_init__(self) -> None:
-        if not _is_int(self.canaries) or not 10 <= self.canaries <= MAX_CANARIES:
-            raise InvalidInputError(
-                f"The number of canaries must be an integer from 10 to {MAX_CANARIES:,}, got {self.canaries!r}."
-            )
-        for name in ("k_plus", "k_minus"):
-            k = getattr(self, name)
-            if k is not None and (not _is_int(k) or k < 0):
-                raise InvalidInputError(f"{name} must be an integer >= 0 (or empty), got {k!r}.")
+    def cross_check(self, problems: list[str]) -> None:
+        super().cross_check(problems)
         k_plus, k_minus = self.guesses()
         if k_plus + k_minus == 0 or k_plus + k_minus > self.canaries:
-            raise InvalidInputError(
-                f"k₊ + k₋ must be from 1 to the number of canaries ({self.canaries}), got {k_plus} + {k_minus}."
+            problems.append(
+                f"k₊ + k₋ must be from 1 to the number of canaries ({self.canaries}), got {k_plus} + {k_minus}"
             )
-        if not (_is_number(self.confidence) and 0 < self.confidence < 1):
-            raise InvalidInputError(f"The confidence must be in (0, 1), e.g. 0.95, got {self.confidence!r}.")
-        if self.delta is not None:
-            _check_delta(self.delta)
-        if not _is_int(self.keep_test) or self.keep_test < 1:
-            raise InvalidInputError(f"Keep at least 1 test image for accuracy, got {self.keep_test!r}.")
-        if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
-            raise InvalidInputError(f"The seed must be a non-negative integer, got {self.seed!r}.")
-        object.__setattr__(self, "confidence", float(self.confidence))
 
     def guesses(self) -> tuple[int, int]:
         """(k₊, k₋): the numbers of "in" and "out" guesses, a tenth of the canaries each unless given."""
@@ -169,11 +159,6 @@ class AuditConfig:
             default if self.k_plus is None else self.k_plus,
             default if self.k_minus is None else self.k_minus,
         )
-
-    @classmethod
-    def hyperparameters(cls) -> list[dataclasses.Field[Any]]:
-        """The config fields with their UI metadata, for generating forms."""
-        return list(dataclasses.fields(cls))
 
 
 @dataclass(frozen=True, eq=False)

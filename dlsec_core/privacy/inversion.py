@@ -25,18 +25,17 @@ Cost: one forward and one input-gradient pass of the model per step, which is ne
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlsec_core.attacks.base import param
+from dlsec_core.config import Config, param
 from dlsec_core.data.builtin import Dataset
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.models.modes import device_of, eval_mode
@@ -50,11 +49,15 @@ _ADAM_EPS = 1e-8
 
 
 @dataclass(frozen=True, kw_only=True)
-class InversionConfig:
-    """Hyperparameters of MI-Face model inversion (see the module docstring for the cost)."""
+class InversionConfig(Config):
+    """Hyperparameters of MI-Face model inversion (see the module docstring for the cost).
+
+    Checked from the `param` metadata (`Config.validate`): every bad setting named in one error."""
+
+    title: ClassVar[str] = "Inversion settings"
 
     steps: int = param(100, "Steps (at most)", min=1, max=MAX_STEPS, step=10)
-    lr: float = param(0.1, "Step size (pixel units)", min=0.001, max=1.0, step=0.005)
+    lr: float = param(0.1, "Step size (pixel units)", min=0.0, min_open=True, max=10.0, step=0.005)
     optimizer: str = param(
         "adam", "Optimiser", options=OPTIMIZERS, help="Adam, or x ← x - lr · sign(∇c(x)) (signed gradient)."
     )
@@ -64,49 +67,23 @@ class InversionConfig:
         options=OBJECTIVES,
         help="-log p_c (cross-entropy), or MI-Face's 1 - p_c (weak gradient while p_c is small).",
     )
-    tv_weight: float = param(0.3, "Total-variation weight (smoothness prior)", min=0.0, max=10.0, step=0.05)
-    l2_weight: float = param(0.1, "L2 weight (dark-background prior)", min=0.0, max=10.0, step=0.05)
+    tv_weight: float = param(0.3, "Total-variation weight (smoothness prior)", min=0.0, max=1000.0, step=0.05)
+    l2_weight: float = param(0.1, "L2 weight (dark-background prior)", min=0.0, max=1000.0, step=0.05)
     start: float = param(0.5, "Starting grey level", min=0.0, max=1.0, step=0.05)
     init_noise: float = param(
-        0.0, "Noise on the start (std, pixel units)", min=0.0, max=0.5, step=0.01,
+        0.0, "Noise on the start (std, pixel units)", min=0.0, max=1.0, step=0.01,
         help="Gaussian noise added to the grey start, drawn with the seed; 0 = the same start for every class.",
     )  # fmt: skip
     stop_at: float | None = param(
-        None, "Stop an image once p_c exceeds (empty = run all steps)", min=0.5, max=1.0, step=0.01
+        None,
+        "Stop an image once p_c exceeds (empty = run all steps)",
+        min=0.0,
+        max=1.0,
+        step=0.01,
+        min_open=True,
+        max_open=True,
     )
-    seed: int = param(0, "Seed (for the start noise)", min=0, step=1, describe=False)
-
-    def __post_init__(self) -> None:
-        if not _is_int(self.steps) or not 1 <= self.steps <= MAX_STEPS:
-            raise InvalidInputError(f"Steps must be an integer from 1 to {MAX_STEPS}, got {self.steps!r}.")
-        if not (_is_number(self.lr) and 0 < self.lr <= 10):
-            raise InvalidInputError(f"The step size must be a number in (0, 10], got {self.lr!r}.")
-        if self.optimizer not in OPTIMIZERS:
-            raise InvalidInputError(
-                f"The optimiser must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}."
-            )
-        if self.objective not in OBJECTIVES:
-            raise InvalidInputError(
-                f"The class term must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}."
-            )
-        for name, label in (("tv_weight", "total-variation weight"), ("l2_weight", "L2 weight")):
-            value = getattr(self, name)
-            if not (_is_number(value) and 0 <= value <= 1000):
-                raise InvalidInputError(f"The {label} must be a number from 0 to 1000, got {value!r}.")
-        if not (_is_number(self.start) and 0 <= self.start <= 1):
-            raise InvalidInputError(f"The starting grey level must be in [0, 1], got {self.start!r}.")
-        if not (_is_number(self.init_noise) and 0 <= self.init_noise <= 1):
-            raise InvalidInputError(f"The start noise must be in [0, 1], got {self.init_noise!r}.")
-        if self.stop_at is not None and not (_is_number(self.stop_at) and 0 < self.stop_at < 1):
-            raise InvalidInputError(
-                f"The stopping probability must be in (0, 1), or empty to run every step, got {self.stop_at!r}."
-            )
-        if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
-            raise InvalidInputError(f"The seed must be a non-negative integer, got {self.seed!r}.")
-        for name in ("lr", "tv_weight", "l2_weight", "start", "init_noise"):
-            object.__setattr__(self, name, float(getattr(self, name)))
-        if self.stop_at is not None:
-            object.__setattr__(self, "stop_at", float(self.stop_at))
+    seed: int = param(0, "Seed (for the start noise)", min=0, max=2**63 - 1, step=1, describe=False)
 
     def describe(self) -> str:
         """One line naming the method and every setting that shapes the images."""
@@ -119,11 +96,6 @@ class InversionConfig:
             f"+ {self.l2_weight:g}·L2 by {opt} (step {self.lr:g}, up to {self.steps} steps{stop}) "
             f"from grey {self.start:g}{noise}"
         )
-
-    @classmethod
-    def hyperparameters(cls) -> list[dataclasses.Field[Any]]:
-        """The config fields with their UI metadata, for generating forms."""
-        return list(dataclasses.fields(cls))
 
 
 @dataclass(frozen=True, eq=False)
@@ -305,10 +277,6 @@ def _check_logits(model: nn.Module, x: torch.Tensor, shape: tuple[int, int, int]
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def class_means(dataset: Dataset, classes: Sequence[int]) -> torch.Tensor:

@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +32,7 @@ from scipy.special import log_ndtr
 from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
 
-from dlsec_core.attacks.base import param
+from dlsec_core.config import Config, param
 from dlsec_core.data.builtin import Dataset
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.evaluation.rates import MeasuredRate, measured_rate, smallest_measurable_rate
@@ -346,8 +346,12 @@ def loss_threshold_attack(
 
 
 @dataclass(frozen=True, kw_only=True)
-class LiraConfig:
-    """LiRA's own settings; the shadows train like the target (its TrainConfig and recipe) unless overridden."""
+class LiraConfig(Config):
+    """LiRA's own settings; the shadows train like the target (its TrainConfig and recipe) unless overridden.
+
+    Checked from the `param` metadata (`Config.validate`): every bad setting named in one error."""
+
+    title: ClassVar[str] = "LiRA settings"
 
     shadows: int = param(
         8, "Shadow models", min=2, max=MAX_SHADOWS, step=1,
@@ -362,33 +366,6 @@ class LiraConfig:
         help="Fewer epochs than the target make the shadows cheaper but less like it.",
     )  # fmt: skip
     seed: int = param(0, "Seed", min=0, max=2**31 - 1, step=1, help="Draws the halves and seeds the shadows.")
-
-    def __post_init__(self) -> None:
-        if (
-            isinstance(self.shadows, bool)
-            or not isinstance(self.shadows, int)
-            or not 2 <= self.shadows <= MAX_SHADOWS
-        ):
-            raise InvalidInputError(f"LiRA needs 2 to {MAX_SHADOWS} shadow models, got {self.shadows!r}.")
-        if self.variant not in LIRA_VARIANTS:
-            raise InvalidInputError(
-                f"Unknown LiRA variant {self.variant!r}; choose one of {', '.join(LIRA_VARIANTS)}."
-            )
-        if self.epochs is not None and (
-            isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or not 1 <= self.epochs <= 500
-        ):
-            raise InvalidInputError(
-                f"Shadow epochs must be empty or an integer from 1 to 500, got {self.epochs!r}."
-            )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
-            raise InvalidInputError(
-                f"The LiRA seed must be an integer from 0 to 2^31 - 1, got {self.seed!r}."
-            )
-
-    @classmethod
-    def hyperparameters(cls) -> list[dataclasses.Field[Any]]:
-        """The config fields with their UI metadata, for generating forms."""
-        return list(dataclasses.fields(cls))
 
 
 def _pooled_std(phi: FloatArray, mask: BoolArray, mean: FloatArray) -> float:

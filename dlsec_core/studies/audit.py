@@ -11,18 +11,19 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy.typing as npt
 
 from dlsec_core.catalog import RECIPES, get_recipe
+from dlsec_core.config import param
 from dlsec_core.data.builtin import Dataset
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.models.spec import ModelSpec
 from dlsec_core.privacy.audit import AuditBound, AuditConfig, AuditResult, audit_privacy
 from dlsec_core.store import Store
-from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome
-from dlsec_core.studies.checks import Problems, npy_bytes, read_arrays
+from dlsec_core.studies.artifacts import npy_bytes, read_arrays
+from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome, built, check_name
 from dlsec_core.training.loop import RunProgress, TrainConfig, in_series
 from dlsec_core.training.recipes import Recipe, StandardRecipe
 from dlsec_core.workflows import resolve_dataset, spec_for
@@ -61,30 +62,33 @@ class AuditStudyConfig(StudyConfig):
     """What to audit: a recipe (with `recipe_params`) trained on `dataset` with `arch`; `train` holds `TrainConfig`
     fields (the ones left out take the recipe's suggested values), `audit` holds `AuditConfig` fields."""
 
-    dataset: str = "mnist5k"
-    arch: str = "cnn"
-    recipe: str = "dp-sgd"
+    title: ClassVar[str] = "Audit study"
+
+    dataset: str = param(
+        "mnist5k", "Dataset", help="A built-in or added dataset (its existence is checked on run)."
+    )
+    arch: str = param("cnn", "Architecture", options=tuple(ARCHITECTURES))
+    recipe: str = param("dp-sgd", "Recipe under audit", options=tuple(RECIPES))
     recipe_params: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     audit: dict[str, Any] = field(default_factory=dict)
-    control: bool = True
+    control: bool = param(
+        True,
+        "Positive control",
+        help="Also audit standard training (no clipping, no noise) on the same canaries.",
+    )
 
-    def __post_init__(self) -> None:
-        problems = Problems()
-        if not isinstance(self.dataset, str) or not self.dataset:
-            problems.add(f"The dataset is a name, got {self.dataset!r}.")
-        if self.arch not in ARCHITECTURES:
-            problems.add(f"Unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
-        with problems.check("the recipe"):
-            get_recipe(self.recipe, **self.recipe_params)
-        if self.recipe in RECIPES:
-            problems.build(
-                lambda **kw: TrainConfig.suggested(RECIPES[self.recipe], **kw), self.train, "training"
-            )
-        problems.build(AuditConfig, self.audit, "audit")
-        if not isinstance(self.control, bool):
-            problems.add(f"control is true or false, got {self.control!r}.")
-        problems.raise_any()
+    def check_plain(self, problems: list[str]) -> None:
+        super().check_plain(problems)
+        check_name(self.dataset, "Dataset", "dataset", problems)
+        built(problems, "audit", AuditConfig, self.audit)
+
+    def cross_check(self, problems: list[str]) -> None:
+        super().cross_check(problems)
+        if self.recipe not in RECIPES:
+            return  # named by its field check
+        built(problems, "recipe_params", lambda **kw: get_recipe(self.recipe, **kw), self.recipe_params)
+        built(problems, "train", lambda **kw: TrainConfig.suggested(RECIPES[self.recipe], **kw), self.train)
 
     def build(self) -> tuple[Recipe, TrainConfig, AuditConfig]:
         recipe = get_recipe(self.recipe, **self.recipe_params)

@@ -8,21 +8,22 @@ rises and falls with the noise (0.80 at r = 0.3, 0.95 at r = 0.5). A curve that 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from dlsec_core.attacks.norms import Norm
 from dlsec_core.attacks.pgd import PGD
+from dlsec_core.config import param
 from dlsec_core.defenses.smoothing import MAX_SAMPLES, certified_accuracy_curve, default_radii
 from dlsec_core.defenses.transforms import MAX_EOT_SAMPLES, GaussianNoise, Mode, defend
-from dlsec_core.errors import InvalidInputError
 from dlsec_core.evaluation.checks import Finding, check_curve
 from dlsec_core.evaluation.sweep import sweep
 from dlsec_core.store import Store
-from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome
+from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome, check_name, seed_param
 from dlsec_core.workflows import resolve_dataset
 
 MAX_IMAGES = 10_000
@@ -31,52 +32,37 @@ MAX_DRAWS = 256
 CERTIFY_SHARE = 0.8  # of the progress: certifying every image; the empirical curve comes after
 
 
-def _int_in(value: Any, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 @dataclass(frozen=True, kw_only=True)
 class CertificationStudyConfig(StudyConfig):
     """A certification study: CERTIFY's σ, n0, n, α on the first `n_images` test images, then L2 PGD (+EOT over
     `eot_samples` noise draws per step) at the same radii, each accuracy averaged over `draws` noise draws."""
 
-    model_id: str
-    sigma: float = 0.25
-    n_images: int = 50
-    n0: int = 100
-    n: int = 500
-    alpha: float = 0.001
-    pgd_steps: int = 20
-    eot_samples: int = 8
-    draws: int = 16
-    seed: int = 0
+    title: ClassVar[str] = "Certification study"
 
-    def __post_init__(self) -> None:
-        problems: list[str] = []
-        if not (isinstance(self.model_id, str) and self.model_id):
-            problems.append(f"Pick a stored model (got {self.model_id!r}).")
-        if not (_number(self.sigma) and 0.0 < self.sigma <= 10.0):
-            problems.append(f"The noise level σ must be a number in (0, 10], got {self.sigma!r}.")
-        if not (_number(self.alpha) and 0.0 < self.alpha < 0.5):
-            problems.append(f"The failure probability α must be in (0, 0.5), got {self.alpha!r}.")
-        for what, value, high in (
-            ("The number of test images", self.n_images, MAX_IMAGES),
-            ("The selection samples n0", self.n0, MAX_SAMPLES),
-            ("The estimation samples n", self.n, MAX_SAMPLES),
-            ("PGD steps", self.pgd_steps, MAX_STEPS),
-            ("EOT samples per step", self.eot_samples, MAX_EOT_SAMPLES),
-            ("Noise draws per image", self.draws, MAX_DRAWS),
-        ):
-            if not _int_in(value, 1, high):
-                problems.append(f"{what} must be an integer from 1 to {high:,}, got {value!r}.")
-        if not _int_in(self.seed, 0, 2**63 - 1):
-            problems.append(f"The seed must be an integer >= 0, got {self.seed!r}.")
-        if problems:
-            raise InvalidInputError(" ".join(problems))
+    model_id: str = param(dataclasses.MISSING, "Model (a stored model id)")
+    sigma: float = param(
+        0.25, "Noise σ", min=0.0, min_open=True, max=10.0, step=0.01,
+        help="The smoothing noise's standard deviation (pixel units): larger certifies larger radii, less accurately.",
+    )  # fmt: skip
+    n_images: int = param(50, "Test images", min=1, max=MAX_IMAGES)
+    n0: int = param(
+        100, "Selection samples n0", min=1, max=MAX_SAMPLES, help="Noise draws that pick the class."
+    )
+    n: int = param(
+        500, "Noise samples per image (n)", min=1, max=MAX_SAMPLES,
+        help="Noise draws that bound the class's probability: more samples certify larger radii.",
+    )  # fmt: skip
+    alpha: float = param(
+        0.001, "Failure probability α", min=0.0, max=0.5, min_open=True, max_open=True, step=0.001
+    )
+    pgd_steps: int = param(20, "PGD steps", min=1, max=MAX_STEPS)
+    eot_samples: int = param(8, "EOT samples per step", min=1, max=MAX_EOT_SAMPLES)
+    draws: int = param(16, "Noise draws per image", min=1, max=MAX_DRAWS)
+    seed: int = seed_param()
+
+    def check_plain(self, problems: list[str]) -> None:
+        super().check_plain(problems)
+        check_name(self.model_id, "Model", "model_id", problems)
 
     @property
     def radii(self) -> tuple[float, ...]:

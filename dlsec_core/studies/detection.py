@@ -9,15 +9,17 @@ flattering one, with a finding when the detector-aware attack is not clearly the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from dlsec_core.attacks.base import Attack, get_attack
+from dlsec_core.attacks.base import ATTACKS, Attack, get_attack
 from dlsec_core.attacks.pgd import PGD
+from dlsec_core.config import param
 from dlsec_core.defenses.detection import (
     DetectionPoint,
     DetectionResult,
@@ -31,7 +33,15 @@ from dlsec_core.errors import DlsecError, InvalidInputError
 from dlsec_core.evaluation.checks import Finding, check_detector_attack
 from dlsec_core.evaluation.sweep import check_eps_values
 from dlsec_core.store import Store
-from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome
+from dlsec_core.studies.base import (
+    Study,
+    StudyConfig,
+    StudyEvent,
+    StudyOutcome,
+    built,
+    check_name,
+    seed_param,
+)
 from dlsec_core.workflows import resolve_dataset
 
 MAX_IMAGES = 100_000
@@ -44,76 +54,59 @@ def json_float(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def _int_in(value: Any, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
 @dataclass(frozen=True, kw_only=True)
 class DetectionStudyConfig(StudyConfig):
     """A detection study. `squeezers` are `{"kind": "bit_depth" | "median", "size": int}`; `attack` and
     `attack_params` name a registered attack and its hyperparameters (ε comes from `eps`)."""
 
-    model_id: str
+    title: ClassVar[str] = "Detection study"
+
+    model_id: str = param(dataclasses.MISSING, "Model (a stored model id)")
     squeezers: list[dict[str, Any]] = field(
         default_factory=lambda: [{"kind": "bit_depth", "size": 1}, {"kind": "median", "size": 2}]
     )
-    fpr: float = 0.05
-    attack: str = "fgsm"
+    fpr: float = param(
+        0.05, "False-positive rate to allow", min=0.0, max=1.0, min_open=True, max_open=True, step=0.01,
+        help="The threshold flags this share of clean held-out images (set on the calibration half).",
+    )  # fmt: skip
+    attack: str = param("fgsm", "Attack", options=tuple(ATTACKS))
     attack_params: dict[str, Any] = field(default_factory=dict)
     eps: list[float] = field(default_factory=lambda: [0.0, 0.06, 0.12, 0.18, 0.24, 0.3])
-    n_images: int = 500
-    adaptive_images: int = 200
-    plain_steps: int = 40
-    adaptive_steps: int = 100
-    adaptive_restarts: int = 3
-    seed: int = 0
+    n_images: int = param(
+        500, "Test images", min=1, max=MAX_IMAGES, help="Half calibrate, half are attacked."
+    )
+    adaptive_images: int = param(200, "Images for the detector-aware attack", min=1, max=MAX_IMAGES)
+    plain_steps: int = param(40, "Plain PGD steps", min=1, max=MAX_STEPS)
+    adaptive_steps: int = param(100, "Detector-aware steps", min=1, max=MAX_STEPS)
+    adaptive_restarts: int = param(3, "Detector-aware restarts", min=1, max=MAX_RESTARTS)
+    seed: int = seed_param()
     #: a transfer attack's surrogate: a stored model (the attack's `surrogate` field holds a module, not JSON)
-    surrogate_id: str | None = None
+    surrogate_id: str | None = param(None, "Surrogate model (a transfer attack's; a stored model id)")
 
-    def __post_init__(self) -> None:
-        problems: list[str] = []
-        if not (isinstance(self.model_id, str) and self.model_id):
-            problems.append(f"Pick a stored model (got {self.model_id!r}).")
-        try:
-            self.detector()
-        except (DlsecError, TypeError) as err:
-            problems.append(str(err))
-        attack = None
-        try:
-            attack = self.build_attack()
-        except (DlsecError, TypeError) as err:
-            problems.append(str(err))
+    def check_plain(self, problems: list[str]) -> None:
+        super().check_plain(problems)
+        check_name(self.model_id, "Model", "model_id", problems)
+        if not isinstance(self.squeezers, list) or not self.squeezers:
+            problems.append(f"squeezers: a list of {{kind, size}} objects, got {self.squeezers!r}")
+            return
+        for i, squeezer in enumerate(self.squeezers):
+            built(problems, f"squeezers[{i}]", Squeezer, squeezer)
+
+    def cross_check(self, problems: list[str]) -> None:
+        super().cross_check(problems)
+        if self.attack not in ATTACKS:
+            return  # named by its field check
+        attack = built(
+            problems, "attack_params", lambda **kw: get_attack(self.attack, **kw), self.attack_params
+        )
         if attack is not None:
             try:
                 object.__setattr__(self, "eps", check_eps_values(self.eps, attack.norm))
             except (DlsecError, TypeError, ValueError) as err:
-                problems.append(str(err))
-        if not _int_in(self.n_images, 1, MAX_IMAGES):
-            problems.append(f"The number of test images must be 1 to {MAX_IMAGES:,}, got {self.n_images!r}.")
-        if not _int_in(self.adaptive_images, 1, MAX_IMAGES):
-            problems.append(
-                f"The images for the detector-aware attack must be 1 to {MAX_IMAGES:,}, got {self.adaptive_images!r}."
-            )
-        for what, value in (
-            ("Plain PGD steps", self.plain_steps),
-            ("Detector-aware steps", self.adaptive_steps),
-        ):
-            if not _int_in(value, 1, MAX_STEPS):
-                problems.append(f"{what} must be an integer from 1 to {MAX_STEPS}, got {value!r}.")
-        if not _int_in(self.adaptive_restarts, 1, MAX_RESTARTS):
-            problems.append(
-                f"Restarts must be an integer from 1 to {MAX_RESTARTS}, got {self.adaptive_restarts!r}."
-            )
-        if not _int_in(self.seed, 0, 2**63 - 1):
-            problems.append(f"The seed must be an integer >= 0, got {self.seed!r}.")
-        if problems:
-            raise InvalidInputError(" ".join(problems))
+                problems.append(f"eps: {str(err).rstrip('.')}")
 
     def detector(self) -> FeatureSqueezingDetector:
-        if not isinstance(self.squeezers, list) or not all(isinstance(s, dict) for s in self.squeezers):
-            raise InvalidInputError(
-                f"Squeezers are a list of {{kind, size}} objects, got {self.squeezers!r}."
-            )
+        """The detector these (validated) settings describe."""
         return FeatureSqueezingDetector(squeezers=tuple(Squeezer(**s) for s in self.squeezers), fpr=self.fpr)
 
     def build_attack(self) -> Attack:

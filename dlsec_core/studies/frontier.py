@@ -11,14 +11,22 @@ from __future__ import annotations
 import math
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from dlsec_core.errors import InvalidInputError
+from dlsec_core.config import param
+from dlsec_core.errors import DlsecError, InvalidInputError
 from dlsec_core.models.architectures import ARCHITECTURES
-from dlsec_core.privacy.dp_sgd import TRAIN_ACCOUNTANTS, DPSGDRecipe
+from dlsec_core.privacy.dp_sgd import DPSGDRecipe
 from dlsec_core.store import ModelCard, Store
-from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome
-from dlsec_core.studies.checks import Problems
+from dlsec_core.studies.base import (
+    Study,
+    StudyConfig,
+    StudyEvent,
+    StudyOutcome,
+    built,
+    check_name,
+    param_like,
+)
 from dlsec_core.text import plural
 from dlsec_core.training.loop import RunProgress, TrainConfig, in_series
 from dlsec_core.training.recipes import Recipe, StandardRecipe
@@ -152,36 +160,29 @@ class FrontierStudyConfig(StudyConfig):
     """One DP-SGD model per target ε (σ calibrated by `accountant`), plus the non-private baseline when none is
     stored and `baseline`; `train` holds `TrainConfig` fields (the ones left out take DP-SGD's suggested values)."""
 
-    dataset: str = "mnist5k"
-    arch: str = "cnn"
+    title: ClassVar[str] = "Frontier sweep"
+
+    dataset: str = param(
+        "mnist5k", "Dataset", help="A built-in or added dataset (its existence is checked on run)."
+    )
+    arch: str = param("cnn", "Architecture", options=tuple(ARCHITECTURES))
     targets: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0])
     train: dict[str, Any] = field(default_factory=dict)
-    accountant: str = "rdp"
-    max_grad_norm: float = 1.0
-    delta: float = 1e-5
-    baseline: bool = True
+    accountant: str = param_like(DPSGDRecipe, "accountant")
+    max_grad_norm: float = param_like(DPSGDRecipe, "max_grad_norm")
+    delta: float = param_like(DPSGDRecipe, "delta")
+    baseline: bool = param(
+        True, "Non-private baseline", help="Also train the standard-recipe model (ε = ∞) when none is stored."
+    )
 
-    def __post_init__(self) -> None:
-        problems = Problems()
-        if not isinstance(self.dataset, str) or not self.dataset:
-            problems.add(f"The dataset is a name, got {self.dataset!r}.")
-        if self.arch not in ARCHITECTURES:
-            problems.add(f"Unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
-        with problems.check():
-            targets = check_targets(self.targets)
-            with problems.check():  # the accountant, C and δ, checked by the recipe itself
-                DPSGDRecipe(
-                    target_epsilon=targets[0], accountant=self.accountant, max_grad_norm=self.max_grad_norm,
-                    delta=self.delta,
-                )  # fmt: skip
-        if self.accountant not in TRAIN_ACCOUNTANTS:
-            problems.add(
-                f"Train with one of the accountants {', '.join(TRAIN_ACCOUNTANTS)}, got {self.accountant!r}."
-            )
-        problems.build(lambda **kw: TrainConfig.suggested(DPSGDRecipe, **kw), self.train, "training")
-        if not isinstance(self.baseline, bool):
-            problems.add(f"baseline is true or false, got {self.baseline!r}.")
-        problems.raise_any()
+    def check_plain(self, problems: list[str]) -> None:
+        super().check_plain(problems)
+        check_name(self.dataset, "Dataset", "dataset", problems)
+        try:
+            check_targets(self.targets)
+        except (DlsecError, TypeError) as err:
+            problems.append(f"targets: {str(err).rstrip('.')}")
+        built(problems, "train", lambda **kw: TrainConfig.suggested(DPSGDRecipe, **kw), self.train)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig.suggested(DPSGDRecipe, **self.train)

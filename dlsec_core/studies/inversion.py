@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -20,8 +20,8 @@ from dlsec_core.errors import InvalidInputError
 from dlsec_core.privacy.inversion import MAX_TARGETS, InversionConfig, class_means, invert
 from dlsec_core.privacy_spend import PrivacySpend, privacy_label
 from dlsec_core.store import Store
-from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome
-from dlsec_core.studies.checks import Problems, model_id_list, npy_bytes, read_arrays
+from dlsec_core.studies.artifacts import npy_bytes, read_arrays
+from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome, built, check_model_ids
 from dlsec_core.text import plural
 from dlsec_core.workflows import resolve_dataset
 
@@ -34,23 +34,24 @@ class InversionStudyConfig(StudyConfig):
     """Which models, which classes (None = every class of the first model), and `InversionConfig` fields in
     `inversion` (the ones left out take their defaults)."""
 
+    title: ClassVar[str] = "Inversion study"
+
     model_ids: list[str]
     classes: list[int] | None = None
     inversion: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        problems = Problems()
-        model_id_list(self.model_ids, problems, most=MAX_MODELS)
+    def check_plain(self, problems: list[str]) -> None:
+        super().check_plain(problems)
+        check_model_ids(self.model_ids, problems, most=MAX_MODELS)
         if self.classes is not None and (
             not isinstance(self.classes, list)
             or not 1 <= len(self.classes) <= MAX_TARGETS
             or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in self.classes)
         ):
-            problems.add(
-                f"The classes are a list of 1 to {MAX_TARGETS} class numbers >= 0, got {self.classes!r}."
+            problems.append(
+                f"the classes (`classes`) are a list of 1 to {MAX_TARGETS} class numbers >= 0, got {self.classes!r}"
             )
-        problems.build(InversionConfig, self.inversion, "inversion")
-        problems.raise_any()
+        built(problems, "inversion", InversionConfig, self.inversion)
 
     def inversion_config(self) -> InversionConfig:
         return InversionConfig(**self.inversion)

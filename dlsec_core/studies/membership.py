@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from dlsec_core.catalog import get_recipe
+from dlsec_core.config import param
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.privacy.membership import (
     MEMBERSHIP_ATTACKS,
+    MIN_CANDIDATES,
     LiraConfig,
     MembershipResult,
     RocMetrics,
@@ -26,8 +28,8 @@ from dlsec_core.privacy.membership import (
 )
 from dlsec_core.privacy_spend import PrivacySpend, privacy_label
 from dlsec_core.store import ModelCard, Store
-from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome
-from dlsec_core.studies.checks import Problems, model_id_list, npy_bytes
+from dlsec_core.studies.artifacts import npy_bytes
+from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome, built, check_model_ids
 from dlsec_core.text import plural
 from dlsec_core.training.loop import TrainConfig
 from dlsec_core.training.recipes import Recipe, StandardRecipe
@@ -147,22 +149,20 @@ class MembershipStudyConfig(StudyConfig):
     """Which models to attack, with which attack, on how many members and non-members; `lira` holds `LiraConfig`
     fields (the ones left out take their defaults; ignored by the loss attack)."""
 
+    title: ClassVar[str] = "Membership study"
+
     model_ids: list[str]
-    attack: str = "loss"
-    n: int = 500
+    attack: str = param("loss", "Attack", options=tuple(MEMBERSHIP_ATTACKS))
+    n: int = param(
+        500, "Members and non-members per model", min=MIN_CANDIDATES, step=50,
+        help="The first n training images (members) and n test images (non-members); at most the smaller split.",
+    )  # fmt: skip
     lira: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        problems = Problems()
-        model_id_list(self.model_ids, problems, most=MAX_MODELS)
-        if self.attack not in MEMBERSHIP_ATTACKS:
-            problems.add(
-                f"Unknown membership attack {self.attack!r}; choose one of {', '.join(MEMBERSHIP_ATTACKS)}."
-            )
-        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 10:
-            problems.add(f"Members and non-members: an integer of at least 10 each, got {self.n!r}.")
-        problems.build(LiraConfig, self.lira, "LiRA")
-        problems.raise_any()
+    def check_plain(self, problems: list[str]) -> None:
+        super().check_plain(problems)
+        check_model_ids(self.model_ids, problems, most=MAX_MODELS)
+        built(problems, "lira", LiraConfig, self.lira)
 
     def lira_config(self) -> LiraConfig:
         return LiraConfig(**self.lira)

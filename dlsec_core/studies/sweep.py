@@ -6,38 +6,71 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from dlsec_core.attacks.base import Attack, get_attack
-from dlsec_core.defenses.transforms import InputTransform, get_transform
-from dlsec_core.errors import InvalidInputError
+from dlsec_core.attacks.base import ATTACKS, Attack, get_attack
+from dlsec_core.config import param
+from dlsec_core.defenses.transforms import TRANSFORMS, InputTransform, get_transform
+from dlsec_core.errors import DlsecError
 from dlsec_core.evaluation.sweep import check_eps_values
 from dlsec_core.store import Store
-from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome
+from dlsec_core.studies.base import (
+    Study,
+    StudyConfig,
+    StudyEvent,
+    StudyOutcome,
+    built,
+    check_model_ids,
+    seed_param,
+)
 from dlsec_core.workflows import CurveFindings, ModelSweepPoint, sweep_models
+
+MAX_IMAGES = 100_000
+MAX_MODELS = 16
 
 
 @dataclass(frozen=True, kw_only=True)
 class SweepStudyConfig(StudyConfig):
+    """Accuracy vs. ε of `model_ids` under `attack` (built from `attack_params`; ε comes from `eps`), optionally
+    behind the input transform `defense` (built from `defense_params`)."""
+
+    title: ClassVar[str] = "Robustness sweep"
+
     model_ids: list[str]
-    attack: str = "fgsm"
+    attack: str = param("fgsm", "Attack", options=tuple(ATTACKS))
     attack_params: dict[str, Any] = field(default_factory=dict)
     eps: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.3])
-    n_images: int = 500
-    seed: int = 0
-    defense: str | None = None
+    n_images: int = param(
+        500, "Test images", min=1, max=MAX_IMAGES, help="The first n images of the test split."
+    )
+    seed: int = seed_param()
+    defense: str | None = param(None, "Input defense", options=tuple(TRANSFORMS))
     defense_params: dict[str, Any] = field(default_factory=dict)
-    sanity_checks: bool = True
+    sanity_checks: bool = param(
+        True, "Sanity checks", help="The extra attacks that check each curve's honesty (slower)."
+    )
     #: a transfer attack's surrogate: a stored model (the attack's `surrogate` field holds a module, not JSON)
-    surrogate_id: str | None = None
+    surrogate_id: str | None = param(None, "Surrogate model (a transfer attack's; a stored model id)")
 
-    def __post_init__(self) -> None:
-        if not self.model_ids:
-            raise InvalidInputError("Pick at least one model to sweep.")
-        if not (isinstance(self.n_images, int) and 1 <= self.n_images <= 100_000):
-            raise InvalidInputError(f"The number of test images must be 1 to 100,000, got {self.n_images!r}.")
-        attack, _ = self.build()
-        object.__setattr__(self, "eps", check_eps_values(self.eps, attack.norm))
+    def check_plain(self, problems: list[str]) -> None:
+        super().check_plain(problems)
+        check_model_ids(self.model_ids, problems, most=MAX_MODELS)
+
+    def cross_check(self, problems: list[str]) -> None:
+        super().cross_check(problems)
+        defense = self.defense
+        if defense is not None and defense in TRANSFORMS:
+            built(problems, "defense_params", lambda **kw: get_transform(defense, **kw), self.defense_params)
+        if self.attack not in ATTACKS:
+            return  # named by its field check
+        attack = built(
+            problems, "attack_params", lambda **kw: get_attack(self.attack, **kw), self.attack_params
+        )
+        if attack is not None:
+            try:
+                object.__setattr__(self, "eps", check_eps_values(self.eps, attack.norm))
+            except (DlsecError, TypeError, ValueError) as err:
+                problems.append(f"eps: {str(err).rstrip('.')}")
 
     def build(self) -> tuple[Attack, InputTransform | None]:
         attack = get_attack(self.attack, **self.attack_params)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from dlsec_core.catalog import RECIPES, get_recipe
+from dlsec_core.config import param
+from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.store import Store
-from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome
+from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome, built, check_name
 from dlsec_core.training.loop import TrainConfig, TrainEvent
 from dlsec_core.training.recipes import Recipe
 from dlsec_core.workflows import train_and_store
@@ -18,16 +20,30 @@ from dlsec_core.workflows import train_and_store
 class TrainStudyConfig(StudyConfig):
     """What to train. `train` holds `TrainConfig` fields; the ones left out take the recipe's suggested values."""
 
-    dataset: str = "mnist5k"
-    arch: str = "cnn"
-    name: str | None = None
-    recipe: str = "standard"
+    title: ClassVar[str] = "Training"
+
+    dataset: str = param(
+        "mnist5k", "Dataset", help="A built-in or added dataset (its existence is checked on run)."
+    )
+    arch: str = param("cnn", "Architecture", options=tuple(ARCHITECTURES))
+    name: str | None = param(None, "Name (empty = the architecture's)")
+    recipe: str = param("standard", "Recipe", options=tuple(RECIPES))
     recipe_params: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     hparams: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.build()  # validate now: a bad config fails at submission, not in a worker
+    def check_plain(self, problems: list[str]) -> None:
+        super().check_plain(problems)
+        check_name(self.dataset, "Dataset", "dataset", problems)
+        if not isinstance(self.hparams, dict):
+            problems.append(f"`hparams` is a JSON object, got {self.hparams!r}")
+
+    def cross_check(self, problems: list[str]) -> None:  # a bad config fails at submission, not in a worker
+        super().cross_check(problems)
+        if self.recipe not in RECIPES:
+            return  # named by its field check
+        built(problems, "recipe_params", lambda **kw: get_recipe(self.recipe, **kw), self.recipe_params)
+        built(problems, "train", lambda **kw: TrainConfig.suggested(RECIPES[self.recipe], **kw), self.train)
 
     def build(self) -> tuple[Recipe, TrainConfig]:
         recipe = get_recipe(self.recipe, **self.recipe_params)

@@ -20,9 +20,9 @@ from dlsec_core.privacy.audit import eps_lower_bound, guess_membership
 from dlsec_core.privacy.inversion import InversionConfig, class_means, invert
 from dlsec_core.privacy.membership import loss_threshold_attack
 from dlsec_core.store import ModelCard, Store
+from dlsec_core.studies.artifacts import read_arrays
 from dlsec_core.studies.audit import AuditStudy, AuditStudyConfig, AuditStudyResult
 from dlsec_core.studies.base import run_study
-from dlsec_core.studies.checks import read_arrays
 from dlsec_core.studies.frontier import (
     FrontierStudy,
     FrontierStudyConfig,
@@ -109,13 +109,14 @@ def test_frontier_points_are_the_stored_models(tmp_home: Path, stored_model: Mod
 def test_bad_privacy_configs_name_every_problem() -> None:
     with pytest.raises(InvalidInputError) as err:
         MembershipStudyConfig(model_ids=[], attack="guess", n=3, lira={"shadows": 1})
-    assert all(w in str(err.value) for w in ("Pick 1 to 4", "guess", "at least 10", "shadow models"))
+    assert str(err.value).startswith("Membership study: 4 settings are invalid")
+    assert all(w in str(err.value) for w in ("pick 1 to 4", "guess", "`n`", "≥ 10", "`shadows`"))
     with pytest.raises(InvalidInputError) as err:
         InversionStudyConfig(model_ids=["a"], classes=[-1], inversion={"steps": 0, "bogus": 1})
-    assert "class numbers" in str(err.value) and "'bogus'" in str(err.value)
+    assert all(w in str(err.value) for w in ("class numbers", "'bogus'", "`steps`"))
     with pytest.raises(InvalidInputError) as err:
         AuditStudyConfig(arch="vit", audit={"canaries": 5}, train={"epochs": 0})
-    assert all(w in str(err.value) for w in ("vit", "canaries", "Epochs"))
+    assert all(w in str(err.value) for w in ("vit", "`canaries`", "`epochs`"))
     with pytest.raises(InvalidInputError) as err:
         FrontierStudyConfig(targets=[0.0], accountant="gdp")
     assert "(0, 100]" in str(err.value) and "gdp" in str(err.value)

@@ -353,7 +353,8 @@ def test_the_certification_study_config_names_every_problem_at_once() -> None:
     with pytest.raises(InvalidInputError) as err:
         CertificationStudyConfig(model_id="m", sigma=0.0, n=0, alpha=0.7, draws=1000)
     text = str(err.value)
-    for part in ("σ", "estimation samples n", "α", "Noise draws"):
+    for part in ("`sigma`", "`n`", "`alpha`", "`draws`"):
         assert part in text, text
+    assert text.startswith("Certification study: 4 settings are invalid")
     config = CertificationStudyConfig(model_id="m")
     assert type(config).from_json(config.to_json()) == config

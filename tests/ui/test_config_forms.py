@@ -12,14 +12,21 @@ from dlsec_core.catalog import RECIPES
 from dlsec_core.config import specs
 from dlsec_core.defenses.transforms import TRANSFORMS
 from dlsec_core.errors import InvalidInputError
+from dlsec_core.privacy.audit import AuditConfig
+from dlsec_core.privacy.inversion import InversionConfig
+from dlsec_core.privacy.membership import LiraConfig
 from dlsec_core.training.loop import TrainConfig
-from dlsec_ui.widgets import SLIDER_SPAN, FormField, form_fields
+from dlsec_ui.widgets import JS_MAX_INT, SLIDER_SPAN, FormField, form_fields
 
 REGISTERED: dict[str, type] = {
     **{f"attack:{n}": c for n, c in ATTACKS.items()},
     **{f"transform:{n}": c for n, c in TRANSFORMS.items()},
     **{f"recipe:{n}": c for n, c in RECIPES.items()},
     "TrainConfig": TrainConfig,
+    # the algorithm settings the privacy pages draw with config_form (membership, inversion, audit)
+    "LiraConfig": LiraConfig,
+    "InversionConfig": InversionConfig,
+    "AuditConfig": AuditConfig,
 }
 
 
@@ -66,12 +73,14 @@ def test_every_declared_number_gets_a_widget() -> None:
 
 def _form_app() -> None:
     from dlsec_core.attacks import PGD, Square
+    from dlsec_core.privacy.audit import AuditConfig
     from dlsec_core.privacy.dp_sgd import DPSGDRecipe
     from dlsec_ui.widgets import config_form
 
     config_form(PGD, prefix="t_", skip=("eps",))
     config_form(Square, prefix="t_", skip=("eps",))
     config_form(DPSGDRecipe, prefix="t_")
+    config_form(AuditConfig, prefix="t_")
 
 
 def test_the_rendered_form_has_the_validators_ranges() -> None:
@@ -90,6 +99,14 @@ def test_the_rendered_form_has_the_validators_ranges() -> None:
     assert not [
         s for s in at.slider if s.label == "Steps"
     ]  # a wide range is a number box, not a capped slider
+    # a seed's range (to 2^63 - 1) is cut to what a browser's number box holds exactly (it raised before)
+    seed = boxes["Seed (canary choice, wrong labels, coin flips)"].proto
+    assert (seed.min, seed.max) == (0, JS_MAX_INT) and AuditConfig(seed=JS_MAX_INT).seed == JS_MAX_INT
+    confidence = boxes[
+        "Confidence of the bound"
+    ].proto  # the validator's open (0, 1), the nearest values inside
+    assert 0.0 < confidence.min < 1e-300 and confidence.max == math.nextafter(1.0, 0.0)
+    AuditConfig(confidence=confidence.max)
 
 
 def test_cw_offers_l2_only_on_the_page_and_keeps_the_box_in_code() -> None:
