@@ -321,7 +321,13 @@ class PredictionAPI:
 
     @classmethod
     def serve(
-        cls, store: Store, model_id: str, policy: OutputPolicy | None = None, *, seed: int = 0, clock: Clock = time.monotonic
+        cls,
+        store: Store,
+        model_id: str,
+        policy: OutputPolicy | None = None,
+        *,
+        seed: int = 0,
+        clock: Clock = time.monotonic,
     ) -> PredictionAPI:
         """Serve a stored model."""
         model, card = store.load_model(model_id)
@@ -360,7 +366,9 @@ class PredictionAPI:
     def _check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise InvalidInputError(f"The API takes images (N, {', '.join(map(str, self.input_shape))}), got {shape}.")
+            raise InvalidInputError(
+                f"The API takes images (N, {', '.join(map(str, self.input_shape))}), got {shape}."
+            )
         if x.numel() and (not bool(torch.isfinite(x).all()) or float(x.min()) < 0.0 or float(x.max()) > 1.0):
             raise InvalidInputError("The API takes pixels in [0, 1] (finite), got values outside.")
 
@@ -448,7 +456,12 @@ class Oracle:
     """
 
     def __init__(
-        self, api: PredictionAPI, client_id: str, *, sleep: Callable[[float], None] = time.sleep, batch: int = 500
+        self,
+        api: PredictionAPI,
+        client_id: str,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        batch: int = 500,
     ) -> None:
         self.api = api
         self.client_id = client_id

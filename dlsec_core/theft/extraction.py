@@ -132,7 +132,9 @@ def other_dataset(name: str) -> str:
     return next(d for d in DATASETS if d != name)
 
 
-def query_pool(kind: PoolKind | str, victim_data: Dataset, n: int, generator: torch.Generator) -> torch.Tensor:
+def query_pool(
+    kind: PoolKind | str, victim_data: Dataset, n: int, generator: torch.Generator
+) -> torch.Tensor:
     """`n` query images (N, C, H, W) shaped like the victim's input, in a seeded random order."""
     kind = PoolKind(kind)
     shape = victim_data.input_shape
@@ -215,7 +217,9 @@ def _need_pool(pool: torch.Tensor | None, budgets: list[int]) -> torch.Tensor:
 
 
 # -- equation solving ------------------------------------------------------------------------------------------
-def solve_softmax(x: torch.Tensor, answers: torch.Tensor, min_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
+def solve_softmax(
+    x: torch.Tensor, answers: torch.Tensor, min_prob: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Least-squares W (K, d) and b (K,) with softmax(W x + b) = answers, for x (n, d) and answers (n, K).
 
     Centred log-ratios remove the softmax's unknown shift: log p_i − mean_j log p_j = (w_i − w̄)·x + (b_i − b̄).
@@ -228,10 +232,12 @@ def solve_softmax(x: torch.Tensor, answers: torch.Tensor, min_prob: float) -> tu
     return solution[:-1].T.contiguous(), solution[-1].contiguous()
 
 
-def logreg_surrogate(shape: tuple[int, int, int], weight: torch.Tensor, bias: torch.Tensor) -> tuple[nn.Module, ModelSpec]:
+def logreg_surrogate(
+    shape: tuple[int, int, int], weight: torch.Tensor, bias: torch.Tensor
+) -> tuple[nn.Module, ModelSpec]:
     """A stored-model-compatible `logreg` (identity normalisation) with the given weights in pixel space."""
     spec = ModelSpec(arch="logreg", input_shape=shape, num_classes=int(weight.shape[0]))
-    model = build_model(spec)
+    model = cast(nn.Sequential, build_model(spec))  # Normalize, then Sequential(Flatten, Linear)
     linear = cast(nn.Linear, cast(nn.Sequential, model[1])[1])
     with torch.no_grad():
         linear.weight.copy_(weight.float())
@@ -274,7 +280,9 @@ class EquationSolving(ExtractionAttack):
             acc, fid = judge.score(surrogate)
             points.append(ExtractionPoint(queries=budget, accuracy=acc, fidelity=fid,
                                           seconds=time.perf_counter() - start, waited_s=oracle.waited))  # fmt: skip
-            yield ExtractionEvent((i + 1) / len(budgets), f"{budget:,} queries: fidelity {fid:.3f}", points[-1])
+            yield ExtractionEvent(
+                (i + 1) / len(budgets), f"{budget:,} queries: fidelity {fid:.3f}", points[-1]
+            )
         assert surrogate is not None and spec is not None
         return ExtractionResult(self.name, self.describe(), points, surrogate, spec)
 
@@ -293,7 +301,9 @@ class SoftLabelRecipe(Recipe):
     name = "soft-labels"
     title = "Soft labels (distillation)"
 
-    targets: torch.Tensor = field(repr=False)  # (N, K) float32, rows sum to 1, aligned with the dataset's x_train
+    targets: torch.Tensor = field(
+        repr=False
+    )  # (N, K) float32, rows sum to 1, aligned with the dataset's x_train
 
     def prepare(self, setup: TrainingSetup) -> TrainingSetup:
         data = cast(TensorDataset, setup.loader.dataset)
@@ -333,7 +343,9 @@ class SurrogateTraining(ExtractionAttack):
         mean = tuple(round(float(m), 4) for m in x.mean(dim=(0, 2, 3)))  # the attacker's own data statistics
         std = tuple(round(float(s), 4) for s in x.std(dim=(0, 2, 3)).clamp_min(1e-3))
         spec = ModelSpec(arch=self.arch, input_shape=data.input_shape, num_classes=k, mean=mean, std=std)
-        recipe: Recipe = SoftLabelRecipe(targets=answers) if self.labels is LabelMode.SOFT else StandardRecipe()
+        recipe: Recipe = (
+            SoftLabelRecipe(targets=answers) if self.labels is LabelMode.SOFT else StandardRecipe()
+        )
         config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, shift=0,
                              events_per_epoch=1)  # fmt: skip
         result = yield from train(spec, data, config, recipe, device=torch.device("cpu"))
@@ -350,7 +362,9 @@ def _relay(
             out: tuple[nn.Module, ModelSpec] = stop.value
             return out
         if event.kind == "epoch":
-            yield ExtractionEvent(done + share * event.progress, f"{what}: epoch {event.epoch}/{event.epochs}")
+            yield ExtractionEvent(
+                done + share * event.progress, f"{what}: epoch {event.epoch}/{event.epochs}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -375,7 +389,9 @@ class Retraining(SurrogateTraining):
             acc, fid = judge.score(surrogate)
             points.append(ExtractionPoint(queries=budget, accuracy=acc, fidelity=fid,
                                           seconds=time.perf_counter() - start, waited_s=oracle.waited))  # fmt: skip
-            yield ExtractionEvent((i + 1) / len(budgets), f"{budget:,} queries: fidelity {fid:.3f}", points[-1])
+            yield ExtractionEvent(
+                (i + 1) / len(budgets), f"{budget:,} queries: fidelity {fid:.3f}", points[-1]
+            )
         assert surrogate is not None and spec is not None
         return ExtractionResult(self.name, self.describe(), points, surrogate, spec)
 
@@ -390,7 +406,9 @@ class Copycat(Retraining):
     paper = "Correia-Silva et al. 2018"
     knowledge = "unlabelled images from the chosen pool, the input shape and the number of classes"
 
-    labels: LabelMode = param(LabelMode.HARD, "Labels trained on", help="Copycat trains on top-1 labels (hard).")
+    labels: LabelMode = param(
+        LabelMode.HARD, "Labels trained on", help="Copycat trains on top-1 labels (hard)."
+    )
 
 
 @register_extraction
@@ -419,7 +437,9 @@ class JacobianAugmentation(SurrogateTraining):
     paper = "Papernot et al. 2017"
     knowledge = "a small seed set of unlabelled images from the chosen pool, the input shape and the classes"
 
-    labels: LabelMode = param(LabelMode.HARD, "Labels trained on", help="Papernot et al. train on top-1 labels.")
+    labels: LabelMode = param(
+        LabelMode.HARD, "Labels trained on", help="Papernot et al. train on top-1 labels."
+    )
     seed_size: int = param(100, "Seed set size", min=1, max=100_000, step=1)
     lam: float = param(0.1, "Step λ (pixel units)", min=0.0, min_open=True, max=1.0, step=0.01)
     tau: int = param(3, "Sign flip period τ (rounds)", min=1, max=100, step=1)
@@ -429,7 +449,9 @@ class JacobianAugmentation(SurrogateTraining):
     ) -> Events:
         budgets = check_budgets(budgets)
         if self.seed_size > budgets[0]:
-            raise InvalidInputError(f"The seed set ({self.seed_size:,}) must fit the first budget ({budgets[0]:,}).")
+            raise InvalidInputError(
+                f"The seed set ({self.seed_size:,}) must fit the first budget ({budgets[0]:,})."
+            )
         pool = _need_pool(pool, [self.seed_size])
         gen = torch.Generator().manual_seed(seed)
         start = time.perf_counter()
@@ -446,14 +468,18 @@ class JacobianAugmentation(SurrogateTraining):
                 acc, fid = judge.score(surrogate)
                 points.append(ExtractionPoint(queries=n, accuracy=acc, fidelity=fid,
                                               seconds=time.perf_counter() - start, waited_s=oracle.waited))  # fmt: skip
-                yield ExtractionEvent(len(points) / len(budgets), f"{n:,} queries: fidelity {fid:.3f}", points[-1])
+                yield ExtractionEvent(
+                    len(points) / len(budgets), f"{n:,} queries: fidelity {fid:.3f}", points[-1]
+                )
             if n >= budgets[-1]:
                 break
             target = next(b for b in budgets if b > n)
             need = min(n, target - n)
             chosen = torch.arange(n) if need == n else torch.randperm(n, generator=gen)[:need]
             step = self.lam * (-1) ** (rho // self.tau)
-            new = (x[chosen] + step * _label_gradient_sign(surrogate, x[chosen], answers[chosen].argmax(1))).clamp(0, 1)
+            new = (
+                x[chosen] + step * _label_gradient_sign(surrogate, x[chosen], answers[chosen].argmax(1))
+            ).clamp(0, 1)
             answers = torch.cat([answers, oracle(new)])
             x = torch.cat([x, new])
             rho += 1

@@ -41,10 +41,14 @@ def _steal(
     victim: TrainResult, judge: Judge, attack: str, budgets: list[int], *, policy: str = "full",
     pool: PoolKind = PoolKind.SAME, budget: int | None = None, seed: int = 0, **params: object,
 ) -> tuple[ExtractionResult, PredictionAPI]:  # fmt: skip
-    api = PredictionAPI(victim.model, victim.spec, get_policy(policy, **({"decimals": 1} if policy == "rounded" else {})))
+    api = PredictionAPI(
+        victim.model, victim.spec, get_policy(policy, **({"decimals": 1} if policy == "rounded" else {}))
+    )
     api.register("thief", budget=budget or budgets[-1])
     x = query_pool(pool, load_dataset("digits"), budgets[-1], torch.Generator().manual_seed(seed))
-    result = run_to_end(get_extraction(attack, **params).run(Oracle(api, "thief"), judge, budgets, pool=x, seed=seed))
+    result = run_to_end(
+        get_extraction(attack, **params).run(Oracle(api, "thief"), judge, budgets, pool=x, seed=seed)
+    )
     return result, api
 
 
@@ -90,7 +94,9 @@ def test_a_label_only_api_makes_soft_labels_no_better_than_hard_labels(
     hard, _ = _steal(trained_digits, judge, "knockoff", [150], labels="hard", **common)
     assert soft.points[0].fidelity <= hard.points[0].fidelity + 0.01
     # the control: with full probabilities the same soft-label attacker does learn more than from labels
-    informed, _ = _steal(trained_digits, judge, "knockoff", [150], labels="soft", **{**common, "policy": "full"})
+    informed, _ = _steal(
+        trained_digits, judge, "knockoff", [150], labels="soft", **{**common, "policy": "full"}
+    )
     assert informed.points[0].fidelity > hard.points[0].fidelity + 0.01
 
 
@@ -100,14 +106,22 @@ def test_an_attack_cannot_spend_past_its_budget(trained_digits: TrainResult, jud
 
 
 def test_same_seed_same_surrogate(trained_digits: TrainResult, judge: Judge) -> None:
-    runs = [_steal(trained_digits, judge, "copycat", [60, 120], arch="mlp", epochs=3, seed=4)[0] for _ in range(2)]
+    runs = [
+        _steal(trained_digits, judge, "copycat", [60, 120], arch="mlp", epochs=3, seed=4)[0] for _ in range(2)
+    ]
     assert [p.fidelity for p in runs[0].points] == [p.fidelity for p in runs[1].points]
-    for a, b in zip(runs[0].surrogate.state_dict().values(), runs[1].surrogate.state_dict().values(), strict=True):
+    for a, b in zip(
+        runs[0].surrogate.state_dict().values(), runs[1].surrogate.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b)
 
 
-def test_jacobian_augmentation_grows_a_seed_set_to_each_budget(trained_digits: TrainResult, judge: Judge) -> None:
-    result, api = _steal(trained_digits, judge, "jacobian", [50, 120, 300], arch="mlp", epochs=8, seed_size=20)
+def test_jacobian_augmentation_grows_a_seed_set_to_each_budget(
+    trained_digits: TrainResult, judge: Judge
+) -> None:
+    result, api = _steal(
+        trained_digits, judge, "jacobian", [50, 120, 300], arch="mlp", epochs=8, seed_size=20
+    )
     assert [p.queries for p in result.points] == [50, 120, 300]
     log = api.log("thief")
     assert log.answered == 300

@@ -32,8 +32,12 @@ def _images(n: int, seed: int = 0) -> torch.Tensor:
     return torch.rand((n, 1, 8, 8), generator=torch.Generator().manual_seed(seed))
 
 
-def _api(victim: TrainResult, policy: str = "full", clock: SimulatedClock | None = None, **params: object) -> PredictionAPI:
-    return PredictionAPI(victim.model, victim.spec, get_policy(policy, **params), clock=clock or SimulatedClock())
+def _api(
+    victim: TrainResult, policy: str = "full", clock: SimulatedClock | None = None, **params: object
+) -> PredictionAPI:
+    return PredictionAPI(
+        victim.model, victim.spec, get_policy(policy, **params), clock=clock or SimulatedClock()
+    )
 
 
 def test_the_api_never_answers_past_a_budget(trained_digits: TrainResult) -> None:
@@ -112,7 +116,9 @@ def test_every_policy_answers_probability_like_vectors(name: str, trained_digits
     slack = 0.06 if name == "rounded" else 1e-9  # ten values each rounded by up to ±0.005
     assert bool((out >= 0).all()) and bool((out.sum(1) <= 1 + slack).all())
     if name != "top-k":
-        assert torch.allclose(out.sum(1), torch.ones(200, dtype=torch.float64), atol=0.06)  # rounding: ±5·0.005
+        assert torch.allclose(
+            out.sum(1), torch.ones(200, dtype=torch.float64), atol=0.06
+        )  # rounding: ±5·0.005
     if name in ("full", "top-k", "label", "mad"):
         assert torch.equal(out.argmax(1), truth.argmax(1)), "this policy keeps the top-1 label"
 
