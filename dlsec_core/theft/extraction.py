@@ -68,6 +68,24 @@ class Judge:
         return float((pred == self.y).float().mean()), float((pred == self.victim).float().mean())
 
 
+class _Stopwatch:
+    """The attacker's compute time: wall clock since the start, minus the time the judge spent scoring."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.judged = 0.0
+
+    def score(self, judge: Judge, surrogate: nn.Module) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        out = judge.score(surrogate)
+        self.judged += time.perf_counter() - t0
+        return out
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start - self.judged
+
+
 @dataclass(frozen=True, kw_only=True)
 class ExtractionPoint:
     """The surrogate after `queries` answers: its test accuracy and fidelity to the victim."""
@@ -75,7 +93,9 @@ class ExtractionPoint:
     queries: int
     accuracy: float
     fidelity: float
-    seconds: float  # the attacker's compute so far
+    seconds: (
+        float  # the attacker's wall-clock time so far (querying and training; the judge's scoring excluded)
+    )
     waited_s: float = 0.0  # time spent waiting out the API's rate limit (on the API's clock)
 
     def to_record(self) -> dict[str, Any]:
@@ -268,7 +288,7 @@ class EquationSolving(ExtractionAttack):
         shape = oracle.input_shape
         gen = torch.Generator().manual_seed(seed)
         queries = torch.rand((budgets[-1], *shape), generator=gen)  # uniform inputs in general position
-        start = time.perf_counter()
+        watch = _Stopwatch()
         answers = torch.zeros(0, oracle.num_classes, dtype=torch.float64)
         points: list[ExtractionPoint] = []
         surrogate, spec = None, None
@@ -277,9 +297,9 @@ class EquationSolving(ExtractionAttack):
             flat = queries[:budget].flatten(1)  # (n, C, H, W) -> (n, d)
             weight, bias = solve_softmax(flat, answers, self.min_prob)
             surrogate, spec = logreg_surrogate(shape, weight, bias)
-            acc, fid = judge.score(surrogate)
+            acc, fid = watch.score(judge, surrogate)
             points.append(ExtractionPoint(queries=budget, accuracy=acc, fidelity=fid,
-                                          seconds=time.perf_counter() - start, waited_s=oracle.waited))  # fmt: skip
+                                          seconds=watch.seconds, waited_s=oracle.waited))  # fmt: skip
             yield ExtractionEvent(
                 (i + 1) / len(budgets), f"{budget:,} queries: fidelity {fid:.3f}", points[-1]
             )
@@ -330,15 +350,17 @@ class SurrogateTraining(ExtractionAttack):
     lr: float = param(2e-3, "Learning rate", min=0.0, min_open=True, max=1.0, step=1e-4)
 
     def fit(
-        self, x: torch.Tensor, answers: torch.Tensor, judge: Judge, seed: int
+        self, x: torch.Tensor, answers: torch.Tensor, seed: int
     ) -> Generator[TrainEvent, None, tuple[nn.Module, ModelSpec]]:
-        """Train a fresh surrogate (seeded) on queries `x` and their answers; the judge's split is the test split
-        the loop reports accuracy on (the lab's measurement; the recipe never reads it)."""
+        """Train a fresh surrogate (seeded) on queries `x` and their answers. The loop gets an empty test split:
+        the judge scores the surrogate once at the end instead of after every epoch (which cost more than the
+        training itself at small budgets)."""
         answers = answers.float()
         answers = answers / answers.sum(1, keepdim=True).clamp_min(1e-12)
         hard = answers.argmax(1)
         k = answers.shape[1]
-        data = Dataset(name="stolen", x_train=x, y_train=hard, x_test=judge.x, y_test=judge.y,
+        none = torch.zeros(0, dtype=torch.int64)
+        data = Dataset(name="stolen", x_train=x, y_train=hard, x_test=x[:0], y_test=none,
                        class_names=tuple(str(i) for i in range(k)))  # fmt: skip
         mean = tuple(round(float(m), 4) for m in x.mean(dim=(0, 2, 3)))  # the attacker's own data statistics
         std = tuple(round(float(s), 4) for s in x.std(dim=(0, 2, 3)).clamp_min(1e-3))
@@ -376,19 +398,19 @@ class Retraining(SurrogateTraining):
     ) -> Events:
         budgets = check_budgets(budgets)
         pool = _need_pool(pool, budgets)
-        start = time.perf_counter()
+        watch = _Stopwatch()
         answers = torch.zeros(0, oracle.num_classes, dtype=torch.float64)
         points: list[ExtractionPoint] = []
         surrogate, spec = None, None
         for i, budget in enumerate(budgets):
             answers = torch.cat([answers, oracle(pool[answers.shape[0] : budget])])
             surrogate, spec = yield from _relay(
-                self.fit(pool[:budget], answers, judge, seed), i / len(budgets), 1 / len(budgets),
+                self.fit(pool[:budget], answers, seed), i / len(budgets), 1 / len(budgets),
                 f"{budget:,} queries",
             )  # fmt: skip
-            acc, fid = judge.score(surrogate)
+            acc, fid = watch.score(judge, surrogate)
             points.append(ExtractionPoint(queries=budget, accuracy=acc, fidelity=fid,
-                                          seconds=time.perf_counter() - start, waited_s=oracle.waited))  # fmt: skip
+                                          seconds=watch.seconds, waited_s=oracle.waited))  # fmt: skip
             yield ExtractionEvent(
                 (i + 1) / len(budgets), f"{budget:,} queries: fidelity {fid:.3f}", points[-1]
             )
@@ -454,7 +476,7 @@ class JacobianAugmentation(SurrogateTraining):
             )
         pool = _need_pool(pool, [self.seed_size])
         gen = torch.Generator().manual_seed(seed)
-        start = time.perf_counter()
+        watch = _Stopwatch()
         x = pool[: self.seed_size]
         answers = oracle(x)
         points: list[ExtractionPoint] = []
@@ -462,12 +484,12 @@ class JacobianAugmentation(SurrogateTraining):
         while True:
             n = x.shape[0]
             surrogate, spec = yield from _relay(
-                self.fit(x, answers, judge, seed), n / budgets[-1] * 0.99, 0.0, f"round {rho}, {n:,} queries"
+                self.fit(x, answers, seed), n / budgets[-1] * 0.99, 0.0, f"round {rho}, {n:,} queries"
             )
             if n in budgets:
-                acc, fid = judge.score(surrogate)
+                acc, fid = watch.score(judge, surrogate)
                 points.append(ExtractionPoint(queries=n, accuracy=acc, fidelity=fid,
-                                              seconds=time.perf_counter() - start, waited_s=oracle.waited))  # fmt: skip
+                                              seconds=watch.seconds, waited_s=oracle.waited))  # fmt: skip
                 yield ExtractionEvent(
                     len(points) / len(budgets), f"{n:,} queries: fidelity {fid:.3f}", points[-1]
                 )
