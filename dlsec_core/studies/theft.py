@@ -110,12 +110,6 @@ class ExtractionStudyResult:
         return cls(**{**data, "points": [ExtractionPoint(**p) for p in data["points"]]})
 
 
-def _pool_size(attack: ExtractionAttack, budgets: list[int]) -> int:
-    if not attack.uses_pool:
-        return 0
-    return int(getattr(attack, "seed_size", budgets[-1]))
-
-
 class ExtractionStudy(Study[ExtractionStudyConfig]):
     name = "extraction"
     title = "Model extraction"
@@ -149,7 +143,7 @@ class ExtractionStudy(Study[ExtractionStudyConfig]):
         pool = None
         if attack.uses_pool:
             pool = query_pool(
-                config.pool, data, _pool_size(attack, budgets), torch.Generator().manual_seed(config.seed)
+                config.pool, data, attack.pool_size(budgets), torch.Generator().manual_seed(config.seed)
             )
         yield StudyEvent(0.0, f"serving {card.name} ({policy.describe()}); attacking with {attack.title}")
         work = attack.run(

@@ -203,6 +203,10 @@ class ExtractionAttack(Config):
     ) -> Events:
         raise NotImplementedError
 
+    def pool_size(self, budgets: Sequence[int]) -> int:
+        """How many pool images `run` needs for these budgets (0: the attack makes its own queries)."""
+        return budgets[-1] if self.uses_pool else 0
+
     def describe(self) -> str:
         settings = ", ".join(f"{k} = {v}" for k, v in self.to_json().items())
         return f"{self.title} ({self.paper}; {settings}). Attacker knows: {self.knowledge}."
@@ -465,6 +469,9 @@ class JacobianAugmentation(SurrogateTraining):
     seed_size: int = param(100, "Seed set size", min=1, max=100_000, step=1)
     lam: float = param(0.1, "Step λ (pixel units)", min=0.0, min_open=True, max=1.0, step=0.01)
     tau: int = param(3, "Sign flip period τ (rounds)", min=1, max=100, step=1)
+
+    def pool_size(self, budgets: Sequence[int]) -> int:
+        return self.seed_size
 
     def run(
         self, oracle: Oracle, judge: Judge, budgets: Sequence[int], *, pool: torch.Tensor | None, seed: int

@@ -51,3 +51,14 @@ def test_a_bad_config_names_every_problem() -> None:
     assert "Decimals kept" in text and "bogus" in text and "must increase" in text
     with pytest.raises(InvalidInputError, match="API output policy"):
         ExtractionStudyConfig(model_id="abc", policy="nope")
+
+
+def test_jacobian_needs_only_its_seed_set_from_the_pool(tmp_home: object, stored_model: ModelCard) -> None:
+    """The digits training split (1,438 images) is smaller than the budget: Jacobian augmentation draws only
+    its 20 seed images from it and makes the other queries itself."""
+    config = ExtractionStudyConfig(
+        model_id=stored_model.id, attack="jacobian", budgets=[40, 1600],
+        attack_params={"arch": "logreg", "epochs": 1, "seed_size": 20},
+    )  # fmt: skip
+    result = ExtractionStudyResult.from_json(run_study(get_study("extraction"), Store(), config).result)
+    assert result.answered == 1600 and [p.queries for p in result.points] == [40, 1600]
