@@ -372,8 +372,10 @@ class SurrogateTraining(ExtractionAttack):
         recipe: Recipe = (
             SoftLabelRecipe(targets=answers) if self.labels is LabelMode.SOFT else StandardRecipe()
         )
+        # A constant learning rate: at small budgets a one-cycle schedule's warm-up takes a large share of the few
+        # steps (Knockoff at 250 queries on mnist5k: fidelity 0.929 constant vs 0.903 one-cycle).
         config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, shift=0,
-                             events_per_epoch=1)  # fmt: skip
+                             one_cycle=False, events_per_epoch=1)  # fmt: skip
         result = yield from train(spec, data, config, recipe, device=torch.device("cpu"))
         return result.model.cpu().eval(), spec
 
