@@ -116,7 +116,7 @@ class ExtractionStudy(Study[ExtractionStudyConfig]):
     config_type = ExtractionStudyConfig
     atlas_ids: ClassVar[tuple[str, ...]] = (
         "AML.T0024.002",
-    )  # Exfiltration via ML Inference API: Extract ML Model
+    )  # Exfiltration via AI Inference API: Extract AI Model
 
     def title_for(self, config: ExtractionStudyConfig) -> str:
         return (f"Steal model {config.model_id} ({config.attack}, {config.policy} answers, {config.pool} pool, "

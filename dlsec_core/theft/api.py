@@ -66,6 +66,8 @@ class OutputPolicy(Config):
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    #: MITRE ATLAS: every policy but the full answer is a Passive AI Output Obfuscation
+    atlas_ids: ClassVar[tuple[str, ...]] = ("AML.M0002",)
 
     def bind(self, spec: ModelSpec, generator: torch.Generator) -> Responder:
         """The answering function for one API (a policy with state, e.g. MAD's surrogate, builds it here)."""
@@ -115,6 +117,7 @@ class FullPolicy(OutputPolicy):
 
     name = "full"
     title = "Full probabilities"
+    atlas_ids = ()
 
     def transform(self, probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return probs
@@ -301,6 +304,9 @@ class PredictionAPI:
     The model is private: an attacker is handed this object (or an `Oracle` on it) and can only `query` it under
     a registered client id. `input_shape` and `num_classes` are public, as an API's documentation would be.
     """
+
+    #: MITRE ATLAS mitigations it implements: query budgets and rate limits, access by client identity, logging
+    atlas_ids: ClassVar[tuple[str, ...]] = ("AML.M0004", "AML.M0019", "AML.M0024")
 
     def __init__(
         self,

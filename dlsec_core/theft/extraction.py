@@ -197,6 +197,9 @@ class ExtractionAttack(Config):
     paper: ClassVar[str] = ""
     knowledge: ClassVar[str] = ""  # what the attacker knows besides the API's answers
     uses_pool: ClassVar[bool] = True
+    atlas_ids: ClassVar[tuple[str, ...]] = (
+        "AML.T0024.002",
+    )  # Exfiltration via AI Inference API: Extract AI Model
 
     def run(
         self, oracle: Oracle, judge: Judge, budgets: Sequence[int], *, pool: torch.Tensor | None, seed: int

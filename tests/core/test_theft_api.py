@@ -163,3 +163,16 @@ def test_mad_stays_within_its_l1_budget_keeps_the_label_and_moves_the_gradient()
     # the poisoned answer turns the attacker's last-layer gradient direction p − ỹ away from p − y
     assert float(angle(p - out, p - y).mean()) < 0.95
     assert torch.equal(MADPolicy(eps=0.0).poison(y, p), y)
+
+
+def test_atlas_tags() -> None:
+    """MITRE ATLAS (5.6.0) tags: the API implements Restrict Number of AI Model Queries (M0004), Control Access to
+    AI Models (M0019) and AI Telemetry Logging (M0024); every policy but the full answer is Passive AI Output
+    Obfuscation (M0002); every extraction attack is Extract AI Model (T0024.002)."""
+    from dlsec_core.theft.extraction import EXTRACTION_ATTACKS
+
+    assert PredictionAPI.atlas_ids == ("AML.M0004", "AML.M0019", "AML.M0024")
+    assert {n: p.atlas_ids for n, p in OUTPUT_POLICIES.items()} == {
+        n: () if n == "full" else ("AML.M0002",) for n in OUTPUT_POLICIES
+    }
+    assert {a.atlas_ids for a in EXTRACTION_ATTACKS.values()} == {("AML.T0024.002",)}
