@@ -23,6 +23,7 @@ PAGES = [
     st.Page("app_pages/membership.py", title="Membership inference", icon=":material/person_search:"),
     st.Page("app_pages/inversion.py", title="Model inversion", icon=":material/face:"),
     st.Page("app_pages/audit.py", title="Privacy audit", icon=":material/fact_check:"),
+    st.Page("app_pages/theft.py", title="Model theft", icon=":material/key_off:"),
     st.Page("app_pages/atlas.py", title="MITRE ATLAS", icon=":material/grid_view:"),
     st.Page("app_pages/runs.py", title="Runs", icon=":material/history:"),
 ]

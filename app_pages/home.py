@@ -28,7 +28,12 @@ threats = [
         "available",
         "DP-SGD with Opacus and a live ε budget, membership inference (LiRA), model inversion, a one-run audit.",
     ),
-    ("Model theft", "coming", "Extracting a model through its predictions, and what stops it."),
+    (
+        "Model theft",
+        "available",
+        "Stealing a model through its prediction API: equation solving, Copycat, Knockoff, Jacobian augmentation, "
+        "against rounded, noisy or poisoned answers.",
+    ),
 ]
 for col, (name, status, text) in zip(st.columns(len(threats)), threats, strict=True):
     with col.container(border=True):
@@ -64,6 +69,12 @@ c4, c5, c6 = st.columns(3)
 c4.page_link("app_pages/privacy_budget.py", label="Privacy budget", icon=":material/lock:")
 c5.page_link("app_pages/membership.py", label="Membership inference", icon=":material/person_search:")
 c6.page_link("app_pages/audit.py", label="Privacy audit", icon=":material/fact_check:")
+
+st.markdown(
+    "**Model theft:** on **Model theft**, serve the current model behind a prediction API and steal it with "
+    "Knockoff Nets: the curve shows how often the stolen copy agrees with the victim as the queries grow."
+)
+st.page_link("app_pages/theft.py", label="Model theft", icon=":material/key_off:")
 
 st.caption(
     "Anchors: Goodfellow et al. 2015 (FGSM: a softmax regression misclassifies 99.9 % of MNIST at ε = 0.25); "

@@ -23,6 +23,8 @@ from dlsec_core.catalog import RECIPES
 from dlsec_core.defenses.detection import FeatureSqueezingDetector
 from dlsec_core.defenses.transforms import TRANSFORMS
 from dlsec_core.studies.catalog import STUDIES
+from dlsec_core.theft.api import OUTPUT_POLICIES, PredictionAPI
+from dlsec_core.theft.extraction import EXTRACTION_ATTACKS
 
 #: The detectors of the lab (one so far; it has no registry of its own).
 DETECTORS: tuple[type[FeatureSqueezingDetector], ...] = (FeatureSqueezingDetector,)
@@ -36,6 +38,9 @@ class Part(StrEnum):
     DETECTOR = "detector"
     RECIPE = "training recipe"
     STUDY = "study"
+    EXTRACTION = "extraction attack"
+    POLICY = "API output policy"
+    API = "prediction API"
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,8 @@ class AtlasMatrix:
 
 
 def components() -> list[Component]:
-    """Every registered attack, input transform, detector, recipe and study, in registry order."""
+    """Every registered attack, input transform, detector, recipe, study, extraction attack and API output policy,
+    and the prediction API, in registry order."""
     found: list[Component] = []
     registries: list[tuple[Part, Iterable[tuple[str, str, tuple[str, ...]]]]] = [
         (Part.ATTACK, ((n, c.title, c.atlas_ids) for n, c in ATTACKS.items())),
@@ -91,6 +97,18 @@ def components() -> list[Component]:
         (Part.DETECTOR, ((c.name, c.title, c.atlas_ids) for c in DETECTORS)),
         (Part.RECIPE, ((n, c.title, c.atlas_ids) for n, c in RECIPES.items())),
         (Part.STUDY, ((n, s.title, s.atlas_ids) for n, s in STUDIES.items())),
+        (Part.EXTRACTION, ((n, c.title, c.atlas_ids) for n, c in EXTRACTION_ATTACKS.items())),
+        (Part.POLICY, ((n, c.title, c.atlas_ids) for n, c in OUTPUT_POLICIES.items())),
+        (
+            Part.API,
+            (
+                (
+                    "prediction-api",
+                    "Prediction API (budgets, rate limits, client ids, query log)",
+                    PredictionAPI.atlas_ids,
+                ),
+            ),
+        ),
     ]
     for part, entries in registries:
         found.extend(Component(part, name, title, tuple(ids)) for name, title, ids in entries)

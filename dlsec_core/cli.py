@@ -4,9 +4,10 @@ Commands: datasets, add-dataset, train, list, attack (your own image; no --label
 prediction), sweep, detect, certify, import, export, delete, and for privacy
 privacy-budget (the ε calculator and its inverse), membership (loss-threshold or LiRA membership inference),
 invert (MI-Face model inversion to PNGs), audit (one-run privacy audit, Steinke et al. 2023) and frontier
-(privacy-utility sweep over target ε); runs (list, show, wait, cancel, retry, export, rm stored runs) and worker
-(execute queued runs). `train`, `sweep`, `detect`, `certify`, `membership`, `invert`, `audit` and `frontier
---targets` take `--detach`: queue a run and print its id.
+(privacy-utility sweep over target ε); steal (model extraction through a prediction API, `cli_theft.py`); runs
+(list, show, wait, cancel, retry, export, rm stored runs) and worker (execute queued runs). `train`, `sweep`,
+`detect`, `certify`, `membership`, `invert`, `audit`, `steal` and `frontier --targets` take `--detach`: queue a
+run and print its id.
 
 The same core functions the app uses; progress goes to stderr, results to stdout (`--json` for machines).
 Every ε printed names its accountant.
@@ -32,6 +33,7 @@ from dlsec_core.catalog import RECIPES, get_recipe
 from dlsec_core.cli_flags import ConfigFlags
 from dlsec_core.cli_runs import add_commands as add_run_commands
 from dlsec_core.cli_runs import submit_detached
+from dlsec_core.cli_theft import add_commands as add_theft_commands
 from dlsec_core.config import spec_of
 from dlsec_core.data.builtin import DATASETS
 from dlsec_core.data.images import image_to_input
@@ -875,6 +877,7 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--no-baseline", action="store_true", help="do not train the non-private baseline")
     fr.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
     fr.set_defaults(func=cmd_frontier)
+    add_theft_commands(add)
     add_run_commands(add)
     return p
 

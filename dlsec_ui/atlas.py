@@ -18,6 +18,9 @@ PART_PAGES: dict[Part, str] = {
     Part.TRANSFORM: "app_pages/attack_lab.py",
     Part.DETECTOR: "app_pages/detection.py",
     Part.RECIPE: "app_pages/models.py",
+    Part.EXTRACTION: "app_pages/theft.py",
+    Part.POLICY: "app_pages/theft.py",
+    Part.API: "app_pages/theft.py",
 }
 LIT, GREY = ":material/check_circle:", ":material/radio_button_unchecked:"
 MATRIX_KEY = "atlas_matrix"  # the matrix's container (a CSS hook, not session state)

@@ -575,3 +575,27 @@ def image_rows(rows: Sequence[tuple[str, torch.Tensor, Sequence[str]]]) -> go.Fi
         template=TEMPLATE, height=40 + 150 * len(rows), margin={"l": 10, "r": 10, "t": 30, "b": 10}
     )
     return fig
+
+
+def extraction_curve(points: Sequence[dict[str, Any]], victim_accuracy: float | None = None) -> go.Figure:
+    """A stolen model's fidelity (agreement with the victim) and test accuracy vs. the queries spent, log x axis;
+    the victim's own accuracy as a dotted line (records of `ExtractionPoint.to_record()`)."""
+    fig = go.Figure()
+    queries = [p["queries"] for p in points]
+    for key, name, dash in (("fidelity", "fidelity (agrees with the victim)", "solid"),
+                            ("accuracy", "accuracy (test labels)", "dash")):  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=queries, y=[p[key] for p in points], mode="lines+markers", name=name, line={"dash": dash},
+                hovertemplate="%{x:,} queries: %{y:.1%}<extra>" + key + "</extra>",
+            )
+        )  # fmt: skip
+    if victim_accuracy is not None:
+        fig.add_hline(y=victim_accuracy, line={"dash": "dot", "color": "#7f7f7f"},
+                      annotation_text=f"victim accuracy {victim_accuracy:.1%}", annotation_position="bottom right")  # fmt: skip
+    fig.update_layout(
+        template=TEMPLATE, height=380, xaxis={"title": "queries answered by the API", "type": "log"},
+        yaxis={"title": "fraction of test images", "range": [0, 1.02], "tickformat": ".0%"},
+        margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "h", "y": -0.25},
+    )  # fmt: skip
+    return fig

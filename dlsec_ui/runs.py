@@ -154,6 +154,7 @@ STUDY_PAGES: dict[str, str] = {
     "inversion": "app_pages/inversion.py",
     "audit": "app_pages/audit.py",
     "frontier": "app_pages/privacy_budget.py",
+    "extraction": "app_pages/theft.py",
 }
 """The page that opens a run of each study (re-attaching from `?run=`); a test checks every study has one."""
 RUNS_PAGE = "app_pages/runs.py"

@@ -161,3 +161,14 @@ RUNS_STATUS = "runs_status"
 RUNS_ONLY_MODEL = "runs_only_model"  # bound to the URL: ?model=<id>&runs_only_model=true lists a model's runs
 RUNS_TABLE = "runs_table"
 RUNS_OPEN = "runs_open"
+
+# model theft page
+THEFT_POLICY = "theft_policy"
+THEFT_ATTACK = "theft_attack"
+THEFT_POOL = "theft_pool"
+THEFT_BUDGETS = "theft_budgets"
+THEFT_STORE = "theft_store"
+THEFT_BUTTON = "theft_button"
+THEFT_JOB = "theft_job"
+THEFT_CHART = "theft_chart"
+THEFT_FORM = "theft_form_"  # prefix of the policy's and the attack's generated widgets

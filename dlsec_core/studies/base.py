@@ -94,14 +94,6 @@ def built(problems: list[str], field_name: str, factory: Callable[..., Any], par
         problems.append(f"{field_name}: no setting {name[1]!r}" if name else f"{field_name}: {err}")
         return None
     return None if unknown else built_value
-    try:
-        return factory(**params)
-    except DlsecError as err:
-        problems.append(f"{field_name}: {str(err).rstrip('.')}")
-    except TypeError as err:  # SomeConfig(**{"bogus": 1}): "got an unexpected keyword argument 'bogus'"
-        name = re.search(r"argument '(\w+)'", str(err))
-        problems.append(f"{field_name}: no setting {name[1]!r}" if name else f"{field_name}: {err}")
-    return None
 
 
 C = TypeVar("C", bound=StudyConfig)

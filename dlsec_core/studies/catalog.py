@@ -15,6 +15,7 @@ from dlsec_core.studies.frontier import FrontierStudy
 from dlsec_core.studies.inversion import InversionStudy
 from dlsec_core.studies.membership import MembershipStudy
 from dlsec_core.studies.sweep import SweepStudy
+from dlsec_core.studies.theft import ExtractionStudy
 from dlsec_core.studies.train import TrainStudy
 
 STUDIES: dict[str, Study[Any]] = {
@@ -28,6 +29,7 @@ STUDIES: dict[str, Study[Any]] = {
         InversionStudy(),
         AuditStudy(),
         FrontierStudy(),
+        ExtractionStudy(),
     )
 }
 

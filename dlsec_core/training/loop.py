@@ -218,7 +218,8 @@ def train(
                 scheduler.step()
             step += 1
             loss_sum += float(loss.detach()) * xb.shape[0]
-            correct += int((logits.detach().argmax(1) == yb).sum())
+            hard = yb if yb.ndim == 1 else yb.argmax(1)  # (N, K) soft targets: their top class
+            correct += int((logits.detach().argmax(1) == hard).sum())
             seen += xb.shape[0]
             if i % every == 0 and i < steps_per_epoch:
                 yield TrainEvent(

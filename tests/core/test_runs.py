@@ -36,6 +36,7 @@ from dlsec_core.studies.frontier import FrontierStudyConfig
 from dlsec_core.studies.inversion import InversionStudyConfig
 from dlsec_core.studies.membership import MembershipStudyConfig
 from dlsec_core.studies.sweep import SweepStudyConfig
+from dlsec_core.studies.theft import ExtractionStudyConfig
 from dlsec_core.studies.train import TrainStudyConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,6 +83,14 @@ def example_config(study: str, card: ModelCard) -> StudyConfig:
         ),
         "frontier": FrontierStudyConfig(
             dataset="digits", arch="logreg", targets=[4.0], train={**FAST, "epochs": 1}
+        ),
+        "extraction": ExtractionStudyConfig(
+            model_id=card.id,
+            attack="copycat",
+            attack_params={"arch": "logreg", "epochs": 2},
+            budgets=[30, 60],
+            store_surrogate=True,
+            seed=2,
         ),
     }
     return examples[study]

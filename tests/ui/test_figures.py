@@ -359,3 +359,14 @@ def test_training_curves_draw_a_history_with_missing_values() -> None:
     fig = figures.training_curves([{"epoch_float": 1, "epoch": 1, "epsilon": 4.0, "delta": 1e-5}])
     assert list(fig.data[0].y) == [None] and list(fig.data[1].y) == [None]
     assert "Privacy spent (ε, )" in [a.text for a in fig.layout.annotations]
+
+
+def test_extraction_curve_draws_fidelity_and_accuracy_per_budget() -> None:
+    points = [
+        {"queries": q, "accuracy": a, "fidelity": f} for q, a, f in ((250, 0.6, 0.62), (1000, 0.9, 0.95))
+    ]
+    fig = figures.extraction_curve(points, victim_accuracy=0.93)
+    fidelity, acc = fig.data
+    assert list(fidelity.x) == [250, 1000] and list(fidelity.y) == [0.62, 0.95] and list(acc.y) == [0.6, 0.9]
+    assert fig.layout.xaxis.type == "log" and fig.layout.shapes[0].y0 == 0.93
+    assert len(figures.extraction_curve(points[:1]).layout.shapes) == 0  # live: no victim line yet

@@ -1,0 +1,109 @@
+"""Model theft: steal the current model through a prediction API, and watch fidelity grow with the queries."""
+
+import streamlit as st
+
+from dlsec_core.errors import DlsecError
+from dlsec_core.runs import RunRecord
+from dlsec_core.studies.theft import ExtractionStudyConfig, ExtractionStudyResult
+from dlsec_core.theft.api import OUTPUT_POLICIES
+from dlsec_core.theft.extraction import EXTRACTION_ATTACKS, PoolKind
+from dlsec_ui import figures, state
+from dlsec_ui.runs import (
+    attach,
+    event_records,
+    get_runs,
+    poll_while_active,
+    redraw_if_ended,
+    refresh,
+    render_run,
+    submit_run,
+)
+from dlsec_ui.widgets import config_form, current_model_card, show_error
+
+BUDGETS = [65, 100, 250, 500, 1000, 2000, 4000]
+
+st.title("Model theft")
+st.caption(
+    "The model you picked in the sidebar is served behind a prediction API: the attacker is a client with an "
+    "identity and a query budget, and reaches the model only through its answers. Every query is logged."
+)
+card = current_model_card()
+if card is None:
+    st.stop()
+
+steal, defend, own, transfer = st.tabs(["Steal", "Defend", "Own", "Transfer"])
+with steal, st.container(border=True):
+    c1, c2 = st.columns(2)
+    with c1:
+        policy = st.selectbox("What the API answers", list(OUTPUT_POLICIES), key=state.THEFT_POLICY,
+                              format_func=lambda n: OUTPUT_POLICIES[n].title)  # fmt: skip
+        policy_params = config_form(OUTPUT_POLICIES[policy], prefix=state.THEFT_FORM)
+        if OUTPUT_POLICIES[policy].paper:
+            st.caption(f"After {OUTPUT_POLICIES[policy].paper}.")
+    with c2:
+        attack = st.selectbox("Attack", list(EXTRACTION_ATTACKS), index=2, key=state.THEFT_ATTACK,
+                              format_func=lambda n: EXTRACTION_ATTACKS[n].title)  # fmt: skip
+        chosen = EXTRACTION_ATTACKS[attack]
+        st.caption(f"{chosen.paper}. The attacker knows {chosen.knowledge}.")
+        pool = st.radio("Query pool", [p.value for p in PoolKind], horizontal=True, key=state.THEFT_POOL,
+                        disabled=not chosen.uses_pool, help="; ".join(p.describe() for p in PoolKind))  # fmt: skip
+        with st.expander("Attack settings"):
+            attack_params = config_form(chosen, prefix=state.THEFT_FORM)
+    budgets = st.multiselect("Query budgets (one curve point each)", BUDGETS, default=[250, 500, 1000],
+                             key=state.THEFT_BUDGETS)  # fmt: skip
+    keep = st.checkbox("Store the stolen model (a transfer-attack source later)", key=state.THEFT_STORE)
+    if st.button("Steal", type="primary", key=state.THEFT_BUTTON):
+        try:
+            config = ExtractionStudyConfig(
+                model_id=card.id, policy=policy, policy_params=policy_params, attack=attack,
+                attack_params=attack_params, pool=PoolKind(pool), budgets=sorted(budgets),
+                seed=int(st.session_state.get(state.SEED, 0)), store_surrogate=keep,
+            )  # fmt: skip
+            st.session_state[state.THEFT_JOB] = submit_run("extraction", config).id
+        except DlsecError as err:
+            show_error(err)
+for tab, what in ((defend, "PRADA detection on each client's query stream"),
+                  (own, "a watermark and its verification in stolen copies"),
+                  (transfer, "a stolen model as the source of a transfer attack")):  # fmt: skip
+    tab.info(f"Coming: {what}. The Steal tab works today.")
+
+shown = attach(state.THEFT_JOB, study="extraction") or get_runs().latest("extraction", model_id=card.id)
+POLL = poll_while_active(shown, 1.0)
+
+
+def render_theft(run: RunRecord) -> None:
+    if run.result is None:
+        points = event_records(run, "point")
+        if points:
+            st.plotly_chart(figures.extraction_curve(points), key=state.THEFT_CHART)
+        st.caption(f"{len(points)} of {len(run.config['budgets'])} budget points so far.")
+        return
+    report = ExtractionStudyResult.from_json(run.result)
+    st.plotly_chart(
+        figures.extraction_curve([p.to_record() for p in report.points], report.victim_accuracy),
+        key=state.THEFT_CHART,
+    )
+    last = report.points[-1]
+    st.caption(
+        f"{report.attack_description} Pool: {report.pool_description}. API: {report.policy_description}; honest "
+        f"users' accuracy through it {report.api_accuracy:.1%} (the victim alone: {report.victim_accuracy:.1%}). "
+        f"After {last.queries:,} answers the stolen model agrees with the victim on {last.fidelity:.1%} of the test "
+        f"images and is right on {last.accuracy:.1%}; the API's log shows {report.answered:,} answers to the "
+        "attacker, never more than its budget."
+    )
+    if report.surrogate_model_id:
+        st.caption(f"Stored as model {report.surrogate_model_id} (see Models).")
+
+
+@st.fragment(run_every=POLL)
+def theft_progress() -> None:
+    run = refresh(shown)
+    if run is None:
+        return
+    redraw_if_ended(run, POLL)
+    render_run(run, key=state.THEFT_JOB)
+    render_theft(run)
+
+
+with steal:
+    theft_progress()

@@ -1,0 +1,187 @@
+"""The extraction study: steal a stored model through a prediction API, one curve point per query budget.
+
+The victim is served behind a `PredictionAPI` with the chosen output policy; the attacker is a registered client
+whose budget is the largest budget point, and reaches the model only through that API. Each budget point is one
+run event (queries, accuracy, fidelity), so a page draws the curve while the run goes on. The honest users' view
+is measured too: the accuracy of the API's answers (after the policy) on the test split, asked by a separate
+client. Optionally the last surrogate is stored as a model (recipe "extraction"), e.g. as a transfer-attack source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from dlsec_core.config import param
+from dlsec_core.errors import DlsecError
+from dlsec_core.store import Store
+from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome, built, check_name
+from dlsec_core.text import plural
+from dlsec_core.theft.api import (
+    OUTPUT_POLICIES,
+    Oracle,
+    OutputPolicy,
+    PredictionAPI,
+    SimulatedClock,
+    get_policy,
+)
+from dlsec_core.theft.extraction import (
+    EXTRACTION_ATTACKS,
+    ExtractionAttack,
+    ExtractionPoint,
+    Judge,
+    PoolKind,
+    check_budgets,
+    get_extraction,
+    query_pool,
+)
+from dlsec_core.workflows import resolve_dataset
+
+ATTACKER = "attacker"
+HONEST = "honest-user"  # the lab's client measuring what the policy costs ordinary users
+MAX_BUDGET = 100_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractionStudyConfig(StudyConfig):
+    """Which stored model to steal, behind which output policy, with which attack, pool and budgets.
+
+    `policy_params` and `attack_params` hold the policy's and the attack's settings (the ones left out take their
+    defaults); `budgets` are the curve's query counts, increasing; the attacker's API budget is the largest.
+    """
+
+    model_id: str = param(dataclasses.MISSING, "Victim (a stored model id)")
+    policy: str = param("full", "API output policy", options=tuple(OUTPUT_POLICIES))
+    policy_params: dict[str, Any] = field(default_factory=dict)
+    attack: str = param("knockoff", "Extraction attack", options=tuple(EXTRACTION_ATTACKS))
+    attack_params: dict[str, Any] = field(default_factory=dict)
+    pool: PoolKind = param(PoolKind.SAME, "Query pool", help="Where the attacker's queries come from.")
+    budgets: list[int] = field(default_factory=lambda: [250, 500, 1000, 2000, 4000])
+    seed: int = param(0, "Seed", min=0, max=2**31 - 1, step=1)
+    store_surrogate: bool = param(False, "Store the stolen model", help="Keep the last surrogate as a model.")
+
+    def check_plain(self, problems: list[str]) -> None:
+        super().check_plain(problems)
+        check_name(self.model_id, "The victim", "model_id", problems)
+        try:
+            check_budgets(self.budgets)
+            if self.budgets[-1] > MAX_BUDGET:
+                problems.append(
+                    f"the largest budget (`budgets`) is {MAX_BUDGET:,} queries, got {self.budgets[-1]:,}"
+                )
+        except (DlsecError, TypeError) as err:
+            problems.append(f"budgets: {str(err).rstrip('.')}")
+
+    def cross_check(self, problems: list[str]) -> None:
+        super().cross_check(problems)
+        if self.policy in OUTPUT_POLICIES:
+            built(problems, "policy_params", lambda **p: get_policy(self.policy, **p), self.policy_params)
+        if self.attack in EXTRACTION_ATTACKS:
+            built(problems, "attack_params", lambda **p: get_extraction(self.attack, **p), self.attack_params)
+
+    def policy_config(self) -> OutputPolicy:
+        return get_policy(self.policy, **self.policy_params)
+
+    def attack_config(self) -> ExtractionAttack:
+        return get_extraction(self.attack, **self.attack_params)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractionStudyResult:
+    """The victim, the API, the attack and its curve; `surrogate_model_id` when the stolen model was stored."""
+
+    victim_id: str
+    victim_name: str
+    victim_accuracy: float  # the victim's own top-1 accuracy on the test split
+    api_accuracy: float  # the accuracy of the API's answers (after the policy) for an honest user
+    policy: str
+    policy_description: str
+    attack: str
+    attack_description: str  # paper, settings, the attacker's knowledge
+    pool: str
+    pool_description: str
+    points: list[ExtractionPoint]
+    answered: int  # the attacker's answers, from the API's log
+    surrogate_model_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**{k: getattr(self, k) for k in self.__dataclass_fields__ if k != "points"},
+                "points": [p.to_record() for p in self.points]}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExtractionStudyResult:
+        return cls(**{**data, "points": [ExtractionPoint(**p) for p in data["points"]]})
+
+
+class ExtractionStudy(Study[ExtractionStudyConfig]):
+    name = "extraction"
+    title = "Model extraction"
+    config_type = ExtractionStudyConfig
+    atlas_ids: ClassVar[tuple[str, ...]] = (
+        "AML.T0024.002",
+    )  # Exfiltration via AI Inference API: Extract AI Model
+
+    def title_for(self, config: ExtractionStudyConfig) -> str:
+        return (f"Steal model {config.model_id} ({config.attack}, {config.policy} answers, {config.pool} pool, "
+                f"up to {plural(config.budgets[-1], 'query', 'queries')})")  # fmt: skip
+
+    def model_ids(self, config: ExtractionStudyConfig) -> list[str]:
+        return [config.model_id]
+
+    def execute(
+        self, store: Store, config: ExtractionStudyConfig
+    ) -> Generator[StudyEvent, None, StudyOutcome]:
+        attack, policy = config.attack_config(), config.policy_config()
+        budgets = check_budgets(config.budgets)
+        model, card = store.load_model(config.model_id)
+        model = model.cpu()
+        data = resolve_dataset(store, card.dataset)
+        judge = Judge.of(model, data.x_test, data.y_test)
+        clock = SimulatedClock()
+        api = PredictionAPI(model, card.spec, policy, seed=config.seed, clock=clock)
+        api.register(ATTACKER, budget=budgets[-1])
+        api.register(HONEST, budget=data.x_test.shape[0])
+        honest = api.query(HONEST, data.x_test).argmax(1)
+        api_accuracy = float((honest == data.y_test).float().mean())
+        pool = None
+        if attack.uses_pool:
+            pool = query_pool(
+                config.pool, data, attack.pool_size(budgets), torch.Generator().manual_seed(config.seed)
+            )
+        yield StudyEvent(0.0, f"serving {card.name} ({policy.describe()}); attacking with {attack.title}")
+        work = attack.run(
+            Oracle(api, ATTACKER, sleep=clock.sleep), judge, budgets, pool=pool, seed=config.seed
+        )
+        while True:
+            try:
+                event = next(work)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            payload = None if event.point is None else {"type": "point", **event.point.to_record()}
+            yield StudyEvent(min(event.progress, 1.0) * 0.99, event.message, payload)
+        surrogate_model_id = None
+        if config.store_surrogate:
+            last = result.points[-1]
+            stolen = store.save_model(
+                result.surrogate, result.spec, name=f"stolen-{card.name}-{attack.name}-{last.queries}q"[:80],
+                dataset=card.dataset, recipe="extraction",
+                recipe_params={"victim": card.id, "attack": attack.name, **attack.to_json(), "policy": policy.name,
+                               "pool": PoolKind(config.pool).value, "queries": last.queries},
+                seed=config.seed, clean_accuracy=last.accuracy, history=[p.to_record() for p in result.points],
+            )  # fmt: skip
+            surrogate_model_id = stolen.id
+        summary = ExtractionStudyResult(
+            victim_id=card.id, victim_name=card.name, victim_accuracy=judge.victim_accuracy, api_accuracy=api_accuracy,
+            policy=policy.name, policy_description=policy.describe(), attack=attack.name,
+            attack_description=result.description, pool=PoolKind(config.pool).value,
+            pool_description="none: the attack makes its own queries" if pool is None else PoolKind(config.pool).describe(),
+            points=result.points, answered=api.log(ATTACKER).answered, surrogate_model_id=surrogate_model_id,
+        )  # fmt: skip
+        return StudyOutcome(
+            result=summary.to_json(), model_ids=[surrogate_model_id] if surrogate_model_id else []
+        )

@@ -1,0 +1,530 @@
+"""Model extraction through a prediction API: the attacker only has an `Oracle` (its client at the API).
+
+- `equation-solving`: Tramèr et al. 2016, "Stealing Machine Learning Models via Prediction APIs". A softmax
+  regression's log-probabilities are affine in the input: log p_i(x) − mean_j log p_j(x) = (w_i − w̄)·x + (b_i −
+  b̄). Each answered query gives K such equations; with d+1 queries in general position the (d+1)(K−1) free
+  unknowns are determined and least squares recovers the model exactly (up to the softmax's shift). Rounded
+  probabilities break the equations (log 0 is clamped to `min_prob`).
+- `copycat`: Correia-Silva et al. 2018, "Copycat CNN": label natural images from another source with the victim's
+  top-1 labels and train a surrogate on them.
+- `knockoff`: Orekondy et al. 2019, "Knockoff Nets", random strategy: the same with the victim's probability
+  vectors (soft labels). The adaptive (bandit) strategy is not implemented.
+- `jacobian`: Papernot et al. 2017, "Practical Black-Box Attacks against Machine Learning": from a small seed
+  set, grow the query set with x + λ·sign(∇ₓ F_sub(x)[O(x)]), retraining the substitute after each round.
+
+Every attack reports, at each query budget, the surrogate's accuracy on the test split and its fidelity: the
+fraction of test images on which it agrees with the victim's top-1 label. The `Judge` that scores it is the lab,
+not the attacker: the attacker never sees the test labels nor the victim's answers on the test split.
+Surrogates are trained by the lab's one training loop (`training.loop.train`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, TypeVar, cast
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from dlsec_core.config import Config, param
+from dlsec_core.data.builtin import DATASETS, Dataset, load_dataset
+from dlsec_core.errors import InvalidInputError, NotFoundError
+from dlsec_core.evaluation.metrics import predict_proba
+from dlsec_core.models.architectures import ARCHITECTURES
+from dlsec_core.models.modes import eval_mode
+from dlsec_core.models.spec import ModelSpec, build_model
+from dlsec_core.text import plural
+from dlsec_core.theft.api import Oracle
+from dlsec_core.training.loop import TrainConfig, TrainEvent, train
+from dlsec_core.training.recipes import Recipe, StandardRecipe, TrainingSetup
+
+# -- scoring ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Judge:
+    """The lab's referee: test images, their true labels and the victim's own top-1 labels on them."""
+
+    x: torch.Tensor  # (N, C, H, W)
+    y: torch.Tensor  # (N,) true labels
+    victim: torch.Tensor  # (N,) the victim's top-1 labels
+
+    @classmethod
+    def of(cls, victim: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Judge:
+        return cls(x=x, y=y, victim=predict_proba(victim, x).argmax(1))
+
+    @property
+    def victim_accuracy(self) -> float:
+        return float((self.victim == self.y).float().mean())
+
+    def score(self, surrogate: nn.Module) -> tuple[float, float]:
+        """(accuracy, fidelity) of `surrogate` on the test split."""
+        pred = predict_proba(surrogate, self.x).argmax(1)
+        return float((pred == self.y).float().mean()), float((pred == self.victim).float().mean())
+
+
+class _Stopwatch:
+    """The attacker's compute time: wall clock since the start, minus the time the judge spent scoring."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.judged = 0.0
+
+    def score(self, judge: Judge, surrogate: nn.Module) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        out = judge.score(surrogate)
+        self.judged += time.perf_counter() - t0
+        return out
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start - self.judged
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractionPoint:
+    """The surrogate after `queries` answers: its test accuracy and fidelity to the victim."""
+
+    queries: int
+    accuracy: float
+    fidelity: float
+    seconds: (
+        float  # the attacker's wall-clock time so far (querying and training; the judge's scoring excluded)
+    )
+    waited_s: float = 0.0  # time spent waiting out the API's rate limit (on the API's clock)
+
+    def to_record(self) -> dict[str, Any]:
+        return {"queries": self.queries, "accuracy": self.accuracy, "fidelity": self.fidelity,
+                "seconds": self.seconds, "waited_s": self.waited_s}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ExtractionEvent:
+    """Progress of an attack; `point` is set when a budget is reached."""
+
+    progress: float
+    message: str
+    point: ExtractionPoint | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class ExtractionResult:
+    attack: str
+    description: str  # names the paper, the attacker's knowledge and the settings
+    points: list[ExtractionPoint]
+    surrogate: nn.Module  # the last (largest budget) surrogate, eval mode, CPU
+    spec: ModelSpec
+
+
+# -- query pools -----------------------------------------------------------------------------------------------
+class PoolKind(StrEnum):
+    """Where a retraining attacker's queries come from, from closest to farthest from the victim's data."""
+
+    SAME = "same"  # the victim dataset's training images, labels withheld
+    OTHER = "other"  # the other built-in dataset, resized to the victim's input
+    NOISE = "noise"  # uniform noise in [0, 1]
+
+    def describe(self) -> str:
+        return {
+            PoolKind.SAME: "images of the victim's own dataset (its training split, labels withheld)",
+            PoolKind.OTHER: "images of another built-in dataset, resized to the victim's input",
+            PoolKind.NOISE: "uniform noise images",
+        }[self]
+
+
+def resize_images(x: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Images (N, C', H', W') in [0, 1] to (N, C, H, W): channels averaged or repeated, sides resized."""
+    c, h, w = shape
+    if x.shape[1] != c:
+        x = x.mean(1, keepdim=True) if c == 1 else x.mean(1, keepdim=True).repeat(1, c, 1, 1)
+    if tuple(x.shape[2:]) != (h, w):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    return x.clamp(0.0, 1.0).contiguous()
+
+
+def other_dataset(name: str) -> str:
+    """The built-in dataset an attacker uses as its 'other' pool for a victim trained on `name`."""
+    return next(d for d in DATASETS if d != name)
+
+
+def query_pool(
+    kind: PoolKind | str, victim_data: Dataset, n: int, generator: torch.Generator
+) -> torch.Tensor:
+    """`n` query images (N, C, H, W) shaped like the victim's input, in a seeded random order."""
+    kind = PoolKind(kind)
+    shape = victim_data.input_shape
+    if kind is PoolKind.NOISE:
+        return torch.rand((n, *shape), generator=generator)
+    if kind is PoolKind.SAME:
+        source, what = victim_data.x_train, f"the training split of {victim_data.name}"
+    else:
+        other = load_dataset(other_dataset(victim_data.name))
+        source, what = torch.cat([other.x_train, other.x_test]), f"{other.name} (train and test)"
+    if n > source.shape[0]:
+        raise InvalidInputError(
+            f"The {kind.value!r} pool has {plural(source.shape[0], 'image')} ({what}); a budget of {n:,} queries "
+            "needs as many distinct images. Lower the budget or use the noise pool."
+        )
+    order = torch.randperm(source.shape[0], generator=generator)[:n]
+    return resize_images(source[order], shape)
+
+
+# -- attacks ---------------------------------------------------------------------------------------------------
+def check_budgets(budgets: Sequence[int]) -> list[int]:
+    """Budgets as a strictly increasing list of positive integers."""
+    out = list(budgets)
+    if not out or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in out):
+        raise InvalidInputError(f"Query budgets are positive integers, got {budgets!r}.")
+    if any(b >= c for b, c in zip(out, out[1:], strict=False)):
+        raise InvalidInputError(f"Query budgets must increase, got {budgets!r}.")
+    return out
+
+
+Events = Generator[ExtractionEvent, None, ExtractionResult]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractionAttack(Config):
+    """Base of the extraction attacks: a frozen config; `run` spends the oracle's answers up to each budget."""
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    knowledge: ClassVar[str] = ""  # what the attacker knows besides the API's answers
+    uses_pool: ClassVar[bool] = True
+    atlas_ids: ClassVar[tuple[str, ...]] = (
+        "AML.T0024.002",
+    )  # Exfiltration via AI Inference API: Extract AI Model
+
+    def run(
+        self, oracle: Oracle, judge: Judge, budgets: Sequence[int], *, pool: torch.Tensor | None, seed: int
+    ) -> Events:
+        raise NotImplementedError
+
+    def pool_size(self, budgets: Sequence[int]) -> int:
+        """How many pool images `run` needs for these budgets (0: the attack makes its own queries)."""
+        return budgets[-1] if self.uses_pool else 0
+
+    def describe(self) -> str:
+        settings = ", ".join(f"{k} = {v}" for k, v in self.to_json().items())
+        return f"{self.title} ({self.paper}; {settings}). Attacker knows: {self.knowledge}."
+
+
+A = TypeVar("A", bound=type[ExtractionAttack])
+EXTRACTION_ATTACKS: dict[str, type[ExtractionAttack]] = {}
+
+
+def register_extraction(cls: A) -> A:
+    if not cls.name or cls.name in EXTRACTION_ATTACKS:
+        raise ValueError(f"extraction attack name {cls.name!r} is empty or registered twice")
+    EXTRACTION_ATTACKS[cls.name] = cls
+    return cls
+
+
+def get_extraction(name: str, **params: Any) -> ExtractionAttack:
+    """A registered extraction attack by name with its settings."""
+    if name not in EXTRACTION_ATTACKS:
+        raise NotFoundError(f"No extraction attack {name!r}; choose one of {', '.join(EXTRACTION_ATTACKS)}.")
+    try:
+        return EXTRACTION_ATTACKS[name](**params)
+    except TypeError as err:
+        raise InvalidInputError(f"Bad settings for the extraction attack {name}: {err}.") from err
+
+
+def _need_pool(pool: torch.Tensor | None, budgets: list[int]) -> torch.Tensor:
+    if pool is None or pool.shape[0] < budgets[-1]:
+        have = 0 if pool is None else pool.shape[0]
+        raise InvalidInputError(f"The attack needs {budgets[-1]:,} pool images, got {have:,}.")
+    return pool
+
+
+# -- equation solving ------------------------------------------------------------------------------------------
+def solve_softmax(
+    x: torch.Tensor, answers: torch.Tensor, min_prob: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares W (K, d) and b (K,) with softmax(W x + b) = answers, for x (n, d) and answers (n, K).
+
+    Centred log-ratios remove the softmax's unknown shift: log p_i − mean_j log p_j = (w_i − w̄)·x + (b_i − b̄).
+    With fewer than d+1 queries the system is underdetermined and gelsd returns the minimum-norm solution.
+    """
+    logp = answers.double().clamp_min(min_prob).log()
+    target = logp - logp.mean(1, keepdim=True)  # (n, K)
+    a = torch.cat([x.double(), torch.ones(x.shape[0], 1, dtype=torch.float64)], 1)  # (n, d+1)
+    solution = torch.linalg.lstsq(a, target, driver="gelsd").solution  # (d+1, K)
+    return solution[:-1].T.contiguous(), solution[-1].contiguous()
+
+
+def logreg_surrogate(
+    shape: tuple[int, int, int], weight: torch.Tensor, bias: torch.Tensor
+) -> tuple[nn.Module, ModelSpec]:
+    """A stored-model-compatible `logreg` (identity normalisation) with the given weights in pixel space."""
+    spec = ModelSpec(arch="logreg", input_shape=shape, num_classes=int(weight.shape[0]))
+    model = cast(nn.Sequential, build_model(spec))  # Normalize, then Sequential(Flatten, Linear)
+    linear = cast(nn.Linear, cast(nn.Sequential, model[1])[1])
+    with torch.no_grad():
+        linear.weight.copy_(weight.float())
+        linear.bias.copy_(bias.float())
+    return model.eval(), spec
+
+
+@register_extraction
+@dataclass(frozen=True, kw_only=True)
+class EquationSolving(ExtractionAttack):
+    """Exact extraction of a softmax regression by solving its equations (Tramèr et al. 2016)."""
+
+    name = "equation-solving"
+    title = "Equation solving"
+    paper = "Tramèr et al. 2016"
+    knowledge = "the model is a softmax regression on raw pixels, its input shape and its number of classes"
+    uses_pool = False
+
+    min_prob: float = param(
+        1e-30, "Smallest probability trusted", min=0.0, min_open=True, max=0.5,
+        help="Answers below it (a 0 from rounding) are clamped before taking logs.",
+    )  # fmt: skip
+
+    def run(
+        self, oracle: Oracle, judge: Judge, budgets: Sequence[int], *, pool: torch.Tensor | None, seed: int
+    ) -> Events:
+        budgets = check_budgets(budgets)
+        shape = oracle.input_shape
+        gen = torch.Generator().manual_seed(seed)
+        queries = torch.rand((budgets[-1], *shape), generator=gen)  # uniform inputs in general position
+        watch = _Stopwatch()
+        answers = torch.zeros(0, oracle.num_classes, dtype=torch.float64)
+        points: list[ExtractionPoint] = []
+        surrogate, spec = None, None
+        for i, budget in enumerate(budgets):
+            answers = torch.cat([answers, oracle(queries[answers.shape[0] : budget])])
+            flat = queries[:budget].flatten(1)  # (n, C, H, W) -> (n, d)
+            weight, bias = solve_softmax(flat, answers, self.min_prob)
+            surrogate, spec = logreg_surrogate(shape, weight, bias)
+            acc, fid = watch.score(judge, surrogate)
+            points.append(ExtractionPoint(queries=budget, accuracy=acc, fidelity=fid,
+                                          seconds=watch.seconds, waited_s=oracle.waited))  # fmt: skip
+            yield ExtractionEvent(
+                (i + 1) / len(budgets), f"{budget:,} queries: fidelity {fid:.3f}", points[-1]
+            )
+        assert surrogate is not None and spec is not None
+        return ExtractionResult(self.name, self.describe(), points, surrogate, spec)
+
+
+# -- retraining attacks ----------------------------------------------------------------------------------------
+class LabelMode(StrEnum):
+    SOFT = "soft"  # train on the answers as probability targets
+    HARD = "hard"  # train on their top-1 label
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class SoftLabelRecipe(Recipe):
+    """Train on probability vectors: the loader yields (x, target (N, K)) and the cross-entropy takes them as
+    soft targets (knowledge distillation's loss at temperature 1). Not a registered recipe: the targets are data."""
+
+    name = "soft-labels"
+    title = "Soft labels (distillation)"
+
+    targets: torch.Tensor = field(
+        repr=False
+    )  # (N, K) float32, rows sum to 1, aligned with the dataset's x_train
+
+    def prepare(self, setup: TrainingSetup) -> TrainingSetup:
+        data = cast(TensorDataset, setup.loader.dataset)
+        x = data.tensors[0]
+        setup.loader = DataLoader(
+            TensorDataset(x, self.targets), batch_size=setup.loader.batch_size, shuffle=True,
+            generator=setup.generator,
+        )  # fmt: skip
+        return setup
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SurrogateTraining(ExtractionAttack):
+    """What retraining attacks share: the surrogate's architecture and how it is trained on the answers."""
+
+    labels: LabelMode = param(LabelMode.SOFT, "Labels trained on", help="soft: the answers as probabilities; "
+                              "hard: their top-1 label only.")  # fmt: skip
+    arch: str = param("cnn", "Surrogate architecture", options=tuple(ARCHITECTURES))
+    epochs: int = param(20, "Surrogate epochs", min=1, max=500, step=1)
+    batch_size: int = param(64, "Batch size", min=1, max=4096, step=1)
+    lr: float = param(2e-3, "Learning rate", min=0.0, min_open=True, max=1.0, step=1e-4)
+
+    def fit(
+        self, x: torch.Tensor, answers: torch.Tensor, seed: int
+    ) -> Generator[TrainEvent, None, tuple[nn.Module, ModelSpec]]:
+        """Train a fresh surrogate (seeded) on queries `x` and their answers. The loop gets an empty test split:
+        the judge scores the surrogate once at the end instead of after every epoch (which cost more than the
+        training itself at small budgets)."""
+        answers = answers.float()
+        answers = answers / answers.sum(1, keepdim=True).clamp_min(1e-12)
+        hard = answers.argmax(1)
+        k = answers.shape[1]
+        none = torch.zeros(0, dtype=torch.int64)
+        data = Dataset(name="stolen", x_train=x, y_train=hard, x_test=x[:0], y_test=none,
+                       class_names=tuple(str(i) for i in range(k)))  # fmt: skip
+        mean = tuple(round(float(m), 4) for m in x.mean(dim=(0, 2, 3)))  # the attacker's own data statistics
+        std = tuple(round(float(s), 4) for s in x.std(dim=(0, 2, 3)).clamp_min(1e-3))
+        spec = ModelSpec(arch=self.arch, input_shape=data.input_shape, num_classes=k, mean=mean, std=std)
+        recipe: Recipe = (
+            SoftLabelRecipe(targets=answers) if self.labels is LabelMode.SOFT else StandardRecipe()
+        )
+        # A constant learning rate: at small budgets a one-cycle schedule's warm-up takes a large share of the few
+        # steps (Knockoff at 250 queries on mnist5k: fidelity 0.929 constant vs 0.903 one-cycle).
+        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, shift=0,
+                             one_cycle=False, events_per_epoch=1)  # fmt: skip
+        result = yield from train(spec, data, config, recipe, device=torch.device("cpu"))
+        return result.model.cpu().eval(), spec
+
+
+def _relay(
+    work: Generator[TrainEvent, None, tuple[nn.Module, ModelSpec]], done: float, share: float, what: str
+) -> Generator[ExtractionEvent, None, tuple[nn.Module, ModelSpec]]:
+    while True:
+        try:
+            event = next(work)
+        except StopIteration as stop:
+            out: tuple[nn.Module, ModelSpec] = stop.value
+            return out
+        if event.kind == "epoch":
+            yield ExtractionEvent(
+                done + share * event.progress, f"{what}: epoch {event.epoch}/{event.epochs}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retraining(SurrogateTraining):
+    """Label a pool with the victim's answers and train a surrogate on them, afresh at each budget."""
+
+    def run(
+        self, oracle: Oracle, judge: Judge, budgets: Sequence[int], *, pool: torch.Tensor | None, seed: int
+    ) -> Events:
+        budgets = check_budgets(budgets)
+        pool = _need_pool(pool, budgets)
+        watch = _Stopwatch()
+        answers = torch.zeros(0, oracle.num_classes, dtype=torch.float64)
+        points: list[ExtractionPoint] = []
+        surrogate, spec = None, None
+        for i, budget in enumerate(budgets):
+            answers = torch.cat([answers, oracle(pool[answers.shape[0] : budget])])
+            surrogate, spec = yield from _relay(
+                self.fit(pool[:budget], answers, seed), i / len(budgets), 1 / len(budgets),
+                f"{budget:,} queries",
+            )  # fmt: skip
+            acc, fid = watch.score(judge, surrogate)
+            points.append(ExtractionPoint(queries=budget, accuracy=acc, fidelity=fid,
+                                          seconds=watch.seconds, waited_s=oracle.waited))  # fmt: skip
+            yield ExtractionEvent(
+                (i + 1) / len(budgets), f"{budget:,} queries: fidelity {fid:.3f}", points[-1]
+            )
+        assert surrogate is not None and spec is not None
+        return ExtractionResult(self.name, self.describe(), points, surrogate, spec)
+
+
+@register_extraction
+@dataclass(frozen=True, kw_only=True)
+class Copycat(Retraining):
+    """Copycat CNN (Correia-Silva et al. 2018): natural images labelled with the victim's top-1 labels."""
+
+    name = "copycat"
+    title = "Copycat"
+    paper = "Correia-Silva et al. 2018"
+    knowledge = "unlabelled images from the chosen pool, the input shape and the number of classes"
+
+    labels: LabelMode = param(
+        LabelMode.HARD, "Labels trained on", help="Copycat trains on top-1 labels (hard)."
+    )
+
+
+@register_extraction
+@dataclass(frozen=True, kw_only=True)
+class Knockoff(Retraining):
+    """Knockoff Nets, random strategy (Orekondy et al. 2019): the victim's probability vectors as soft labels."""
+
+    name = "knockoff"
+    title = "Knockoff Nets (random)"
+    paper = "Orekondy et al. 2019"
+    knowledge = "unlabelled images from the chosen pool, the input shape and the number of classes"
+
+
+@register_extraction
+@dataclass(frozen=True, kw_only=True)
+class JacobianAugmentation(SurrogateTraining):
+    """Papernot et al. 2017: a small seed set grown by Jacobian-based dataset augmentation.
+
+    Each round trains the substitute afresh on the set S, then adds x + λ_ρ·sign(∇ₓ F_sub(x)[O(x)]) for points of
+    S (all of them, or a seeded random subset so the set lands exactly on the next budget), λ_ρ = λ·(−1)^⌊ρ/τ⌋
+    (the paper's periodic step size). Each new point costs one query.
+    """
+
+    name = "jacobian"
+    title = "Jacobian-based augmentation"
+    paper = "Papernot et al. 2017"
+    knowledge = "a small seed set of unlabelled images from the chosen pool, the input shape and the classes"
+
+    labels: LabelMode = param(
+        LabelMode.HARD, "Labels trained on", help="Papernot et al. train on top-1 labels."
+    )
+    seed_size: int = param(100, "Seed set size", min=1, max=100_000, step=1)
+    lam: float = param(0.1, "Step λ (pixel units)", min=0.0, min_open=True, max=1.0, step=0.01)
+    tau: int = param(3, "Sign flip period τ (rounds)", min=1, max=100, step=1)
+
+    def pool_size(self, budgets: Sequence[int]) -> int:
+        return self.seed_size
+
+    def run(
+        self, oracle: Oracle, judge: Judge, budgets: Sequence[int], *, pool: torch.Tensor | None, seed: int
+    ) -> Events:
+        budgets = check_budgets(budgets)
+        if self.seed_size > budgets[0]:
+            raise InvalidInputError(
+                f"The seed set ({self.seed_size:,}) must fit the first budget ({budgets[0]:,})."
+            )
+        pool = _need_pool(pool, [self.seed_size])
+        gen = torch.Generator().manual_seed(seed)
+        watch = _Stopwatch()
+        x = pool[: self.seed_size]
+        answers = oracle(x)
+        points: list[ExtractionPoint] = []
+        surrogate, spec, rho = None, None, 0
+        while True:
+            n = x.shape[0]
+            surrogate, spec = yield from _relay(
+                self.fit(x, answers, seed), n / budgets[-1] * 0.99, 0.0, f"round {rho}, {n:,} queries"
+            )
+            if n in budgets:
+                acc, fid = watch.score(judge, surrogate)
+                points.append(ExtractionPoint(queries=n, accuracy=acc, fidelity=fid,
+                                              seconds=watch.seconds, waited_s=oracle.waited))  # fmt: skip
+                yield ExtractionEvent(
+                    len(points) / len(budgets), f"{n:,} queries: fidelity {fid:.3f}", points[-1]
+                )
+            if n >= budgets[-1]:
+                break
+            target = next(b for b in budgets if b > n)
+            need = min(n, target - n)
+            chosen = torch.arange(n) if need == n else torch.randperm(n, generator=gen)[:need]
+            step = self.lam * (-1) ** (rho // self.tau)
+            new = (
+                x[chosen] + step * _label_gradient_sign(surrogate, x[chosen], answers[chosen].argmax(1))
+            ).clamp(0, 1)
+            answers = torch.cat([answers, oracle(new)])
+            x = torch.cat([x, new])
+            rho += 1
+        assert surrogate is not None and spec is not None
+        return ExtractionResult(self.name, self.describe(), points, surrogate, spec)
+
+
+def _label_gradient_sign(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """sign(∇ₓ F(x)[label]) per image, F the softmax output (the substitute's Jacobian row of the oracle's label)."""
+    with eval_mode(model):
+        xs = x.clone().requires_grad_(True)
+        out = model(xs).softmax(1).gather(1, labels[:, None]).sum()
+        (grad,) = torch.autograd.grad(out, xs)
+    return grad.sign()
