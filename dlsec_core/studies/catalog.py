@@ -14,6 +14,7 @@ from dlsec_core.studies.detection import DetectionStudy
 from dlsec_core.studies.frontier import FrontierStudy
 from dlsec_core.studies.inversion import InversionStudy
 from dlsec_core.studies.membership import MembershipStudy
+from dlsec_core.studies.ownership import OwnershipStudy
 from dlsec_core.studies.sweep import SweepStudy
 from dlsec_core.studies.train import TrainStudy
 
@@ -28,6 +29,7 @@ STUDIES: dict[str, Study[Any]] = {
         InversionStudy(),
         AuditStudy(),
         FrontierStudy(),
+        OwnershipStudy(),
     )
 }
 

@@ -35,6 +35,7 @@ from dlsec_core.studies.detection import DetectionStudyConfig
 from dlsec_core.studies.frontier import FrontierStudyConfig
 from dlsec_core.studies.inversion import InversionStudyConfig
 from dlsec_core.studies.membership import MembershipStudyConfig
+from dlsec_core.studies.ownership import OwnershipStudyConfig
 from dlsec_core.studies.sweep import SweepStudyConfig
 from dlsec_core.studies.train import TrainStudyConfig
 
@@ -46,6 +47,17 @@ FAST = {"epochs": 2, "lr": 0.05, "shift": 0, "seed": 3}
 @dataclass(frozen=True, kw_only=True)
 class _NoConfig(StudyConfig):
     pass
+
+
+def _watermarked_owner() -> ModelCard:
+    """A tiny watermarked model (20 keys) in the test's store (`DLSEC_HOME`), the owner of the ownership example."""
+    from dlsec_core.theft.watermark import WatermarkRecipe
+    from dlsec_core.training.loop import TrainConfig, run_to_end
+    from dlsec_core.workflows import train_and_store
+
+    recipe = WatermarkRecipe(keys=20)
+    config = TrainConfig(**FAST)
+    return run_to_end(train_and_store(Store(), dataset="digits", arch="logreg", config=config, recipe=recipe))
 
 
 def example_config(study: str, card: ModelCard) -> StudyConfig:
@@ -82,6 +94,11 @@ def example_config(study: str, card: ModelCard) -> StudyConfig:
         ),
         "frontier": FrontierStudyConfig(
             dataset="digits", arch="logreg", targets=[4.0], train={**FAST, "epochs": 1}
+        ),
+        # the stored (standard) model as the suspect of a tiny watermarked owner: the watermark is not found
+        "ownership": OwnershipStudyConfig(
+            owner_id=_watermarked_owner().id, suspect_id=card.id, null_models=2, null_epochs=1,
+            fine_tune_epochs=1, prune=[0.5], seed=1,
         ),
     }
     return examples[study]

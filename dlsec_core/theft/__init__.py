@@ -1,0 +1,1 @@
+"""Model theft: stealing a model through its prediction API, detecting it, and proving ownership."""
