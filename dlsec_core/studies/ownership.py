@@ -14,11 +14,14 @@ Events: one payload per null model (`type` "null"), the verdicts (`type` "verdic
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from torch import nn
+
 from dlsec_core.config import param
+from dlsec_core.data.builtin import Dataset
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.evaluation.metrics import accuracy
 from dlsec_core.models.spec import ModelSpec
@@ -37,7 +40,7 @@ from dlsec_core.theft.watermark import (
     pruned_fraction,
     verify,
 )
-from dlsec_core.training.loop import RunProgress, TrainConfig, in_series, train
+from dlsec_core.training.loop import RunProgress, TrainConfig, TrainResult, in_series, train
 from dlsec_core.training.recipes import StandardRecipe
 from dlsec_core.workflows import resolve_dataset
 
@@ -171,6 +174,62 @@ def _check_same_task(owner: ModelSpec, suspect: ModelSpec, suspect_name: str) ->
         )
 
 
+def modified_copies(
+    suspect: nn.Module, data: Dataset, config: OwnershipStudyConfig
+) -> Iterator[tuple[str, str, float, nn.Module]]:
+    """(kind, description, parameter, modified copy) for each survival check, one copy made at a time."""
+    if config.fine_tune_epochs > 0:
+        tune = FineTuneConfig(epochs=config.fine_tune_epochs, lr=config.fine_tune_lr, seed=config.seed)
+        what = (
+            f"fine-tuned {plural(tune.epochs, 'epoch')} on {len(data.y_train):,} clean training images "
+            f"(Adam, lr {tune.lr:g}, batch {tune.batch_size})"
+        )
+        yield "fine-tune", what, float(tune.epochs), fine_tune(suspect, data.x_train, data.y_train, tune)
+    for fraction in config.prune:
+        copy = prune(suspect, fraction)
+        what = (
+            f"pruned: the {fraction:.0%} smallest weights set to 0 (global magnitude pruning), "
+            f"{pruned_fraction(copy):.1%} zero"
+        )
+        yield "prune", what, float(fraction), copy
+
+
+def train_null_models(
+    spec: ModelSpec,
+    data: Dataset,
+    base: TrainConfig,
+    config: OwnershipStudyConfig,
+    seeds: list[int],
+    triggers: TriggerSet,
+    total: int,
+) -> Generator[StudyEvent, None, list[NullModel]]:
+    """Train the null models (the owner's settings, standard recipe, their own seeds); each one's key accuracy."""
+    nulls: list[NullModel] = []
+    for index, seed in enumerate(seeds):
+        settings = {**base.to_dict(), "seed": seed, "epochs": config.null_epochs or base.epochs}
+        run = in_series(
+            train(spec, data, TrainConfig(**settings), StandardRecipe()),
+            index=index, total=total, label=f"null {index + 1}",
+        )  # fmt: skip
+        while True:
+            try:
+                item: RunProgress = next(run)
+            except StopIteration as stop:
+                trained: TrainResult = stop.value
+                break
+            yield StudyEvent(item.progress, f"null model {index + 1}/{len(seeds)}, epoch {item.event.epoch}")
+        nulls.append(
+            NullModel(
+                seed=seed,
+                test_accuracy=trained.test_accuracy,
+                key_accuracy=key_accuracy(trained.model, triggers),
+            )
+        )
+        message = f"null model {index + 1} trained: {nulls[-1].key_accuracy:.0%} of the keys by chance"
+        yield StudyEvent((index + 1) / total, message, {"type": "null", **nulls[-1].to_json()})
+    return nulls
+
+
 class OwnershipStudy(Study[OwnershipStudyConfig]):
     name = "ownership"
     title = "Ownership (watermark verification)"
@@ -199,39 +258,7 @@ class OwnershipStudy(Study[OwnershipStudyConfig]):
         checks = config.fine_tune_epochs > 0, len(config.prune)
         total = len(seeds) + 1 + int(checks[0]) + checks[1]
 
-        nulls: list[NullModel] = []
-        for index, seed in enumerate(seeds):
-            null_config = TrainConfig(**{
-                **base.to_dict(), "seed": seed, "epochs": config.null_epochs or base.epochs,
-            })  # fmt: skip
-            run = in_series(
-                train(spec, data, null_config, StandardRecipe()),
-                index=index,
-                total=total,
-                label=f"null {index + 1}",
-            )
-            while True:
-                try:
-                    item: RunProgress = next(run)
-                except StopIteration as stop:
-                    result = stop.value
-                    break
-                yield StudyEvent(
-                    item.progress, f"null model {index + 1}/{len(seeds)}, epoch {item.event.epoch}"
-                )
-            nulls.append(
-                NullModel(
-                    seed=seed,
-                    test_accuracy=result.test_accuracy,
-                    key_accuracy=key_accuracy(result.model, triggers),
-                )
-            )
-            yield StudyEvent(
-                (index + 1) / total,
-                f"null model {index + 1} trained",
-                {"type": "null", **nulls[-1].to_json()},
-            )
-
+        nulls = yield from train_null_models(spec, data, base, config, seeds, triggers, total)
         null_acc = [n.key_accuracy for n in nulls]
         owner_model, _ = store.load_model(owner_card.id)
         owner_verdict = verify(
@@ -239,7 +266,7 @@ class OwnershipStudy(Study[OwnershipStudyConfig]):
         )
         yield StudyEvent(
             len(seeds) / total,
-            "owner verified",
+            f"owner (positive control): {owner_verdict.describe()}",
             {"type": "verdict", "role": "owner", **owner_verdict.to_record()},
         )
         suspect, _ = store.load_model(suspect_card.id)
@@ -251,28 +278,7 @@ class OwnershipStudy(Study[OwnershipStudyConfig]):
         )
 
         survival: list[SurvivalCheck] = []
-        modified = []
-        if config.fine_tune_epochs > 0:
-            tune = FineTuneConfig(epochs=config.fine_tune_epochs, lr=config.fine_tune_lr, seed=config.seed)
-            what = (
-                f"fine-tuned {plural(tune.epochs, 'epoch')} on {len(data.y_train):,} clean training images "
-                f"(Adam, lr {tune.lr:g}, batch {tune.batch_size})"
-            )
-            modified.append(
-                (
-                    "fine-tune",
-                    what,
-                    float(tune.epochs),
-                    lambda: fine_tune(suspect, data.x_train, data.y_train, tune),
-                )
-            )
-        for fraction in config.prune:
-            what = f"pruned: the {fraction:.0%} smallest weights set to 0 (global magnitude pruning)"
-            modified.append(("prune", what, float(fraction), lambda f=fraction: prune(suspect, f)))
-        for kind, what, parameter, make in modified:
-            copy = make()
-            if kind == "prune":
-                what += f", {pruned_fraction(copy):.1%} zero"
+        for kind, what, parameter, copy in modified_copies(suspect, data, config):
             check = SurvivalCheck(
                 kind=kind, description=what, parameter=parameter, test_accuracy=accuracy(copy, data.x_test, data.y_test),
                 verdict=verify(copy, triggers, null_acc, num_classes=spec.num_classes, alpha=config.alpha),

@@ -5,7 +5,7 @@ watermark are not verified (each judged against the others); pruning against a s
 the same seed gives the same weights and verdict.
 
 Measured (mlp on digits, 5 epochs, 50 noise keys, 8 keys per batch): the owner labels 50/50 keys (p = 1e-50,
-p0 floored at chance 0.1; the null models agree on 3-5 of 50); after fine-tuning on the 1,437 clean training
+p0 floored at chance 0.1; the null models agree on 3-5 of 50); after fine-tuning on the 1,438 clean training
 images with Adam, 2 epochs at lr 1e-3 keep 50/50 and 5 epochs at lr 5e-3 keep 46/50 (p about 1e-41); pruning
 70 % of the weights keeps 49/50, pruning 90 % keeps 21/50 (still p < 1e-8) but the clean accuracy falls to 44 %.
 """
