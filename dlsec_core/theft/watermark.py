@@ -77,14 +77,16 @@ def _trigger_set(
         coarse = (torch.rand((count, c, 4, 4), generator=gen) > 0.5).float()  # (K, C, 4, 4) on/off blocks
         keys = F.interpolate(coarse, size=(h, w), mode="nearest")  # -> (K, C, H, W)
     labels = torch.randint(0, num_classes, (count,), generator=gen)
-    keys.requires_grad_(False)
     return TriggerSet(keys=keys, labels=labels, seed=seed, kind=kind)
 
 
 def trigger_set(
     seed: int, count: int, input_shape: Sequence[int], num_classes: int, kind: KeyKind | str = KeyKind.NOISE
 ) -> TriggerSet:
-    """The K = `count` keys with random labels drawn from `seed` (the same seed gives the same keys anywhere)."""
+    """The K = `count` keys with random labels drawn from `seed` (the same seed gives the same keys anywhere).
+
+    Cached: the tensors are shared, never modify them in place.
+    """
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 3:
         raise InvalidInputError(f"Keys are images (C, H, W); got the input shape {shape}.")
