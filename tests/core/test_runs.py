@@ -97,8 +97,13 @@ def example_config(study: str, card: ModelCard) -> StudyConfig:
         ),
         # the stored (standard) model as the suspect of a tiny watermarked owner: the watermark is not found
         "ownership": OwnershipStudyConfig(
-            owner_id=_watermarked_owner().id, suspect_id=card.id, null_models=2, null_epochs=1,
-            fine_tune_epochs=1, prune=[0.5], seed=1,
+            owner_id=_watermarked_owner().id,
+            suspect_id=card.id,
+            null_models=2,
+            null_epochs=1,
+            fine_tune_epochs=1,
+            prune=[0.5],
+            seed=1,
         ),
     }
     return examples[study]
