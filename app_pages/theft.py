@@ -4,10 +4,12 @@ import streamlit as st
 
 from dlsec_core.errors import DlsecError
 from dlsec_core.runs import RunRecord
+from dlsec_core.studies.ownership import OwnershipStudyConfig, OwnershipStudyResult
 from dlsec_core.studies.theft import ExtractionStudyConfig, ExtractionStudyResult
 from dlsec_core.theft.api import OUTPUT_POLICIES
 from dlsec_core.theft.extraction import EXTRACTION_ATTACKS, PoolKind
 from dlsec_ui import figures, state
+from dlsec_ui.resources import get_store
 from dlsec_ui.runs import (
     attach,
     event_records,
@@ -18,7 +20,7 @@ from dlsec_ui.runs import (
     render_run,
     submit_run,
 )
-from dlsec_ui.widgets import config_form, current_model_card, show_error
+from dlsec_ui.widgets import config_form, current_model_card, model_label, show_error
 
 BUDGETS = [65, 100, 250, 500, 1000, 2000, 4000]
 
@@ -63,9 +65,37 @@ with steal, st.container(border=True):
         except DlsecError as err:
             show_error(err)
 for tab, what in ((defend, "PRADA detection on each client's query stream"),
-                  (own, "a watermark and its verification in stolen copies"),
                   (transfer, "a stolen model as the source of a transfer attack")):  # fmt: skip
-    tab.info(f"Coming: {what}. The Steal tab works today.")
+    tab.info(f"Coming: {what}. The Steal and Own tabs work today.")
+
+with own:
+    st.caption(
+        "Adi et al. 2018: the owner trains with a trigger set of secret keys (noise images with random labels); a "
+        "suspect model that answers the keys far above chance was derived from the owner's. Null models trained "
+        "without the watermark show what chance looks like; the p-value is a binomial tail at their agreement rate."
+    )
+    owners = {c.id: c for c in get_store().list_models() if c.recipe == "watermark"}
+    if not owners:
+        st.info(
+            "No watermarked model yet: train one on the Models page with the recipe 'Watermark (trigger set, Adi et al.)'."
+        )
+    else:
+        with st.container(border=True):
+            owner = st.selectbox("Owner (trained with the watermark)", list(owners), key=state.OWN_OWNER,
+                                 format_func=lambda i: model_label(owners[i]))  # fmt: skip
+            st.caption(f"Suspect: the current model, **{card.name}** (change it in the sidebar).")
+            own_params = config_form(OwnershipStudyConfig, prefix=state.OWN_FORM, skip=("seed",))
+            prune = st.multiselect("Also verify the suspect pruned by", [0.5, 0.7, 0.9], key=state.OWN_PRUNE,
+                                   format_func=lambda f: f"{f:.0%} of its weights")  # fmt: skip
+            if st.button("Verify ownership", type="primary", key=state.OWN_BUTTON):
+                try:
+                    own_config = OwnershipStudyConfig(
+                        owner_id=owner, suspect_id=card.id, prune=sorted(prune),
+                        seed=int(st.session_state.get(state.SEED, 0)), **own_params,
+                    )  # fmt: skip
+                    st.session_state[state.OWN_JOB] = submit_run("ownership", own_config).id
+                except DlsecError as err:
+                    show_error(err)
 
 shown = attach(state.THEFT_JOB, study="extraction") or get_runs().latest("extraction", model_id=card.id)
 POLL = poll_while_active(shown, 1.0)
@@ -107,3 +137,37 @@ def theft_progress() -> None:
 
 with steal:
     theft_progress()
+
+owned = attach(state.OWN_JOB, study="ownership") or get_runs().latest("ownership", model_id=card.id)
+OWN_POLL = poll_while_active(owned, 1.0)
+
+
+def render_ownership(run: RunRecord) -> None:
+    if run.result is None:
+        st.caption(f"{len(event_records(run, 'null'))} null models trained so far.")
+        return
+    report = OwnershipStudyResult.from_json(run.result)
+    st.plotly_chart(figures.watermark_key_accuracy(report), key=state.OWN_CHART)
+    verdict = report.suspect
+    found = "carries" if verdict.verified else "does not carry"
+    st.caption(
+        f"**{report.suspect_name} {found} the watermark of {report.owner_name}**: {verdict.hits} of "
+        f"{report.keys} keys answered with the owner's labels (chance {verdict.chance:.0%}), binomial p = "
+        f"{verdict.p_value:.2g} against {len(report.null_models)} null models; the owner itself, the positive "
+        f"control, answers {report.owner.hits} of {report.keys}. Extraction usually loses the watermark "
+        "(Lukas et al. 2022): try a stolen copy as the suspect."
+    )
+
+
+@st.fragment(run_every=OWN_POLL)
+def ownership_progress() -> None:
+    run = refresh(owned)
+    if run is None:
+        return
+    redraw_if_ended(run, OWN_POLL)
+    render_run(run, key=state.OWN_JOB)
+    render_ownership(run)
+
+
+with own:
+    ownership_progress()

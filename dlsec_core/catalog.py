@@ -2,7 +2,7 @@
 out by name (the way Opacus's `accountants/registry.py` imports its accountants and maps names to them).
 
 Packages register nothing when imported: `dlsec_core.training` defines the `Recipe` protocol and its registry,
-`defenses` and `privacy` define recipes (adversarial training, Gaussian noise, DP-SGD) on top of it, and whoever
+`defenses`, `privacy` and `theft` define recipes (adversarial training, Gaussian noise, DP-SGD, watermarking) on top of it, and whoever
 needs "the recipe called X" asks here, so the registry is complete whatever was imported before.
 (Studies, the layer above, have their own catalog: `dlsec_core.studies.catalog`.)
 """
@@ -14,11 +14,12 @@ from typing import Any
 from dlsec_core.defenses.adversarial_training import FGSMRSRecipe, PGDATRecipe, TRADESRecipe
 from dlsec_core.defenses.smoothing import GaussianNoiseRecipe
 from dlsec_core.privacy.dp_sgd import DPSGDRecipe
+from dlsec_core.theft.watermark import WatermarkRecipe
 from dlsec_core.training.recipes import RECIPES, Recipe, StandardRecipe
 from dlsec_core.training.recipes import get_recipe as _get_recipe
 
 IMPLEMENTATIONS: tuple[type[Recipe], ...] = (
-    StandardRecipe, FGSMRSRecipe, PGDATRecipe, TRADESRecipe, GaussianNoiseRecipe, DPSGDRecipe,
+    StandardRecipe, FGSMRSRecipe, PGDATRecipe, TRADESRecipe, GaussianNoiseRecipe, DPSGDRecipe, WatermarkRecipe,
 )  # fmt: skip
 assert all(RECIPES.get(cls.name) is cls for cls in IMPLEMENTATIONS)  # each registered itself under its name
 

@@ -4,10 +4,11 @@ Commands: datasets, add-dataset, train, list, attack (your own image; no --label
 prediction), sweep, detect, certify, import, export, delete, and for privacy
 privacy-budget (the ε calculator and its inverse), membership (loss-threshold or LiRA membership inference),
 invert (MI-Face model inversion to PNGs), audit (one-run privacy audit, Steinke et al. 2023) and frontier
-(privacy-utility sweep over target ε); steal (model extraction through a prediction API, `cli_theft.py`); runs
-(list, show, wait, cancel, retry, export, rm stored runs) and worker (execute queued runs). `train`, `sweep`,
-`detect`, `certify`, `membership`, `invert`, `audit`, `steal` and `frontier --targets` take `--detach`: queue a
-run and print its id.
+(privacy-utility sweep over target ε); steal (model extraction through a prediction API, `cli_theft.py`);
+watermark-verify (a suspect model against a watermarked owner's trigger set, Adi et al. 2018); runs (list, show,
+wait, cancel, retry, export, rm stored runs) and worker (execute queued runs). `train`, `sweep`, `detect`,
+`certify`, `membership`, `invert`, `audit`, `steal`, `watermark-verify` and `frontier --targets` take `--detach`:
+queue a run and print its id.
 
 The same core functions the app uses; progress goes to stderr, results to stdout (`--json` for machines).
 Every ε printed names its accountant.
@@ -69,6 +70,7 @@ from dlsec_core.studies.frontier import (
 )
 from dlsec_core.studies.inversion import InversionStudy, InversionStudyConfig, InversionStudyResult
 from dlsec_core.studies.membership import MembershipStudy, MembershipStudyConfig, MembershipStudyResult
+from dlsec_core.studies.ownership import OwnershipStudy, OwnershipStudyConfig, OwnershipStudyResult
 from dlsec_core.studies.sweep import SweepStudyConfig
 from dlsec_core.studies.train import TrainStudyConfig
 from dlsec_core.text import plural
@@ -154,6 +156,9 @@ def _epoch_line(event: TrainEvent) -> str:
     eps = event.metrics.get("epsilon")
     if eps is not None:
         extra += f"  ε={eps:.3g} ({event.metrics.get('accountant', 'accountant not named')})"
+    keys = event.metrics.get("key_accuracy")
+    if keys is not None:
+        extra += f"  watermark keys {keys:.3f}"
     test = f"{event.test_accuracy:.3f}" if event.test_accuracy is not None else "-"
     return (
         f"epoch {event.epoch}/{event.epochs}  loss {event.loss:.4f}  train {event.train_accuracy:.3f}  "
@@ -624,6 +629,37 @@ def cmd_audit(args: argparse.Namespace, store: Store) -> None:
         print(f"{label}: {b.describe()}; test accuracy {b.test_accuracy:.3f}")
 
 
+def cmd_watermark_verify(args: argparse.Namespace, store: Store) -> None:
+    config = OwnershipStudyConfig(
+        owner_id=args.owner, suspect_id=args.suspect, prune=_floats(args.prune, "pruned fractions") if args.prune else [],
+        **_given(null_models=args.nulls, null_epochs=args.null_epochs, alpha=args.alpha,
+                 fine_tune_epochs=args.fine_tune_epochs, fine_tune_lr=args.fine_tune_lr, seed=args.seed),
+    )  # fmt: skip
+    if args.detach:
+        submit_detached(store, "ownership", config, as_json=args.json)
+        return
+    outcome = run_study(OwnershipStudy(), store, config, _progress(args.quiet))
+    result = OwnershipStudyResult.from_json(outcome.result)
+    rows = [
+        {"model": f"{result.owner_name} (owner, positive control)", **result.owner.to_record()},
+        {"model": f"{result.suspect_name} (suspect)", "test_accuracy": result.suspect_accuracy,
+         **result.suspect.to_record()},
+        *({"model": f"suspect {s.description}", "test_accuracy": s.test_accuracy, **s.verdict.to_record()}
+          for s in result.survival),
+    ]  # fmt: skip
+    if args.json:
+        _print({**result.to_json(), "rows": rows}, True)
+        return
+    nulls = ", ".join(f"{n.key_accuracy:.2f}" for n in result.null_models)
+    print(f"# {result.keys} {result.key_kind} keys; null models' key accuracy: {nulls}")
+    print(f"owner {result.owner_name}: {result.owner.describe()}")
+    print(
+        f"suspect {result.suspect_name} (test accuracy {result.suspect_accuracy:.3f}): {result.suspect.describe()}"
+    )
+    for s in result.survival:
+        print(f"suspect {s.description} (test accuracy {s.test_accuracy:.3f}): {s.verdict.describe()}")
+
+
 def _point_row(p: FrontierPoint) -> dict[str, Any]:
     privacy = f"ε={p.epsilon:.3g} ({p.accountant}, δ={p.delta:g})" if p.private else "no DP (ε=∞)"
     sigma = "-" if p.noise_multiplier is None else f"{p.noise_multiplier:.3g}"
@@ -878,6 +914,24 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
     fr.set_defaults(func=cmd_frontier)
     add_theft_commands(add)
+    wv = add(
+        "watermark-verify",
+        "does a suspect model carry a watermarked owner's trigger-set keys? (Adi et al. 2018; p-values against "
+        "null models trained here)",
+    )
+    wv.add_argument("--owner", required=True, help="the owner's model id (trained with --recipe watermark)")
+    wv.add_argument("--suspect", required=True, help="the suspect model's id")
+    wv.add_argument("--nulls", type=int, help="null models to train, without the watermark (default 4)")
+    wv.add_argument("--null-epochs", type=int, help="their epochs (default: the owner's)")
+    wv.add_argument("--alpha", type=float, help="significance level (default 0.001)")
+    wv.add_argument(
+        "--fine-tune-epochs", type=int, help="also verify the suspect fine-tuned this long (0 = no)"
+    )
+    wv.add_argument("--fine-tune-lr", type=float, help="its learning rate (default 0.001)")
+    wv.add_argument("--prune", help="comma-separated fractions: also verify the suspect pruned this much")
+    wv.add_argument("--seed", type=int, help="null models and fine-tuning (default 0)")
+    wv.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
+    wv.set_defaults(func=cmd_watermark_verify)
     add_run_commands(add)
     return p
 

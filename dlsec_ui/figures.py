@@ -16,6 +16,8 @@ from plotly.subplots import make_subplots
 
 from dlsec_core.attacks.base import AttackResult, Reference
 from dlsec_core.evaluation.rates import MeasuredRate, smallest_measurable_rate
+from dlsec_core.studies.ownership import OwnershipStudyResult
+from dlsec_core.theft.prada import PradaResult
 from dlsec_core.workflows import CurveMode
 
 TEMPLATE = "plotly_white"
@@ -554,6 +556,86 @@ def audit_scores(runs: Sequence[tuple[str, Any, Any]], bins: int = 40) -> go.Fig
     fig.update_xaxes(
         title_text="score: −loss on the canary's wrong label (higher = memorised)", row=len(runs) or 1
     )
+    return fig
+
+
+def prada_distances(result: PradaResult, title: str = "") -> go.Figure:
+    """PRADA on one client's stream: each query's minimum distance to its class's growing set (top) and the
+    Shapiro-Wilk W of every test against δ (bottom), with the first alarm marked on both rows."""
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12, row_heights=[0.6, 0.4],
+        subplot_titles=["min L2 distance to earlier queries of the same class", "Shapiro-Wilk W of the distances"],
+    )  # fmt: skip
+    steps = [s for s in result.steps if s.distance is not None]
+    for grew, name, color in ((True, "joined the growing set", CLEAN_COLOR), (False, "did not", "#9D9D9D")):
+        chosen = [s for s in steps if s.grew == grew]
+        fig.add_trace(
+            go.Scatter(
+                x=[s.index + 1 for s in chosen], y=[s.distance for s in chosen], mode="markers", name=name,
+                marker={"color": color, "size": 5},
+                hovertemplate="query %{x}<br>distance %{y:.3f}<extra></extra>",
+            ),
+            row=1, col=1,
+        )  # fmt: skip
+    tests = result.tests
+    fig.add_trace(
+        go.Scatter(
+            x=[i + 1 for i, _ in tests], y=[w for _, w in tests], mode="lines+markers", name="W",
+            line={"color": "#54A24B"}, hovertemplate="query %{x}<br>W %{y:.3f}<extra></extra>",
+        ),
+        row=2, col=1,
+    )  # fmt: skip
+    fig.add_hline(
+        y=result.delta, line_dash="dash", line_color=ADV_COLOR, annotation_text=f"δ = {result.delta:g}",
+        row=2, col=1,
+    )  # fmt: skip
+    if result.first_alarm is not None:
+        for row in (1, 2):
+            fig.add_vline(x=result.first_alarm + 1, line_color=ADV_COLOR, line_width=2, row=row, col=1)
+        fig.add_annotation(
+            x=result.first_alarm + 1, y=1, yref="y domain", text=f"alarm at query {result.first_alarm + 1}",
+            showarrow=False, xanchor="left", font={"color": ADV_COLOR}, row=1, col=1,
+        )  # fmt: skip
+    fig.update_layout(
+        template=TEMPLATE, height=460, title=title or None, margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        legend={"orientation": "h", "y": -0.15},
+    )  # fmt: skip
+    fig.update_xaxes(title_text="query", row=2, col=1)
+    return fig
+
+
+def watermark_key_accuracy(result: OwnershipStudyResult) -> go.Figure:
+    """Key accuracy of each null model, the owner, the suspect and each modified copy of the suspect, against
+    chance (1 / classes); bars are green where the watermark was found."""
+    rows: list[tuple[str, float, bool | None, str]] = [
+        (f"null model (seed {n.seed})", n.key_accuracy, None, "trained without the watermark")
+        for n in result.null_models
+    ]
+    rows.append((f"owner: {result.owner_name}", result.owner.key_accuracy, result.owner.verified,
+                 f"p = {result.owner.p_value:.2g}"))  # fmt: skip
+    rows.append((f"suspect: {result.suspect_name}", result.suspect.key_accuracy, result.suspect.verified,
+                 f"p = {result.suspect.p_value:.2g}"))  # fmt: skip
+    for check in result.survival:
+        label = f"suspect {check.kind} {check.parameter:g}"
+        rows.append(
+            (label, check.verdict.key_accuracy, check.verdict.verified, f"p = {check.verdict.p_value:.2g}")
+        )
+    colors = ["#9D9D9D" if found is None else "#54A24B" if found else ADV_COLOR for _, _, found, _ in rows]
+    fig = go.Figure(
+        go.Bar(
+            x=[r[1] for r in rows], y=[r[0] for r in rows], orientation="h", marker_color=colors,
+            text=[r[3] for r in rows], textposition="auto",
+            hovertemplate="%{y}<br>key accuracy %{x:.2f}<extra></extra>",
+        )
+    )  # fmt: skip
+    fig.add_vline(
+        x=result.suspect.chance, line_dash="dash", annotation_text=f"chance {result.suspect.chance:.2f}"
+    )
+    fig.update_layout(
+        template=TEMPLATE, height=120 + 28 * len(rows), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis={"range": [0, 1.05], "title": {"text": f"key accuracy ({result.keys} keys)"}},
+        yaxis={"autorange": "reversed"},
+    )  # fmt: skip
     return fig
 
 

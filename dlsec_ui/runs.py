@@ -155,6 +155,7 @@ STUDY_PAGES: dict[str, str] = {
     "audit": "app_pages/audit.py",
     "frontier": "app_pages/privacy_budget.py",
     "extraction": "app_pages/theft.py",
+    "ownership": "app_pages/theft.py",
 }
 """The page that opens a run of each study (re-attaching from `?run=`); a test checks every study has one."""
 RUNS_PAGE = "app_pages/runs.py"

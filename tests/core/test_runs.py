@@ -35,6 +35,7 @@ from dlsec_core.studies.detection import DetectionStudyConfig
 from dlsec_core.studies.frontier import FrontierStudyConfig
 from dlsec_core.studies.inversion import InversionStudyConfig
 from dlsec_core.studies.membership import MembershipStudyConfig
+from dlsec_core.studies.ownership import OwnershipStudyConfig
 from dlsec_core.studies.sweep import SweepStudyConfig
 from dlsec_core.studies.theft import ExtractionStudyConfig
 from dlsec_core.studies.train import TrainStudyConfig
@@ -47,6 +48,17 @@ FAST = {"epochs": 2, "lr": 0.05, "shift": 0, "seed": 3}
 @dataclass(frozen=True, kw_only=True)
 class _NoConfig(StudyConfig):
     pass
+
+
+def _watermarked_owner() -> ModelCard:
+    """A tiny watermarked model (20 keys) in the test's store (`DLSEC_HOME`), the owner of the ownership example."""
+    from dlsec_core.theft.watermark import WatermarkRecipe
+    from dlsec_core.training.loop import TrainConfig, run_to_end
+    from dlsec_core.workflows import train_and_store
+
+    recipe = WatermarkRecipe(keys=20)
+    config = TrainConfig(**FAST)
+    return run_to_end(train_and_store(Store(), dataset="digits", arch="logreg", config=config, recipe=recipe))
 
 
 def example_config(study: str, card: ModelCard) -> StudyConfig:
@@ -91,6 +103,16 @@ def example_config(study: str, card: ModelCard) -> StudyConfig:
             budgets=[30, 60],
             store_surrogate=True,
             seed=2,
+        ),
+        # the stored (standard) model as the suspect of a tiny watermarked owner: the watermark is not found
+        "ownership": OwnershipStudyConfig(
+            owner_id=_watermarked_owner().id,
+            suspect_id=card.id,
+            null_models=2,
+            null_epochs=1,
+            fine_tune_epochs=1,
+            prune=[0.5],
+            seed=1,
         ),
     }
     return examples[study]

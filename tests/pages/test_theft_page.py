@@ -59,7 +59,7 @@ def test_steal_by_equation_solving_draws_the_core_curve(
     assert "250 answers to the attacker" in text
     assert at.get("plotly_chart"), "the curve is drawn"
     infos = " ".join(i.value for i in at.info)
-    assert "Coming: PRADA" in infos and "Coming: a watermark" in infos
+    assert "Coming: PRADA" in infos and "Coming: a watermark" not in infos
 
 
 def test_a_bad_setting_is_a_sentence_not_a_run(
@@ -76,3 +76,44 @@ def test_the_home_page_theft_card_is_on(app: Callable[[str], AppTest]) -> None:
     at = app("app_pages/home.py")
     theft = [m.value for m in at.markdown if "Model theft" in m.value]
     assert theft and ":green-badge[available]" in theft[0]
+
+
+def test_own_tab_verifies_the_current_model_against_a_watermarked_owner(
+    app: Callable[[str], AppTest], tmp_home: Path, stored_model: ModelCard
+) -> None:
+    """No watermarked model: the tab says how to make one. With one: a run of the ownership study whose verdict,
+    key count and p-value the caption repeats from the stored result (the suspect is the current model)."""
+    from dlsec_core.studies.ownership import OwnershipStudyResult
+    from dlsec_core.theft.watermark import WatermarkRecipe
+    from dlsec_core.training.loop import TrainConfig, run_to_end
+    from dlsec_core.workflows import train_and_store
+
+    at = app("app_pages/theft.py")
+    assert any("No watermarked model yet" in i.value for i in at.info)
+    owner = run_to_end(
+        train_and_store(
+            Store(tmp_home), dataset="digits", arch="mlp", name="owner", recipe=WatermarkRecipe(keys=20),
+            config=TrainConfig(epochs=3, lr=0.01, shift=0, seed=1),
+        )
+    )  # fmt: skip
+    at = app("app_pages/theft.py")
+    at.selectbox(key=state.OWN_OWNER).select(owner.id)
+    at.slider(key=f"{state.OWN_FORM}OwnershipStudyConfig_null_models").set_value(2)
+    at.button(key=state.OWN_BUTTON).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    run_id = at.session_state[state.OWN_JOB]
+    assert finish_work(run_id) is None
+    at.run()
+    run = RunStore(Store(tmp_home)).get(run_id)
+    assert run.status == RunStatus.DONE and run.result is not None
+    assert run.config["suspect_id"] == at.session_state[state.MODEL] and run.config["owner_id"] == owner.id
+    report = OwnershipStudyResult.from_json(run.result)
+    assert len(report.null_models) == 2
+    text = " ".join(c.value for c in at.caption)
+    found = "carries" if report.suspect.verified else "does not carry"
+    assert f"{found} the watermark of owner" in text
+    if run.config["suspect_id"] == owner.id:  # the newest model is the current one: the owner against itself
+        assert report.suspect.verified == report.owner.verified
+    assert (
+        f"{report.suspect.hits} of {report.keys} keys" in text and f"p = {report.suspect.p_value:.2g}" in text
+    )
