@@ -284,8 +284,10 @@ def test_every_figure_sets_its_template() -> None:
         figures.robustness_curves(sweep_records(["a"], [0.0, 0.1])),
         figures.training_curves([{"epoch_float": 1.0, "loss": 1.0, "train_accuracy": 0.5}]),
     ]
+    white = pio.templates["plotly_white"].layout
     for fig in built:  # importing streamlit changes Plotly's default template: each figure names its own
-        assert fig.layout.template == pio.templates[figures.TEMPLATE]
+        assert fig.layout.template == figures.TEMPLATE
+        assert fig.layout.template.layout == white  # plotly_white's look (its per-trace defaults are left out)
 
 
 # -- honest words: nothing changed, already wrong, no reference label, labels off the images -------------------
