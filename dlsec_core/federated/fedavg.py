@@ -109,7 +109,8 @@ class RoundEvent:
     rounds: int
     test_accuracy: float
     test_loss: float
-    client_accuracies: tuple[float | None, ...]  # the global model on each client's examples; None: no examples
+    #: the global model's accuracy on each client's own examples (None: a client without examples)
+    client_accuracies: tuple[float | None, ...]
     participants: tuple[int, ...]  # the clients whose updates were aggregated
     update_norms: tuple[float, ...]  # each participant's update L2 norm, before clipping
     epsilon: float | None  # client-level ε after this round (None without DP noise)
@@ -255,7 +256,11 @@ def clip_update(update: torch.Tensor, clip: float) -> torch.Tensor:
 
 def _sample(config: FedAvgConfig, generator: torch.Generator) -> list[int]:
     if config.private:  # Poisson sampling, as the accountant assumes
-        return torch.nonzero(torch.rand(config.clients, generator=generator) < config.fraction).flatten().tolist()
+        return (
+            torch.nonzero(torch.rand(config.clients, generator=generator) < config.fraction)
+            .flatten()
+            .tolist()
+        )
     chosen = torch.randperm(config.clients, generator=generator)[: config.per_round()]
     return sorted(chosen.tolist())
 
@@ -306,7 +311,9 @@ def federated_averaging(
         epsilons = {s.steps: s.epsilon for s in curve}
         privacy = curve[-1]
     elif config.private:
-        notes.append("Updates are clipped but no noise is added: clipping alone gives no differential privacy.")
+        notes.append(
+            "Updates are clipped but no noise is added: clipping alone gives no differential privacy."
+        )
     initial_correct, _ = _predict(model, data.x_test, data.y_test)
     initial_accuracy = float(initial_correct.float().mean())
 
@@ -343,7 +350,9 @@ def federated_averaging(
         if config.private:
             assert config.clip is not None
             noise_generator = torch.Generator().manual_seed(derive_seed(config.seed, t, 3))
-            noise = torch.randn(weights.shape, generator=noise_generator) * (config.noise_multiplier * config.clip)
+            noise = torch.randn(weights.shape, generator=noise_generator) * (
+                config.noise_multiplier * config.clip
+            )
             total = (total + noise) / (config.fraction * config.clients)
         weights = weights + total
         load_flat_state(model, keys, weights)

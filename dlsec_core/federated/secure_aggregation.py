@@ -54,7 +54,9 @@ def decode(z: torch.Tensor) -> torch.Tensor:
     return signed.to(torch.float64) / SCALE
 
 
-def mask_updates(updates: Sequence[torch.Tensor], seed: int, ids: Sequence[int] | None = None) -> list[torch.Tensor]:
+def mask_updates(
+    updates: Sequence[torch.Tensor], seed: int, ids: Sequence[int] | None = None
+) -> list[torch.Tensor]:
     """What the server receives: each client's update (a flat float vector) encoded and masked.
 
     Args:
@@ -69,7 +71,9 @@ def mask_updates(updates: Sequence[torch.Tensor], seed: int, ids: Sequence[int] 
         raise InvalidInputError("Secure aggregation needs at least one update.")
     ids = list(range(len(updates))) if ids is None else list(ids)
     if len(ids) != len(updates) or len(set(ids)) != len(ids):
-        raise InvalidInputError(f"Give one distinct client id per update, got {ids!r} for {len(updates)} updates.")
+        raise InvalidInputError(
+            f"Give one distinct client id per update, got {ids!r} for {len(updates)} updates."
+        )
     size = updates[0].numel()
     if any(u.ndim != 1 or u.numel() != size for u in updates):
         raise InvalidInputError("Secure aggregation takes flat update vectors, all of one length.")

@@ -96,7 +96,9 @@ def split_clients(
     n = int(labels.numel())
     if not isinstance(clients, int) or isinstance(clients, bool) or not 1 <= clients <= min(n, MAX_CLIENTS):
         raise InvalidInputError(f"Clients must be from 1 to {min(n, MAX_CLIENTS)}, got {clients!r}.")
-    if kind is SplitKind.DIRICHLET and not (isinstance(alpha, int | float) and np.isfinite(alpha) and alpha > 0):
+    if kind is SplitKind.DIRICHLET and not (
+        isinstance(alpha, int | float) and np.isfinite(alpha) and alpha > 0
+    ):
         raise InvalidInputError(f"The Dirichlet α must be a positive number, got {alpha!r}.")
     y = labels.detach().cpu().numpy().astype(np.int64)
     classes = int(num_classes if num_classes is not None else (y.max() + 1 if n else 0))
@@ -113,7 +115,9 @@ def split_clients(
             for k, chunk in enumerate(np.split(members, cuts)):
                 parts[k].append(chunk)
     indices = tuple(torch.from_numpy(np.sort(np.concatenate(p)).astype(np.int64)) for p in parts)
-    histogram = np.stack([np.bincount(y[i.numpy()], minlength=classes)[:classes] for i in indices]).astype(np.int64)
+    histogram = np.stack([np.bincount(y[i.numpy()], minlength=classes)[:classes] for i in indices]).astype(
+        np.int64
+    )
     return ClientSplit(
         kind=kind, alpha=None if kind is SplitKind.IID else float(alpha), indices=indices, histogram=histogram
     )

@@ -44,7 +44,9 @@ class FederatedStudyConfig(StudyConfig):
     noise_multiplier: float = param_like(FedAvgConfig, "noise_multiplier")
     delta: float = param_like(FedAvgConfig, "delta")
     seed: int = param_like(FedAvgConfig, "seed")
-    store_model: bool = param(False, "Store the global model", help="Add the final global model to the model list.")
+    store_model: bool = param(
+        False, "Store the global model", help="Add the final global model to the model list."
+    )
     name: str | None = param(None, "Name of the stored model (empty = one from the settings)")
 
     def check_plain(self, problems: list[str]) -> None:

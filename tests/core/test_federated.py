@@ -132,7 +132,9 @@ def test_same_seed_same_federation(digits) -> None:  # type: ignore[no-untyped-d
     other = federate(digits, seed=12, **settings)
     keys = state_keys(a.model)
     assert torch.equal(flat_state(a.model, keys), flat_state(b.model, keys))
-    assert [e.to_record() | {"seconds": 0} for e in a.history] == [e.to_record() | {"seconds": 0} for e in b.history]
+    assert [e.to_record() | {"seconds": 0} for e in a.history] == [
+        e.to_record() | {"seconds": 0} for e in b.history
+    ]
     assert not torch.equal(flat_state(a.model, keys), flat_state(other.model, keys))
 
 
@@ -168,7 +170,9 @@ def test_secure_aggregation_refuses_what_it_cannot_encode() -> None:
 
 # -- client-level DP ---------------------------------------------------------------------------------------------
 def test_dp_fedavg_reports_the_rdp_epsilon_of_client_sampling(digits) -> None:  # type: ignore[no-untyped-def]
-    result = federate(digits, clients=8, rounds=3, fraction=0.5, clip=1.0, noise_multiplier=1.2, delta=1e-4, seed=2)
+    result = federate(
+        digits, clients=8, rounds=3, fraction=0.5, clip=1.0, noise_multiplier=1.2, delta=1e-4, seed=2
+    )
     expected = epsilon_after(1.2, 0.5, 3, 1e-4, accountant="rdp")
     assert result.privacy is not None and result.privacy.accountant == "rdp"
     assert result.privacy.epsilon == pytest.approx(expected.epsilon, rel=1e-9)
