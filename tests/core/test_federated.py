@@ -199,3 +199,15 @@ def test_server_noise_needs_a_clip() -> None:
     with pytest.raises(InvalidInputError, match="clip"):
         FedAvgConfig(noise_multiplier=1.0)
     assert dataclasses.replace(FedAvgConfig(), clip=1.0, noise_multiplier=1.0).private
+
+
+def test_client_level_epsilon_matches_an_independent_accountant(digits) -> None:  # type: ignore[no-untyped-def]
+    """Google's dp-accounting composes the same event (rounds × Poisson-sampled Gaussian over clients): within 1 %."""
+    dp_accounting = pytest.importorskip("dp_accounting")
+    result = federate(digits, clients=10, rounds=4, fraction=0.3, clip=1.0, noise_multiplier=1.0, seed=1)
+    event = dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(0.3, dp_accounting.GaussianDpEvent(1.0)), 4
+    )
+    google = dp_accounting.rdp.RdpAccountant().compose(event).get_epsilon(1e-5)
+    assert result.privacy is not None
+    assert result.privacy.epsilon == pytest.approx(google, rel=0.01)
