@@ -100,6 +100,15 @@ LOCAL_TAGS: dict[str, tuple[str, str]] = {
         "Gradient leakage in federated learning",
         "Reconstructing a client's training data from the model updates it shares in federated learning.",
     ),
+    "DLSEC.federated-learning": (
+        "Federated learning",
+        "Training across clients that keep their data and share only model updates (FedAvg), the setting whose "
+        "leaks and poisons the lab shows.",
+    ),
+    "DLSEC.secure-aggregation": (
+        "Secure aggregation",
+        "Pairwise masks that cancel in the sum, so the server sees only the clients' aggregate update, not one.",
+    ),
     "DLSEC.no-mitigation": (
         "No mitigation: the undefended baseline",
         "Standard training, the model every defense is compared with: it names the absence of a mitigation.",

@@ -11,6 +11,7 @@ from dlsec_core.studies.audit import AuditStudy
 from dlsec_core.studies.base import Study, StudyConfig
 from dlsec_core.studies.certification import CertificationStudy
 from dlsec_core.studies.detection import DetectionStudy
+from dlsec_core.studies.federated import FederatedStudy
 from dlsec_core.studies.frontier import FrontierStudy
 from dlsec_core.studies.inversion import InversionStudy
 from dlsec_core.studies.membership import MembershipStudy
@@ -32,6 +33,7 @@ STUDIES: dict[str, Study[Any]] = {
         FrontierStudy(),
         ExtractionStudy(),
         OwnershipStudy(),
+        FederatedStudy(),
     )
 }
 

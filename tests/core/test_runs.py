@@ -32,6 +32,7 @@ from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome
 from dlsec_core.studies.catalog import STUDIES, get_study
 from dlsec_core.studies.certification import CertificationStudyConfig
 from dlsec_core.studies.detection import DetectionStudyConfig
+from dlsec_core.studies.federated import FederatedStudyConfig
 from dlsec_core.studies.frontier import FrontierStudyConfig
 from dlsec_core.studies.inversion import InversionStudyConfig
 from dlsec_core.studies.membership import MembershipStudyConfig
@@ -112,6 +113,18 @@ def example_config(study: str, card: ModelCard) -> StudyConfig:
             null_epochs=1,
             fine_tune_epochs=1,
             prune=[0.5],
+            seed=1,
+        ),
+        "federated": FederatedStudyConfig(
+            dataset="digits",
+            arch="logreg",
+            clients=4,
+            rounds=2,
+            fraction=0.5,
+            secure_aggregation=True,
+            clip=1.0,
+            noise_multiplier=1.0,
+            store_model=True,
             seed=1,
         ),
     }
