@@ -685,3 +685,35 @@ def extraction_curve(points: Sequence[dict[str, Any]], victim_accuracy: float | 
         margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "h", "y": -0.25},
     )  # fmt: skip
     return fig
+
+
+def federated_rounds(records: Sequence[dict[str, Any]]) -> go.Figure:
+    """A federation's global test accuracy per round, with the range of its clients' own accuracies (the spread a
+    non-IID split opens) as a band; `records` are the federated study's round events."""
+    rounds = [r["round"] for r in records]
+    spread = [[a for a in r["client_accuracies"] if a is not None] for r in records]
+    lo = [min(a) if a else None for a in spread]
+    hi = [max(a) if a else None for a in spread]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(x=rounds, y=hi, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip")
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=rounds, y=lo, mode="lines", line={"width": 0}, fill="tonexty", fillcolor="rgba(76,120,168,0.18)",
+            name="clients' accuracy (lowest to highest)", hovertemplate="round %{x}: lowest client %{y:.1%}<extra></extra>",
+        )
+    )  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=rounds, y=[r["test_accuracy"] for r in records], mode="lines+markers", line={"color": CLEAN_COLOR},
+            name="global model, test accuracy", hovertemplate="round %{x}: %{y:.1%}<extra></extra>",
+        )
+    )  # fmt: skip
+    fig.update_layout(
+        template=TEMPLATE, height=360, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis={"title": {"text": "round"}, "dtick": 1 if len(rounds) <= 20 else None},
+        yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": ".0%"},
+        legend={"orientation": "h", "y": -0.2},
+    )  # fmt: skip
+    return fig

@@ -287,7 +287,9 @@ def test_every_figure_sets_its_template() -> None:
     white = pio.templates["plotly_white"].layout
     for fig in built:  # importing streamlit changes Plotly's default template: each figure names its own
         assert fig.layout.template == figures.TEMPLATE
-        assert fig.layout.template.layout == white  # plotly_white's look (its per-trace defaults are left out)
+        assert (
+            fig.layout.template.layout == white
+        )  # plotly_white's look (its per-trace defaults are left out)
 
 
 # -- honest words: nothing changed, already wrong, no reference label, labels off the images -------------------
@@ -372,3 +374,15 @@ def test_extraction_curve_draws_fidelity_and_accuracy_per_budget() -> None:
     assert list(fidelity.x) == [250, 1000] and list(fidelity.y) == [0.62, 0.95] and list(acc.y) == [0.6, 0.9]
     assert fig.layout.xaxis.type == "log" and fig.layout.shapes[0].y0 == 0.93
     assert len(figures.extraction_curve(points[:1]).layout.shapes) == 0  # live: no victim line yet
+
+
+def test_federated_rounds_draw_the_global_accuracy_and_the_clients_range() -> None:
+    records = [
+        {"round": 1, "rounds": 2, "test_accuracy": 0.5, "client_accuracies": [0.4, None, 0.7]},
+        {"round": 2, "rounds": 2, "test_accuracy": 0.8, "client_accuracies": [0.6, 0.9, 0.75]},
+    ]
+    fig = figures.federated_rounds(records)
+    upper, lower, main = fig.data
+    assert list(main.y) == [0.5, 0.8] and list(main.x) == [1, 2]
+    assert list(upper.y) == [0.7, 0.9] and list(lower.y) == [0.4, 0.6]  # a client without data is left out
+    assert lower.fill == "tonexty"

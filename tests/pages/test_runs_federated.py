@@ -1,0 +1,49 @@
+"""A federated run (no page of its own yet) opens on the Runs page from its link: the rounds chart and a caption
+that repeats the stored last round (accuracy, client-level ε)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from background import finish_all, finish_work
+from streamlit.testing.v1 import AppTest
+
+from dlsec_core.runs import RunStatus, RunStore
+from dlsec_core.store import Store
+from dlsec_core.studies import catalog
+from dlsec_core.studies.federated import FederatedStudyConfig
+from dlsec_ui import state
+
+APP = Path(__file__).resolve().parents[2] / "app.py"
+
+
+@pytest.fixture(autouse=True)
+def clean_caches(tmp_home: Path) -> Iterator[None]:
+    st.cache_resource.clear()
+    yield
+    finish_all()
+    st.cache_resource.clear()
+
+
+def test_a_federated_run_opens_on_the_runs_page(tmp_home: Path) -> None:
+    runs = RunStore(Store(tmp_home))
+    config = FederatedStudyConfig(dataset="digits", arch="logreg", clients=4, rounds=3, fraction=0.5, seed=1,
+                                  clip=1.0, noise_multiplier=1.0)  # fmt: skip
+    run_id = catalog.submit(runs, "federated", config).id
+    assert finish_work(run_id) is None
+    run = runs.get(run_id)
+    assert run.status == RunStatus.DONE
+    last = [e for e in runs.events(run_id) if e["type"] == "round"][-1]
+
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params[state.RUN_PARAM] = run_id
+    at.run()
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = " ".join(c.value for c in at.caption)
+    assert f"round 3 of 3: global test accuracy {last['test_accuracy']:.1%}" in text
+    assert f"client-level ε = {last['epsilon']:.3g}" in text
+    assert at.get("plotly_chart"), "the rounds are drawn"
