@@ -76,6 +76,12 @@ st.markdown(
 )
 st.page_link("app_pages/theft.py", label="Model theft", icon=":material/key_off:")
 
+st.markdown(
+    "**MITRE ATLAS:** every attack, defense and study here names the ATLAS techniques and mitigations it "
+    "demonstrates; the map lays them out as ATLAS does, tactics as columns, and links each to its page."
+)
+st.page_link("app_pages/atlas.py", label="MITRE ATLAS map", icon=":material/grid_view:")
+
 st.caption(
     "Anchors: Goodfellow et al. 2015 (FGSM: a softmax regression misclassifies 99.9 % of MNIST at ε = 0.25); "
     "Madry et al. 2018 (PGD, and PGD adversarial training)."

@@ -65,6 +65,7 @@ NAV_TITLES = [
     "Membership inference",
     "Model inversion",
     "Privacy audit",
+    "Model theft",
     "Runs",
 ]
 
@@ -344,6 +345,7 @@ def test_readme_picture_shows_every_page_and_a_fooled_image(lab: Lab, page: Page
     assert metric(page, "Fooled") == "yes"
     assert metric(page, "L∞ size") == "0.100"
     height = 1050
+    assert page.locator('[data-testid="stSidebarNavViewButton"]').count() == 0, "no page folded away"
     for title in NAV_TITLES:
         link = page.locator('[data-testid="stSidebarNav"] a', has_text=title).first
         box = link.bounding_box()
