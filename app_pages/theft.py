@@ -8,6 +8,7 @@ from dlsec_core.studies.ownership import OwnershipStudyConfig, OwnershipStudyRes
 from dlsec_core.studies.theft import ExtractionStudyConfig, ExtractionStudyResult
 from dlsec_core.theft.api import OUTPUT_POLICIES
 from dlsec_core.theft.extraction import EXTRACTION_ATTACKS, PoolKind
+from dlsec_core.theft.prada import PradaResult
 from dlsec_ui import figures, state
 from dlsec_ui.resources import get_store
 from dlsec_ui.runs import (
@@ -64,9 +65,7 @@ with steal, st.container(border=True):
             st.session_state[state.THEFT_JOB] = submit_run("extraction", config).id
         except DlsecError as err:
             show_error(err)
-for tab, what in ((defend, "PRADA detection on each client's query stream"),
-                  (transfer, "a stolen model as the source of a transfer attack")):  # fmt: skip
-    tab.info(f"Coming: {what}. The Steal and Own tabs work today.")
+transfer.info("Coming: a stolen model as the source of a transfer attack. The other tabs work today.")
 
 with own:
     st.caption(
@@ -137,6 +136,75 @@ def theft_progress() -> None:
 
 with steal:
     theft_progress()
+
+
+SURPRISE = {  # (synthetic queries, alarmed) -> a note when the run went against the usual story
+    (
+        True,
+        False,
+    ): "PRADA missed these synthetic queries: it needs the λ step to be small next to the distances "
+    "between natural images of the dataset (on 8x8 digits it often is not; try a smaller λ or a larger image). ",
+    (
+        False,
+        True,
+    ): "Here even these queries raised the alarm: their distances were far from normal (a small or "
+    "repetitive pool does that). ",
+}
+
+
+def prada_story(trace: PradaResult, who: str) -> str:
+    """One client's outcome in numbers: where the alarm fired and its W, or the lowest W when it never did."""
+    tests = trace.tests
+    if not tests:
+        return f"{who}: {len(trace.steps):,} queries, too few for a test"
+    if trace.first_alarm is not None:
+        w = dict(tests)[trace.first_alarm]
+        return f"{who}: alarm at query {trace.first_alarm + 1:,} of {len(trace.steps):,} (W = {w:.3f} < δ)"
+    lowest = min(w for _, w in tests)
+    return f"{who}: no alarm in {len(tests)} tests over {len(trace.steps):,} queries (lowest W = {lowest:.3f} ≥ δ)"
+
+
+def render_defense(run: RunRecord | None) -> None:
+    if run is None or run.result is None:
+        st.info(
+            "Steal the current model first (Steal tab): PRADA watches that run's query stream when it ends."
+        )
+        return
+    report = ExtractionStudyResult.from_json(run.result)
+    traces = report.prada_results()
+    if traces is None:
+        st.info("This extraction run was made before detection existed: steal again to see PRADA on it.")
+        return
+    attacker, benign = traces
+    st.caption(
+        f"PRADA (Juuti et al. 2019) on the API's log of run {run.id}: for each client, each query's smallest L2 "
+        f"distance to earlier queries of the class the API answered; every 10 queries a Shapiro-Wilk test of "
+        f"those distances, alarm when W < δ = {attacker.delta:g}. Synthetic queries (Jacobian-based augmentation, "
+        "Papernot et al. 2017) step a little away from earlier ones, their distances are far from normal and get "
+        "caught; natural images, as Knockoff sends, look like a benign client's and slip past (the paper's own "
+        "caveat): steal with both attacks and compare."
+    )
+    c1, c2 = st.columns(2)
+    with c1:
+        st.plotly_chart(
+            figures.prada_distances(attacker, f"attacker ({report.attack})"), key=state.DEFEND_CHART
+        )
+    with c2:
+        st.plotly_chart(
+            figures.prada_distances(benign, "benign client (test images)"), key=state.DEFEND_BENIGN_CHART
+        )
+    caught = "caught" if attacker.alarmed else "not caught"
+    false_alarm = "a false alarm" if benign.alarmed else "no false alarm"
+    st.caption(
+        f"**The {report.attack} attacker was {caught}; the benign client raised {false_alarm}.** "
+        f"{prada_story(attacker, 'Attacker')}. {prada_story(benign, 'Benign client sending ordinary test images')}. "
+        f"{SURPRISE.get((report.attack == 'jacobian', attacker.alarmed), '')}"
+        "One benign client is one sample, not a false-alarm rate."
+    )
+
+
+with defend:
+    render_defense(refresh(shown))
 
 owned = attach(state.OWN_JOB, study="ownership") or get_runs().latest("ownership", model_id=card.id)
 OWN_POLL = poll_while_active(owned, 1.0)

@@ -1,8 +1,10 @@
 """The Model theft page through AppTest: the Steal tab queues an extraction run whose curve and caption are the
-core's numbers; the tabs not built yet say so; the Home page's theft card is on."""
+core's numbers; the Defend tab draws PRADA's traces from that run's result; the tabs not built yet say so; the
+Home page's theft card is on."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -59,7 +61,7 @@ def test_steal_by_equation_solving_draws_the_core_curve(
     assert "250 answers to the attacker" in text
     assert at.get("plotly_chart"), "the curve is drawn"
     infos = " ".join(i.value for i in at.info)
-    assert "Coming: PRADA" in infos and "Coming: a watermark" not in infos
+    assert "Coming: PRADA" not in infos and "Coming: a watermark" not in infos
 
 
 def test_a_bad_setting_is_a_sentence_not_a_run(
@@ -117,3 +119,66 @@ def test_own_tab_verifies_the_current_model_against_a_watermarked_owner(
     assert (
         f"{report.suspect.hits} of {report.keys} keys" in text and f"p = {report.suspect.p_value:.2g}" in text
     )
+
+
+def _spec(chart: object) -> dict:
+    return json.loads(chart.proto.spec)  # type: ignore[attr-defined]
+
+
+def _w_trace(chart: object) -> list[float]:
+    return next(t["y"] for t in _spec(chart)["data"] if t.get("name") == "W")
+
+
+def test_defend_tab_draws_prada_on_the_attacker_and_a_benign_client(
+    app: Callable[[str], AppTest], tmp_home: Path
+) -> None:
+    """Before any theft the tab says what to do. A Jacobian theft (20 seed images, as in tests/core/test_prada.py)
+    of an mnist5k victim: PRADA's W for the attacker and for the benign client are drawn as the run stored them;
+    the attacker is caught, the benign client is not, and the caption repeats where the alarm fired."""
+    from dlsec_core.studies.theft import ExtractionStudyResult
+    from dlsec_core.training.loop import TrainConfig, run_to_end
+    from dlsec_core.workflows import train_and_store
+
+    victim = run_to_end(
+        train_and_store(
+            Store(tmp_home), dataset="mnist5k", arch="logreg", name="mnist-logreg",
+            config=TrainConfig(epochs=3, lr=0.05, shift=0, seed=3),
+        )
+    )  # fmt: skip
+    at = app("app_pages/theft.py")
+    assert at.session_state[state.MODEL] == victim.id
+    assert any("Steal the current model first" in i.value for i in at.info)
+    at.selectbox(key=state.THEFT_ATTACK).select("jacobian").run()
+    form = f"{state.THEFT_FORM}JacobianAugmentation_"
+    at.radio(key=f"{form}arch").set_value("logreg")
+    at.number_input(key=f"{form}epochs").set_value(1)
+    at.number_input(key=f"{form}seed_size").set_value(20)
+    at.multiselect(key=state.THEFT_BUDGETS).set_value([250])
+    at.button(key=state.THEFT_BUTTON).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    run_id = at.session_state[state.THEFT_JOB]
+    assert finish_work(run_id) is None
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    run = RunStore(Store(tmp_home)).get(run_id)
+    assert run.result is not None and run.config["attack_params"]["seed_size"] == 20
+    traces = ExtractionStudyResult.from_json(run.result).prada_results()
+    assert traces is not None
+    attacker, benign = traces
+    assert len(attacker.steps) == len(benign.steps) == 250
+    assert attacker.first_alarm is not None and not benign.alarmed  # measured: alarm at query 130, W 0.79
+    drawn = [
+        _w_trace(c) for c in at.get("plotly_chart") if any(t.get("name") == "W" for t in _spec(c)["data"])
+    ]
+    assert drawn == [[w for _, w in attacker.tests], [w for _, w in benign.tests]]
+    alarm_lines = [
+        s for s in _spec(at.get("plotly_chart")[-2])["layout"]["shapes"] if s.get("type") == "line"
+    ]
+    assert {s["x0"] for s in alarm_lines if s["x0"] == s["x1"]} == {attacker.first_alarm + 1}
+    text = " ".join(c.value for c in at.caption)
+    assert "Juuti et al. 2019" in text and "Papernot et al. 2017" in text and "slip past" in text
+    w = dict(attacker.tests)[attacker.first_alarm]
+    assert f"alarm at query {attacker.first_alarm + 1:,} of 250 (W = {w:.3f} < δ)" in text
+    assert "jacobian attacker was caught; the benign client raised no false alarm" in text
+    lowest = min(w for _, w in benign.tests)
+    assert f"no alarm in {len(benign.tests)} tests over 250 queries (lowest W = {lowest:.3f} ≥ δ)" in text
