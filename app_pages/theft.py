@@ -138,18 +138,10 @@ with steal:
     theft_progress()
 
 
-SURPRISE = {  # (synthetic queries, alarmed) -> a note when the run went against the usual story
-    (
-        True,
-        False,
-    ): "PRADA missed these synthetic queries: it needs the λ step to be small next to the distances "
-    "between natural images of the dataset (on 8x8 digits it often is not; try a smaller λ or a larger image). ",
-    (
-        False,
-        True,
-    ): "Here even these queries raised the alarm: their distances were far from normal (a small or "
-    "repetitive pool does that). ",
-}
+MISSED = (  # a synthetic-query run that PRADA did not catch
+    "PRADA missed these synthetic queries: it needs the λ step to be small next to the distances between natural "
+    "images of the dataset (on 8x8 digits it often is not; try a smaller λ or a larger image). "
+)
 
 
 def prada_story(trace: PradaResult, who: str) -> str:
@@ -198,7 +190,7 @@ def render_defense(run: RunRecord | None) -> None:
     st.caption(
         f"**The {report.attack} attacker was {caught}; the benign client raised {false_alarm}.** "
         f"{prada_story(attacker, 'Attacker')}. {prada_story(benign, 'Benign client sending ordinary test images')}. "
-        f"{SURPRISE.get((report.attack == 'jacobian', attacker.alarmed), '')}"
+        f"{MISSED if report.attack == 'jacobian' and not attacker.alarmed else ''}"
         "One benign client is one sample, not a false-alarm rate."
     )
 
