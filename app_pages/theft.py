@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from dlsec_core.attacks.base import get_attack
 from dlsec_core.errors import DlsecError
 from dlsec_core.runs import RunRecord
 from dlsec_core.studies.ownership import OwnershipStudyConfig, OwnershipStudyResult
@@ -10,7 +11,7 @@ from dlsec_core.theft.api import OUTPUT_POLICIES
 from dlsec_core.theft.extraction import EXTRACTION_ATTACKS, PoolKind
 from dlsec_core.theft.prada import PradaResult
 from dlsec_ui import figures, state
-from dlsec_ui.resources import get_store
+from dlsec_ui.resources import get_model, get_store
 from dlsec_ui.runs import (
     attach,
     event_records,
@@ -20,6 +21,7 @@ from dlsec_ui.runs import (
     refresh,
     render_run,
     submit_run,
+    submit_sweep,
 )
 from dlsec_ui.widgets import config_form, current_model_card, model_label, show_error
 
@@ -65,7 +67,6 @@ with steal, st.container(border=True):
             st.session_state[state.THEFT_JOB] = submit_run("extraction", config).id
         except DlsecError as err:
             show_error(err)
-transfer.info("Coming: a stolen model as the source of a transfer attack. The other tabs work today.")
 
 with own:
     st.caption(
@@ -231,3 +232,97 @@ def ownership_progress() -> None:
 
 with own:
     ownership_progress()
+
+
+TRANSFER_EPS = [0.0, 0.02, 0.05, 0.1, 0.2, 0.3]
+stolen = {c.id: c for c in get_store().list_models()
+          if c.recipe == "extraction" and c.recipe_params.get("victim") == card.id}  # fmt: skip
+with transfer:
+    st.caption(
+        "Papernot et al. 2017: adversarial images crafted with PGD on the attacker's own copy, the model stolen "
+        "through the API, fed to the victim (the attacker never sees its gradients), beside white-box PGD on the "
+        "victim itself (the attacker who has the weights). Same test images, same ε."
+    )
+    if not stolen:
+        st.info(
+            "No stolen copy of this model yet: steal it on the Steal tab with 'Store the stolen model' ticked."
+        )
+    else:
+        with st.container(border=True):
+            source = st.selectbox("Stolen model (the transfer source)", list(stolen), key=state.TRANSFER_SURROGATE,
+                                  format_func=lambda i: model_label(stolen[i]))  # fmt: skip
+            eps = st.multiselect("ε values (L∞, pixel units)", TRANSFER_EPS, default=[0.0, 0.05, 0.1, 0.2],
+                                 key=state.TRANSFER_EPS)  # fmt: skip
+            n_images = st.slider("Test images", 50, 1000, 200, 50, key=state.TRANSFER_IMAGES)
+            if st.button(
+                "Attack the victim with the stolen model", type="primary", key=state.TRANSFER_BUTTON
+            ):
+                try:
+                    seed = int(st.session_state.get(state.SEED, 0))
+                    st.session_state[state.TRANSFER_JOB] = submit_sweep(
+                        [card.id],
+                        get_attack("transfer", surrogate=get_model(source)[0]),
+                        sorted(eps),
+                        n_images,
+                        seed=seed,
+                        surrogate_id=source,
+                    )
+                    st.session_state[state.TRANSFER_WHITEBOX_JOB] = submit_sweep(
+                        [card.id], get_attack("pgd"), sorted(eps), n_images, seed=seed
+                    )
+                except DlsecError as err:
+                    show_error(err)
+
+
+def latest_pair(victim: str, source: str | None) -> tuple[RunRecord | None, RunRecord | None]:
+    """The sweeps this session queued; else the newest finished transfer sweep on `victim` from `source` and the
+    newest finished white-box PGD sweep of the victim on the same ε values and images."""
+    followed = (attach(state.TRANSFER_JOB, study="sweep", from_url=False),
+                attach(state.TRANSFER_WHITEBOX_JOB, study="sweep", from_url=False))  # fmt: skip
+    if all(followed) or source is None:
+        return followed
+    runs = get_runs()
+    done = runs.list_runs(study="sweep", status="done", model_id=victim, limit=100)
+    moved = next((r for r in done if r.config["attack"] == "transfer" and r.config.get("surrogate_id") == source
+                  and r.config["model_ids"] == [victim]), None)  # fmt: skip
+    if moved is None:
+        return None, None
+    same = ("eps", "n_images", "model_ids")
+    white = next((r for r in done if r.config["attack"] == "pgd"
+                  and all(r.config[k] == moved.config[k] for k in same)), None)  # fmt: skip
+    return moved, white
+
+
+def sweep_points(run: RunRecord) -> list[dict]:
+    return run.result["records"] if run.result is not None else event_records(run, "point")
+
+
+pair = latest_pair(card.id, st.session_state.get(state.TRANSFER_SURROGATE))
+TRANSFER_POLL = 1.0 if any(r is not None and r.is_active for r in pair) else None
+
+
+@st.fragment(run_every=TRANSFER_POLL)
+def transfer_progress() -> None:
+    transferred, whitebox = (refresh(r) for r in pair)
+    if transferred is None or whitebox is None:
+        return
+    if not (transferred.is_active or whitebox.is_active):
+        redraw_if_ended(transferred, TRANSFER_POLL)  # once both have ended
+    render_run(transferred, key=state.TRANSFER_JOB)
+    render_run(whitebox, key=state.TRANSFER_WHITEBOX_JOB)
+    source = stolen.get(transferred.config.get("surrogate_id") or "")
+    label = f"transfer from {source.name if source else 'the stolen model'}"
+    curves = {"white-box PGD on the victim": sweep_points(whitebox), label: sweep_points(transferred)}
+    st.plotly_chart(figures.transfer_vs_whitebox(curves), key=state.TRANSFER_CHART)
+    if transferred.result is None or whitebox.result is None:
+        return
+    white, moved = (max(rows, key=lambda r: r["eps"]) for rows in curves.values())
+    st.caption(
+        f"At ε = {white['eps']:g} on {white['n']} test images: white-box PGD leaves the victim right on "
+        f"{white['accuracy']:.1%}; PGD crafted on the stolen copy and transferred, on {moved['accuracy']:.1%}. "
+        f"White-box: {white['attack']}. Transfer: {moved['attack']}."
+    )
+
+
+with transfer:
+    transfer_progress()

@@ -6,7 +6,7 @@ Every figure sets its template explicitly: importing streamlit changes Plotly's 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -683,7 +683,7 @@ def extraction_curve(points: Sequence[dict[str, Any]], victim_accuracy: float | 
     return fig
 
 
-def transfer_vs_whitebox(curves: dict[str, Sequence[dict[str, Any]]]) -> go.Figure:
+def transfer_vs_whitebox(curves: Mapping[str, Sequence[dict[str, Any]]]) -> go.Figure:
     """Attack success vs. ε for a few sweeps of the same victim (label -> the sweep's point records), drawn side
     by side: success = 1 − accuracy under attack, the share of the test images the victim gets wrong."""
     fig = go.Figure()

@@ -1,6 +1,6 @@
 """The Model theft page through AppTest: the Steal tab queues an extraction run whose curve and caption are the
-core's numbers; the Defend tab draws PRADA's traces from that run's result; the tabs not built yet say so; the
-Home page's theft card is on."""
+core's numbers; the Defend tab draws PRADA's traces from that run's result; the Own tab verifies a watermark; the
+Transfer tab sweeps the victim from its stolen copy beside white-box PGD; the Home page's theft card is on."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_steal_by_equation_solving_draws_the_core_curve(
     assert "250 answers to the attacker" in text
     assert at.get("plotly_chart"), "the curve is drawn"
     infos = " ".join(i.value for i in at.info)
-    assert "Coming: PRADA" not in infos and "Coming: a watermark" not in infos
+    assert "Coming" not in infos  # every tab is built
 
 
 def test_a_bad_setting_is_a_sentence_not_a_run(
@@ -182,3 +182,62 @@ def test_defend_tab_draws_prada_on_the_attacker_and_a_benign_client(
     assert "jacobian attacker was caught; the benign client raised no false alarm" in text
     lowest = min(w for _, w in benign.tests)
     assert f"no alarm in {len(benign.tests)} tests over 250 queries (lowest W = {lowest:.3f} ≥ δ)" in text
+
+
+def test_transfer_tab_attacks_the_victim_from_its_stolen_copy_beside_white_box_pgd(
+    app: Callable[[str], AppTest], tmp_home: Path, stored_model: ModelCard
+) -> None:
+    """No stolen copy: the tab says how to make one. With one (a stored Knockoff surrogate of the current model):
+    two sweep runs on the same images and ε, the transfer attack from the copy and white-box PGD, drawn as
+    success = 1 − accuracy from their stored records, the caption repeating the accuracies at the largest ε."""
+    from dlsec_core.studies.base import run_study
+    from dlsec_core.studies.catalog import get_study
+    from dlsec_core.studies.theft import ExtractionStudyConfig
+
+    at = app("app_pages/theft.py")
+    assert any("No stolen copy of this model yet" in i.value for i in at.info)
+    steal = ExtractionStudyConfig(
+        model_id=stored_model.id, attack="knockoff", attack_params={"arch": "mlp", "epochs": 3}, budgets=[160],
+        store_surrogate=True, seed=1,
+    )  # fmt: skip
+    (copy_id,) = run_study(get_study("extraction"), Store(tmp_home), steal).model_ids
+    at = app("app_pages/theft.py")
+    at.session_state[state.MODEL] = (
+        stored_model.id
+    )  # the stolen copy is the newest model: keep the victim current
+    at.run()
+    at.selectbox(key=state.TRANSFER_SURROGATE).select(copy_id)
+    at.multiselect(key=state.TRANSFER_EPS).set_value([0.0, 0.1, 0.2])
+    at.slider(key=state.TRANSFER_IMAGES).set_value(50)
+    at.button(key=state.TRANSFER_BUTTON).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    moved_id, white_id = at.session_state[state.TRANSFER_JOB], at.session_state[state.TRANSFER_WHITEBOX_JOB]
+    assert finish_work(moved_id) is None and finish_work(white_id) is None
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    runs = RunStore(Store(tmp_home))
+    moved, white = runs.get(moved_id), runs.get(white_id)
+    assert moved.status == white.status == RunStatus.DONE
+    assert moved.config["attack"] == "transfer" and moved.config["surrogate_id"] == copy_id
+    assert white.config["attack"] == "pgd" and white.config["surrogate_id"] is None
+    assert moved.config["model_ids"] == white.config["model_ids"] == [stored_model.id]
+    assert moved.config["eps"] == white.config["eps"] == [0.0, 0.1, 0.2]
+    (chart,) = [c for c in at.get("plotly_chart") if c.proto.id and "attack success" in c.proto.spec]
+    drawn = {t["name"]: t["y"] for t in _spec(chart)["data"]}
+    assert drawn == {
+        "white-box PGD on the victim": [1 - r["accuracy"] for r in white.result["records"]],
+        "transfer from stolen-digits-logreg-knockoff-160q": [
+            1 - r["accuracy"] for r in moved.result["records"]
+        ],
+    }
+    w, m = white.result["records"][-1], moved.result["records"][-1]
+    assert w["accuracy"] <= m["accuracy"]  # the attacker with the weights does at least as well
+    text = " ".join(c.value for c in at.caption)
+    assert f"white-box PGD leaves the victim right on {w['accuracy']:.1%}" in text
+    assert f"transferred, on {m['accuracy']:.1%}" in text and "Papernot et al. 2017" in text
+    # a new session (no run ids in its state) opens on the same two finished sweeps
+    at = app("app_pages/theft.py")
+    at.session_state[state.MODEL] = stored_model.id
+    at.run()
+    (again,) = [c for c in at.get("plotly_chart") if c.proto.id and "attack success" in c.proto.spec]
+    assert {t["name"]: t["y"] for t in _spec(again)["data"]} == drawn
