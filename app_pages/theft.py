@@ -2,14 +2,16 @@
 
 import streamlit as st
 
+from dlsec_core.attacks.base import get_attack
 from dlsec_core.errors import DlsecError
 from dlsec_core.runs import RunRecord
 from dlsec_core.studies.ownership import OwnershipStudyConfig, OwnershipStudyResult
 from dlsec_core.studies.theft import ExtractionStudyConfig, ExtractionStudyResult
 from dlsec_core.theft.api import OUTPUT_POLICIES
 from dlsec_core.theft.extraction import EXTRACTION_ATTACKS, PoolKind
+from dlsec_core.theft.prada import PradaResult
 from dlsec_ui import figures, state
-from dlsec_ui.resources import get_store
+from dlsec_ui.resources import get_model, get_store
 from dlsec_ui.runs import (
     attach,
     event_records,
@@ -19,6 +21,7 @@ from dlsec_ui.runs import (
     refresh,
     render_run,
     submit_run,
+    submit_sweep,
 )
 from dlsec_ui.widgets import config_form, current_model_card, model_label, show_error
 
@@ -64,9 +67,6 @@ with steal, st.container(border=True):
             st.session_state[state.THEFT_JOB] = submit_run("extraction", config).id
         except DlsecError as err:
             show_error(err)
-for tab, what in ((defend, "PRADA detection on each client's query stream"),
-                  (transfer, "a stolen model as the source of a transfer attack")):  # fmt: skip
-    tab.info(f"Coming: {what}. The Steal and Own tabs work today.")
 
 with own:
     st.caption(
@@ -138,6 +138,67 @@ def theft_progress() -> None:
 with steal:
     theft_progress()
 
+
+MISSED = (  # a synthetic-query run that PRADA did not catch
+    "PRADA missed these synthetic queries: it needs the λ step to be small next to the distances between natural "
+    "images of the dataset (on 8x8 digits it often is not; try a smaller λ or a larger image). "
+)
+
+
+def prada_story(trace: PradaResult, who: str) -> str:
+    """One client's outcome in numbers: where the alarm fired and its W, or the lowest W when it never did."""
+    tests = trace.tests
+    if not tests:
+        return f"{who}: {len(trace.steps):,} queries, too few for a test"
+    if trace.first_alarm is not None:
+        w = dict(tests)[trace.first_alarm]
+        return f"{who}: alarm at query {trace.first_alarm + 1:,} of {len(trace.steps):,} (W = {w:.3f} < δ)"
+    lowest = min(w for _, w in tests)
+    return f"{who}: no alarm in {len(tests)} tests over {len(trace.steps):,} queries (lowest W = {lowest:.3f} ≥ δ)"
+
+
+def render_defense(run: RunRecord | None) -> None:
+    if run is None or run.result is None:
+        st.info(
+            "Steal the current model first (Steal tab): PRADA watches that run's query stream when it ends."
+        )
+        return
+    report = ExtractionStudyResult.from_json(run.result)
+    traces = report.prada_results()
+    if traces is None:
+        st.info("This extraction run was made before detection existed: steal again to see PRADA on it.")
+        return
+    attacker, benign = traces
+    st.caption(
+        f"PRADA (Juuti et al. 2019) on the API's log of run {run.id}: for each client, each query's smallest L2 "
+        f"distance to earlier queries of the class the API answered; every 10 queries a Shapiro-Wilk test of "
+        f"those distances, alarm when W < δ = {attacker.delta:g}. Synthetic queries (Jacobian-based augmentation, "
+        "Papernot et al. 2017) step a little away from earlier ones, their distances are far from normal and get "
+        "caught; natural images, as Knockoff sends, look like a benign client's and slip past (the paper's own "
+        "caveat): steal with both attacks and compare."
+    )
+    c1, c2 = st.columns(2)
+    with c1:
+        st.plotly_chart(
+            figures.prada_distances(attacker, f"attacker ({report.attack})"), key=state.DEFEND_CHART
+        )
+    with c2:
+        st.plotly_chart(
+            figures.prada_distances(benign, "benign client (test images)"), key=state.DEFEND_BENIGN_CHART
+        )
+    caught = "caught" if attacker.alarmed else "not caught"
+    false_alarm = "a false alarm" if benign.alarmed else "no false alarm"
+    st.caption(
+        f"**The {report.attack} attacker was {caught}; the benign client raised {false_alarm}.** "
+        f"{prada_story(attacker, 'Attacker')}. {prada_story(benign, 'Benign client sending ordinary test images')}. "
+        f"{MISSED if report.attack == 'jacobian' and not attacker.alarmed else ''}"
+        "One benign client is one sample, not a false-alarm rate."
+    )
+
+
+with defend:
+    render_defense(refresh(shown))
+
 owned = attach(state.OWN_JOB, study="ownership") or get_runs().latest("ownership", model_id=card.id)
 OWN_POLL = poll_while_active(owned, 1.0)
 
@@ -171,3 +232,97 @@ def ownership_progress() -> None:
 
 with own:
     ownership_progress()
+
+
+TRANSFER_EPS = [0.0, 0.02, 0.05, 0.1, 0.2, 0.3]
+stolen = {c.id: c for c in get_store().list_models()
+          if c.recipe == "extraction" and c.recipe_params.get("victim") == card.id}  # fmt: skip
+with transfer:
+    st.caption(
+        "Papernot et al. 2017: adversarial images crafted with PGD on the attacker's own copy, the model stolen "
+        "through the API, fed to the victim (the attacker never sees its gradients), beside white-box PGD on the "
+        "victim itself (the attacker who has the weights). Same test images, same ε."
+    )
+    if not stolen:
+        st.info(
+            "No stolen copy of this model yet: steal it on the Steal tab with 'Store the stolen model' ticked."
+        )
+    else:
+        with st.container(border=True):
+            source = st.selectbox("Stolen model (the transfer source)", list(stolen), key=state.TRANSFER_SURROGATE,
+                                  format_func=lambda i: model_label(stolen[i]))  # fmt: skip
+            eps = st.multiselect("ε values (L∞, pixel units)", TRANSFER_EPS, default=[0.0, 0.05, 0.1, 0.2],
+                                 key=state.TRANSFER_EPS)  # fmt: skip
+            n_images = st.slider("Test images", 50, 1000, 200, 50, key=state.TRANSFER_IMAGES)
+            if st.button(
+                "Attack the victim with the stolen model", type="primary", key=state.TRANSFER_BUTTON
+            ):
+                try:
+                    seed = int(st.session_state.get(state.SEED, 0))
+                    st.session_state[state.TRANSFER_JOB] = submit_sweep(
+                        [card.id],
+                        get_attack("transfer", surrogate=get_model(source)[0]),
+                        sorted(eps),
+                        n_images,
+                        seed=seed,
+                        surrogate_id=source,
+                    )
+                    st.session_state[state.TRANSFER_WHITEBOX_JOB] = submit_sweep(
+                        [card.id], get_attack("pgd"), sorted(eps), n_images, seed=seed
+                    )
+                except DlsecError as err:
+                    show_error(err)
+
+
+def latest_pair(victim: str, source: str | None) -> tuple[RunRecord | None, RunRecord | None]:
+    """The sweeps this session queued; else the newest finished transfer sweep on `victim` from `source` and the
+    newest finished white-box PGD sweep of the victim on the same ε values and images."""
+    followed = (attach(state.TRANSFER_JOB, study="sweep", from_url=False),
+                attach(state.TRANSFER_WHITEBOX_JOB, study="sweep", from_url=False))  # fmt: skip
+    if all(followed) or source is None:
+        return followed
+    runs = get_runs()
+    done = runs.list_runs(study="sweep", status="done", model_id=victim, limit=100)
+    moved = next((r for r in done if r.config["attack"] == "transfer" and r.config.get("surrogate_id") == source
+                  and r.config["model_ids"] == [victim]), None)  # fmt: skip
+    if moved is None:
+        return None, None
+    same = ("eps", "n_images", "model_ids")
+    white = next((r for r in done if r.config["attack"] == "pgd"
+                  and all(r.config[k] == moved.config[k] for k in same)), None)  # fmt: skip
+    return moved, white
+
+
+def sweep_points(run: RunRecord) -> list[dict]:
+    return run.result["records"] if run.result is not None else event_records(run, "point")
+
+
+pair = latest_pair(card.id, st.session_state.get(state.TRANSFER_SURROGATE))
+TRANSFER_POLL = 1.0 if any(r is not None and r.is_active for r in pair) else None
+
+
+@st.fragment(run_every=TRANSFER_POLL)
+def transfer_progress() -> None:
+    transferred, whitebox = (refresh(r) for r in pair)
+    if transferred is None or whitebox is None:
+        return
+    if not (transferred.is_active or whitebox.is_active):
+        redraw_if_ended(transferred, TRANSFER_POLL)  # once both have ended
+    render_run(transferred, key=state.TRANSFER_JOB)
+    render_run(whitebox, key=state.TRANSFER_WHITEBOX_JOB)
+    source = stolen.get(transferred.config.get("surrogate_id") or "")
+    label = f"transfer from {source.name if source else 'the stolen model'}"
+    curves = {"white-box PGD on the victim": sweep_points(whitebox), label: sweep_points(transferred)}
+    st.plotly_chart(figures.transfer_vs_whitebox(curves), key=state.TRANSFER_CHART)
+    if transferred.result is None or whitebox.result is None:
+        return
+    white, moved = (max(rows, key=lambda r: r["eps"]) for rows in curves.values())
+    st.caption(
+        f"At ε = {white['eps']:g} on {white['n']} test images: white-box PGD leaves the victim right on "
+        f"{white['accuracy']:.1%}; PGD crafted on the stolen copy and transferred, on {moved['accuracy']:.1%}. "
+        f"White-box: {white['attack']}. Transfer: {moved['attack']}."
+    )
+
+
+with transfer:
+    transfer_progress()

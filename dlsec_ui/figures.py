@@ -6,7 +6,7 @@ Every figure sets its template explicitly: importing streamlit changes Plotly's 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -715,5 +715,25 @@ def federated_rounds(records: Sequence[dict[str, Any]]) -> go.Figure:
         xaxis={"title": {"text": "round"}, "dtick": 1 if len(rounds) <= 20 else None},
         yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": ".0%"},
         legend={"orientation": "h", "y": -0.2},
+
+
+def transfer_vs_whitebox(curves: Mapping[str, Sequence[dict[str, Any]]]) -> go.Figure:
+    """Attack success vs. ε for a few sweeps of the same victim (label -> the sweep's point records), drawn side
+    by side: success = 1 − accuracy under attack, the share of the test images the victim gets wrong."""
+    fig = go.Figure()
+    for i, (label, rows) in enumerate(curves.items()):
+        fig.add_trace(
+            go.Scatter(
+                x=[r["eps"] for r in rows], y=[1 - r["accuracy"] for r in rows], mode="lines+markers",
+                name=label, line={"color": MODEL_COLORS[i % len(MODEL_COLORS)]},
+                hovertemplate="ε=%{x:.3g}<br>success=%{y:.1%}<extra>" + label + "</extra>",
+            )
+        )  # fmt: skip
+    first = next((rows for rows in curves.values() if rows), [])
+    unit = "L∞" if not first or first[0].get("norm", "linf") == "linf" else "L2"
+    fig.update_layout(
+        template=TEMPLATE, height=380, xaxis={"title": f"ε ({unit}, pixel units)", "rangemode": "tozero"},
+        yaxis={"title": "attack success (1 − accuracy)", "range": [0, 1.02], "tickformat": ".0%"},
+        margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "h", "y": -0.2},
     )  # fmt: skip
     return fig

@@ -5,6 +5,11 @@ whose budget is the largest budget point, and reaches the model only through tha
 run event (queries, accuracy, fidelity), so a page draws the curve while the run goes on. The honest users' view
 is measured too: the accuracy of the API's answers (after the policy) on the test split, asked by a separate
 client. Optionally the last surrogate is stored as a model (recipe "extraction"), e.g. as a transfer-attack source.
+
+The defender's view: PRADA (Juuti et al. 2019) runs over the attacker's query stream as the API logged it (inputs
+and the labels it answered), and over a benign client that sends as many ordinary test images, in a seeded random
+order, through the same API, so each run reports whether the attack was caught and whether an honest client would
+have raised a false alarm.
 """
 
 from __future__ import annotations
@@ -39,10 +44,12 @@ from dlsec_core.theft.extraction import (
     get_extraction,
     query_pool,
 )
+from dlsec_core.theft.prada import PradaConfig, PradaResult, prada
 from dlsec_core.workflows import resolve_dataset
 
 ATTACKER = "attacker"
 HONEST = "honest-user"  # the lab's client measuring what the policy costs ordinary users
+BENIGN = "benign-user"  # a client sending ordinary test images, PRADA's false-alarm check
 MAX_BUDGET = 100_000
 
 
@@ -50,8 +57,9 @@ MAX_BUDGET = 100_000
 class ExtractionStudyConfig(StudyConfig):
     """Which stored model to steal, behind which output policy, with which attack, pool and budgets.
 
-    `policy_params` and `attack_params` hold the policy's and the attack's settings (the ones left out take their
-    defaults); `budgets` are the curve's query counts, increasing; the attacker's API budget is the largest.
+    `policy_params`, `attack_params` and `prada_params` hold the policy's, the attack's and the PRADA detector's
+    settings (the ones left out take their defaults); `budgets` are the curve's query counts, increasing; the
+    attacker's API budget is the largest.
     """
 
     model_id: str = param(dataclasses.MISSING, "Victim (a stored model id)")
@@ -63,6 +71,8 @@ class ExtractionStudyConfig(StudyConfig):
     budgets: list[int] = field(default_factory=lambda: [250, 500, 1000, 2000, 4000])
     seed: int = param(0, "Seed", min=0, max=2**31 - 1, step=1)
     store_surrogate: bool = param(False, "Store the stolen model", help="Keep the last surrogate as a model.")
+    # PRADA's settings (a PradaConfig's fields; the ones left out take their defaults)
+    prada_params: dict[str, Any] = field(default_factory=dict)
 
     def check_plain(self, problems: list[str]) -> None:
         super().check_plain(problems)
@@ -82,6 +92,7 @@ class ExtractionStudyConfig(StudyConfig):
             built(problems, "policy_params", lambda **p: get_policy(self.policy, **p), self.policy_params)
         if self.attack in EXTRACTION_ATTACKS:
             built(problems, "attack_params", lambda **p: get_extraction(self.attack, **p), self.attack_params)
+        built(problems, "prada_params", PradaConfig, self.prada_params)
 
     def policy_config(self) -> OutputPolicy:
         return get_policy(self.policy, **self.policy_params)
@@ -89,10 +100,19 @@ class ExtractionStudyConfig(StudyConfig):
     def attack_config(self) -> ExtractionAttack:
         return get_extraction(self.attack, **self.attack_params)
 
+    def prada_config(self) -> PradaConfig:
+        return PradaConfig(**self.prada_params)
+
 
 @dataclass(frozen=True, kw_only=True)
 class ExtractionStudyResult:
-    """The victim, the API, the attack and its curve; `surrogate_model_id` when the stolen model was stored."""
+    """The victim, the API, the attack and its curve; `surrogate_model_id` when the stolen model was stored.
+
+    `prada` and `prada_benign` are PRADA's traces (`PradaResult.to_json()`: one record per query with its distance,
+    W where a test ran, and the alarm state) over the attacker's and a benign client's streams; the first-alarm
+    fields are 0-based query indexes, None when the alarm never fired. Runs made before detection existed lack
+    them (None).
+    """
 
     victim_id: str
     victim_name: str
@@ -107,6 +127,16 @@ class ExtractionStudyResult:
     points: list[ExtractionPoint]
     answered: int  # the attacker's answers, from the API's log
     surrogate_model_id: str | None = None
+    prada: dict[str, Any] | None = None
+    prada_first_alarm: int | None = None
+    prada_benign: dict[str, Any] | None = None
+    prada_benign_first_alarm: int | None = None
+
+    def prada_results(self) -> tuple[PradaResult, PradaResult] | None:
+        """PRADA's traces (attacker, benign client), or None for a run made before detection existed."""
+        if self.prada is None or self.prada_benign is None:
+            return None
+        return PradaResult.from_json(self.prada), PradaResult.from_json(self.prada_benign)
 
     def to_json(self) -> dict[str, Any]:
         return {**{k: getattr(self, k) for k in self.__dataclass_fields__ if k != "points"},
@@ -164,6 +194,8 @@ class ExtractionStudy(Study[ExtractionStudyConfig]):
                 break
             payload = None if event.point is None else {"type": "point", **event.point.to_record()}
             yield StudyEvent(min(event.progress, 1.0) * 0.99, event.message, payload)
+        yield StudyEvent(0.99, "PRADA on the attacker's and a benign client's query streams")
+        attacker_trace, benign_trace = detect(api, data.x_test, config)
         surrogate_model_id = None
         if config.store_surrogate:
             last = result.points[-1]
@@ -181,7 +213,26 @@ class ExtractionStudy(Study[ExtractionStudyConfig]):
             attack_description=result.description, pool=PoolKind(config.pool).value,
             pool_description="none: the attack makes its own queries" if pool is None else PoolKind(config.pool).describe(),
             points=result.points, answered=api.log(ATTACKER).answered, surrogate_model_id=surrogate_model_id,
+            prada=attacker_trace.to_json(), prada_first_alarm=attacker_trace.first_alarm,
+            prada_benign=benign_trace.to_json(), prada_benign_first_alarm=benign_trace.first_alarm,
         )  # fmt: skip
         return StudyOutcome(
             result=summary.to_json(), model_ids=[surrogate_model_id] if surrogate_model_id else []
         )
+
+
+def detect(
+    api: PredictionAPI, x_test: torch.Tensor, config: ExtractionStudyConfig
+) -> tuple[PradaResult, PradaResult]:
+    """PRADA over the attacker's logged stream, and over a benign client that sends as many test images (at most the
+    whole test split) in a seeded random order through the same API, after the attack."""
+    detector = config.prada_config()
+    log = api.log(ATTACKER)
+    attacker = prada(log.inputs, log.labels, detector)
+    n = min(log.answered, int(x_test.shape[0]))
+    order = torch.randperm(int(x_test.shape[0]), generator=torch.Generator().manual_seed(config.seed + 1))[:n]
+    api.register(BENIGN, budget=n)
+    if n:
+        api.query(BENIGN, x_test[order])
+    benign_log = api.log(BENIGN)
+    return attacker, prada(benign_log.inputs, benign_log.labels, detector)

@@ -278,12 +278,13 @@ class _Client:
     answered: int = 0
     refused: int = 0
     inputs: list[torch.Tensor] = field(default_factory=list)
+    labels: list[torch.Tensor] = field(default_factory=list)
     times: list[torch.Tensor] = field(default_factory=list)
 
 
 @dataclass(frozen=True, eq=False)
 class ClientLog:
-    """What the API recorded about one client: every answered query's input and time, and refusals."""
+    """What the API recorded about one client: every answered query's input, label and time, and refusals."""
 
     client_id: str
     budget: int
@@ -291,6 +292,7 @@ class ClientLog:
     answered: int
     refused: int  # queries refused (budget or rate limit), not answered and not in `inputs`
     inputs: torch.Tensor  # (answered, C, H, W), in the order answered
+    labels: torch.Tensor  # (answered,) int64, the top-1 class of each answer (after the policy)
     times: torch.Tensor  # (answered,) float64, the API clock's reading when each was answered
 
     @property
@@ -411,6 +413,7 @@ class PredictionAPI:
         answers = self._respond(logits.double().softmax(1), x.cpu())
         client.answered += n
         client.inputs.append(x.detach().cpu().float().clone())
+        client.labels.append(answers.argmax(1).cpu() if n else torch.zeros(0, dtype=torch.int64))
         client.times.append(torch.full((n,), now, dtype=torch.float64))
         return answers.detach()
 
@@ -436,6 +439,7 @@ class PredictionAPI:
             client_id=client_id, budget=client.budget, rate_limit=client.rate_limit, answered=client.answered,
             refused=client.refused,
             inputs=torch.cat(client.inputs) if client.inputs else torch.zeros(0, c, h, w),
+            labels=torch.cat(client.labels) if client.labels else torch.zeros(0, dtype=torch.int64),
             times=torch.cat(client.times) if client.times else torch.zeros(0, dtype=torch.float64),
         )  # fmt: skip
 

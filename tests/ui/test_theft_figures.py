@@ -3,6 +3,7 @@ watermark's key accuracy per model against chance."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from dlsec_core.studies.ownership import NullModel, OwnershipStudyResult, SurvivalCheck
@@ -66,3 +67,14 @@ def test_watermark_chart_colours_found_and_not_found() -> None:
     assert list(bars.marker.color) == ["#9D9D9D", "#9D9D9D", "#54A24B", figures.ADV_COLOR, "#54A24B"]
     assert bars.y[-1] == "suspect prune 0.5"
     assert any(s.x0 == s.x1 == 0.1 for s in fig.layout.shapes)  # chance
+
+
+def test_transfer_chart_draws_success_as_one_minus_accuracy() -> None:
+    white = [{"eps": 0.0, "accuracy": 0.9, "norm": "linf"}, {"eps": 0.1, "accuracy": 0.1, "norm": "linf"}]
+    stolen = [{"eps": 0.0, "accuracy": 0.9, "norm": "linf"}, {"eps": 0.1, "accuracy": 0.6, "norm": "linf"}]
+    fig = figures.transfer_vs_whitebox({"white-box PGD": white, "transfer from the stolen model": stolen})
+    assert [t.name for t in fig.data] == ["white-box PGD", "transfer from the stolen model"]
+    assert list(fig.data[0].y) == pytest.approx([0.1, 0.9]) and list(fig.data[1].y) == pytest.approx(
+        [0.1, 0.4]
+    )
+    assert list(fig.data[1].x) == [0.0, 0.1] and "L∞" in fig.layout.xaxis.title.text
