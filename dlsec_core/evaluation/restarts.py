@@ -31,8 +31,9 @@ def robust_under_restarts(
     """(N,) bools on CPU: whether image i is still classified correctly after every one of `restarts` runs.
 
     One generator, seeded with `seed`, feeds every random start in order (restart 1 over all batches, then
-    restart 2, ...), so the same seed gives the same mask. A wrong clean prediction is never robust (the attack
-    keeps an already-fooled input where it is). Images fooled by an earlier restart are not attacked again.
+    restart 2, ...), so the same seed gives the same mask; every restart attacks every image (as
+    `workflows._strong_accuracy`), so the random starts do not depend on earlier restarts' outcomes. A wrong clean
+    prediction is never robust.
 
     Raises:
         InvalidInputError: bad inputs, or `restarts` not an integer from 1 to `MAX_RESTARTS`.
@@ -46,13 +47,10 @@ def robust_under_restarts(
     with eval_mode(model):
         for _ in range(restarts):
             for i in range(0, len(y), batch_size):
-                live = torch.nonzero(robust[i : i + batch_size]).squeeze(1) + i
-                if live.numel() == 0:
-                    continue
-                xb, yb = x[live].to(device), y[live].to(device)
+                xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
                 x_adv = attack.perturb(model, xb, yb, generator=generator)
                 with torch.no_grad():
-                    robust[live] = (model(x_adv).argmax(1) == yb).cpu()
+                    robust[i : i + batch_size] &= (model(x_adv).argmax(1) == yb).cpu()
     return robust
 
 
