@@ -160,3 +160,21 @@ def test_more_restarts_never_raise_robust_accuracy(trained_digits: object) -> No
     assert bool((three <= one).all()) and one.float().mean() == _robust_directly(model, x, y, attack, 1)
     with pytest.raises(InvalidInputError, match="Restarts"):
         robust_under_restarts(model, x, y, attack, restarts=0)
+
+
+def test_cli_scan_prints_the_stored_result(
+    tmp_home: Path, stored_model: ModelCard, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dlsec_core.cli import main
+
+    assert (
+        main(["--home", str(tmp_home), "scan", stored_model.id, "--seed", str(SEED), "--quiet", "--json"])
+        == 0
+    )
+    printed = ScanResult.from_json(json.loads(capsys.readouterr().out))
+    direct = _scan(Store(tmp_home), stored_model.id)
+    assert [f.to_json() for f in printed.findings] == [f.to_json() for f in direct.findings]
+    assert main(["--home", str(tmp_home), "scan", stored_model.id, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "evasion-pgd-linf-0.3" in out and "AML.T0043.000" in out and "MEDIUM  dp-claim" in out
+    assert main(["--home", str(tmp_home), "scan", "no-such-model", "--quiet"]) == 2
