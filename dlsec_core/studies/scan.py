@@ -153,10 +153,7 @@ def _evasion_finding(
 ) -> Finding:  # fmt: skip
     return Finding(
         id=fid, title=title, grade=Grade.on(ROBUST_ACCURACY, point.accuracy),
-        summary=(
-            f"{_pct(point.accuracy)} of {point.n} test images keep their label under {point.attack} "
-            f"(L∞ ε = {point.eps:g})."
-        ),
+        summary=f"{_pct(point.accuracy)} of {point.n} test images keep their label under {point.attack}.",
         evidence={"accuracy": point.accuracy, "correct": point.correct, "n": point.n, "eps": point.eps,
                   "norm": str(point.norm), "attack": point.attack, **evidence},
         atlas_ids=atlas_ids, reduce=reduce, checks=checks,
