@@ -78,6 +78,19 @@ def federated_chart(run: RunRecord, key: str) -> None:
         )
 
 
+def scan_findings(run: RunRecord) -> None:
+    """A scan's findings as they arrive (the Scorecard page with tiles and model comparison comes next)."""
+    if not (run.study == "scan" and (found := event_records(run, "finding"))):
+        return
+    st.dataframe(
+        [{"severity": f["finding"]["grade"]["severity"], "finding": f["finding"]["title"],
+          "summary": f["finding"]["summary"], "MITRE ATLAS": " ".join(f["finding"]["atlas_ids"]),
+          "what would reduce it": f["finding"]["reduce"]} for f in found],
+        hide_index=True,
+    )  # fmt: skip
+    st.caption("Each severity comes from a documented threshold with its citation (`dlsec_core/assessment`).")
+
+
 @st.fragment(run_every=1.0)
 def live(run_id: str) -> None:
     run = get_runs().get(run_id)
@@ -89,6 +102,7 @@ def live(run_id: str) -> None:
         st.plotly_chart(figures.robustness_curves(points), key=f"runs_sweep_{run.id}")
     defense_chart(run, f"runs_defense_{run.id}")
     federated_chart(run, f"runs_federated_{run.id}")
+    scan_findings(run)
 
 
 try:
@@ -109,6 +123,7 @@ try:
                 render_findings(sweep_findings(run))
             defense_chart(run, "runs_defense")
             federated_chart(run, "runs_federated")
+            scan_findings(run)
         with st.expander("Config, versions and timings"):
             st.json({"config": run.config, "versions": run.versions, "seed": run.seed, "worker": run.worker,
                      "created": run.created_at, "started": run.started_at, "finished": run.finished_at})  # fmt: skip

@@ -715,6 +715,8 @@ def federated_rounds(records: Sequence[dict[str, Any]]) -> go.Figure:
         xaxis={"title": {"text": "round"}, "dtick": 1 if len(rounds) <= 20 else None},
         yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": ".0%"},
         legend={"orientation": "h", "y": -0.2},
+    )  # fmt: skip
+    return fig
 
 
 def transfer_vs_whitebox(curves: Mapping[str, Sequence[dict[str, Any]]]) -> go.Figure:

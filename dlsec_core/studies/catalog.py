@@ -16,6 +16,7 @@ from dlsec_core.studies.frontier import FrontierStudy
 from dlsec_core.studies.inversion import InversionStudy
 from dlsec_core.studies.membership import MembershipStudy
 from dlsec_core.studies.ownership import OwnershipStudy
+from dlsec_core.studies.scan import ScanStudy
 from dlsec_core.studies.sweep import SweepStudy
 from dlsec_core.studies.theft import ExtractionStudy
 from dlsec_core.studies.train import TrainStudy
@@ -34,6 +35,7 @@ STUDIES: dict[str, Study[Any]] = {
         ExtractionStudy(),
         OwnershipStudy(),
         FederatedStudy(),
+        ScanStudy(),
     )
 }
 

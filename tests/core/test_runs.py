@@ -37,6 +37,7 @@ from dlsec_core.studies.frontier import FrontierStudyConfig
 from dlsec_core.studies.inversion import InversionStudyConfig
 from dlsec_core.studies.membership import MembershipStudyConfig
 from dlsec_core.studies.ownership import OwnershipStudyConfig
+from dlsec_core.studies.scan import ScanStudyConfig
 from dlsec_core.studies.sweep import SweepStudyConfig
 from dlsec_core.studies.theft import ExtractionStudyConfig
 from dlsec_core.studies.train import TrainStudyConfig
@@ -127,6 +128,7 @@ def example_config(study: str, card: ModelCard) -> StudyConfig:
             store_model=True,
             seed=1,
         ),
+        "scan": ScanStudyConfig(model_id=card.id, preset="quick", seed=1),
     }
     return examples[study]
 

@@ -1,5 +1,5 @@
-"""A federated run (no page of its own yet) opens on the Runs page from its link: the rounds chart and a caption
-that repeats the stored last round (accuracy, client-level ε)."""
+"""Studies without a page of their own yet open on the Runs page from their link: a federated run (the rounds chart
+and a caption that repeats the stored last round) and a scan (its findings, as stored)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from background import finish_all, finish_work
 from streamlit.testing.v1 import AppTest
 
 from dlsec_core.runs import RunStatus, RunStore
-from dlsec_core.store import Store
+from dlsec_core.store import ModelCard, Store
 from dlsec_core.studies import catalog
 from dlsec_core.studies.federated import FederatedStudyConfig
 from dlsec_ui import state
@@ -47,3 +47,24 @@ def test_a_federated_run_opens_on_the_runs_page(tmp_home: Path) -> None:
     assert f"round 3 of 3: global test accuracy {last['test_accuracy']:.1%}" in text
     assert f"client-level ε = {last['epsilon']:.3g}" in text
     assert at.get("plotly_chart"), "the rounds are drawn"
+
+
+def test_a_scan_opens_on_the_runs_page_with_its_findings(tmp_home: Path, stored_model: ModelCard) -> None:
+    from dlsec_core.studies.scan import ScanStudyConfig
+
+    runs = RunStore(Store(tmp_home))
+    run_id = catalog.submit(
+        runs, "scan", ScanStudyConfig(model_id=stored_model.id, preset="quick", seed=1)
+    ).id
+    assert finish_work(run_id) is None
+    found = [e["finding"] for e in runs.events(run_id) if e["type"] == "finding"]
+    assert found
+
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.query_params[state.RUN_PARAM] = run_id
+    at.run()
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[-1].value
+    assert list(table["finding"]) == [f["title"] for f in found]
+    assert list(table["severity"]) == [f["grade"]["severity"] for f in found]
