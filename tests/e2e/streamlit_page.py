@@ -59,6 +59,8 @@ def screenshot(page: Page, name: str) -> Path:
     )
     try:
         for plot in page.locator(".js-plotly-plot").all():
+            if plot.evaluate("el => el.getClientRects().length === 0"):
+                continue  # in a tab that is not shown: nothing to draw in the picture
             plot.locator(".main-svg").first.wait_for()
         page.wait_for_timeout(300)  # let Plotly redraw at the new size
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)

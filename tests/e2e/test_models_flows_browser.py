@@ -390,6 +390,7 @@ def test_a_models_card_lists_its_runs_and_opens_them(lab: Lab, page: Page) -> No
     open_page(page, f"{lab.url}/models?model={model_id}", key(state.CARD_RUNS))
     assert card_title(page) == "runs-card"
     card_runs = page.locator(key(state.CARD_RUNS))
+    card_runs.get_by_text(sweep_title).first.wait_for()  # the box fills as the page's rerun settles
     text = card_runs.inner_text()
     assert text.index(sweep_title) < text.index(train_title)  # newest first
     assert "sweep · done" in text and "train · done" in text

@@ -80,5 +80,7 @@ def test_steal_tab_draws_the_curve_live_and_respects_the_budget(app: Any, page: 
     assert_no_errors(page)
     screenshot(page, "theft_02_curve")
 
-    page.get_by_role("tab", name="Defend").click()
-    page.get_by_text("Coming: PRADA detection").wait_for()
+    page.get_by_role("tab", name="Defend").click()  # PRADA on the attacker's stream and on a benign client
+    page.get_by_text("Juuti et al. 2019").first.wait_for()
+    assert page.get_by_text("Coming:").count() == 0
+    screenshot(page, "theft_03_defend")
