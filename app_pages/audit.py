@@ -6,6 +6,7 @@ from dlsec_core.errors import DlsecError
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.privacy.audit import AuditConfig
 from dlsec_core.privacy.dp_sgd import DPSGDRecipe
+from dlsec_core.runs import RunRecord
 from dlsec_core.studies.audit import AuditedRun, AuditStudyConfig, AuditStudyResult
 from dlsec_core.training.loop import TrainConfig
 from dlsec_core.workflows import dataset_names
@@ -16,10 +17,7 @@ from dlsec_ui.runs import (
     attach,
     event_records,
     get_runs,
-    poll_while_active,
-    redraw_if_ended,
-    refresh,
-    render_run,
+    show_run,
     submit_run,
 )
 from dlsec_ui.widgets import config_form, setting_select_slider, setting_slider, show_error
@@ -70,16 +68,9 @@ with st.container(border=True):
 
 # The run this session follows (or a ?run= link names); else the page opens on the latest audit.
 shown = attach(state.AU_JOB, study="audit") or get_runs().latest("audit")
-POLL = poll_while_active(shown, 1.0)
 
 
-@st.fragment(run_every=POLL)
-def audit_results() -> None:
-    run = refresh(shown)
-    if run is None:
-        return
-    redraw_if_ended(run, POLL)
-    render_run(run, key=state.AU_JOB)
+def render_audit(run: RunRecord) -> None:
     audited = (
         AuditStudyResult.from_json(run.result).runs
         if run.result is not None
@@ -131,4 +122,4 @@ def audit_results() -> None:
     )
 
 
-audit_results()
+show_run(shown, key=state.AU_JOB, draw=render_audit, every=1.0)

@@ -10,10 +10,7 @@ from dlsec_ui.runs import (
     attach,
     event_records,
     get_runs,
-    poll_while_active,
-    redraw_if_ended,
-    refresh,
-    render_run,
+    show_run,
     submit_run,
 )
 from dlsec_ui.widgets import current_model_card, render_checks, setting_select_slider, show_error
@@ -53,17 +50,6 @@ with st.container(border=True):
 
 # The run this session follows (or a ?run= link names); else the page opens on this model's latest certification.
 shown = attach(state.CERT_JOB, study="certification") or get_runs().latest("certification", model_id=card.id)
-POLL = poll_while_active(shown, 1.0)  # redraw while the study runs; a finished one is drawn once
-
-
-@st.fragment(run_every=POLL)
-def certification_progress() -> None:
-    run = refresh(shown)
-    if run is None:
-        return
-    redraw_if_ended(run, POLL)
-    render_run(run, key=state.CERT_JOB)
-    render_certification(run)
 
 
 def render_certification(run: RunRecord) -> None:
@@ -91,4 +77,4 @@ def render_certification(run: RunRecord) -> None:
     render_checks(report.findings, "Empirical curve")
 
 
-certification_progress()
+show_run(shown, key=state.CERT_JOB, draw=render_certification, every=1.0)

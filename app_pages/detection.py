@@ -14,10 +14,7 @@ from dlsec_ui.runs import (
     attach,
     event_records,
     get_runs,
-    poll_while_active,
-    redraw_if_ended,
-    refresh,
-    render_run,
+    show_run,
     submit_run,
 )
 from dlsec_ui.widgets import (
@@ -79,17 +76,6 @@ with st.container(border=True):
 
 # The run this session follows (or a ?run= link names); else the page opens on this model's latest detection study.
 shown = attach(state.DET_JOB, study="detection") or get_runs().latest("detection", model_id=card.id)
-POLL = poll_while_active(shown, 1.0)  # redraw while the study runs; a finished one is drawn once
-
-
-@st.fragment(run_every=POLL)
-def detection_progress() -> None:
-    run = refresh(shown)
-    if run is None:
-        return
-    redraw_if_ended(run, POLL)
-    render_run(run, key=state.DET_JOB)
-    render_detection(run)
 
 
 def render_detection(run: RunRecord) -> None:
@@ -134,4 +120,4 @@ def render_detection(run: RunRecord) -> None:
     )
 
 
-detection_progress()
+show_run(shown, key=state.DET_JOB, draw=render_detection, every=1.0)

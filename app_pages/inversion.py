@@ -4,16 +4,14 @@ import streamlit as st
 
 from dlsec_core.errors import DlsecError
 from dlsec_core.privacy.inversion import InversionConfig
+from dlsec_core.runs import RunRecord
 from dlsec_core.studies.inversion import InversionStudyConfig, InversionStudyResult
 from dlsec_ui import figures, state
 from dlsec_ui.resources import get_dataset
 from dlsec_ui.runs import (
     attach,
     get_runs,
-    poll_while_active,
-    redraw_if_ended,
-    refresh,
-    render_run,
+    show_run,
     submit_run,
 )
 from dlsec_ui.widgets import config_form, current_model_card, show_error, twin_picker
@@ -48,16 +46,9 @@ if c2.button("Invert", type="primary", key=state.INV_BUTTON, disabled=not (chose
 
 # The run this session follows (or a ?run= link names); else the page opens on the current model's latest one.
 shown = attach(state.INV_JOB, study="inversion") or get_runs().latest("inversion", model_id=card.id)
-POLL = poll_while_active(shown, 0.5)
 
 
-@st.fragment(run_every=POLL)
-def inversion_results() -> None:
-    run = refresh(shown)
-    if run is None:
-        return
-    redraw_if_ended(run, POLL)
-    render_run(run, key=state.INV_JOB)
+def render_inversion(run: RunRecord) -> None:
     if run.result is None:
         return
     result = InversionStudyResult.from_json(run.result)
@@ -77,4 +68,4 @@ def inversion_results() -> None:
     )
 
 
-inversion_results()
+show_run(shown, key=state.INV_JOB, draw=render_inversion, every=0.5)

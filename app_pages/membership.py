@@ -6,6 +6,7 @@ import streamlit as st
 
 from dlsec_core.errors import DlsecError
 from dlsec_core.privacy.membership import MEMBERSHIP_ATTACKS, LiraConfig
+from dlsec_core.runs import RunRecord
 from dlsec_core.studies.membership import MembershipModelResult, MembershipStudyConfig, MembershipStudyResult
 from dlsec_ui import figures, state
 from dlsec_ui.resources import get_dataset
@@ -13,10 +14,7 @@ from dlsec_ui.runs import (
     attach,
     event_records,
     get_runs,
-    poll_while_active,
-    redraw_if_ended,
-    refresh,
-    render_run,
+    show_run,
     submit_run,
 )
 from dlsec_ui.widgets import config_form, current_model_card, setting_slider, show_error, twin_picker
@@ -64,16 +62,9 @@ with st.container(border=True):
 
 # The run this session follows (or a ?run= link names); else the page opens on the current model's latest attack.
 shown = attach(state.MI_JOB, study="membership") or get_runs().latest("membership", model_id=card.id)
-POLL = poll_while_active(shown, 1.0)  # redraw while the attack runs; a finished one is drawn once
 
 
-@st.fragment(run_every=POLL)
-def membership_results() -> None:
-    run = refresh(shown)
-    if run is None:
-        return
-    redraw_if_ended(run, POLL)
-    render_run(run, key=state.MI_JOB)
+def render_membership(run: RunRecord) -> None:
     models = (
         MembershipStudyResult.from_json(run.result).models
         if run.result is not None
@@ -107,4 +98,4 @@ def membership_results() -> None:
     )
 
 
-membership_results()
+show_run(shown, key=state.MI_JOB, draw=render_membership, every=1.0)

@@ -16,10 +16,7 @@ from dlsec_ui.runs import (
     attach,
     event_records,
     get_runs,
-    poll_while_active,
-    redraw_if_ended,
-    refresh,
-    render_run,
+    show_run,
     submit_sweep,
     sweep_findings,
 )
@@ -78,17 +75,6 @@ with st.container(border=True):
 
 # The run this session follows (or a ?run= link names); else the page opens on the current model's latest sweep.
 shown = attach(state.SWEEP_JOB, study="sweep") or get_runs().latest("sweep", model_id=current)
-POLL = poll_while_active(shown, 0.5)  # redraw while the sweep runs; a finished one is drawn once
-
-
-@st.fragment(run_every=POLL)
-def sweep_progress() -> None:
-    run = refresh(shown)
-    if run is None:
-        return
-    redraw_if_ended(run, POLL)
-    render_run(run, key=state.SWEEP_JOB)
-    render_sweep(run)
 
 
 def render_sweep(run: RunRecord) -> None:
@@ -124,4 +110,4 @@ def render_sweep(run: RunRecord) -> None:
         st.caption("Honesty checks follow once every curve is drawn.")
 
 
-sweep_progress()
+show_run(shown, key=state.SWEEP_JOB, draw=render_sweep, every=0.5)

@@ -16,10 +16,10 @@ from dlsec_ui.runs import (
     attach,
     event_records,
     get_runs,
-    poll_while_active,
     redraw_if_ended,
     refresh,
     render_run,
+    show_run,
     submit_run,
     submit_sweep,
 )
@@ -98,7 +98,6 @@ with own:
                     show_error(err)
 
 shown = attach(state.THEFT_JOB, study="extraction") or get_runs().latest("extraction", model_id=card.id)
-POLL = poll_while_active(shown, 1.0)
 
 
 def render_theft(run: RunRecord) -> None:
@@ -125,18 +124,8 @@ def render_theft(run: RunRecord) -> None:
         st.caption(f"Stored as model {report.surrogate_model_id} (see Models).")
 
 
-@st.fragment(run_every=POLL)
-def theft_progress() -> None:
-    run = refresh(shown)
-    if run is None:
-        return
-    redraw_if_ended(run, POLL)
-    render_run(run, key=state.THEFT_JOB)
-    render_theft(run)
-
-
 with steal:
-    theft_progress()
+    show_run(shown, key=state.THEFT_JOB, draw=render_theft)
 
 
 MISSED = (  # a synthetic-query run that PRADA did not catch
@@ -200,7 +189,6 @@ with defend:
     render_defense(refresh(shown))
 
 owned = attach(state.OWN_JOB, study="ownership") or get_runs().latest("ownership", model_id=card.id)
-OWN_POLL = poll_while_active(owned, 1.0)
 
 
 def render_ownership(run: RunRecord) -> None:
@@ -220,18 +208,8 @@ def render_ownership(run: RunRecord) -> None:
     )
 
 
-@st.fragment(run_every=OWN_POLL)
-def ownership_progress() -> None:
-    run = refresh(owned)
-    if run is None:
-        return
-    redraw_if_ended(run, OWN_POLL)
-    render_run(run, key=state.OWN_JOB)
-    render_ownership(run)
-
-
 with own:
-    ownership_progress()
+    show_run(owned, key=state.OWN_JOB, draw=render_ownership)
 
 
 TRANSFER_EPS = [0.0, 0.02, 0.05, 0.1, 0.2, 0.3]

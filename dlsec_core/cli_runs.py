@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -118,11 +119,18 @@ def cmd_worker(args: argparse.Namespace, store: Store) -> None:
     # Started by `ensure_workers` (`--slot-fd`): the slot's lock was taken for this process and is inherited.
     if args.slot is None or args.slot_fd is not None:
         n = serve(runs, idle_exit_s=args.idle_exit, max_runs=1 if args.once else None)
+        if args.slot_fd is not None:
+            os.close(args.slot_fd)  # the slot is free from here on
     else:
         with hold_slot(store, args.slot, wait_s=SLOT_WAIT_S) as mine:
             if not mine:
                 return  # another worker serves this slot
             n = serve(runs, idle_exit_s=args.idle_exit, max_runs=1 if args.once else None)
+    if args.slot is not None and runs.count_runs(status=RunStatus.QUEUED):
+        # Queued while this worker was leaving: its submitter saw the slot taken and started nobody. A submitter
+        # stores the run, then looks at the slots; this worker freed its slot, then looked at the queue: one of
+        # the two sees the other, so no run is left without a worker.
+        ensure_workers(store)
     if not args.quiet:
         print(f"worker executed {n} run(s)", file=sys.stderr)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import streamlit as st
@@ -354,3 +354,25 @@ def redraw_if_ended(run: RunRecord, interval: float | None) -> None:
     a final state that is about to be replaced)."""
     if interval is not None and not run.is_active:
         st.rerun(scope="app")
+
+
+def show_run(
+    run: RunRecord | None, *, key: str, draw: Callable[[RunRecord], None], every: float = 1.0
+) -> None:
+    """A study page's run, drawn where this is called: its state line (progress, cancel, failure) and `draw(run)`.
+
+    While the run is active a fragment redraws it every `every` seconds (only the fragment reruns, not the page);
+    when it ends the whole page is drawn once more, and a finished run is drawn once, without polling.
+    """
+    interval = poll_while_active(run, every)
+
+    @st.fragment(run_every=interval)
+    def progress() -> None:
+        current = refresh(run)
+        if current is None:
+            return
+        redraw_if_ended(current, interval)
+        render_run(current, key=key)
+        draw(current)
+
+    progress()

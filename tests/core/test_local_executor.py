@@ -116,3 +116,35 @@ def test_a_starting_worker_holds_its_slot_from_the_start(
     while slot_busy(store, 0) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not slot_busy(store, 0), "the lock goes with the worker"
+
+
+def test_a_leaving_worker_hands_a_run_queued_meanwhile_to_a_new_worker(
+    tmp_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of an idle worker exiting while a run is submitted: the submitter saw the slot taken and started
+    nobody; the worker, once its slot is free, sees the queued run and starts workers. Without a queued run it
+    starts none."""
+    from dlsec_core import cli_runs
+    from dlsec_core.cli import main
+    from dlsec_core.runs import RunStore
+    from dlsec_core.studies import catalog
+    from dlsec_core.studies.train import TrainStudyConfig
+
+    store = Store(tmp_home)
+    asked: list[bool] = []
+
+    def went_idle(runs: RunStore, **_: object) -> int:  # the worker's last look at the queue found nothing...
+        return 0
+
+    def spawn(s: Store) -> list[int]:
+        asked.append(slot_busy(s, 0))  # ...and it asks only once its slot is free
+        return [0]
+
+    monkeypatch.setattr(cli_runs, "serve", went_idle)
+    monkeypatch.setattr(cli_runs, "ensure_workers", spawn)
+    assert main(["--home", str(tmp_home), "worker", "--slot", "0", "--idle-exit", "0", "--quiet"]) == 0
+    assert asked == []  # nothing queued: nobody started
+    config = TrainStudyConfig(dataset="digits", arch="logreg", train={"epochs": 1, "shift": 0})
+    catalog.submit(RunStore(store), "train", config)  # ...but a run arrived meanwhile
+    assert main(["--home", str(tmp_home), "worker", "--slot", "0", "--idle-exit", "0", "--quiet"]) == 0
+    assert asked == [False]
