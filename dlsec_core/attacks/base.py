@@ -21,7 +21,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +30,9 @@ from torch import nn
 from dlsec_core.attacks._projection import flat_norm, project
 from dlsec_core.attacks.norms import Norm
 from dlsec_core.config import Config, param
-from dlsec_core.errors import InvalidInputError, NotFoundError
+from dlsec_core.errors import InvalidInputError
 from dlsec_core.models.modes import device_of, eval_mode
+from dlsec_core.registry import Registry
 
 
 class Reference(StrEnum):
@@ -400,11 +401,6 @@ class Attack(Config):
         budget = f"{unit}, no budget: smallest change found" if self.unbounded else f"{unit} ε={self.eps:g}"
         return f"{self.title} ({budget}{more})"
 
-    @classmethod
-    def hyperparameters(cls) -> list[dataclasses.Field[Any]]:
-        """The config fields with their metadata (see `Config.parameters` for the resolved ranges)."""
-        return list(dataclasses.fields(cls))
-
 
 def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """(N,) the model's clean predictions (eval mode, restored): the reference when no labels are given."""
@@ -448,24 +444,10 @@ def check_inputs(
     return x, y, target
 
 
-A = TypeVar("A", bound=type[Attack])
-ATTACKS: dict[str, type[Attack]] = {}
-
-
-def register_attack(cls: A) -> A:
-    """Class decorator: add an attack to `ATTACKS` under its `name`."""
-    if not cls.name or cls.name in ATTACKS:
-        raise ValueError(f"attack name {cls.name!r} is empty or registered twice")
-    ATTACKS[cls.name] = cls
-    return cls
+ATTACKS: Registry[Attack] = Registry("attack")
+register_attack = ATTACKS.register  # class decorator: add an attack to `ATTACKS` under its `name`
 
 
 def get_attack(name: str, **params: Any) -> Attack:
     """Build a registered attack by name with hyperparameters, e.g. `get_attack("pgd", eps=0.1, steps=40)`."""
-    if name not in ATTACKS:
-        raise NotFoundError(f"No attack named {name!r}; choose one of {', '.join(ATTACKS)}.")
-    known = {f.name for f in dataclasses.fields(ATTACKS[name])}
-    unknown = set(params) - known
-    if unknown:
-        raise InvalidInputError(f"{name} has no parameter(s) {', '.join(sorted(unknown))}.")
-    return ATTACKS[name](**params)
+    return ATTACKS.build(name, **params)

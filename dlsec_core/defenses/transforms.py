@@ -36,7 +36,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -45,8 +45,9 @@ from torch import nn
 
 from dlsec_core.attacks.base import Attack, check_inputs
 from dlsec_core.config import Config, param
-from dlsec_core.errors import InvalidInputError, NotFoundError
+from dlsec_core.errors import InvalidInputError
 from dlsec_core.models.modes import device_of, eval_mode
+from dlsec_core.registry import Registry
 
 
 class Mode(StrEnum):
@@ -106,33 +107,14 @@ class InputTransform(Config):
         """JSON-able: the registry name and the hyperparameters (for model cards and run records)."""
         return {"transform": self.name, "params": self.to_json()}
 
-    @classmethod
-    def hyperparameters(cls) -> list[dataclasses.Field[Any]]:
-        """The config fields with their UI metadata (label, help, min, max, step), for generating forms."""
-        return list(dataclasses.fields(cls))
 
-
-T = TypeVar("T", bound=type[InputTransform])
-TRANSFORMS: dict[str, type[InputTransform]] = {}
-
-
-def register_transform(cls: T) -> T:
-    """Class decorator: add an input transform to `TRANSFORMS` under its `name`."""
-    if not cls.name or cls.name in TRANSFORMS:
-        raise ValueError(f"transform name {cls.name!r} is empty or registered twice")
-    TRANSFORMS[cls.name] = cls
-    return cls
+TRANSFORMS: Registry[InputTransform] = Registry("input transform")
+register_transform = TRANSFORMS.register  # class decorator: add a transform to `TRANSFORMS` under its `name`
 
 
 def get_transform(name: str, **params: Any) -> InputTransform:
     """Build a registered transform by name, e.g. `get_transform("bit-depth", bits=3)`."""
-    if name not in TRANSFORMS:
-        raise NotFoundError(f"No input transform named {name!r}; choose one of {', '.join(TRANSFORMS)}.")
-    known = {f.name for f in dataclasses.fields(TRANSFORMS[name])}
-    unknown = set(params) - known
-    if unknown:
-        raise InvalidInputError(f"{name} has no parameter(s) {', '.join(sorted(unknown))}.")
-    return TRANSFORMS[name](**params)
+    return TRANSFORMS.build(name, **params)
 
 
 def _check_int(value: Any, what: str, low: int, high: int) -> None:

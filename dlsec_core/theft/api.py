@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -35,6 +35,7 @@ from dlsec_core.config import Config, param
 from dlsec_core.errors import DlsecError, InvalidInputError, NotFoundError
 from dlsec_core.models.modes import device_of, eval_mode
 from dlsec_core.models.spec import ModelSpec, build_model
+from dlsec_core.registry import Registry
 from dlsec_core.text import plural
 
 if TYPE_CHECKING:
@@ -82,25 +83,13 @@ class OutputPolicy(Config):
         return self.title + (f" ({settings})" if settings else "")
 
 
-P = TypeVar("P", bound=type[OutputPolicy])
-OUTPUT_POLICIES: dict[str, type[OutputPolicy]] = {}
-
-
-def register_policy(cls: P) -> P:
-    if not cls.name or cls.name in OUTPUT_POLICIES:
-        raise ValueError(f"output policy name {cls.name!r} is empty or registered twice")
-    OUTPUT_POLICIES[cls.name] = cls
-    return cls
+OUTPUT_POLICIES: Registry[OutputPolicy] = Registry("output policy")
+register_policy = OUTPUT_POLICIES.register
 
 
 def get_policy(name: str, **params: Any) -> OutputPolicy:
     """A registered output policy by name with its settings, e.g. `get_policy("rounded", decimals=1)`."""
-    if name not in OUTPUT_POLICIES:
-        raise NotFoundError(f"No output policy {name!r}; choose one of {', '.join(OUTPUT_POLICIES)}.")
-    try:
-        return OUTPUT_POLICIES[name](**params)
-    except TypeError as err:
-        raise InvalidInputError(f"Bad settings for the output policy {name}: {err}.") from err
+    return OUTPUT_POLICIES.build(name, **params)
 
 
 def _renormalise(p: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -33,11 +33,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dlsec_core.config import Config, param
 from dlsec_core.data.builtin import DATASETS, Dataset, load_dataset
-from dlsec_core.errors import InvalidInputError, NotFoundError
+from dlsec_core.errors import InvalidInputError
 from dlsec_core.evaluation.metrics import predict_proba
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.models.modes import eval_mode
 from dlsec_core.models.spec import ModelSpec, build_model
+from dlsec_core.registry import Registry
 from dlsec_core.text import plural
 from dlsec_core.theft.api import Oracle
 from dlsec_core.training.loop import TrainConfig, TrainEvent, train
@@ -215,25 +216,13 @@ class ExtractionAttack(Config):
         return f"{self.title} ({self.paper}; {settings}). Attacker knows: {self.knowledge}."
 
 
-A = TypeVar("A", bound=type[ExtractionAttack])
-EXTRACTION_ATTACKS: dict[str, type[ExtractionAttack]] = {}
-
-
-def register_extraction(cls: A) -> A:
-    if not cls.name or cls.name in EXTRACTION_ATTACKS:
-        raise ValueError(f"extraction attack name {cls.name!r} is empty or registered twice")
-    EXTRACTION_ATTACKS[cls.name] = cls
-    return cls
+EXTRACTION_ATTACKS: Registry[ExtractionAttack] = Registry("extraction attack")
+register_extraction = EXTRACTION_ATTACKS.register
 
 
 def get_extraction(name: str, **params: Any) -> ExtractionAttack:
     """A registered extraction attack by name with its settings."""
-    if name not in EXTRACTION_ATTACKS:
-        raise NotFoundError(f"No extraction attack {name!r}; choose one of {', '.join(EXTRACTION_ATTACKS)}.")
-    try:
-        return EXTRACTION_ATTACKS[name](**params)
-    except TypeError as err:
-        raise InvalidInputError(f"Bad settings for the extraction attack {name}: {err}.") from err
+    return EXTRACTION_ATTACKS.build(name, **params)
 
 
 def _need_pool(pool: torch.Tensor | None, budgets: list[int]) -> torch.Tensor:

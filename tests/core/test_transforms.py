@@ -132,7 +132,7 @@ def test_metadata_forms_and_round_trip(name: str) -> None:
     assert cls.title and cls.paper and cls.gradient_note
     t = cls()
     assert t.describe() and t.describe() != cls.title
-    for f in cls.hyperparameters():
+    for f in dataclasses.fields(cls):
         assert f.metadata["label"]
         assert f.metadata["min"] <= getattr(t, f.name) <= f.metadata["max"]
         for bad in (f.metadata["min"] - 1, f.metadata["max"] + 1):
