@@ -3,12 +3,11 @@ membership inference, each checked against the core's own numbers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from background import finish_all, finish_work
+from background import finish_work
 from streamlit.testing.v1 import AppTest
 
 from dlsec_core.data.builtin import load_dataset
@@ -20,28 +19,14 @@ from dlsec_core.training import TrainConfig, get_recipe, train
 from dlsec_core.training.loop import run_to_end
 from dlsec_core.workflows import spec_for
 from dlsec_ui import state
+from tests.pages import test_pages_apptest as pages
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app.py"
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-@pytest.fixture
-def app(tmp_home: Path) -> Iterator[Callable[[str], AppTest]]:
-    st.cache_resource.clear()
-    st.cache_data.clear()
-
-    def open_page(page: str) -> AppTest:
-        at = AppTest.from_file(str(APP), default_timeout=60)
-        at.run()
-        at.switch_page(page).run()
-        assert not at.exception, [e.value for e in at.exception]
-        return at
-
-    yield open_page
-    finish_all()
-    st.cache_resource.clear()
-    st.cache_data.clear()
+app = pages.app  # the fixture that opens a page over this test's DLSEC_HOME (with the app's frame)
 
 
 def wait_for(at: AppTest, job_key: str) -> None:
