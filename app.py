@@ -12,23 +12,34 @@ st.set_page_config(page_title="dlsec: Deep Learning Security Lab", page_icon="as
 
 configure_server()
 
-PAGES = [
-    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("app_pages/models.py", title="Models", icon=":material/model_training:"),
-    st.Page("app_pages/attack_lab.py", title="Attack Lab", icon=":material/bolt:"),
-    st.Page("app_pages/robustness.py", title="Robustness", icon=":material/show_chart:"),
-    st.Page("app_pages/detection.py", title="Detection", icon=":material/policy:"),
-    st.Page("app_pages/certification.py", title="Certified", icon=":material/verified:"),
-    st.Page("app_pages/privacy_budget.py", title="Privacy budget", icon=":material/lock:"),
-    st.Page("app_pages/membership.py", title="Membership inference", icon=":material/person_search:"),
-    st.Page("app_pages/inversion.py", title="Model inversion", icon=":material/face:"),
-    st.Page("app_pages/audit.py", title="Privacy audit", icon=":material/fact_check:"),
-    st.Page("app_pages/theft.py", title="Model theft", icon=":material/key_off:"),
-    # Streamlit folds a sidebar of more than 12 pages behind "View N more" (Runs among the hidden ones): the ATLAS
-    # map, a reference page, is opened from Home and the ATLAS captions instead of taking a 13th line.
-    st.Page("app_pages/atlas.py", title="MITRE ATLAS", icon=":material/grid_view:", visibility="hidden"),
-    st.Page("app_pages/runs.py", title="Runs", icon=":material/history:"),
-]
+# Sections, fully expanded: without `expanded=True` Streamlit 1.67 folds a sidebar of more than 12 pages behind
+# "View N more". The first section has no header.
+SECTIONS = {
+    "": [
+        st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("app_pages/models.py", title="Models", icon=":material/model_training:"),
+        st.Page("app_pages/runs.py", title="Runs", icon=":material/history:"),
+    ],
+    "Evasion and defenses": [
+        st.Page("app_pages/attack_lab.py", title="Attack Lab", icon=":material/bolt:"),
+        st.Page("app_pages/robustness.py", title="Robustness", icon=":material/show_chart:"),
+        st.Page("app_pages/detection.py", title="Detection", icon=":material/policy:"),
+        st.Page("app_pages/certification.py", title="Certified", icon=":material/verified:"),
+    ],
+    "Privacy": [
+        st.Page("app_pages/privacy_budget.py", title="Privacy budget", icon=":material/lock:"),
+        st.Page("app_pages/membership.py", title="Membership inference", icon=":material/person_search:"),
+        st.Page("app_pages/inversion.py", title="Model inversion", icon=":material/face:"),
+        st.Page("app_pages/audit.py", title="Privacy audit", icon=":material/fact_check:"),
+    ],
+    "Model theft": [
+        st.Page("app_pages/theft.py", title="Model theft", icon=":material/key_off:"),
+    ],
+    "Assessment": [
+        st.Page("app_pages/atlas.py", title="MITRE ATLAS", icon=":material/grid_view:"),
+    ],
+}
+PAGES = [p for pages in SECTIONS.values() for p in pages]
 
 with st.sidebar:
     st.markdown("### :material/shield: dlsec")
@@ -41,5 +52,5 @@ with st.sidebar:
     st.number_input("Seed", 0, 2**31 - 1, 0, key=state.SEED, help="Seeds training and random attack starts.")
     st.caption(f"Device: {describe_device()}")
 
-st.navigation(PAGES).run()
+st.navigation(SECTIONS, expanded=True).run()
 freeze_startup_heap()  # after the first full page: every later rerun's garbage collection skips it
