@@ -223,6 +223,11 @@ def render_report(run: RunRecord, result: ScanResult, *, others: Sequence[Scanne
         f"import it elsewhere), the same seed and versions reproduce every number:</p><pre>{_e(command)}\n"
         f"python -m dlsec_ui.report RUN_ID --pdf</pre>"
     )
+    add(
+        "<p><b>Versions</b> the run used (and the report's own):</p>"
+        + _table({**run.versions, **_versions()})
+    )
+    add(f"<p><b>Seed</b> {result.seed} (PGD's random starts and restarts, Square's random squares).</p>")
     settings = {
         "run config": run.config,
         "preset": dataclasses.asdict(preset) if preset else result.preset,
