@@ -195,7 +195,9 @@ def finding_figure(finding: Finding) -> go.Figure | None:
             name=headline_label(finding), hovertemplate=f"{headline_label(finding)}: %{{x:.4g}}<extra></extra>",
         ))  # fmt: skip
         fig.update_xaxes(
-            range=[0, top], title=scale.measure, tickformat=".0%" if is_fraction(key, value) else ""
+            range=[-0.03 * top, 1.03 * top],
+            title=scale.measure,
+            tickformat=".0%" if is_fraction(key, value) else "",
         )
         fig.update_yaxes(visible=False, range=[-1, 1])
         height = 230

@@ -32,7 +32,8 @@ def tiles(findings: Sequence[Finding]) -> None:
         for i, f in enumerate(findings[start : start + TILES_PER_ROW], start=start):
             with cols[i - start].container(border=True, key=f"{state.SCORECARD_TILE}{i}"):
                 st.badge(str(f.severity).upper(), color=SEVERITY_BADGES[f.severity], icon=":material/circle:")  # type: ignore[arg-type]
-                st.metric(f.title, headline(f), help=headline_label(f))
+                st.markdown(f"**{f.title}**")
+                st.metric(headline_label(f), headline(f))
                 st.caption(" ".join(f.atlas_ids) or "context (no ATLAS technique)")
                 st.button("Evidence", key=f"{state.SCORECARD_TILE}{i}_open", on_click=_open, args=(f.id,))
     opened = next((f for f in findings if f.id == st.session_state.get(state.SCORECARD_OPEN)), None)

@@ -23,8 +23,12 @@ app = pages.app  # opens a page over this test's DLSEC_HOME, with the app's fram
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
+def tiles(at: AppTest) -> list[tuple[str, str]]:
+    """(title, number) of every tile, in order."""
+    titles = [m.value.strip("*") for m in at.markdown if m.value.startswith("**") and m.value.endswith("**")]
+    return list(
+        zip(titles[1:], [m.value for m in at.metric], strict=True)
+    )  # the first bold line: the verdict
 
 
 def test_scan_a_model_and_open_a_tiles_evidence(
@@ -41,8 +45,7 @@ def test_scan_a_model_and_open_a_tiles_evidence(
     run = RunStore(Store(tmp_home)).get(run_id)
     assert run.status == RunStatus.DONE and run.config["model_id"] == stored_model.id
     result = scan_of(run)
-    shown = metrics(at)
-    assert shown == {f.title: headline(f) for f in result.findings}  # one tile per finding, its own number
+    assert tiles(at) == [(f.title, headline(f)) for f in result.findings]  # one tile per finding, its number
     worst = max(result.findings, key=lambda f: f.severity.rank)
     i = result.findings.index(worst)
     at.button(key=f"{state.SCORECARD_TILE}{i}_open").click().run()
@@ -64,7 +67,9 @@ def test_a_run_link_reattaches_and_a_pdf_without_chromium_says_so(
     at.run()
     pages.assert_ok(at)
     assert at.selectbox(key=state.SCORECARD_MODEL).value == second.id  # the linked scan's model
-    assert set(metrics(at)) == {f.title for f in scan_of(RunStore(Store(tmp_home)).get(run_id)).findings}
+    assert [t for t, _ in tiles(at)] == [
+        f.title for f in scan_of(RunStore(Store(tmp_home)).get(run_id)).findings
+    ]
     monkeypatch.setenv("DLSEC_CHROMIUM", str(tmp_home / "no-chromium"))
     at.button(key=state.SCORECARD_PDF_BUTTON).click().run()
     pages.assert_ok(at)
