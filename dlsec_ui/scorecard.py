@@ -257,10 +257,11 @@ def comparison_figure(models: Sequence[ScannedModel]) -> go.Figure:
 
 @dataclass(frozen=True)
 class TradeoffPoint:
-    """Where one scanned model sits: its lowest robust accuracy at its largest scanned ε, its highest membership
-    TPR at 1 % FPR, and which findings they come from."""
+    """Where one scanned model sits at one ε: its lowest robust accuracy there (the strongest attack the scan ran
+    at that ε), its highest membership TPR at 1 % FPR, and which findings they come from."""
 
     label: str
+    eps: float
     robust_accuracy: float
     robust_from: str
     membership_tpr: float
@@ -268,46 +269,58 @@ class TradeoffPoint:
     measurable: bool
 
 
-def tradeoff_point(model: ScannedModel) -> TradeoffPoint | None:
-    """The model's point on the robust-accuracy vs. membership chart, None when its scan lacks either number."""
+def _value(f: Finding) -> float:
+    found = headline_value(f)
+    return found[1] if found else float("nan")
+
+
+def tradeoff_points(model: ScannedModel) -> list[TradeoffPoint]:
+    """The model's points on the robust-accuracy vs. membership chart, one per scanned ε (smallest first); none
+    when its scan lacks either number."""
     robust = [f for f in model.result.findings if f.grade.scale == ROBUST_ACCURACY.name and headline_value(f)]
     leaks = [f for f in model.result.findings if f.id.startswith("membership") and headline_value(f)]
     if not robust or not leaks:
-        return None
-    top_eps = max(_number(f.evidence.get("eps")) or 0.0 for f in robust)
-    strongest = min(
-        (f for f in robust if (_number(f.evidence.get("eps")) or 0.0) == top_eps),
-        key=lambda f: headline_value(f)[1],  # type: ignore[index]
-    )
-    leak = max(leaks, key=lambda f: headline_value(f)[1])  # type: ignore[index]
-    return TradeoffPoint(
-        label=model.label, robust_accuracy=headline_value(strongest)[1], robust_from=strongest.title,  # type: ignore[index]
-        membership_tpr=headline_value(leak)[1], membership_from=leak.title,  # type: ignore[index]
-        measurable=leak.grade.scale == MEMBERSHIP_TPR_AT_1PCT_FPR.name,
-    )  # fmt: skip
+        return []
+    leak = max(leaks, key=_value)
+    points = []
+    for eps in sorted({_number(f.evidence.get("eps")) or 0.0 for f in robust}):
+        strongest = min((f for f in robust if (_number(f.evidence.get("eps")) or 0.0) == eps), key=_value)
+        points.append(TradeoffPoint(
+            label=model.label, eps=eps, robust_accuracy=_value(strongest), robust_from=strongest.title,
+            membership_tpr=_value(leak), membership_from=leak.title,
+            measurable=leak.grade.scale == MEMBERSHIP_TPR_AT_1PCT_FPR.name,
+        ))  # fmt: skip
+    return points
 
 
 def tradeoff_figure(models: Sequence[ScannedModel]) -> go.Figure:
-    """Robust accuracy (y) against membership TPR at 1 % FPR (x), one point per scanned model: up and left is
-    better on both. A hollow marker: the TPR could not be measured at that many non-members."""
-    points = [p for m in models if (p := tradeoff_point(m)) is not None]
+    """Robust accuracy (y) against membership TPR at 1 % FPR (x), one line per scanned model with a marker at each
+    scanned ε: up and left is better on both. A hollow marker: the TPR could not be measured at that many
+    non-members."""
     fig = go.Figure()
     fig.add_vline(x=0.01, line_dash="dot", line_color="#555", annotation_text="chance (1 %)")
-    for p in points:
+    tops = [0.05]
+    for model in models:
+        points = tradeoff_points(model)
+        if not points:
+            continue
+        tops.append(points[0].membership_tpr * 1.2)
         fig.add_trace(go.Scatter(
-            x=[p.membership_tpr], y=[p.robust_accuracy], mode="markers+text", name=p.label, text=[p.label],
-            textposition="top center",
-            marker={"size": 14, "symbol": "circle" if p.measurable else "circle-open", "line": {"width": 2}},
-            hovertemplate=(f"{p.label}<br>{p.robust_from}: %{{y:.1%}}<br>{p.membership_from}: %{{x:.1%}}"
-                           "<extra></extra>"),
+            x=[p.membership_tpr for p in points], y=[p.robust_accuracy for p in points], mode="lines+markers+text",
+            name=model.label, text=[f"ε = {p.eps:g}" for p in points], textposition="middle right",
+            marker={"size": 12, "symbol": "circle" if points[0].measurable else "circle-open", "line": {"width": 2}},
+            line={"dash": "dot", "width": 1},
+            customdata=[[p.robust_from, p.membership_from] for p in points],
+            hovertemplate=f"{model.label}<br>%{{customdata[0]}}: %{{y:.1%}}<br>%{{customdata[1]}}: %{{x:.1%}}"
+                          "<extra></extra>",
         ))  # fmt: skip
-    top = max([0.1, *(p.membership_tpr * 1.2 for p in points)])
     fig.update_xaxes(title="membership TPR at 1 % FPR (strongest membership attack in the scan)",
-                     range=[0, top], tickformat=".0%")  # fmt: skip
-    fig.update_yaxes(title="robust accuracy at the largest scanned ε (strongest attack)", range=[-0.02, 1.05],
-                     tickformat=".0%")  # fmt: skip
-    fig.update_layout(template=TEMPLATE, height=440, title="Robustness against privacy, every scanned model",
-                      showlegend=False, margin={"l": 20, "r": 20, "t": 50, "b": 50})  # fmt: skip
+                     range=[-0.002, max(tops)], tickformat=".0%")  # fmt: skip
+    fig.update_yaxes(
+        title="robust accuracy (strongest attack at each ε)", range=[-0.03, 1.05], tickformat=".0%"
+    )
+    fig.update_layout(template=TEMPLATE, height=460, title="Robustness against privacy, every scanned model",
+                      legend={"orientation": "h", "y": -0.25}, margin={"l": 20, "r": 20, "t": 50, "b": 50})  # fmt: skip
     return fig
 
 

@@ -23,7 +23,7 @@ from dlsec_ui.scorecard import (
     scan_of,
     scanned_models,
     tradeoff_figure,
-    tradeoff_point,
+    tradeoff_points,
 )
 from tests.scan_runs import finished_scan, train_digits
 
@@ -91,24 +91,18 @@ def test_comparison_has_one_row_per_finding_and_one_column_per_model(home: Path)
     assert [list(r) for r in grid.z] == [[m.result.finding(i).severity.rank for m in models] for i in ids]
 
 
-def test_tradeoff_point_is_the_strongest_attack_and_the_membership_tpr(home: Path) -> None:
+def test_tradeoff_has_the_strongest_attack_at_each_eps_and_the_membership_tpr(home: Path) -> None:
     models = scanned_models(RunStore(Store(home)))
     fig = tradeoff_figure(models)
     assert len(fig.data) == len(models)
     for m, trace in zip(models, fig.data, strict=True):
-        worst_robust = min(
-            f.evidence["accuracy"]
-            for f in m.result.findings
-            if f.id.startswith("evasion") and f.evidence["eps"] == 0.3
-        )
-        assert (
-            trace.y[0] == worst_robust
-            and trace.x[0] == m.result.finding("membership-loss").evidence["tpr_raw"]
-        )
-        point = tradeoff_point(m)
-        assert point is not None and point.measurable is (
-            m.result.finding("membership-loss").grade.scale != ""
-        )
+        evasion = [f for f in m.result.findings if f.id.startswith("evasion")]
+        eps = sorted({f.evidence["eps"] for f in evasion})
+        assert eps == [0.1, 0.3]  # the two standard budgets of one-channel images
+        worst = [min(f.evidence["accuracy"] for f in evasion if f.evidence["eps"] == e) for e in eps]
+        tpr = m.result.finding("membership-loss").evidence["tpr_raw"]
+        assert list(trace.y) == worst and list(trace.x) == [tpr, tpr]
+        assert [p.eps for p in tradeoff_points(m)] == eps
 
 
 def test_plain_summary_counts_the_severities(home: Path) -> None:
