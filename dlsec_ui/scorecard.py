@@ -186,8 +186,8 @@ def finding_figure(finding: Finding) -> go.Figure | None:
         references = {"clean accuracy": finding.evidence.get("clean_accuracy"),
                       "chance (= the FPR)": finding.evidence.get("fpr")}  # fmt: skip
         for name, ref in references.items():
-            if _number(ref) is not None:
-                fig.add_vline(x=float(ref), line_dash="dot", line_color="#555",
+            if (at := _number(ref)) is not None:
+                fig.add_vline(x=at, line_dash="dot", line_color="#555",
                               annotation_text=name, annotation_position="top")  # fmt: skip
         fig.add_trace(go.Scatter(
             x=[value], y=[0], mode="markers+text", text=[headline(finding)], textposition="bottom center",
@@ -229,8 +229,8 @@ def comparison_rows(models: Sequence[ScannedModel]) -> list[dict[str, str]]:
     for fid, title in titles.items():
         row = {"finding": title}
         for m in models:
-            f = next((f for f in m.result.findings if f.id == fid), None)
-            row[m.label] = "—" if f is None else f"{str(f.severity).upper()} · {headline(f)}"
+            found = next((f for f in m.result.findings if f.id == fid), None)
+            row[m.label] = "—" if found is None else f"{str(found.severity).upper()} · {headline(found)}"
         rows.append(row)
     return rows
 
