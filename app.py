@@ -36,6 +36,7 @@ SECTIONS = {
         st.Page("app_pages/theft.py", title="Model theft", icon=":material/key_off:"),
     ],
     "Assessment": [
+        st.Page("app_pages/scorecard.py", title="Scorecard", icon=":material/traffic:"),
         st.Page("app_pages/atlas.py", title="MITRE ATLAS", icon=":material/grid_view:"),
     ],
 }

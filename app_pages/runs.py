@@ -79,7 +79,7 @@ def federated_chart(run: RunRecord, key: str) -> None:
 
 
 def scan_findings(run: RunRecord) -> None:
-    """A scan's findings as they arrive (the Scorecard page with tiles and model comparison comes next)."""
+    """A scan's findings as they arrive; its tiles, evidence, comparison and report are on the Scorecard page."""
     if not (run.study == "scan" and (found := event_records(run, "finding"))):
         return
     st.dataframe(
@@ -89,6 +89,7 @@ def scan_findings(run: RunRecord) -> None:
         hide_index=True,
     )  # fmt: skip
     st.caption("Each severity comes from a documented threshold with its citation (`dlsec_core/assessment`).")
+    st.markdown(f"[Open it on the Scorecard](/scorecard?run={run.id}) for its tiles, evidence and report.")
 
 
 @st.fragment(run_every=1.0)

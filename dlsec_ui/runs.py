@@ -157,7 +157,7 @@ STUDY_PAGES: dict[str, str] = {
     "extraction": "app_pages/theft.py",
     "ownership": "app_pages/theft.py",
     "federated": "app_pages/runs.py",  # drawn on the Runs page until the Federated learning page lands
-    "scan": "app_pages/runs.py",  # drawn on the Runs page until the Scorecard page lands
+    "scan": "app_pages/scorecard.py",
 }
 """The page that opens a run of each study (re-attaching from `?run=`); a test checks every study has one."""
 RUNS_PAGE = "app_pages/runs.py"

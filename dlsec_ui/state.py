@@ -187,3 +187,17 @@ OWN_BUTTON = "own_button"
 OWN_JOB = "own_job"
 OWN_CHART = "own_chart"
 OWN_FORM = "own_form_"  # prefix of the ownership study's generated widgets
+# Scorecard page (a scan run per model; tiles, comparison, report)
+SCORECARD_MODEL = "scorecard_model"
+SCAN_BUTTON = "scan_button"
+SCAN_JOB = "scan_job"  # the scan run this session follows
+SCORECARD_TILE = "scorecard_tile_"  # prefix: one bordered container per finding, by its index
+SCORECARD_EVIDENCE = "scorecard_evidence_"  # prefix: a tile's evidence chart
+SCORECARD_REPORT = "scorecard_report"  # download of the HTML report
+SCORECARD_PDF_BUTTON = "scorecard_pdf_button"
+SCORECARD_PDF = "scorecard_pdf"  # download of the PDF
+SCORECARD_COMPARE = "scorecard_compare"  # the scanned models compared
+SCORECARD_GRID = "scorecard_grid"
+SCORECARD_TRADEOFF = "scorecard_tradeoff"
+SCORECARD_OPEN = "scorecard_open"  # the finding whose evidence is open (its id)
+SCORECARD_EVIDENCE_CHART = "scorecard_evidence_chart"
