@@ -94,7 +94,7 @@ def krum_scores(updates: Sequence[torch.Tensor], f: int) -> torch.Tensor:
     stacked = _stack(updates).to(torch.float64)
     n = stacked.shape[0]
     neighbours = n - f - 2
-    if f < 0 or neighbours < 1:
+    if f < 0 or n <= 2 * f + 2:  # Blanchard et al.'s condition (it also leaves n − f − 2 >= 1 neighbours)
         raise InvalidInputError(
             f"Krum with f = {f} assumed Byzantine clients needs more than 2f + 2 = {2 * f + 2} updates per round; "
             f"this round has {n}. Lower f or pick more clients per round."
