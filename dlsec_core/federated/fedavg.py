@@ -134,24 +134,7 @@ class FedAvgConfig(Config):
 
     def cross_check(self, problems: list[str]) -> None:
         super().cross_check(problems)
-        if self.noise_multiplier and self.clip is None:
-            problems.append("server noise (`noise_multiplier`) needs an update clip S (`clip`): noise is σ·S")
-        if self.malicious > self.clients:
-            problems.append(f"{self.malicious} malicious clients but only {self.clients} clients")
-        if self.aggregator != Aggregator.FEDAVG:
-            if self.secure_aggregation:
-                problems.append(
-                    f"the {self.aggregator} aggregator needs each update; secure aggregation shows only their sum"
-                )
-            if self.clip is not None:
-                problems.append(
-                    f"client-level DP-FedAvg adds noise to the sum; it cannot use the {self.aggregator} aggregator"
-                )
-        if self.aggregator == Aggregator.KRUM and self.per_round() <= 2 * self.krum_f + 2:
-            problems.append(
-                f"Krum with f = {self.krum_f} needs more than {2 * self.krum_f + 2} clients per round; "
-                f"C·K gives {self.per_round()}"
-            )
+        federation_problems(self, problems)
 
     @property
     def poisoned(self) -> bool:
@@ -171,6 +154,30 @@ class FedAvgConfig(Config):
     def per_round(self) -> int:
         """Clients picked per round by plain FedAvg: max(1, round(C·K)) (DP-FedAvg: qK on average)."""
         return max(1, round(self.fraction * self.clients))
+
+
+def federation_problems(c: Any, problems: list[str]) -> None:
+    """The rules between a federation's fields, for `FedAvgConfig` and every config that carries its fields (the
+    federated study's): append one sentence per problem."""
+    if c.noise_multiplier and c.clip is None:
+        problems.append("server noise (`noise_multiplier`) needs an update clip S (`clip`): noise is σ·S")
+    if c.malicious > c.clients:
+        problems.append(f"{c.malicious} malicious clients but only {c.clients} clients")
+    # a study config checks these even when some field is invalid on its own: only a known aggregator has rules
+    if c.aggregator in {a.value for a in Aggregator} and c.aggregator != Aggregator.FEDAVG:
+        if c.secure_aggregation:
+            problems.append(
+                f"the {c.aggregator} aggregator needs each update; secure aggregation shows only their sum"
+            )
+        if c.clip is not None:
+            problems.append(
+                f"client-level DP-FedAvg adds noise to the sum; it cannot use the {c.aggregator} aggregator"
+            )
+    per_round = max(1, round(c.fraction * c.clients))
+    if c.aggregator == Aggregator.KRUM and per_round <= 2 * c.krum_f + 2:
+        problems.append(
+            f"Krum with f = {c.krum_f} needs more than {2 * c.krum_f + 2} clients per round; C·K gives {per_round}"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -205,3 +205,28 @@ def test_local_dp_noise_costs_accuracy(digits) -> None:  # type: ignore[no-untyp
     noisy = federate(digits, clients=4, rounds=2, lr=0.3, batch_size=64, seed=0, local_dp=True,
                      local_noise_multiplier=8.0, local_clip=0.1).test_accuracy  # fmt: skip
     assert noisy < plain - 0.2, (plain, noisy)
+
+
+# -- the study ---------------------------------------------------------------------------------------------------
+def test_the_federated_study_reports_clean_accuracy_and_backdoor_success_each_round(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dlsec_core.store import Store
+    from dlsec_core.studies.base import run_study
+    from dlsec_core.studies.federated import FederatedStudy, FederatedStudyConfig
+
+    config = FederatedStudyConfig(dataset="digits", arch="logreg", clients=5, rounds=2, aggregator="krum", krum_f=1,
+                                  malicious=1, attack="backdoor", trigger=2, target=3, seed=2)  # fmt: skip
+    events = []
+    outcome = run_study(FederatedStudy(), Store(tmp_path), config, events.append)
+    rounds = [e.payload for e in events if e.payload and e.payload["type"] == "round"]
+    assert [r["round"] for r in rounds] == [1, 2]
+    assert all(0 <= r["backdoor_success"] <= 1 and r["krum_choice"] in r["participants"] for r in rounds)
+    assert "backdoor success" in events[-1].message
+    assert outcome.result["backdoor_success"] == rounds[-1]["backdoor_success"]
+    assert len(outcome.result["malicious"]) == 1
+    assert (
+        "Krum" in outcome.result["description"]
+        and "1 of 5 clients malicious (backdoor" in outcome.result["description"]
+    )
+    assert "1 backdoor clients" in FederatedStudy().title_for(config)
+    with pytest.raises(InvalidInputError, match="secure aggregation"):
+        FederatedStudyConfig(aggregator="median", secure_aggregation=True)
