@@ -42,32 +42,32 @@ with train:
     epochs = setting_slider(c4, Fed, "local_epochs", key=state.FED_EPOCHS, lo=1, hi=5)
     c1, c2, c3, c4 = st.columns(4)
     lr = setting_select_slider(c1, Fed, "lr", [0.01, 0.03, 0.1, 0.3, 1.0], key=state.FED_LR)
-    secure = c1.toggle(
+    secure = c2.toggle(
         "Secure aggregation", key=state.FED_SECURE, help=spec_of(Fed, "secure_aggregation").help
     )
-    client_dp = c2.toggle("Client-level DP (DP-FedAvg)", key=state.FED_CLIENT_DP)
+    client_dp = c3.toggle("Client-level DP (DP-FedAvg)", key=state.FED_CLIENT_DP)
     if client_dp:  # clip each update, noise σ·S on the sum; ε of the client sampling (RDP)
-        clip = setting_select_slider(c2, Fed, "clip", [0.1, 0.3, 1.0, 3.0], key=state.FED_CLIP, value=1.0)
+        clip = setting_select_slider(c3, Fed, "clip", [0.1, 0.3, 1.0, 3.0], key=state.FED_CLIP, value=1.0)
         sigma = setting_select_slider(
-            c2, Fed, "noise_multiplier", [0.0, 0.5, 1.0, 2.0], key=state.FED_SIGMA, value=1.0
+            c3, Fed, "noise_multiplier", [0.0, 0.5, 1.0, 2.0], key=state.FED_SIGMA, value=1.0
         )
-    local_dp = c3.toggle(
-        "Local DP-SGD on each client", key=state.FED_LOCAL_DP, help=spec_of(Fed, "local_dp").help
+    local_dp = c4.toggle(
+        "Local DP-SGD (per client)", key=state.FED_LOCAL_DP, help=spec_of(Fed, "local_dp").help
     )
     local = {"local_dp": local_dp}
     if local_dp:  # the lab's dp-sgd recipe (Opacus) inside each client
         local["local_noise_multiplier"] = setting_select_slider(
-            c3, Fed, "local_noise_multiplier", [0.5, 1.0, 1.5, 3.0], key=state.FED_LOCAL_SIGMA
+            c4, Fed, "local_noise_multiplier", [0.5, 1.0, 1.5, 3.0], key=state.FED_LOCAL_SIGMA
         )
         local["local_clip"] = setting_select_slider(
-            c3, Fed, "local_clip", [0.1, 0.5, 1.0, 3.0], key=state.FED_LOCAL_CLIP
+            c4, Fed, "local_clip", [0.1, 0.5, 1.0, 3.0], key=state.FED_LOCAL_CLIP
         )
     settings = {"dataset": dataset, "arch": arch, "clients": clients, "split": split, "alpha": alpha, "rounds": rounds,
                 "fraction": fraction, "local_epochs": epochs, "lr": lr, **local, "seed": int(st.session_state.get(state.SEED, 0))}  # fmt: skip
     try:
         preview = fed.split_preview(dataset, clients, split, alpha, settings["seed"])
-        c4.plotly_chart(client_histogram(preview.histogram), key=state.FED_HISTOGRAM)
-        c4.caption(f"What each client holds: {preview.describe()}.")
+        st.plotly_chart(client_histogram(preview.histogram), key=state.FED_HISTOGRAM)
+        st.caption(f"What each client holds (the split this seed deals): {preview.describe()}.")
         if st.button("Train the federation", type="primary", key=state.FED_TRAIN_BUTTON):
             dp = {"clip": clip, "noise_multiplier": sigma} if client_dp else {}
             follow(
@@ -96,7 +96,7 @@ with poison:
         "updates. The federation is the Train tab's (data, clients, split, rounds, local training, local DP), without "
         "client-level DP and secure aggregation: a robust rule must see each update."
     )
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
     malicious = setting_slider(
         c1, Fed, "malicious", key=state.FED_MALICIOUS, value=2, lo=1, hi=max(2, clients)
     )
@@ -123,10 +123,10 @@ with poison:
 
     def draw_poison(runs: list[RunRecord]) -> None:
         st.plotly_chart(poisoning_rounds(fed.comparison_curves(runs)), key=state.FED_POISON_CHART)
+        st.dataframe(fed.comparison_table(runs), hide_index=True)
         st.caption(
-            " · ".join(f"{r.title}: {r.result['description'] if r.result else r.status}" for r in runs)
-            + ". Backdoor success: the share of test images of the other classes sent to the target class once the "
-            "trigger is stamped on them."
+            f"{runs[0].title}, one run per aggregator. Backdoor success: the share of test images of the other "
+            "classes that the global model sends to the target class once the trigger is stamped on them."
         )
 
     if (shown := fed.followed(state.FED_POISON_JOB, study="federated", poisoned=True)) is not None:

@@ -89,6 +89,22 @@ def comparison_curves(runs: Sequence[RunRecord]) -> dict[str, list[dict[str, Any
     return {AGGREGATOR_LABELS[Aggregator(r.config["aggregator"])]: event_records(r, "round") for r in runs}
 
 
+def comparison_table(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """One row per run: its aggregator and the last round's clean accuracy and backdoor success."""
+    rows = []
+    for run in runs:
+        last = (event_records(run, "round") or [{}])[-1]
+        backdoor = last.get("backdoor_success")
+        rows.append({
+            "aggregator": AGGREGATOR_LABELS[Aggregator(run.config["aggregator"])], "status": str(run.status),
+            "round": last.get("round"), "clean accuracy": f"{last['test_accuracy']:.1%}" if last else None,
+            "backdoor success": None if backdoor is None else f"{backdoor:.1%}",
+            "malicious clients": ", ".join(map(str, run.result["malicious"])) if run.result else None,
+            "run": run.id,
+        })  # fmt: skip
+    return rows
+
+
 def show_comparison(
     runs: Sequence[RunRecord], *, key: str, draw: Callable[[list[RunRecord]], None], every: float = 1.0
 ) -> None:
