@@ -199,6 +199,25 @@ def test_local_dp_sgd_spends_each_client_s_epsilon_by_the_named_accountant(digit
     assert result.to_json()["local_privacy"]["max_epsilon"] == pytest.approx(result.history[-1].local_epsilon)
 
 
+@pytest.mark.parametrize(("fraction", "sigma", "rounds"), [(0.1, 1.1, 60), (0.2, 0.8, 25)])
+def test_client_level_epsilon_over_many_rounds_matches_dp_accounting(  # type: ignore[no-untyped-def]
+    digits, fraction: float, sigma: float, rounds: int
+) -> None:
+    """DP-FedAvg's client-level ε (Opacus's RDP over rounds of the Poisson-sampled Gaussian) against Google's
+    dp-accounting RDP for the same event, within 1 %, beside test_federated.py's 4-round case."""
+    dp_accounting = pytest.importorskip("dp_accounting")
+    result = federate(
+        digits, clients=10, rounds=rounds, fraction=fraction, clip=1.0, noise_multiplier=sigma, seed=0
+    )
+    event = dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(fraction, dp_accounting.GaussianDpEvent(sigma)), rounds
+    )
+    google = dp_accounting.rdp.RdpAccountant().compose(event).get_epsilon(1e-5)
+    assert result.privacy is not None and result.privacy.accountant == "rdp"
+    assert result.privacy.epsilon == pytest.approx(google, rel=0.01)
+    assert result.history[-1].epsilon == result.privacy.epsilon
+
+
 def test_local_dp_noise_costs_accuracy(digits) -> None:  # type: ignore[no-untyped-def]
     """The noise is really added: at σ = 8 the federation learns far less than without local DP."""
     plain = federate(digits, clients=4, rounds=2, lr=0.3, batch_size=64, seed=0).test_accuracy
