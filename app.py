@@ -35,6 +35,9 @@ SECTIONS = {
     "Model theft": [
         st.Page("app_pages/theft.py", title="Model theft", icon=":material/key_off:"),
     ],
+    "Federated learning": [
+        st.Page("app_pages/federated.py", title="Federated learning", icon=":material/hub:"),
+    ],
     "Assessment": [
         st.Page("app_pages/scorecard.py", title="Scorecard", icon=":material/traffic:"),
         st.Page("app_pages/atlas.py", title="MITRE ATLAS", icon=":material/grid_view:"),

@@ -51,7 +51,11 @@ linked = attach(state.RUNS_OPEN)
 opened = picked or ([linked] if linked is not None else runs[:1])
 
 
-OWN_PAGE = ("detection", "certification")  # studies whose own page (/<study>?run=<id>) draws a run in full
+OWN_PAGE = (
+    "detection",
+    "certification",
+    "federated",
+)  # studies whose own page (/<study>?run=<id>) draws a run in full
 
 
 def defense_chart(run: RunRecord, key: str) -> None:
@@ -64,18 +68,6 @@ def defense_chart(run: RunRecord, key: str) -> None:
         )
     if run.study in OWN_PAGE:
         st.markdown(f"[Open it on its page](/{run.study}?run={run.id}) for the whole result.")
-
-
-def federated_chart(run: RunRecord, key: str) -> None:
-    """A federation's rounds (its own page comes with the gradient-leakage and poisoning tabs)."""
-    if run.study == "federated" and (rounds := event_records(run, "round")):
-        st.plotly_chart(figures.federated_rounds(rounds), key=key)
-        last = rounds[-1]
-        eps = f", client-level ε = {last['epsilon']:.3g}" if last.get("epsilon") is not None else ""
-        st.caption(
-            f"FedAvg (McMahan et al. 2017), round {last['round']} of {last['rounds']}: global test accuracy "
-            f"{last['test_accuracy']:.1%}{eps}. The band is the range of the participating clients' own accuracies."
-        )
 
 
 def scan_findings(run: RunRecord) -> None:
@@ -102,7 +94,6 @@ def live(run_id: str) -> None:
     if run.study == "sweep" and (points := event_records(run, "point")):
         st.plotly_chart(figures.robustness_curves(points), key=f"runs_sweep_{run.id}")
     defense_chart(run, f"runs_defense_{run.id}")
-    federated_chart(run, f"runs_federated_{run.id}")
     scan_findings(run)
 
 
@@ -123,7 +114,6 @@ try:
                 st.caption(f"Attack: {points[-1]['attack']} (ε varies), on {points[0]['n']} test images.")
                 render_findings(sweep_findings(run))
             defense_chart(run, "runs_defense")
-            federated_chart(run, "runs_federated")
             scan_findings(run)
         with st.expander("Config, versions and timings"):
             st.json({"config": run.config, "versions": run.versions, "seed": run.seed, "worker": run.worker,

@@ -109,6 +109,11 @@ LOCAL_TAGS: dict[str, tuple[str, str]] = {
         "Secure aggregation",
         "Pairwise masks that cancel in the sum, so the server sees only the clients' aggregate update, not one.",
     ),
+    "DLSEC.robust-aggregation": (
+        "Robust aggregation",
+        "A server rule that bounds what a few malicious clients' updates can do to the global model (coordinate-wise "
+        "median, trimmed mean, Krum) instead of averaging them.",
+    ),
     "DLSEC.no-mitigation": (
         "No mitigation: the undefended baseline",
         "Standard training, the model every defense is compared with: it names the absence of a mitigation.",

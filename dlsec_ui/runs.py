@@ -156,7 +156,7 @@ STUDY_PAGES: dict[str, str] = {
     "frontier": "app_pages/privacy_budget.py",
     "extraction": "app_pages/theft.py",
     "ownership": "app_pages/theft.py",
-    "federated": "app_pages/runs.py",  # drawn on the Runs page until the Federated learning page lands
+    "federated": "app_pages/federated.py",
     "scan": "app_pages/scorecard.py",
 }
 """The page that opens a run of each study (re-attaching from `?run=`); a test checks every study has one."""

@@ -36,14 +36,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from dlsec_core.config import Config, param
 from dlsec_core.data.builtin import Dataset
 from dlsec_core.errors import InvalidInputError
+from dlsec_core.federated.poisoning import AttackKind, backdoor_inputs, poison
+from dlsec_core.federated.robust import AGGREGATOR_LABELS, Aggregator, aggregate
 from dlsec_core.federated.secure_aggregation import secure_sum
 from dlsec_core.federated.splits import MAX_CLIENTS, ClientSplit, SplitKind, split_clients
 from dlsec_core.models.spec import ModelSpec, build_model
-from dlsec_core.privacy.accounting import RunSpend, epsilon_curve
+from dlsec_core.privacy.accounting import ACCOUNTANTS, RunSpend, epsilon_after, epsilon_curve
+from dlsec_core.privacy.dp_sgd import TRAIN_ACCOUNTANTS, DPSGDRecipe
+from dlsec_core.training.recipes import TrainingSetup
 
 ACCOUNTANT = "rdp"  # the client-level ε: RDP of the Poisson-subsampled Gaussian (Opacus's RDPAccountant)
 EVAL_BATCH = 1024
@@ -84,12 +89,62 @@ class FedAvgConfig(Config):
         help="Gaussian noise of standard deviation σ·S added to the sum of clipped updates at the server.",
     )  # fmt: skip
     delta: float = param(1e-5, "δ (client level)", min=0.0, min_open=True, max=1.0, max_open=True)
+    local_dp: bool = param(
+        False, "Local DP-SGD on each client",
+        help="Each client trains with DP-SGD (Opacus, the lab's dp-sgd recipe): per-example clipping and noise, "
+        "an example-level ε per client.",
+    )  # fmt: skip
+    local_noise_multiplier: float = param(
+        1.0, "Local noise multiplier σ (DP-SGD)", min=0.0, min_open=True, max=100.0,
+        help="Noise on each client's summed clipped per-example gradients, in units of the clipping norm.",
+    )  # fmt: skip
+    local_clip: float = param(1.0, "Local clipping norm C (DP-SGD)", min=0.0, min_open=True, max=1e4)
+    local_delta: float = param(
+        1e-5, "δ (example level, per client)", min=0.0, min_open=True, max=0.1,
+        help="Must be below 1 / the client's example count.",
+    )  # fmt: skip
+    local_accountant: str = param("rdp", "Local accountant", options=TRAIN_ACCOUNTANTS)
+    aggregator: str = param(
+        "fedavg", "Aggregator", options=tuple(a.value for a in Aggregator),
+        help="FedAvg's weighted mean, or a robust rule: coordinate-wise median or trimmed mean (Yin et al. 2018), "
+        "Krum (Blanchard et al. 2017).",
+    )  # fmt: skip
+    trim: float = param(
+        0.2, "Trimmed share β per side (trimmed mean)", min=0.0, max=0.5, max_open=True,
+        help="Each coordinate drops its ⌊βn⌋ largest and ⌊βn⌋ smallest client values.",
+    )  # fmt: skip
+    krum_f: int = param(
+        2, "Byzantine clients f assumed by Krum", min=0, max=MAX_CLIENTS, step=1,
+        help="Krum scores each update by its n − f − 2 nearest neighbours; it needs n > 2f + 2 updates.",
+    )  # fmt: skip
+    malicious: int = param(
+        0, "Malicious clients", min=0, max=MAX_CLIENTS, step=1,
+        help="How many of the K clients poison their training (drawn from the seed, fixed for the federation).",
+    )  # fmt: skip
+    attack: str = param(
+        "label_flip", "Attack", options=tuple(a.value for a in AttackKind),
+        help="Label flipping (l -> C−1−l) or a backdoor (a white square in the corner, relabelled to the target).",
+    )  # fmt: skip
+    trigger: int = param(3, "Trigger size (pixels, backdoor)", min=1, max=64, step=1)
+    target: int = param(0, "Backdoor target class", min=0, max=100_000, step=1)
+    poison_fraction: float = param(
+        0.5, "Poisoned share of a malicious client's images (backdoor)", min=0.0, min_open=True, max=1.0
+    )
     seed: int = param(0, "Seed", min=0, max=2**63 - 1, step=1)
 
     def cross_check(self, problems: list[str]) -> None:
         super().cross_check(problems)
-        if self.noise_multiplier and self.clip is None:
-            problems.append("server noise (`noise_multiplier`) needs an update clip S (`clip`): noise is σ·S")
+        federation_problems(self, problems)
+
+    @property
+    def poisoned(self) -> bool:
+        """Some clients are malicious."""
+        return self.malicious > 0
+
+    @property
+    def backdoor(self) -> bool:
+        """Backdoor success is measured (malicious clients with a trigger)."""
+        return self.malicious > 0 and self.attack == AttackKind.BACKDOOR
 
     @property
     def private(self) -> bool:
@@ -99,6 +154,30 @@ class FedAvgConfig(Config):
     def per_round(self) -> int:
         """Clients picked per round by plain FedAvg: max(1, round(C·K)) (DP-FedAvg: qK on average)."""
         return max(1, round(self.fraction * self.clients))
+
+
+def federation_problems(c: Any, problems: list[str]) -> None:
+    """The rules between a federation's fields, for `FedAvgConfig` and every config that carries its fields (the
+    federated study's): append one sentence per problem."""
+    if c.noise_multiplier and c.clip is None:
+        problems.append("server noise (`noise_multiplier`) needs an update clip S (`clip`): noise is σ·S")
+    if c.malicious > c.clients:
+        problems.append(f"{c.malicious} malicious clients but only {c.clients} clients")
+    # a study config checks these even when some field is invalid on its own: only a known aggregator has rules
+    if c.aggregator in {a.value for a in Aggregator} and c.aggregator != Aggregator.FEDAVG:
+        if c.secure_aggregation:
+            problems.append(
+                f"the {c.aggregator} aggregator needs each update; secure aggregation shows only their sum"
+            )
+        if c.clip is not None:
+            problems.append(
+                f"client-level DP-FedAvg adds noise to the sum; it cannot use the {c.aggregator} aggregator"
+            )
+    per_round = max(1, round(c.fraction * c.clients))
+    if c.aggregator == Aggregator.KRUM and per_round <= 2 * c.krum_f + 2:
+        problems.append(
+            f"Krum with f = {c.krum_f} needs more than {2 * c.krum_f + 2} clients per round; C·K gives {per_round}"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,6 +194,12 @@ class RoundEvent:
     update_norms: tuple[float, ...]  # each participant's update L2 norm, before clipping
     epsilon: float | None  # client-level ε after this round (None without DP noise)
     seconds: float  # this round's wall time
+    malicious: tuple[int, ...] = ()  # the participants that poisoned their training this round
+    #: the share of triggered test images (not of the target class) classified as the target (backdoor only)
+    backdoor_success: float | None = None
+    krum_choice: int | None = None  # the client whose update Krum picked
+    #: the largest example-level ε any client has spent so far by local DP-SGD (None without local DP)
+    local_epsilon: float | None = None
 
     @property
     def progress(self) -> float:
@@ -132,6 +217,8 @@ class RoundEvent:
             "test_loss": self.test_loss, "client_accuracies": list(self.client_accuracies),
             "client_min": lo, "client_mean": mean, "client_max": hi, "participants": list(self.participants),
             "update_norms": list(self.update_norms), "epsilon": self.epsilon, "seconds": self.seconds,
+            "malicious": list(self.malicious), "backdoor_success": self.backdoor_success,
+            "krum_choice": self.krum_choice, "local_epsilon": self.local_epsilon,
         }  # fmt: skip
 
 
@@ -147,6 +234,9 @@ class FedAvgResult:
     privacy: RunSpend | None  # client-level, None without DP noise
     seconds: float
     notes: list[str] = field(default_factory=list)
+    malicious: tuple[int, ...] = ()  # the malicious clients' ids
+    #: per client, the example-level ε its local DP-SGD spent over the whole federation (None: never trained)
+    local_privacy: tuple[RunSpend | None, ...] | None = None
 
     @property
     def test_accuracy(self) -> float:
@@ -166,10 +256,29 @@ class FedAvgResult:
             )
         else:
             privacy = "no client-level DP"
+        local = ""
+        if self.local_privacy is not None:
+            spent = [s for s in self.local_privacy if s is not None]
+            local = (
+                f"; local DP-SGD on each client (σ = {c.local_noise_multiplier:g}, C = {c.local_clip:g}): "
+                + (
+                    f"example-level ε up to {max(s.epsilon for s in spent):.3g} at δ = {c.local_delta:g} "
+                    f"({spent[0].accountant_label}, per client over its own rounds)"
+                    if spent
+                    else "no client trained"
+                )
+            )
+        attack = ""
+        if c.poisoned:
+            how = (
+                "label flipping" if c.attack == AttackKind.LABEL_FLIP
+                else f"backdoor ({c.trigger}×{c.trigger} trigger -> class {c.target}, {c.poison_fraction:.0%} poisoned)"
+            )  # fmt: skip
+            attack = f"; {c.malicious} of {c.clients} clients malicious ({how})"
         return (
-            f"FedAvg, {self.split.describe()}; {c.rounds} rounds, C = {c.fraction:g}, E = {c.local_epochs}, "
-            f"η = {c.lr:g}, B = {c.batch_size}; {'secure aggregation' if c.secure_aggregation else 'plain sum'}; "
-            f"{privacy}"
+            f"{AGGREGATOR_LABELS[Aggregator(c.aggregator)]}, {self.split.describe()}; {c.rounds} rounds, "
+            f"C = {c.fraction:g}, E = {c.local_epochs}, η = {c.lr:g}, B = {c.batch_size}; "
+            f"{'secure aggregation' if c.secure_aggregation else 'plain sum'}; {privacy}{local}{attack}"
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -180,7 +289,14 @@ class FedAvgResult:
             "privacy": None if self.privacy is None else {
                 **self.privacy.to_record(), "accountant_label": self.privacy.accountant_label, "level": "client",
             },
-            "seconds": self.seconds, "notes": self.notes,
+            "seconds": self.seconds, "notes": self.notes, "malicious": list(self.malicious),
+            "backdoor_success": self.history[-1].backdoor_success,
+            "local_privacy": None if self.local_privacy is None else {
+                "level": "example", "accountant": self.config.local_accountant,
+                "accountant_label": ACCOUNTANTS[self.config.local_accountant][1],
+                "per_client": [None if s is None else s.to_record() for s in self.local_privacy],
+                "max_epsilon": max((s.epsilon for s in self.local_privacy if s is not None), default=None),
+            },
         }  # fmt: skip
 
 
@@ -231,6 +347,40 @@ def local_update(
             F.cross_entropy(local(x[batch]), y[batch]).backward()
             optimizer.step()
     return local
+
+
+def local_dp_update(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    recipe: DPSGDRecipe,
+) -> tuple[nn.Module, int]:
+    """A client's local training by DP-SGD through the lab's dp-sgd recipe (Opacus, ghost clipping, Poisson
+    sampling at q = B / n_k): a plain copy of the global model after `epochs` epochs of private SGD, and the DP
+    steps it took (for the client's accountant). The recipe's σ is used as given (no target ε per round)."""
+    local = copy.deepcopy(model)
+    local.train()
+    generator = torch.Generator().manual_seed(seed)
+    loader: DataLoader[tuple[torch.Tensor, ...]] = DataLoader(TensorDataset(x, y), batch_size=batch_size)
+    setup = recipe.prepare(
+        TrainingSetup(local, torch.optim.SGD(local.parameters(), lr=lr), loader, epochs, generator)
+    )
+    assert setup.loss_fn is not None  # DP-SGD's loss goes through Opacus's criterion
+    for _ in range(epochs):
+        for xb, yb in setup.loader:
+            if xb.shape[0] == 0:  # Poisson sampling can draw an empty batch
+                continue
+            setup.optimizer.zero_grad(set_to_none=True)
+            loss, _ = setup.loss_fn(setup.model, xb, yb, generator)
+            loss.backward()
+            setup.optimizer.step()
+    steps = int(recipe.spent(setup)["dp_steps"])
+    return recipe.finalize(setup), steps
 
 
 @torch.no_grad()
@@ -314,6 +464,32 @@ def federated_averaging(
         notes.append(
             "Updates are clipped but no noise is added: clipping alone gives no differential privacy."
         )
+    malicious = tuple(
+        sorted(torch.randperm(config.clients, generator=torch.Generator().manual_seed(
+            derive_seed(config.seed, 0xBAD))
+        )[: config.malicious].tolist())
+    )  # fmt: skip
+    backdoor_x = backdoor_y = None
+    if config.backdoor:
+        if not 0 <= config.target < data.num_classes:
+            raise InvalidInputError(
+                f"The backdoor target class must be from 0 to {data.num_classes - 1}, got {config.target}."
+            )
+        backdoor_x, backdoor_y = backdoor_inputs(
+            data.x_test, data.y_test, size=config.trigger, target=config.target
+        )
+    recipe = (
+        DPSGDRecipe(
+            noise_multiplier=config.local_noise_multiplier,
+            max_grad_norm=config.local_clip,
+            delta=config.local_delta,
+            accountant=config.local_accountant,
+        )  # fmt: skip
+        if config.local_dp
+        else None
+    )
+    dp_steps = [0] * config.clients  # each client's local DP-SGD steps so far
+    local_epsilon: dict[int, float] = {}
     initial_correct, _ = _predict(model, data.x_test, data.y_test)
     initial_accuracy = float(initial_correct.float().mean())
 
@@ -329,24 +505,49 @@ def federated_averaging(
             idx = split.indices[k]
             if idx.numel() == 0:  # a client without examples has nothing to send
                 continue
-            local = local_update(
-                model, data.x_train[idx], data.y_train[idx], epochs=config.local_epochs, lr=config.lr,
-                batch_size=config.batch_size, seed=derive_seed(config.seed, t, 1, k),
-            )  # fmt: skip
+            x, y = data.x_train[idx], data.y_train[idx]
+            if k in malicious:
+                x, y = poison(
+                    config.attack, x, y, num_classes=data.num_classes, size=config.trigger, target=config.target,
+                    fraction=config.poison_fraction, generator=torch.Generator().manual_seed(derive_seed(config.seed, k, 4)),
+                )  # fmt: skip
+            client_seed = derive_seed(config.seed, t, 1, k)
+            if recipe is not None:
+                local, steps = local_dp_update(
+                    model, x, y, epochs=config.local_epochs, lr=config.lr, batch_size=config.batch_size,
+                    seed=client_seed, recipe=recipe,
+                )  # fmt: skip
+                dp_steps[k] += steps
+                local_epsilon[k] = epsilon_after(
+                    config.local_noise_multiplier, config.batch_size / idx.numel(), dp_steps[k], config.local_delta,
+                    accountant=config.local_accountant,
+                ).epsilon  # fmt: skip
+            else:
+                local = local_update(
+                    model, x, y, epochs=config.local_epochs, lr=config.lr, batch_size=config.batch_size,
+                    seed=client_seed,
+                )  # fmt: skip
             update = flat_state(local, keys) - weights
             norms.append(float(update.norm()))
             if config.clip is not None:
                 contributions.append(clip_update(update, config.clip))
-            else:  # FedAvg's weights n_k / Σ n_k, applied by each client before (possibly masked) summing
+            elif config.aggregator == Aggregator.FEDAVG:
+                # FedAvg's weights n_k / Σ n_k, applied by each client before (possibly masked) summing
                 contributions.append(update * (split.sizes[k] / sum(sizes)))
+            else:  # a robust rule sees each raw update
+                contributions.append(update)
             used.append(k)
-        if contributions:
-            if config.secure_aggregation:
-                total = secure_sum(contributions, derive_seed(config.seed, t, 2), ids=used)
-            else:
-                total = torch.stack(contributions).sum(0)
-        else:
+        chosen: int | None = None
+        if not contributions:
             total = torch.zeros_like(weights)
+        elif config.secure_aggregation:
+            total = secure_sum(contributions, derive_seed(config.seed, t, 2), ids=used)
+        elif config.aggregator == Aggregator.FEDAVG or config.clip is not None:
+            total = torch.stack(contributions).sum(0)
+        else:
+            combined = aggregate(config.aggregator, contributions, beta=config.trim, f=config.krum_f)
+            total = combined.update
+            chosen = None if combined.chosen is None else used[combined.chosen]
         if config.private:
             assert config.clip is not None
             noise_generator = torch.Generator().manual_seed(derive_seed(config.seed, t, 3))
@@ -364,12 +565,24 @@ def federated_averaging(
                 float(train_correct[idx].float().mean()) if idx.numel() else None for idx in split.indices
             ),
             participants=tuple(used), update_norms=tuple(norms), epsilon=epsilons.get(t),
-            seconds=time.perf_counter() - began,
+            seconds=time.perf_counter() - began, malicious=tuple(k for k in used if k in malicious),
+            backdoor_success=(
+                None if backdoor_x is None or backdoor_y is None
+                else float(_predict(model, backdoor_x, backdoor_y)[0].float().mean())
+            ),
+            krum_choice=chosen, local_epsilon=max(local_epsilon.values(), default=None) if recipe else None,
         )  # fmt: skip
         history.append(event)
         yield event
     model.eval()
     return FedAvgResult(
         model=model, config=config, split=split, history=history, initial_accuracy=initial_accuracy,
-        privacy=privacy, seconds=time.perf_counter() - start, notes=notes,
+        privacy=privacy, seconds=time.perf_counter() - start, notes=notes, malicious=malicious,
+        local_privacy=None if recipe is None else tuple(
+            epsilon_after(
+                config.local_noise_multiplier, config.batch_size / split.sizes[k], dp_steps[k], config.local_delta,
+                accountant=config.local_accountant,
+            ) if dp_steps[k] else None
+            for k in range(config.clients)
+        ),
     )  # fmt: skip

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from dlsec_core.config import param
-from dlsec_core.federated.fedavg import FedAvgConfig, FedAvgResult, RoundEvent, federated_averaging
+from dlsec_core.federated.fedavg import (
+    FedAvgConfig,
+    FedAvgResult,
+    RoundEvent,
+    federated_averaging,
+    federation_problems,
+)
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.store import PRIVACY_PARAM, Store
 from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome, check_name, param_like
@@ -43,6 +49,19 @@ class FederatedStudyConfig(StudyConfig):
     clip: float | None = param_like(FedAvgConfig, "clip")
     noise_multiplier: float = param_like(FedAvgConfig, "noise_multiplier")
     delta: float = param_like(FedAvgConfig, "delta")
+    local_dp: bool = param_like(FedAvgConfig, "local_dp")
+    local_noise_multiplier: float = param_like(FedAvgConfig, "local_noise_multiplier")
+    local_clip: float = param_like(FedAvgConfig, "local_clip")
+    local_delta: float = param_like(FedAvgConfig, "local_delta")
+    local_accountant: str = param_like(FedAvgConfig, "local_accountant")
+    aggregator: str = param_like(FedAvgConfig, "aggregator")
+    trim: float = param_like(FedAvgConfig, "trim")
+    krum_f: int = param_like(FedAvgConfig, "krum_f")
+    malicious: int = param_like(FedAvgConfig, "malicious")
+    attack: str = param_like(FedAvgConfig, "attack")
+    trigger: int = param_like(FedAvgConfig, "trigger")
+    target: int = param_like(FedAvgConfig, "target")
+    poison_fraction: float = param_like(FedAvgConfig, "poison_fraction")
     seed: int = param_like(FedAvgConfig, "seed")
     store_model: bool = param(
         False, "Store the global model", help="Add the final global model to the model list."
@@ -55,8 +74,7 @@ class FederatedStudyConfig(StudyConfig):
 
     def cross_check(self, problems: list[str]) -> None:
         super().cross_check(problems)
-        if self.noise_multiplier and self.clip is None:
-            problems.append("server noise (`noise_multiplier`) needs an update clip S (`clip`): noise is σ·S")
+        federation_problems(self, problems)  # the same fields, the same rules
 
     def federation(self) -> FedAvgConfig:
         """The `FedAvgConfig` these settings name."""
@@ -71,17 +89,28 @@ def _payload(event: RoundEvent) -> dict[str, Any]:
 class FederatedStudy(Study[FederatedStudyConfig]):
     name = "federated"
     title = "Federated learning"
-    #: ATLAS has no entry for federated training, secure aggregation or differential privacy: local tags
-    atlas_ids = ("DLSEC.federated-learning", "DLSEC.secure-aggregation", "DLSEC.differential-privacy")
+    #: malicious clients poison their training data (AML.T0020); ATLAS has no entry for federated training, secure
+    #: aggregation, differential privacy or robust aggregation: local tags
+    atlas_ids = (
+        "DLSEC.federated-learning", "DLSEC.secure-aggregation", "DLSEC.differential-privacy", "AML.T0020",
+        "DLSEC.robust-aggregation",
+    )  # fmt: skip
     config_type = FederatedStudyConfig
 
     def title_for(self, config: FederatedStudyConfig) -> str:
         dp = f", DP σ {config.noise_multiplier:g}" if config.clip is not None else ""
         secure = ", secure agg." if config.secure_aggregation else ""
         split = "IID" if config.split == "iid" else f"Dirichlet α {config.alpha:g}"
+        local = f", local DP-SGD σ {config.local_noise_multiplier:g}" if config.local_dp else ""
+        attack = (
+            f", {config.malicious} {'label-flipping' if config.attack == 'label_flip' else 'backdoor'} clients"
+            if config.malicious
+            else ""
+        )
+        rule = "FedAvg" if config.aggregator == "fedavg" else f"FL ({config.aggregator.replace('_', ' ')})"
         return (
-            f"FedAvg {config.arch} on {config.dataset} ({config.clients} clients, {split}, {config.rounds} rounds"
-            f"{dp}{secure}, seed {config.seed})"
+            f"{rule} {config.arch} on {config.dataset} ({config.clients} clients, {split}, {config.rounds} rounds"
+            f"{dp}{local}{secure}{attack}, seed {config.seed})"
         )
 
     def execute(
@@ -98,6 +127,10 @@ class FederatedStudy(Study[FederatedStudyConfig]):
                 result: FedAvgResult = stop.value
                 break
             spent = f" · client-level ε = {event.epsilon:.3g} (RDP)" if event.epsilon is not None else ""
+            if event.local_epsilon is not None:
+                spent += f" · local example-level ε ≤ {event.local_epsilon:.3g} ({config.local_accountant.upper()})"
+            if event.backdoor_success is not None:
+                spent += f" · backdoor success {event.backdoor_success:.1%}"
             yield StudyEvent(
                 event.progress,
                 f"round {event.round}/{event.rounds}: test accuracy {event.test_accuracy:.1%}{spent}",

@@ -51,8 +51,18 @@ CONFIGS: list[type[Config]] = [
 ]
 
 
+#: settings a field's values need from the others (cross-field rules), as (config, field) -> settings
+COUPLED: dict[tuple[type, str], dict[str, Any]] = {
+    (FederatedStudyConfig, "malicious"): {"clients": 1000},  # up to K malicious clients
+    (FederatedStudyConfig, "aggregator"): {
+        "clip": None
+    },  # a robust rule needs each update, not DP's noisy sum
+}
+
+
 def make(cls: type, **values: Any) -> Any:
-    return cls(**{**REQUIRED.get(cls, {}), **values})
+    coupled = {k: v for name in values for k, v in COUPLED.get((cls, name), {}).items()}
+    return cls(**{**REQUIRED.get(cls, {}), **coupled, **values})
 
 
 def test_every_study_config_is_checked_from_its_metadata() -> None:

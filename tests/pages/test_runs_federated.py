@@ -1,5 +1,5 @@
-"""Studies without a page of their own yet open on the Runs page from their link: a federated run (the rounds chart
-and a caption that repeats the stored last round) and a scan (its findings, as stored)."""
+"""Studies without a page of their own yet open on the Runs page from their link: a scan (its findings, as stored).
+(A federated run opens on the Federated learning page: tests/pages/test_federated_page.py.)"""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ import streamlit as st
 from background import finish_all, finish_work
 from streamlit.testing.v1 import AppTest
 
-from dlsec_core.runs import RunStatus, RunStore
+from dlsec_core.runs import RunStore
 from dlsec_core.store import ModelCard, Store
 from dlsec_core.studies import catalog
-from dlsec_core.studies.federated import FederatedStudyConfig
 from dlsec_ui import state
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
@@ -26,27 +25,6 @@ def clean_caches(tmp_home: Path) -> Iterator[None]:
     yield
     finish_all()
     st.cache_resource.clear()
-
-
-def test_a_federated_run_opens_on_the_runs_page(tmp_home: Path) -> None:
-    runs = RunStore(Store(tmp_home))
-    config = FederatedStudyConfig(dataset="digits", arch="logreg", clients=4, rounds=3, fraction=0.5, seed=1,
-                                  clip=1.0, noise_multiplier=1.0)  # fmt: skip
-    run_id = catalog.submit(runs, "federated", config).id
-    assert finish_work(run_id) is None
-    run = runs.get(run_id)
-    assert run.status == RunStatus.DONE
-    last = [e for e in runs.events(run_id) if e["type"] == "round"][-1]
-
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    at.query_params[state.RUN_PARAM] = run_id
-    at.run()
-    at.switch_page("app_pages/runs.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    text = " ".join(c.value for c in at.caption)
-    assert f"round 3 of 3: global test accuracy {last['test_accuracy']:.1%}" in text
-    assert f"client-level ε = {last['epsilon']:.3g}" in text
-    assert at.get("plotly_chart"), "the rounds are drawn"
 
 
 def test_a_scan_opens_on_the_runs_page_with_its_findings(tmp_home: Path, stored_model: ModelCard) -> None:

@@ -1,0 +1,125 @@
+"""The Federated learning page's helpers: the split preview, which federation each tab follows, and the poisoning
+comparison (one run per aggregator with otherwise equal settings, found again from the stored configs)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import streamlit as st
+
+from dlsec_core.errors import DlsecError
+from dlsec_core.federated.robust import AGGREGATOR_LABELS, Aggregator
+from dlsec_core.federated.splits import ClientSplit, split_clients
+from dlsec_core.runs import RunRecord, RunStatus
+from dlsec_core.studies.federated import FederatedStudyConfig
+from dlsec_ui import state
+from dlsec_ui.resources import get_dataset
+from dlsec_ui.runs import event_records, get_runs, poll_while_active, refresh, render_run, submit_run
+
+STUDY = "federated"
+#: settings that may differ between the runs of one comparison: the aggregator and its own parameters
+RULE_FIELDS = ("aggregator", "trim", "krum_f", "store_model", "name")
+
+
+def split_preview(dataset: str, clients: int, split: str, alpha: float, seed: int) -> ClientSplit:
+    """The split a federation with these settings will deal (the same function and seed as the run)."""
+    data = get_dataset(dataset)
+    return split_clients(
+        data.y_train, clients, kind=split, alpha=alpha, num_classes=data.num_classes, seed=seed
+    )
+
+
+def is_poisoned(run: RunRecord) -> bool:
+    """A federation with malicious clients (the Poison tab's)."""
+    return bool(run.config.get("malicious"))
+
+
+def followed(key: str, *, study: str, poisoned: bool) -> RunRecord | None:
+    """The run of `study` a tab follows: the one the URL's `?run=` names or the session followed under `key`, if
+    it is of this tab's kind (with malicious clients or without); else the newest such run. (`runs.attach` with a
+    second condition: a link to a poisoned federation must not replace the Train tab's run, nor the reverse.)"""
+    for run_id in (st.query_params.get(state.RUN_PARAM), st.session_state.get(key)):
+        if not run_id:
+            continue
+        try:
+            run = get_runs().get(run_id)
+        except DlsecError:
+            continue
+        if run.study == study and is_poisoned(run) == poisoned:
+            st.session_state[key] = run.id
+            return run
+    return next((r for r in get_runs().list_runs(study=study) if is_poisoned(r) == poisoned), None)
+
+
+def url_run_is_poisoned() -> bool:
+    """The URL names a federation with malicious clients (the page then opens on its Poison tab)."""
+    run_id = st.query_params.get(state.RUN_PARAM)
+    try:
+        run = get_runs().get(run_id) if run_id else None
+    except DlsecError:
+        return False
+    return run is not None and run.study == STUDY and is_poisoned(run)
+
+
+def _shared(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in RULE_FIELDS}
+
+
+def comparison(run: RunRecord) -> list[RunRecord]:
+    """The runs compared with `run`: the newest federation of each aggregator whose other settings equal its own
+    (`run` itself for its aggregator), in the aggregators' order."""
+    shared = _shared(run.config)
+    newest: dict[str, RunRecord] = {run.config["aggregator"]: run}
+    for other in get_runs().list_runs(study=STUDY):  # newest first
+        rule = other.config.get("aggregator", Aggregator.FEDAVG)
+        if rule not in newest and _shared(other.config) == shared:
+            newest[rule] = other
+    return [newest[a.value] for a in Aggregator if a.value in newest]
+
+
+def submit_comparison(config: FederatedStudyConfig, aggregators: Sequence[str]) -> list[RunRecord]:
+    """One run per aggregator, the other settings equal (validated before any is queued)."""
+    configs = [FederatedStudyConfig.from_json({**config.to_json(), "aggregator": a}) for a in aggregators]
+    return [submit_run(STUDY, c) for c in configs]
+
+
+def comparison_curves(runs: Sequence[RunRecord]) -> dict[str, list[dict[str, Any]]]:
+    """Each run's round records under its aggregator's label."""
+    return {AGGREGATOR_LABELS[Aggregator(r.config["aggregator"])]: event_records(r, "round") for r in runs}
+
+
+def comparison_table(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """One row per run: its aggregator and the last round's clean accuracy and backdoor success."""
+    rows = []
+    for run in runs:
+        last = (event_records(run, "round") or [{}])[-1]
+        backdoor = last.get("backdoor_success")
+        rows.append({
+            "aggregator": AGGREGATOR_LABELS[Aggregator(run.config["aggregator"])], "status": str(run.status),
+            "round": last.get("round"), "clean accuracy": f"{last['test_accuracy']:.1%}" if last else None,
+            "backdoor success": None if backdoor is None else f"{backdoor:.1%}",
+            "malicious clients": ", ".join(map(str, run.result["malicious"])) if run.result else None,
+            "run": run.id,
+        })  # fmt: skip
+    return rows
+
+
+def show_comparison(
+    runs: Sequence[RunRecord], *, key: str, draw: Callable[[list[RunRecord]], None], every: float = 1.0
+) -> None:
+    """Several runs drawn together: each one's state line, then `draw(runs)`; a fragment polls while any is active
+    and the whole page is drawn once more when the last one ends."""
+    interval = next((i for r in runs if (i := poll_while_active(r, every)) is not None), None)
+
+    @st.fragment(run_every=interval)
+    def progress() -> None:
+        current = [r for r in (refresh(run) for run in runs) if r is not None]
+        if interval is not None and not any(r.is_active for r in current):
+            st.rerun(scope="app")
+        for r in current:
+            if r.status != RunStatus.DONE:  # a finished run's line is the chart itself
+                render_run(r, key=f"{key}_{r.id}")
+        draw(current)
+
+    progress()
