@@ -128,12 +128,15 @@ class PoolKind(StrEnum):
 
     SAME = "same"  # the victim dataset's training images, labels withheld
     OTHER = "other"  # the other built-in dataset, resized to the victim's input
+    UPLOADED = "uploaded"  # the user's own uploaded dataset, resized to the victim's input
     NOISE = "noise"  # uniform noise in [0, 1]
 
     def describe(self) -> str:
         return {
             PoolKind.SAME: "images of the victim's own dataset (its training split, labels withheld)",
             PoolKind.OTHER: "images of another built-in dataset, resized to the victim's input",
+            PoolKind.UPLOADED: "images of a dataset you uploaded (train and test, labels withheld), resized to the "
+            "victim's input",
             PoolKind.NOISE: "uniform noise images",
         }[self]
 
@@ -154,15 +157,32 @@ def other_dataset(name: str) -> str:
 
 
 def query_pool(
-    kind: PoolKind | str, victim_data: Dataset, n: int, generator: torch.Generator
+    kind: PoolKind | str,
+    victim_data: Dataset,
+    n: int,
+    generator: torch.Generator,
+    *,
+    uploaded: Dataset | None = None,
+    up_to: int | None = None,
 ) -> torch.Tensor:
-    """`n` query images (N, C, H, W) shaped like the victim's input, in a seeded random order."""
+    """`n` query images (N, C, H, W) shaped like the victim's input, in a seeded random order.
+
+    `uploaded` is the user's dataset for the `uploaded` pool (its train and test images, labels withheld).
+    `up_to` asks for more when the source has them (an attacker that chooses among candidates, e.g. Knockoff's
+    adaptive strategy): min(up_to, images available) images, never fewer than `n`.
+    """
     kind = PoolKind(kind)
     shape = victim_data.input_shape
+    want = max(n, up_to or n)
     if kind is PoolKind.NOISE:
-        return torch.rand((n, *shape), generator=generator)
+        return torch.rand((want, *shape), generator=generator)
     if kind is PoolKind.SAME:
         source, what = victim_data.x_train, f"the training split of {victim_data.name}"
+    elif kind is PoolKind.UPLOADED:
+        if uploaded is None:
+            raise InvalidInputError("The 'uploaded' pool needs an uploaded dataset: pick one (Models page, "
+                                    "'Upload a dataset').")  # fmt: skip
+        source, what = torch.cat([uploaded.x_train, uploaded.x_test]), f"your dataset {uploaded.name!r} (train and test)"
     else:
         other = load_dataset(other_dataset(victim_data.name))
         source, what = torch.cat([other.x_train, other.x_test]), f"{other.name} (train and test)"
@@ -171,7 +191,7 @@ def query_pool(
             f"The {kind.value!r} pool has {plural(source.shape[0], 'image')} ({what}); a budget of {n:,} queries "
             "needs as many distinct images. Lower the budget or use the noise pool."
         )
-    order = torch.randperm(source.shape[0], generator=generator)[:n]
+    order = torch.randperm(source.shape[0], generator=generator)[: min(want, source.shape[0])]
     return resize_images(source[order], shape)
 
 
@@ -210,6 +230,10 @@ class ExtractionAttack(Config):
     def pool_size(self, budgets: Sequence[int]) -> int:
         """How many pool images `run` needs for these budgets (0: the attack makes its own queries)."""
         return budgets[-1] if self.uses_pool else 0
+
+    def pool_choice(self, budgets: Sequence[int]) -> int | None:
+        """How many candidates the attack would like to choose its queries from (None: exactly `pool_size`)."""
+        return None
 
     def describe(self) -> str:
         settings = ", ".join(f"{k} = {v}" for k, v in self.to_json().items())
