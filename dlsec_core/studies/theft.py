@@ -70,7 +70,9 @@ class ExtractionStudyConfig(StudyConfig):
     attack_params: dict[str, Any] = field(default_factory=dict)
     pool: PoolKind = param(PoolKind.SAME, "Query pool", help="Where the attacker's queries come from.")
     pool_dataset: str = param(
-        "", "Uploaded dataset (the 'uploaded' pool)", help="The name of a dataset you uploaded on the Models page."
+        "",
+        "Uploaded dataset (the 'uploaded' pool)",
+        help="The name of a dataset you uploaded on the Models page.",
     )
     budgets: list[int] = field(default_factory=lambda: [250, 500, 1000, 2000, 4000])
     seed: int = param(0, "Seed", min=0, max=2**31 - 1, step=1)
@@ -97,13 +99,14 @@ class ExtractionStudyConfig(StudyConfig):
 
     def cross_check(self, problems: list[str]) -> None:
         super().cross_check(problems)
-        uploaded = self.pool == PoolKind.UPLOADED
-        if uploaded and not self.pool_dataset:
-            problems.append("the 'uploaded' pool needs the name of an uploaded dataset (`pool_dataset`)")
-        if self.pool_dataset and not uploaded:
-            problems.append(
-                f"`pool_dataset` ({self.pool_dataset!r}) is read only by the 'uploaded' pool, not {self.pool!r}"
-            )
+        if isinstance(self.pool, PoolKind) and isinstance(self.pool_dataset, str):  # else named already
+            uploaded = self.pool is PoolKind.UPLOADED
+            if uploaded and not self.pool_dataset:
+                problems.append("the 'uploaded' pool needs the name of an uploaded dataset (`pool_dataset`)")
+            if self.pool_dataset and not uploaded:
+                problems.append(
+                    f"`pool_dataset` ({self.pool_dataset!r}) is read only by the 'uploaded' pool, not {self.pool.value!r}"
+                )
         if self.policy in OUTPUT_POLICIES:
             built(problems, "policy_params", lambda **p: get_policy(self.policy, **p), self.policy_params)
         if self.attack in EXTRACTION_ATTACKS:
