@@ -96,6 +96,8 @@ def test_steal_behind_a_rate_limit_from_an_uploaded_pool(
                          "--rate-limit", "100", "--rate-window", "60")  # fmt: skip
     assert code == 0, err
     assert "your uploaded dataset 'mine'" in out
-    assert "rate limit: 100 queries per 60 s; waited 60 s (API clock), 100 answers came only after a wait" in out
+    assert (
+        "rate limit: 100 queries per 60 s; waited 60 s (API clock), 100 answers came only after a wait" in out
+    )
     code, out, err = run(capsys, "steal", stored_model.id, "--pool", "uploaded")
     assert code == 2 and "needs the name of an uploaded dataset" in err

@@ -143,7 +143,13 @@ def test_pools_and_their_limits() -> None:
     assert query_pool(PoolKind.NOISE, digits, 5000, gen).shape == (5000, 1, 8, 8)
     with pytest.raises(InvalidInputError, match="must increase"):
         run_to_end(EquationSolving().run(None, None, [10, 5], pool=None, seed=0))  # type: ignore[arg-type]
-    assert set(EXTRACTION_ATTACKS) == {"equation-solving", "copycat", "knockoff", "knockoff-adaptive", "jacobian"}
+    assert set(EXTRACTION_ATTACKS) == {
+        "equation-solving",
+        "copycat",
+        "knockoff",
+        "knockoff-adaptive",
+        "jacobian",
+    }
     # an attacker that chooses gets more candidates when the source has them, and never fewer than the budget
     assert query_pool(PoolKind.SAME, digits, 300, gen, up_to=1200).shape[0] == 1200
     assert query_pool(PoolKind.SAME, digits, 300, gen, up_to=99_999).shape[0] == len(digits.y_train)
@@ -187,8 +193,11 @@ def test_the_bandit_learns_to_prefer_the_rewarding_cluster(trained_digits: Train
     more certain on digits than on grey, so the certainty reward pulls the policy to the digits: later rounds
     draw them far more often than the first ones, where the policy is uniform."""
     digits = load_dataset("digits").x_train[:300]
-    grey = torch.full_like(digits, 0.5) + 0.01 * torch.rand(digits.shape, generator=torch.Generator().manual_seed(1))
+    grey = torch.full_like(digits, 0.5) + 0.01 * torch.rand(
+        digits.shape, generator=torch.Generator().manual_seed(1)
+    )
     pool = torch.cat([digits, grey])
+
     def digit_share(bandit_lr: float) -> tuple[float, float, ExtractionResult]:
         result, api = _adaptive(trained_digits, judge, pool, [200], 0, reward="certainty", clusters=2,
                                 round_size=10, bandit_lr=bandit_lr)  # fmt: skip

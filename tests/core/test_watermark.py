@@ -260,7 +260,9 @@ def test_ownership_study_measures_survival_in_stolen_and_modified_copies(
     copy = fine_tune(owner.model, data.x_test[mine[:half]], data.y_test[mine[:half]],
                      FineTuneConfig(epochs=2, lr=1e-3, seed=5))  # fmt: skip
     rest = mine[half:]
-    assert again.survival[0].test_accuracy == pytest.approx(accuracy(copy, data.x_test[rest], data.y_test[rest]))
+    assert again.survival[0].test_accuracy == pytest.approx(
+        accuracy(copy, data.x_test[rest], data.y_test[rest])
+    )
     assert f"the other {len(rest):,} test images" in again.survival[0].description
     with pytest.raises(InvalidInputError, match="`steal` lists extraction attacks"):
         OwnershipStudyConfig(owner_id="a", suspect_id="b", steal=["nope"])
