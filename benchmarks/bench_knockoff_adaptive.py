@@ -27,7 +27,7 @@ from _common import cpu_model, load_average, write_report  # noqa: E402
 
 from dlsec_core.data.builtin import load_dataset  # noqa: E402
 from dlsec_core.theft.api import Oracle, PredictionAPI  # noqa: E402
-from dlsec_core.theft.extraction import Judge, PoolKind, get_extraction, query_pool  # noqa: E402
+from dlsec_core.theft.extraction import Judge, get_extraction, query_pool  # noqa: E402
 from dlsec_core.training.loop import TrainConfig, run_to_end, train  # noqa: E402
 from dlsec_core.workflows import spec_for  # noqa: E402
 

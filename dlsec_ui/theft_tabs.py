@@ -19,6 +19,7 @@ from dlsec_core.studies.theft import ExtractionStudyConfig, ExtractionStudyResul
 from dlsec_core.theft.api import OUTPUT_POLICIES
 from dlsec_core.theft.extraction import EXTRACTION_ATTACKS, PoolKind
 from dlsec_core.theft.prada import PradaResult
+from dlsec_core.theft.watermark import WatermarkVerdict
 from dlsec_ui import figures, state
 from dlsec_ui.resources import get_model, get_store
 from dlsec_ui.runs import (
@@ -253,8 +254,10 @@ def own_form(card: ModelCard) -> None:
 
 def copy_rows(report: OwnershipStudyResult) -> list[dict[str, Any]]:
     """One row per verified model: the owner (positive control), the suspect, and every survival check."""
-    rows = [("owner (positive control)", report.owner, None, None),
-            (f"suspect: {report.suspect_name}", report.suspect, report.suspect_accuracy, None)]  # fmt: skip
+    rows: list[tuple[str, WatermarkVerdict, float | None, float | None]] = [
+        ("owner (positive control)", report.owner, None, None),
+        (f"suspect: {report.suspect_name}", report.suspect, report.suspect_accuracy, None),
+    ]
     rows += [(s.label or s.kind, s.verdict, s.test_accuracy, s.fidelity) for s in report.survival]
     return [
         {"model": name, "keys answered": f"{v.hits} / {report.keys}", "p-value": v.p_value,
