@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from dlsec_ui import theft_tabs
+from dlsec_ui import state, theft_tabs
+from dlsec_ui.runs import attach, get_runs
 from dlsec_ui.widgets import current_model_card
 
 st.title("Model theft")
@@ -17,10 +18,18 @@ if card is None:
 
 steal, defend, own, transfer = st.tabs(["Steal", "Defend", "Own", "Transfer"])
 with steal:
-    shown = theft_tabs.steal_tab(card)
+    theft_tabs.steal_form(card)
+with own:
+    theft_tabs.own_form(card)
+
+# the runs this session queued (or ?run=), else the newest on the current model; after the forms, which queue them
+shown = attach(state.THEFT_JOB, study="extraction") or get_runs().latest("extraction", model_id=card.id)
+owned = attach(state.OWN_JOB, study="ownership") or get_runs().latest("ownership", model_id=card.id)
+with steal:
+    theft_tabs.show_theft(shown)
 with defend:
     theft_tabs.defend_tab(shown)
 with own:
-    theft_tabs.own_tab(card)
+    theft_tabs.show_ownership(owned)
 with transfer:
     theft_tabs.transfer_tab(card)

@@ -151,12 +151,9 @@ def render_theft(run: RunRecord) -> None:
         st.caption(f"Stored as model {report.surrogate_model_id} (see Models).")
 
 
-def steal_tab(card: ModelCard) -> RunRecord | None:
-    """The form and the shown extraction run (this session's, ?run=, or the newest on this model)."""
-    steal_form(card)
-    shown = attach(state.THEFT_JOB, study="extraction") or get_runs().latest("extraction", model_id=card.id)
-    show_run(shown, key=state.THEFT_JOB, draw=render_theft)
-    return shown
+def show_theft(run: RunRecord | None) -> None:
+    """The followed extraction run: its state line and curve, polled while it runs."""
+    show_run(run, key=state.THEFT_JOB, draw=render_theft)
 
 
 # -- Defend ----------------------------------------------------------------------------------------------------
@@ -222,6 +219,8 @@ def defend_tab(run: RunRecord | None) -> None:
 
 # -- Own -------------------------------------------------------------------------------------------------------
 def own_form(card: ModelCard) -> None:
+    """The Own tab's form: owner, null models, survival checks (fine-tuning, pruning, stolen copies)."""
+    st.caption(OWN_CAPTION)
     owners = {c.id: c for c in get_store().list_models() if c.recipe == "watermark"}
     if not owners:
         st.info(
@@ -302,15 +301,16 @@ def render_ownership(run: RunRecord) -> None:
         )
 
 
-def own_tab(card: ModelCard) -> None:
-    st.caption(
-        "Adi et al. 2018: the owner trains with a trigger set of secret keys (noise images with random labels); a "
-        "suspect model that answers the keys far above chance was derived from the owner's. Null models trained "
-        "without the watermark show what chance looks like; the p-value is a binomial tail at their agreement rate."
-    )
-    own_form(card)
-    owned = attach(state.OWN_JOB, study="ownership") or get_runs().latest("ownership", model_id=card.id)
-    show_run(owned, key=state.OWN_JOB, draw=render_ownership)
+OWN_CAPTION = (
+    "Adi et al. 2018: the owner trains with a trigger set of secret keys (noise images with random labels); a "
+    "suspect model that answers the keys far above chance was derived from the owner's. Null models trained "
+    "without the watermark show what chance looks like; the p-value is a binomial tail at their agreement rate."
+)
+
+
+def show_ownership(run: RunRecord | None) -> None:
+    """The followed ownership run: verdicts, chart and the table of copies, polled while it runs."""
+    show_run(run, key=state.OWN_JOB, draw=render_ownership)
 
 
 # -- Transfer --------------------------------------------------------------------------------------------------
