@@ -82,7 +82,9 @@ def add_commands(add: AddCommand) -> None:
     st.add_argument(
         "--rate-limit", type=int, default=0, metavar="N", help="at most N answers per window (0 = none)"
     )
-    st.add_argument("--rate-window", type=float, default=60.0, metavar="SECONDS", help="the rate-limit window")
+    st.add_argument(
+        "--rate-window", type=float, default=60.0, metavar="SECONDS", help="the rate-limit window"
+    )
     st.add_argument(
         "--budgets", default="250,500,1000,2000,4000", help="comma-separated query counts, increasing"
     )
