@@ -74,7 +74,12 @@ from dlsec_core.studies.frontier import (
 )
 from dlsec_core.studies.inversion import InversionStudy, InversionStudyConfig, InversionStudyResult
 from dlsec_core.studies.membership import MembershipStudy, MembershipStudyConfig, MembershipStudyResult
-from dlsec_core.studies.ownership import OwnershipStudy, OwnershipStudyConfig, OwnershipStudyResult
+from dlsec_core.studies.ownership import (
+    OwnershipStudy,
+    OwnershipStudyConfig,
+    OwnershipStudyResult,
+    SurvivalCheck,
+)
 from dlsec_core.studies.sweep import SweepStudyConfig
 from dlsec_core.studies.train import TrainStudyConfig
 from dlsec_core.text import plural
@@ -636,8 +641,10 @@ def cmd_audit(args: argparse.Namespace, store: Store) -> None:
 def cmd_watermark_verify(args: argparse.Namespace, store: Store) -> None:
     config = OwnershipStudyConfig(
         owner_id=args.owner, suspect_id=args.suspect, prune=_floats(args.prune, "pruned fractions") if args.prune else [],
+        steal=[a.strip() for a in args.steal.split(",") if a.strip()] if args.steal else [],
         **_given(null_models=args.nulls, null_epochs=args.null_epochs, alpha=args.alpha,
-                 fine_tune_epochs=args.fine_tune_epochs, fine_tune_lr=args.fine_tune_lr, seed=args.seed),
+                 fine_tune_epochs=args.fine_tune_epochs, fine_tune_lr=args.fine_tune_lr, seed=args.seed,
+                 fine_tune_data=args.fine_tune_data, steal_queries=args.steal_queries, steal_epochs=args.steal_epochs),
     )  # fmt: skip
     if args.detach:
         submit_detached(store, "ownership", config, as_json=args.json)
@@ -648,7 +655,7 @@ def cmd_watermark_verify(args: argparse.Namespace, store: Store) -> None:
         {"model": f"{result.owner_name} (owner, positive control)", **result.owner.to_record()},
         {"model": f"{result.suspect_name} (suspect)", "test_accuracy": result.suspect_accuracy,
          **result.suspect.to_record()},
-        *({"model": f"suspect {s.description}", "test_accuracy": s.test_accuracy, **s.verdict.to_record()}
+        *({"model": _survivor(s), "test_accuracy": s.test_accuracy, "fidelity": s.fidelity, **s.verdict.to_record()}
           for s in result.survival),
     ]  # fmt: skip
     if args.json:
@@ -661,7 +668,14 @@ def cmd_watermark_verify(args: argparse.Namespace, store: Store) -> None:
         f"suspect {result.suspect_name} (test accuracy {result.suspect_accuracy:.3f}): {result.suspect.describe()}"
     )
     for s in result.survival:
-        print(f"suspect {s.description} (test accuracy {s.test_accuracy:.3f}): {s.verdict.describe()}")
+        print(f"{_survivor(s)} (test accuracy {s.test_accuracy:.3f}): {s.verdict.describe()}")
+
+
+def _survivor(check: SurvivalCheck) -> str:
+    """Which model a survival check verified: a modified suspect, or a copy stolen from the owner."""
+    return (
+        f"owner's copy {check.description}" if check.kind == "extraction" else f"suspect {check.description}"
+    )
 
 
 def _point_row(p: FrontierPoint) -> dict[str, Any]:
@@ -934,7 +948,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--fine-tune-epochs", type=int, help="also verify the suspect fine-tuned this long (0 = no)"
     )
     wv.add_argument("--fine-tune-lr", type=float, help="its learning rate (default 0.001)")
+    wv.add_argument(
+        "--fine-tune-data",
+        choices=["held-out", "train"],
+        help="held-out (half the test split, default) or train",
+    )
     wv.add_argument("--prune", help="comma-separated fractions: also verify the suspect pruned this much")
+    wv.add_argument(
+        "--steal",
+        help="comma-separated extraction attacks: also steal the owner's model and verify each copy",
+    )
+    wv.add_argument("--steal-queries", type=int, help="queries per stolen copy (default 1000)")
+    wv.add_argument("--steal-epochs", type=int, help="the stolen copies' training epochs (default 10)")
     wv.add_argument("--seed", type=int, help="null models and fine-tuning (default 0)")
     wv.add_argument("--detach", action="store_true", help="queue as a run for the workers; print its id")
     wv.set_defaults(func=cmd_watermark_verify)

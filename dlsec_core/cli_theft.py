@@ -34,7 +34,8 @@ def cmd_steal(args: argparse.Namespace, store: Store) -> None:
     config = ExtractionStudyConfig(
         model_id=args.model, policy=args.policy, policy_params=args.policy_flags.given(args, args.policy),
         attack=args.attack, attack_params=args.attack_flags.given(args, args.attack), pool=args.pool,
-        budgets=_budgets(args.budgets), seed=args.seed, store_surrogate=args.store,
+        pool_dataset=args.pool_dataset, budgets=_budgets(args.budgets), seed=args.seed, store_surrogate=args.store,
+        rate_limit=args.rate_limit, rate_window_s=args.rate_window,
     )  # fmt: skip
     if args.detach:
         submit_detached(store, "extraction", config, as_json=args.json)
@@ -58,6 +59,11 @@ def cmd_steal(args: argparse.Namespace, store: Store) -> None:
         print(
             f"queries={p.queries}  accuracy={p.accuracy:.4f}  fidelity={p.fidelity:.4f}  seconds={p.seconds:.1f}"
         )
+    if result.rate_limit:
+        print(
+            f"rate limit: {result.rate_limit}; waited {result.throttled_s:,.0f} s (API clock), "
+            f"{result.throttled_queries:,} answers came only after a wait, {result.rate_limit_refusals:,} batches refused"
+        )
     if result.surrogate_model_id:
         print(f"stolen model stored as {result.surrogate_model_id}")
 
@@ -69,6 +75,15 @@ def add_commands(add: AddCommand) -> None:
     st.add_argument("--attack", default="knockoff", choices=list(EXTRACTION_ATTACKS))
     st.add_argument(
         "--pool", default="same", choices=[p.value for p in PoolKind], help="the attacker's queries"
+    )
+    st.add_argument(
+        "--pool-dataset", default="", metavar="NAME", help="an uploaded dataset (with --pool uploaded)"
+    )
+    st.add_argument(
+        "--rate-limit", type=int, default=0, metavar="N", help="at most N answers per window (0 = none)"
+    )
+    st.add_argument(
+        "--rate-window", type=float, default=60.0, metavar="SECONDS", help="the rate-limit window"
     )
     st.add_argument(
         "--budgets", default="250,500,1000,2000,4000", help="comma-separated query counts, increasing"

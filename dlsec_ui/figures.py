@@ -609,8 +609,8 @@ def prada_distances(result: PradaResult, title: str = "") -> go.Figure:
 
 
 def watermark_key_accuracy(result: OwnershipStudyResult) -> go.Figure:
-    """Key accuracy of each null model, the owner, the suspect and each modified copy of the suspect, against
-    chance (1 / classes); bars are green where the watermark was found."""
+    """Key accuracy of each null model, the owner, the suspect, each modified copy of the suspect and each copy
+    stolen from the owner, against chance (1 / classes); bars are green where the watermark was found."""
     rows: list[tuple[str, float, bool | None, str]] = [
         (f"null model (seed {n.seed})", n.key_accuracy, None, "trained without the watermark")
         for n in result.null_models
@@ -620,7 +620,12 @@ def watermark_key_accuracy(result: OwnershipStudyResult) -> go.Figure:
     rows.append((f"suspect: {result.suspect_name}", result.suspect.key_accuracy, result.suspect.verified,
                  f"p = {result.suspect.p_value:.2g}"))  # fmt: skip
     for check in result.survival:
-        label = f"suspect {check.kind} {check.parameter:g}"
+        if check.kind == "extraction":  # a copy stolen from the owner, not a modified suspect
+            label = (
+                f"owner's copy {check.label}" if check.label else f"owner's copy, {check.parameter:g} queries"
+            )
+        else:
+            label = f"suspect {check.label}" if check.label else f"suspect {check.kind} {check.parameter:g}"
         rows.append(
             (label, check.verdict.key_accuracy, check.verdict.verified, f"p = {check.verdict.p_value:.2g}")
         )

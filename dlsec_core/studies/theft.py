@@ -31,6 +31,7 @@ from dlsec_core.theft.api import (
     Oracle,
     OutputPolicy,
     PredictionAPI,
+    RateLimit,
     SimulatedClock,
     get_policy,
 )
@@ -68,8 +69,18 @@ class ExtractionStudyConfig(StudyConfig):
     attack: str = param("knockoff", "Extraction attack", options=tuple(EXTRACTION_ATTACKS))
     attack_params: dict[str, Any] = field(default_factory=dict)
     pool: PoolKind = param(PoolKind.SAME, "Query pool", help="Where the attacker's queries come from.")
+    pool_dataset: str = param(
+        "",
+        "Uploaded dataset (the 'uploaded' pool)",
+        help="The name of a dataset you uploaded on the Models page.",
+    )
     budgets: list[int] = field(default_factory=lambda: [250, 500, 1000, 2000, 4000])
     seed: int = param(0, "Seed", min=0, max=2**31 - 1, step=1)
+    rate_limit: int = param(
+        0, "Rate limit: queries per window (0 = none)", min=0, max=10**9, step=1,
+        help="The attacker's client may get at most this many answers in any window; it waits out the rest.",
+    )  # fmt: skip
+    rate_window_s: float = param(60.0, "Rate-limit window (seconds)", min=0.0, min_open=True, max=86_400.0)
     store_surrogate: bool = param(False, "Store the stolen model", help="Keep the last surrogate as a model.")
     # PRADA's settings (a PradaConfig's fields; the ones left out take their defaults)
     prada_params: dict[str, Any] = field(default_factory=dict)
@@ -88,6 +99,14 @@ class ExtractionStudyConfig(StudyConfig):
 
     def cross_check(self, problems: list[str]) -> None:
         super().cross_check(problems)
+        if isinstance(self.pool, PoolKind) and isinstance(self.pool_dataset, str):  # else named already
+            uploaded = self.pool is PoolKind.UPLOADED
+            if uploaded and not self.pool_dataset:
+                problems.append("the 'uploaded' pool needs the name of an uploaded dataset (`pool_dataset`)")
+            if self.pool_dataset and not uploaded:
+                problems.append(
+                    f"`pool_dataset` ({self.pool_dataset!r}) is read only by the 'uploaded' pool, not {self.pool.value!r}"
+                )
         if self.policy in OUTPUT_POLICIES:
             built(problems, "policy_params", lambda **p: get_policy(self.policy, **p), self.policy_params)
         if self.attack in EXTRACTION_ATTACKS:
@@ -102,6 +121,10 @@ class ExtractionStudyConfig(StudyConfig):
 
     def prada_config(self) -> PradaConfig:
         return PradaConfig(**self.prada_params)
+
+    def rate_limit_config(self) -> RateLimit | None:
+        """The attacker's rate limit at the API (None: no limit)."""
+        return RateLimit(queries=self.rate_limit, per_seconds=self.rate_window_s) if self.rate_limit else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,6 +154,12 @@ class ExtractionStudyResult:
     prada_first_alarm: int | None = None
     prada_benign: dict[str, Any] | None = None
     prada_benign_first_alarm: int | None = None
+    # the attacker's rate limit ("" = none) and what it cost: seconds waited on the API's (simulated) clock, the
+    # answers that came only after a wait, and the batches the API refused before answering them
+    rate_limit: str = ""
+    throttled_s: float = 0.0
+    throttled_queries: int = 0
+    rate_limit_refusals: int = 0
 
     def prada_results(self) -> tuple[PradaResult, PradaResult] | None:
         """PRADA's traces (attacker, benign client), or None for a run made before detection existed."""
@@ -173,19 +202,28 @@ class ExtractionStudy(Study[ExtractionStudyConfig]):
         judge = Judge.of(model, data.x_test, data.y_test)
         clock = SimulatedClock()
         api = PredictionAPI(model, card.spec, policy, seed=config.seed, clock=clock)
-        api.register(ATTACKER, budget=budgets[-1])
+        limit = config.rate_limit_config()
+        api.register(ATTACKER, budget=budgets[-1], rate_limit=limit)
         api.register(HONEST, budget=data.x_test.shape[0])
         honest = api.query(HONEST, data.x_test).argmax(1)
         api_accuracy = float((honest == data.y_test).float().mean())
-        pool = None
+        pool, pool_description = None, "none: the attack makes its own queries"
         if attack.uses_pool:
+            uploaded = None
+            pool_description = PoolKind(config.pool).describe()
+            if config.pool == PoolKind.UPLOADED:
+                uploaded = store.load_dataset(config.pool_dataset)
+                pool_description = (
+                    f"your uploaded dataset {uploaded.name!r} ({plural(len(uploaded.y_train) + len(uploaded.y_test), 'image')}, "
+                    f"{'x'.join(map(str, uploaded.input_shape))}, labels withheld), resized to the victim's input"
+                )
             pool = query_pool(
-                config.pool, data, attack.pool_size(budgets), torch.Generator().manual_seed(config.seed)
-            )
+                config.pool, data, attack.pool_size(budgets), torch.Generator().manual_seed(config.seed),
+                uploaded=uploaded, up_to=attack.pool_choice(budgets),
+            )  # fmt: skip
         yield StudyEvent(0.0, f"serving {card.name} ({policy.describe()}); attacking with {attack.title}")
-        work = attack.run(
-            Oracle(api, ATTACKER, sleep=clock.sleep), judge, budgets, pool=pool, seed=config.seed
-        )
+        oracle = Oracle(api, ATTACKER, sleep=clock.sleep)
+        work = attack.run(oracle, judge, budgets, pool=pool, seed=config.seed)
         while True:
             try:
                 event = next(work)
@@ -211,14 +249,21 @@ class ExtractionStudy(Study[ExtractionStudyConfig]):
             victim_id=card.id, victim_name=card.name, victim_accuracy=judge.victim_accuracy, api_accuracy=api_accuracy,
             policy=policy.name, policy_description=policy.describe(), attack=attack.name,
             attack_description=result.description, pool=PoolKind(config.pool).value,
-            pool_description="none: the attack makes its own queries" if pool is None else PoolKind(config.pool).describe(),
+            pool_description=pool_description,
             points=result.points, answered=api.log(ATTACKER).answered, surrogate_model_id=surrogate_model_id,
             prada=attacker_trace.to_json(), prada_first_alarm=attacker_trace.first_alarm,
             prada_benign=benign_trace.to_json(), prada_benign_first_alarm=benign_trace.first_alarm,
+            rate_limit=describe_limit(limit), throttled_s=oracle.waited, throttled_queries=oracle.throttled,
+            rate_limit_refusals=oracle.refusals,
         )  # fmt: skip
         return StudyOutcome(
             result=summary.to_json(), model_ids=[surrogate_model_id] if surrogate_model_id else []
         )
+
+
+def describe_limit(limit: RateLimit | None) -> str:
+    """'100 queries per 60 s', or '' for no limit."""
+    return "" if limit is None else f"{plural(limit.queries, 'query', 'queries')} per {limit.per_seconds:g} s"
 
 
 def detect(

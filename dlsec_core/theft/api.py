@@ -451,7 +451,9 @@ class SimulatedClock:
 class Oracle:
     """The attacker's handle on an API: its client id, answers in batches, waiting out the rate limit.
 
-    `spent` counts the answers received; `waited` the seconds spent waiting (on `sleep`'s clock).
+    `spent` counts the answers received; `waited` the seconds spent waiting (on `sleep`'s clock); `throttled`
+    the answers that came only after a wait (their batch was refused by the rate limit at least once); `refusals`
+    how many times a batch was refused and retried.
     """
 
     def __init__(
@@ -468,6 +470,8 @@ class Oracle:
         self._batch = batch
         self.spent = 0
         self.waited = 0.0
+        self.throttled = 0
+        self.refusals = 0
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -484,6 +488,7 @@ class Oracle:
         size = self._batch if limit is None else max(1, min(self._batch, limit.queries))
         for i in range(0, x.shape[0], size):
             chunk = x[i : i + size]
+            waits = 0
             while True:
                 try:
                     out.append(self.api.query(self.client_id, chunk))
@@ -491,7 +496,10 @@ class Oracle:
                 except RateLimitError as err:
                     self._sleep(err.retry_after)
                     self.waited += err.retry_after
+                    waits += 1
             self.spent += int(chunk.shape[0])
+            self.refusals += waits
+            self.throttled += int(chunk.shape[0]) if waits else 0
         if not out:
             return torch.zeros(0, self.num_classes, dtype=torch.float64)
         return torch.cat(out)

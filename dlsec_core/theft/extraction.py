@@ -8,7 +8,10 @@
 - `copycat`: Correia-Silva et al. 2018, "Copycat CNN": label natural images from another source with the victim's
   top-1 labels and train a surrogate on them.
 - `knockoff`: Orekondy et al. 2019, "Knockoff Nets", random strategy: the same with the victim's probability
-  vectors (soft labels). The adaptive (bandit) strategy is not implemented.
+  vectors (soft labels).
+- `knockoff-adaptive`: the same paper's adaptive strategy: a gradient bandit over clusters of the pool chooses
+  where the next queries come from, rewarded by the victim's certainty, the answers' diversity and the
+  surrogate's loss on them (`KnockoffAdaptive` says what differs from the paper).
 - `jacobian`: Papernot et al. 2017, "Practical Black-Box Attacks against Machine Learning": from a small seed
   set, grow the query set with x + λ·sign(∇ₓ F_sub(x)[O(x)]), retraining the substitute after each round.
 
@@ -20,6 +23,7 @@ Surrogates are trained by the lab's one training loop (`training.loop.train`).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
@@ -128,12 +132,15 @@ class PoolKind(StrEnum):
 
     SAME = "same"  # the victim dataset's training images, labels withheld
     OTHER = "other"  # the other built-in dataset, resized to the victim's input
+    UPLOADED = "uploaded"  # the user's own uploaded dataset, resized to the victim's input
     NOISE = "noise"  # uniform noise in [0, 1]
 
     def describe(self) -> str:
         return {
             PoolKind.SAME: "images of the victim's own dataset (its training split, labels withheld)",
             PoolKind.OTHER: "images of another built-in dataset, resized to the victim's input",
+            PoolKind.UPLOADED: "images of a dataset you uploaded (train and test, labels withheld), resized to the "
+            "victim's input",
             PoolKind.NOISE: "uniform noise images",
         }[self]
 
@@ -154,15 +161,35 @@ def other_dataset(name: str) -> str:
 
 
 def query_pool(
-    kind: PoolKind | str, victim_data: Dataset, n: int, generator: torch.Generator
+    kind: PoolKind | str,
+    victim_data: Dataset,
+    n: int,
+    generator: torch.Generator,
+    *,
+    uploaded: Dataset | None = None,
+    up_to: int | None = None,
 ) -> torch.Tensor:
-    """`n` query images (N, C, H, W) shaped like the victim's input, in a seeded random order."""
+    """`n` query images (N, C, H, W) shaped like the victim's input, in a seeded random order.
+
+    `uploaded` is the user's dataset for the `uploaded` pool (its train and test images, labels withheld).
+    `up_to` asks for more when the source has them (an attacker that chooses among candidates, e.g. Knockoff's
+    adaptive strategy): min(up_to, images available) images, never fewer than `n`.
+    """
     kind = PoolKind(kind)
     shape = victim_data.input_shape
+    want = max(n, up_to or n)
     if kind is PoolKind.NOISE:
-        return torch.rand((n, *shape), generator=generator)
+        return torch.rand((want, *shape), generator=generator)
     if kind is PoolKind.SAME:
         source, what = victim_data.x_train, f"the training split of {victim_data.name}"
+    elif kind is PoolKind.UPLOADED:
+        if uploaded is None:
+            raise InvalidInputError("The 'uploaded' pool needs an uploaded dataset: pick one (Models page, "
+                                    "'Upload a dataset').")  # fmt: skip
+        source, what = (
+            torch.cat([uploaded.x_train, uploaded.x_test]),
+            f"your dataset {uploaded.name!r} (train and test)",
+        )
     else:
         other = load_dataset(other_dataset(victim_data.name))
         source, what = torch.cat([other.x_train, other.x_test]), f"{other.name} (train and test)"
@@ -171,7 +198,7 @@ def query_pool(
             f"The {kind.value!r} pool has {plural(source.shape[0], 'image')} ({what}); a budget of {n:,} queries "
             "needs as many distinct images. Lower the budget or use the noise pool."
         )
-    order = torch.randperm(source.shape[0], generator=generator)[:n]
+    order = torch.randperm(source.shape[0], generator=generator)[: min(want, source.shape[0])]
     return resize_images(source[order], shape)
 
 
@@ -210,6 +237,10 @@ class ExtractionAttack(Config):
     def pool_size(self, budgets: Sequence[int]) -> int:
         """How many pool images `run` needs for these budgets (0: the attack makes its own queries)."""
         return budgets[-1] if self.uses_pool else 0
+
+    def pool_choice(self, budgets: Sequence[int]) -> int | None:
+        """How many candidates the attack would like to choose its queries from (None: exactly `pool_size`)."""
+        return None
 
     def describe(self) -> str:
         settings = ", ".join(f"{k} = {v}" for k, v in self.to_json().items())
@@ -440,6 +471,170 @@ class Knockoff(Retraining):
     title = "Knockoff Nets (random)"
     paper = "Orekondy et al. 2019"
     knowledge = "unlabelled images from the chosen pool, the input shape and the number of classes"
+
+
+class Reward(StrEnum):
+    """Knockoff's adaptive rewards (Orekondy et al. 2019, section 4.1.2)."""
+
+    CERTAINTY = "certainty"  # the victim's margin between its top two probabilities
+    DIVERSITY = "diversity"  # how far the answer is from the mean of the recent answers
+    LOSS = "loss"  # the surrogate's cross-entropy on the victim's answer: where it still has to learn
+    ALL = "all"  # the three, each standardised by its running mean and deviation, summed
+
+
+def kmeans(x: torch.Tensor, k: int, generator: torch.Generator, iterations: int = 20) -> torch.Tensor:
+    """Cluster index (N,) of each image (N, C, H, W): Lloyd's k-means on the pixels, seeded initial centres."""
+    flat = x.flatten(1)  # (N, C, H, W) -> (N, C*H*W)
+    k = min(k, flat.shape[0])
+    centres = flat[torch.randperm(flat.shape[0], generator=generator)[:k]].clone()
+    assign = torch.zeros(flat.shape[0], dtype=torch.int64)
+    for _ in range(iterations):
+        assign = torch.cdist(flat, centres).argmin(1)
+        for c in range(k):
+            members = flat[assign == c]
+            if members.shape[0]:
+                centres[c] = members.mean(0)
+    return assign
+
+
+class _Standardiser:
+    """Running mean and deviation of one reward (Welford), to put rewards of different scales on one footing."""
+
+    def __init__(self) -> None:
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def __call__(self, r: torch.Tensor) -> torch.Tensor:
+        for v in r.tolist():
+            self.n += 1
+            delta = v - self.mean
+            self.mean += delta / self.n
+            self.m2 += delta * (v - self.mean)
+        std = (self.m2 / self.n) ** 0.5 if self.n > 1 else 1.0
+        return (r - self.mean) / max(std, 1e-8)
+
+
+@register_extraction
+@dataclass(frozen=True, kw_only=True)
+class KnockoffAdaptive(SurrogateTraining):
+    """Knockoff Nets, adaptive strategy (Orekondy et al. 2019): a gradient bandit chooses which part of the pool
+    the next query comes from.
+
+    The pool is split into `clusters` by k-means on the pixels (the paper uses its pool's own class hierarchy; an
+    attacker here has unlabelled images, so clusters stand in for classes). A policy π = softmax(H) over clusters
+    draws each query's cluster, and an unused image of that cluster is sent. The reward r of each answer updates
+    the preferences (Sutton and Barto's gradient bandit, which the paper uses): H ← H + α (r − r̄)(1[a] − π), r̄
+    the running mean reward. The surrogate for the loss reward is refitted every `refit_every` queries and at
+    each budget (the paper updates it online after every batch); before the first refit the loss reward is 0.
+    At each budget the surrogate is trained afresh on the chosen queries, exactly as the random strategy's is,
+    so the two differ only in which images they asked about.
+    """
+
+    name = "knockoff-adaptive"
+    title = "Knockoff Nets (adaptive)"
+    paper = "Orekondy et al. 2019"
+    knowledge = (
+        "unlabelled images from the chosen pool (more than the budget, to choose from), the input shape and the "
+        "number of classes"
+    )
+
+    reward: Reward = param(Reward.ALL, "Reward", help="What the bandit favours: the victim's certainty, the "
+                           "answers' diversity, the surrogate's loss, or all three.")  # fmt: skip
+    clusters: int = param(10, "Pool clusters (the bandit's arms)", min=2, max=1000, step=1)
+    bandit_lr: float = param(0.5, "Bandit step α", min=0.0, min_open=True, max=100.0, step=0.05)
+    pool_factor: int = param(
+        4, "Candidates per query", min=1, max=100, step=1,
+        help="The pool holds up to this many images per query of the largest budget (when the source has them).",
+    )  # fmt: skip
+    round_size: int = param(20, "Queries per bandit round", min=1, max=10_000, step=1)
+    refit_every: int = param(
+        250, "Refit the loss reward's surrogate every (queries)", min=1, max=100_000, step=1
+    )
+    window: int = param(50, "Diversity window (answers)", min=1, max=100_000, step=1)
+
+    def pool_choice(self, budgets: Sequence[int]) -> int | None:
+        return budgets[-1] * self.pool_factor
+
+    def rewards(
+        self, answers: torch.Tensor, x: torch.Tensor, recent: torch.Tensor, surrogate: nn.Module | None,
+        scales: dict[Reward, _Standardiser],
+    ) -> torch.Tensor:  # fmt: skip
+        """Reward (m,) of each answer (m, K) to queries x, `recent` (r, K) the answers before them."""
+        y = answers.float()
+        out: dict[Reward, torch.Tensor] = {}
+        if self.reward in (Reward.CERTAINTY, Reward.ALL):
+            top2 = y.topk(min(2, y.shape[1]), dim=1).values
+            out[Reward.CERTAINTY] = top2[:, 0] - (top2[:, 1] if top2.shape[1] > 1 else 0.0)
+        if self.reward in (Reward.DIVERSITY, Reward.ALL):
+            mean = recent.float().mean(0) if recent.shape[0] else torch.zeros(y.shape[1])
+            out[Reward.DIVERSITY] = (y - mean).clamp_min(0.0).sum(1)
+        if self.reward in (Reward.LOSS, Reward.ALL):
+            if surrogate is None:
+                out[Reward.LOSS] = torch.zeros(y.shape[0])
+            else:
+                logp = predict_proba(surrogate, x).clamp_min(1e-12).log()
+                out[Reward.LOSS] = -(y * logp).sum(1)
+        if self.reward is not Reward.ALL:
+            return out[self.reward]
+        return sum((scales[kind](r) for kind, r in out.items()), torch.zeros(y.shape[0]))
+
+    def run(
+        self, oracle: Oracle, judge: Judge, budgets: Sequence[int], *, pool: torch.Tensor | None, seed: int
+    ) -> Events:
+        budgets = check_budgets(budgets)
+        pool = _need_pool(pool, budgets)
+        gen = torch.Generator().manual_seed(seed)
+        watch = _Stopwatch()
+        assign = kmeans(pool, self.clusters, gen)
+        arms = int(assign.max()) + 1
+        # each cluster's unused images, in a seeded random order
+        queues = [idx[torch.randperm(idx.numel(), generator=gen)].tolist()
+                  for idx in (torch.nonzero(assign == c).flatten() for c in range(arms))]  # fmt: skip
+        prefs = torch.zeros(arms, dtype=torch.float64)  # H
+        mean_reward, rounds = 0.0, 0
+        scales = {kind: _Standardiser() for kind in Reward}
+        chosen: list[int] = []
+        answers = torch.zeros(0, oracle.num_classes, dtype=torch.float64)
+        points: list[ExtractionPoint] = []
+        surrogate: nn.Module | None = None
+        spec: ModelSpec | None = None
+        stops = sorted({*budgets, *range(self.refit_every, budgets[-1], self.refit_every)})
+        for stop in stops:
+            while len(chosen) < stop:
+                m = min(self.round_size, stop - len(chosen))
+                picks, arms_drawn, probs = [], [], []
+                for _ in range(m):
+                    open_arms = torch.tensor([len(q) > 0 for q in queues])
+                    pi = torch.where(open_arms, prefs, torch.tensor(-math.inf, dtype=torch.float64)).softmax(
+                        0
+                    )
+                    arm = int(torch.multinomial(pi, 1, generator=gen))
+                    picks.append(queues[arm].pop())
+                    arms_drawn.append(arm)
+                    probs.append(pi)
+                x = pool[picks]
+                got = oracle(x)
+                r = self.rewards(got, x, answers[-self.window :], surrogate, scales)
+                for arm, pi, reward in zip(arms_drawn, probs, r.tolist(), strict=True):
+                    rounds += 1
+                    mean_reward += (reward - mean_reward) / rounds
+                    step = self.bandit_lr * (reward - mean_reward)
+                    prefs -= step * pi
+                    prefs[arm] += step
+                chosen += picks
+                answers = torch.cat([answers, got])
+            i = sum(b <= stop for b in budgets) - 1
+            surrogate, spec = yield from _relay(
+                self.fit(pool[chosen], answers, seed), stop / budgets[-1] * 0.99, 0.0, f"{stop:,} queries"
+            )
+            if stop in budgets:
+                acc, fid = watch.score(judge, surrogate)
+                points.append(ExtractionPoint(queries=stop, accuracy=acc, fidelity=fid,
+                                              seconds=watch.seconds, waited_s=oracle.waited))  # fmt: skip
+                yield ExtractionEvent(
+                    (i + 1) / len(budgets), f"{stop:,} queries: fidelity {fid:.3f}", points[-1]
+                )
+        assert surrogate is not None and spec is not None
+        return ExtractionResult(self.name, self.describe(), points, surrogate, spec)
 
 
 @register_extraction

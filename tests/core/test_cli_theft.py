@@ -4,6 +4,7 @@ and fails behind 1-decimal rounding; the detached run's stored result equals the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -80,3 +81,23 @@ def test_detached_steal_is_a_run_with_the_in_process_result(
     assert [e["queries"] for e in runs.events(run_id) if e.get("type") == "point"] == [40, 80]
     code, out, err = run(capsys, *args, "--json")
     assert json.loads(out)["points"][-1]["fidelity"] == done.result["points"][-1]["fidelity"]
+
+
+def test_steal_behind_a_rate_limit_from_an_uploaded_pool(
+    tmp_home: Path, capsys: pytest.CaptureFixture[str], stored_model: ModelCard
+) -> None:
+    """200 queries at 100 per 60 s: one 60 s wait on the API's clock; the pool is the user's uploaded digits."""
+    from dlsec_core.data.builtin import load_dataset
+
+    digits = load_dataset("digits")
+    Store().save_dataset(dataclasses.replace(digits, name="mine"))
+    code, out, err = run(capsys, "steal", stored_model.id, "--attack", "copycat", "--arch", "logreg", "--epochs",
+                         "1", "--budgets", "200", "--pool", "uploaded", "--pool-dataset", "mine",
+                         "--rate-limit", "100", "--rate-window", "60")  # fmt: skip
+    assert code == 0, err
+    assert "your uploaded dataset 'mine'" in out
+    assert (
+        "rate limit: 100 queries per 60 s; waited 60 s (API clock), 100 answers came only after a wait" in out
+    )
+    code, out, err = run(capsys, "steal", stored_model.id, "--pool", "uploaded")
+    assert code == 2 and "needs the name of an uploaded dataset" in err

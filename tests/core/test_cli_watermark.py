@@ -43,6 +43,12 @@ def test_train_watermarked_then_verify(
     assert result["owner"]["p_value"] < 1e-6
     suspect = next(r for r in result["rows"] if r["model"].endswith("(suspect)"))
     assert not suspect["verified"] and suspect["p_value"] > 1e-3
+    # a copy stolen from the owner (Copycat, 300 queries), fine-tuned on held-out data
+    code, out, err = run(capsys, *verify, "--suspect", owner, "--steal", "copycat", "--steal-queries", "300",
+                         "--steal-epochs", "3", "--fine-tune-epochs", "1", "--fine-tune-data", "held-out", "--quiet")  # fmt: skip
+    assert code == 0, err
+    assert "suspect fine-tuned 1 epoch on 179 held-out images (half the test split)" in out
+    assert "owner's copy stolen with Copycat (Correia-Silva et al. 2018" in out and "300 queries" in out
 
     monkeypatch.setenv("DLSEC_WORKERS", "0")  # no worker processes: this test executes the run itself
     code, out, err = run(capsys, *verify, "--suspect", stored_model.id, "--detach")

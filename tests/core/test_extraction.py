@@ -143,4 +143,68 @@ def test_pools_and_their_limits() -> None:
     assert query_pool(PoolKind.NOISE, digits, 5000, gen).shape == (5000, 1, 8, 8)
     with pytest.raises(InvalidInputError, match="must increase"):
         run_to_end(EquationSolving().run(None, None, [10, 5], pool=None, seed=0))  # type: ignore[arg-type]
-    assert set(EXTRACTION_ATTACKS) == {"equation-solving", "copycat", "knockoff", "jacobian"}
+    assert set(EXTRACTION_ATTACKS) == {
+        "equation-solving",
+        "copycat",
+        "knockoff",
+        "knockoff-adaptive",
+        "jacobian",
+    }
+    # an attacker that chooses gets more candidates when the source has them, and never fewer than the budget
+    assert query_pool(PoolKind.SAME, digits, 300, gen, up_to=1200).shape[0] == 1200
+    assert query_pool(PoolKind.SAME, digits, 300, gen, up_to=99_999).shape[0] == len(digits.y_train)
+
+
+def _adaptive(
+    victim: TrainResult, judge: Judge, pool: torch.Tensor, budgets: list[int], seed: int, **params: object
+) -> tuple[ExtractionResult, PredictionAPI]:
+    api = PredictionAPI(victim.model, victim.spec)
+    api.register("thief", budget=budgets[-1])
+    attack = get_extraction("knockoff-adaptive", arch="logreg", epochs=2, **params)
+    return run_to_end(attack.run(Oracle(api, "thief"), judge, budgets, pool=pool, seed=seed)), api
+
+
+def test_knockoff_adaptive_spends_exactly_its_budget_and_is_seeded(
+    trained_digits: TrainResult, judge: Judge
+) -> None:
+    pool = query_pool(PoolKind.SAME, load_dataset("digits"), 150, torch.Generator().manual_seed(0), up_to=600)
+    (a, api_a), (b, api_b), (c, api_c) = (
+        _adaptive(trained_digits, judge, pool, [60, 150], seed, refit_every=50) for seed in (3, 3, 4)
+    )
+    assert [p.queries for p in a.points] == [60, 150] and api_a.log("thief").answered == 150
+    sent = api_a.log("thief").inputs
+    assert torch.equal(sent, api_b.log("thief").inputs) and [p.fidelity for p in a.points] == [
+        p.fidelity for p in b.points
+    ]
+    assert not torch.equal(sent, api_c.log("thief").inputs)
+    # every query is a distinct pool image (the bandit draws without replacement)
+    flat = pool.flatten(1)
+    index = [int(torch.nonzero((flat == q.flatten()).all(1))[0]) for q in sent]
+    assert len(set(index)) == 150
+    with pytest.raises(QueryBudgetError):
+        api = PredictionAPI(trained_digits.model, trained_digits.spec)
+        api.register("thief", budget=100)
+        attack = get_extraction("knockoff-adaptive", arch="logreg", epochs=1)
+        run_to_end(attack.run(Oracle(api, "thief"), judge, [60, 150], pool=pool, seed=0))
+
+
+def test_the_bandit_learns_to_prefer_the_rewarding_cluster(trained_digits: TrainResult, judge: Judge) -> None:
+    """Oracle: a pool of half digits, half flat grey images (two clusters k-means separates). The victim is far
+    more certain on digits than on grey, so the certainty reward pulls the policy to the digits: later rounds
+    draw them far more often than the first ones, where the policy is uniform."""
+    digits = load_dataset("digits").x_train[:300]
+    grey = torch.full_like(digits, 0.5) + 0.01 * torch.rand(
+        digits.shape, generator=torch.Generator().manual_seed(1)
+    )
+    pool = torch.cat([digits, grey])
+
+    def digit_share(bandit_lr: float) -> tuple[float, float, ExtractionResult]:
+        result, api = _adaptive(trained_digits, judge, pool, [200], 0, reward="certainty", clusters=2,
+                                round_size=10, bandit_lr=bandit_lr)  # fmt: skip
+        is_digit = (api.log("thief").inputs - 0.5).abs().flatten(1).amax(1) > 0.05
+        return float(is_digit.float().mean()), float(is_digit[-60:].float().mean()), result
+
+    learned, late, result = digit_share(0.5)
+    frozen, _, _ = digit_share(1e-9)  # the control: a policy that does not move stays uniform
+    assert 0.35 < frozen < 0.65 and learned > 0.85 and late > 0.95, (frozen, learned, late)
+    assert "Orekondy et al. 2019" in result.description and "gradient" not in result.description

@@ -4,18 +4,20 @@ log counts exactly the largest budget; the stored surrogate scores the last poin
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
-from dlsec_core.data.builtin import load_dataset
+from dlsec_core.data.builtin import Dataset, load_dataset
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.evaluation.metrics import accuracy
 from dlsec_core.store import ModelCard, Store
 from dlsec_core.studies.base import StudyEvent, run_study
 from dlsec_core.studies.catalog import get_study
 from dlsec_core.studies.theft import ExtractionStudy, ExtractionStudyConfig, ExtractionStudyResult
+from dlsec_core.theft.extraction import PoolKind, resize_images
 from dlsec_core.theft.prada import PradaConfig, prada
 from dlsec_core.training.loop import TrainConfig, run_to_end
 from dlsec_core.workflows import train_and_store
@@ -148,3 +150,64 @@ def test_a_run_made_before_detection_still_reads(tmp_home: object, stored_model:
     assert ExtractionStudyResult.from_json(stored).to_json() == stored
     with pytest.raises(InvalidInputError, match="prada_params"):
         ExtractionStudyConfig(model_id="abc", prada_params={"delta": 2.0, "nope": 1})
+
+
+def _uploaded(n: int) -> Dataset:
+    """A user's dataset unlike the victim's: 16x16 RGB images (the victim takes 8x8 grey), 2 classes."""
+    gen = torch.Generator().manual_seed(7)
+    x = torch.rand((n, 3, 16, 16), generator=gen)
+    y = torch.arange(n) % 2
+    half = n // 2
+    return Dataset(name="my-photos", x_train=x[:half], y_train=y[:half], x_test=x[half:], y_test=y[half:],
+                   class_names=("a", "b"))  # fmt: skip
+
+
+def test_the_uploaded_pool_sends_the_users_own_images(tmp_home: object, stored_model: ModelCard) -> None:
+    """Oracle: PRADA's trace of the attacker's stream, as the API logged it, equals PRADA's on the user's images
+    (train then test, in the seeded order, resized to 8x8 grey) labelled by the victim itself (full answers)."""
+    store = Store()
+    store.save_dataset(_uploaded(120))
+    config = ExtractionStudyConfig(
+        model_id=stored_model.id, attack="knockoff", attack_params={"arch": "logreg", "epochs": 1},
+        pool=PoolKind.UPLOADED, pool_dataset="my-photos", budgets=[50, 100], seed=4,
+    )  # fmt: skip
+    result = ExtractionStudyResult.from_json(run_study(get_study("extraction"), store, config).result)
+    assert result.answered == 100 and result.pool == "uploaded"
+    assert "'my-photos'" in result.pool_description and "120 images" in result.pool_description
+    mine = _uploaded(120)
+    images = torch.cat([mine.x_train, mine.x_test])
+    order = torch.randperm(120, generator=torch.Generator().manual_seed(4))[:100]
+    sent = resize_images(images[order], (1, 8, 8))
+    model, _ = store.load_model(stored_model.id)
+    with torch.no_grad():
+        labels = model(sent).argmax(1)
+    assert result.prada == prada(sent, labels, PradaConfig()).to_json()
+    # a budget larger than the upload is refused with the count; the config needs the dataset's name
+    too_many = dataclasses.replace(config, budgets=[50, 500])
+    with pytest.raises(InvalidInputError, match="has 120 images"):
+        run_study(get_study("extraction"), store, too_many)
+    with pytest.raises(InvalidInputError, match="needs the name of an uploaded dataset"):
+        ExtractionStudyConfig(model_id="abc", pool=PoolKind.UPLOADED)
+    with pytest.raises(InvalidInputError, match="read only by the 'uploaded' pool"):
+        ExtractionStudyConfig(model_id="abc", pool=PoolKind.SAME, pool_dataset="my-photos")
+
+
+def test_the_rate_limit_throttles_the_attacker_and_the_run_reports_it(
+    tmp_home: object, stored_model: ModelCard
+) -> None:
+    """Oracle: 100 answers per 60 s and 300 queries: batches of 100, the first answered at once, the next two
+    each after a 60 s wait on the API's clock: 120 s, 200 throttled answers, 2 refused batches."""
+    config = ExtractionStudyConfig(
+        model_id=stored_model.id, attack="copycat", attack_params={"arch": "logreg", "epochs": 1},
+        budgets=[100, 300], rate_limit=100, rate_window_s=60.0,
+    )  # fmt: skip
+    result = ExtractionStudyResult.from_json(run_study(get_study("extraction"), Store(), config).result)
+    assert result.rate_limit == "100 queries per 60 s"
+    assert result.throttled_s == pytest.approx(120.0) and result.throttled_queries == 200
+    assert result.rate_limit_refusals == 2 and result.answered == 300
+    assert [p.waited_s for p in result.points] == pytest.approx([0.0, 120.0])
+    free = dataclasses.replace(config, rate_limit=0)
+    unlimited = ExtractionStudyResult.from_json(run_study(get_study("extraction"), Store(), free).result)
+    assert unlimited.rate_limit == "" and unlimited.throttled_s == 0.0 and unlimited.throttled_queries == 0
+    # the limit throttles; it changes no answer: same seed, same curve
+    assert [p.fidelity for p in unlimited.points] == [p.fidelity for p in result.points]

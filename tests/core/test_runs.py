@@ -104,6 +104,7 @@ def example_config(study: str, card: ModelCard) -> StudyConfig:
             attack_params={"arch": "logreg", "epochs": 2},
             budgets=[30, 60],
             store_surrogate=True,
+            rate_limit=40,
             seed=2,
         ),
         # the stored (standard) model as the suspect of a tiny watermarked owner: the watermark is not found
@@ -114,6 +115,9 @@ def example_config(study: str, card: ModelCard) -> StudyConfig:
             null_epochs=1,
             fine_tune_epochs=1,
             prune=[0.5],
+            steal=["copycat"],
+            steal_queries=60,
+            steal_epochs=1,
             seed=1,
         ),
         "federated": FederatedStudyConfig(

@@ -225,3 +225,84 @@ def test_transfer_tab_attacks_the_victim_from_its_stolen_copy_beside_white_box_p
     at.run()
     (again,) = [c for c in at.get("plotly_chart") if c.proto.id and "attack success" in c.proto.spec]
     assert {t["name"]: t["y"] for t in _spec(again)["data"]} == drawn
+
+
+def test_steal_behind_a_rate_limit_from_an_uploaded_dataset(
+    app: Callable[[str], AppTest], tmp_home: Path, stored_model: ModelCard
+) -> None:
+    """The uploaded pool lists the user's datasets; the rate limit reaches the run, whose caption repeats what the
+    limit cost from the stored result (250 queries at 100 per 60 s: two 60 s waits, 150 throttled answers)."""
+    import dataclasses
+
+    from dlsec_core.data.builtin import load_dataset
+
+    at = app("app_pages/theft.py")
+    at.radio(key=state.THEFT_POOL).set_value("uploaded").run()
+    assert any("No uploaded dataset yet" in i.value for i in at.info)
+    Store(tmp_home).save_dataset(dataclasses.replace(load_dataset("digits"), name="my-digits"))
+    at = app("app_pages/theft.py")
+    at.selectbox(key=state.THEFT_ATTACK).select("copycat")
+    at.radio(key=state.THEFT_POOL).set_value("uploaded").run()
+    assert at.selectbox(key=state.THEFT_POOL_DATASET).value == "my-digits"
+    at.radio(key=f"{state.THEFT_FORM}Copycat_arch").set_value("logreg")
+    at.number_input(key=f"{state.THEFT_FORM}Copycat_epochs").set_value(1)
+    at.multiselect(key=state.THEFT_BUDGETS).set_value([100, 250])
+    at.number_input(key=state.THEFT_RATE_LIMIT).set_value(100)
+    at.button(key=state.THEFT_BUTTON).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    run_id = at.session_state[state.THEFT_JOB]
+    assert finish_work(run_id) is None
+    at.run()
+    run = RunStore(Store(tmp_home)).get(run_id)
+    assert run.config["pool"] == "uploaded" and run.config["pool_dataset"] == "my-digits"
+    assert run.result is not None and run.result["throttled_s"] == 120.0
+    text = " ".join(c.value for c in at.caption)
+    assert "your uploaded dataset 'my-digits'" in text
+    assert "Rate limit 100 queries per 60 s: the attacker waited 2.0 minutes on the API's clock" in text
+    assert "150 of its 250 answers came only after a wait, 2 batches were refused first" in text
+
+
+def test_own_tab_tables_the_p_value_of_every_copy(
+    app: Callable[[str], AppTest], tmp_home: Path, stored_model: ModelCard
+) -> None:
+    """Steal the watermarked owner with Copycat from the Own tab: the table has one row per verified model, each
+    p-value the stored result's."""
+    from dlsec_core.studies.ownership import OwnershipStudyResult
+    from dlsec_core.theft.watermark import WatermarkRecipe
+    from dlsec_core.training.loop import TrainConfig, run_to_end
+    from dlsec_core.workflows import train_and_store
+
+    owner = run_to_end(
+        train_and_store(
+            Store(tmp_home), dataset="digits", arch="logreg", name="owner", recipe=WatermarkRecipe(keys=20),
+            config=TrainConfig(epochs=2, lr=0.05, shift=0, seed=1),
+        )
+    )  # fmt: skip
+    at = app("app_pages/theft.py")
+    at.selectbox(key=state.OWN_OWNER).select(owner.id)
+    form = f"{state.OWN_FORM}OwnershipStudyConfig_"
+    at.slider(key=f"{form}null_models").set_value(1)
+    at.number_input(key=f"{form}steal_queries").set_value(200)
+    at.number_input(key=f"{form}steal_epochs").set_value(1)
+    at.multiselect(key=state.OWN_PRUNE).set_value([0.5])
+    at.multiselect(key=state.OWN_STEAL).set_value(["copycat"])
+    at.button(key=state.OWN_BUTTON).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    run_id = at.session_state[state.OWN_JOB]
+    assert finish_work(run_id) is None
+    at.run()
+    report = OwnershipStudyResult.from_json(RunStore(Store(tmp_home)).get(run_id).result or {})
+    assert not at.exception, [e.value for e in at.exception]
+    (table,) = (d.value for d in at.dataframe if "keys answered" in d.value.columns)
+    assert list(table["model"]) == [
+        "owner (positive control)",
+        f"suspect: {report.suspect_name}",
+        "pruned 50%",
+        "stolen: copycat, 200 queries",
+    ]
+    expected = [report.owner.p_value, report.suspect.p_value, *(s.verdict.p_value for s in report.survival)]
+    assert list(table["p-value"]) == expected
+    assert list(table["fidelity to owner"])[-1] == round(report.survival[-1].fidelity or 0, 4)
+    text = " ".join(c.value for c in at.caption)
+    lost = sum(not s.verdict.verified for s in report.survival if s.kind == "extraction")
+    assert f"{lost} of 1 stolen copies lost the watermark" in text

@@ -59,13 +59,23 @@ def test_watermark_chart_colours_found_and_not_found() -> None:
         null_models=[NullModel(seed=s, test_accuracy=0.95, key_accuracy=a) for s, a in zip((1, 2), nulls, strict=True)],
         owner=_verdict(50, nulls, 1e-50), suspect=_verdict(5, nulls, 0.5), suspect_accuracy=0.9,
         survival=[SurvivalCheck(kind="prune", description="pruned", parameter=0.5, test_accuracy=0.9,
-                                verdict=_verdict(49, nulls, 1e-47))],
+                                verdict=_verdict(49, nulls, 1e-47)),
+                  SurvivalCheck(kind="extraction", description="stolen", label="stolen: knockoff, 1,000 queries",
+                                parameter=1000, test_accuracy=0.9, fidelity=0.95, verdict=_verdict(5, nulls, 0.5))],
     )  # fmt: skip
     fig = figures.watermark_key_accuracy(result)
     (bars,) = fig.data
-    assert list(bars.x) == [0.08, 0.1, 1.0, 0.1, 0.98]
-    assert list(bars.marker.color) == ["#9D9D9D", "#9D9D9D", "#54A24B", figures.ADV_COLOR, "#54A24B"]
-    assert bars.y[-1] == "suspect prune 0.5"
+    assert list(bars.x) == [0.08, 0.1, 1.0, 0.1, 0.98, 0.1]
+    assert list(bars.marker.color) == [
+        "#9D9D9D",
+        "#9D9D9D",
+        "#54A24B",
+        figures.ADV_COLOR,
+        "#54A24B",
+        figures.ADV_COLOR,
+    ]
+    # a run made before survival checks had labels; a copy stolen from the owner is the owner's, not the suspect's
+    assert list(bars.y[-2:]) == ["suspect prune 0.5", "owner's copy stolen: knockoff, 1,000 queries"]
     assert any(s.x0 == s.x1 == 0.1 for s in fig.layout.shapes)  # chance
 
 
