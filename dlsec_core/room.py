@@ -148,7 +148,9 @@ def clean_display_name(name: str) -> str:
     if not cleaned:
         raise InvalidInputError("Enter a display name: the others see it beside your models and runs.")
     if len(cleaned) > MAX_DISPLAY_NAME:
-        raise InvalidInputError(f"A display name has at most {MAX_DISPLAY_NAME} characters, got {len(cleaned)}.")
+        raise InvalidInputError(
+            f"A display name has at most {MAX_DISPLAY_NAME} characters, got {len(cleaned)}."
+        )
     if not cleaned.isprintable():
         raise InvalidInputError("A display name cannot contain control characters.")
     if cleaned.casefold() in RESERVED_NAMES:

@@ -250,7 +250,8 @@ class RunStore:
         ids = list(dict.fromkeys(model_ids))
         if max_active is not None and owner is None:
             raise ValueError("max_active limits an owner's runs: give the owner")
-        with self.store._transaction() as conn:  # counted in the inserting transaction: two clicks cannot both pass
+        # Counted in the inserting transaction: two quick clicks cannot both pass the cap.
+        with self.store._transaction() as conn:
             if max_active is not None:
                 active = conn.execute(
                     "SELECT COUNT(*) FROM runs WHERE owner = ? AND status IN (?, ?)",
@@ -469,7 +470,8 @@ class RunStore:
             if updated:
                 ids = list(model_ids)
                 conn.executemany(
-                    "INSERT OR IGNORE INTO run_models (run_id, model_id) VALUES (?, ?)", [(run_id, m) for m in ids]
+                    "INSERT OR IGNORE INTO run_models (run_id, model_id) VALUES (?, ?)",
+                    [(run_id, m) for m in ids],
                 )
                 # The models a run wrote are its owner's (a study stores them without knowing who queued it).
                 conn.executemany(

@@ -654,10 +654,12 @@ class Store:
             NotAllowedError: `actor` is a participant and the model is not theirs.
         """
         _check_id(model_id)
-        with self._transaction() as conn:  # the owner is read in the deleting transaction: no race with a rename
+        with self._transaction() as conn:  # the owner is read in the deleting transaction
             row = conn.execute("SELECT name, owner FROM models WHERE id = ?", (model_id,)).fetchone()
             if row is None:
-                raise NotFoundError(f"There is no model with id {model_id!r}; it may have been deleted already.")
+                raise NotFoundError(
+                    f"There is no model with id {model_id!r}; it may have been deleted already."
+                )
             check_may_change(actor, row["owner"], f"model {row['name']!r} ({model_id})")
             conn.execute("DELETE FROM models WHERE id = ?", (model_id,))
         self._weights_path(model_id).unlink(missing_ok=True)

@@ -149,7 +149,9 @@ def test_settings_from_secrets_or_environment() -> None:
     assert "owl" not in repr(s) and "teach" not in repr(s)  # never shown
     secrets = {"room": {"passcode": "from-secrets"}}
     s = RoomSettings.from_sources(secrets, env)  # secrets win over the environment
-    assert passcode_matches("from-secrets", s.passcode or "") and not s.has_instructor and s.max_active_runs == 3
+    assert (
+        passcode_matches("from-secrets", s.passcode or "") and not s.has_instructor and s.max_active_runs == 3
+    )
     bad = [
         ({"room": {"passcode": "abc"}}, "at least 4"),
         ({"room": {"passcode": 1234}}, "is text"),
