@@ -48,7 +48,12 @@ def get_study(name: str) -> Study[Any]:
 
 
 def submit(
-    runs: RunStore, study_name: str, config: StudyConfig, *, owner: str | None = None, max_active: int | None = None
+    runs: RunStore,
+    study_name: str,
+    config: StudyConfig,
+    *,
+    owner: str | None = None,
+    max_active: int | None = None,
 ) -> RunRecord:
     """Queue a run of a registered study: its title, seed and models come from the study (`max_active`: a room's
     cap on the owner's unfinished runs, see `RunStore.submit`)."""

@@ -61,12 +61,18 @@ def test_the_sample_workshop_is_valid() -> None:
     ("text", "expected"),
     [
         ("[workshop\n", "is not valid TOML"),
-        ("[[models]]\nname = 'a'\nepochs = 3\n", "model 'a' ([[models]] entry 1) has unknown keys ['epochs']"),
+        (
+            "[[models]]\nname = 'a'\nepochs = 3\n",
+            "model 'a' ([[models]] entry 1) has unknown keys ['epochs']",
+        ),
         ("[[models]]\narch = 'cnn'\n", "[[models]] entry 1 needs a `name`"),
         ("[[models]]\nname = 'a'\n[[models]]\nname = 'a'\n", "each model name once: ['a']"),
         ("[[models]]\nname = 'a'\ntrain = { epochs = 0 }\n", "model 'a' ([[models]] entry 1): "),
         ("[[models]]\nname = 'a'\nrecipe = 'magic'\n", "model 'a'"),
-        ("[workshop]\nscan_preset = 'slow'\n[[models]]\nname = 'a'\n", "scan_preset must be one of ['quick']"),
+        (
+            "[workshop]\nscan_preset = 'slow'\n[[models]]\nname = 'a'\n",
+            "scan_preset must be one of ['quick']",
+        ),
         ("[workshop]\ntitle = 'x'\n", "list at least one model"),
         ("[workshop]\nscan = 'yes'\n[[models]]\nname = 'a'\n", "scan is true or false"),
     ],
@@ -102,13 +108,18 @@ def test_prepare_trains_scans_and_is_idempotent(tmp_home: Path) -> None:
     (scan,) = runs.list_runs(study="scan")
     assert scan.status == RunStatus.DONE and scan.owner == INSTRUCTOR
     assert scan.config["model_id"] == cards["tiny-logreg"].id and scan.result is not None
-    assert "tiny-logreg: training queued, scan waiting" in lines and "tiny-logreg: training done, scan done" in lines
+    assert (
+        "tiny-logreg: training queued, scan waiting" in lines
+        and "tiny-logreg: training done, scan done" in lines
+    )
 
     again = prepare(store, workshop, drive=in_this_process, poll_s=0.01)  # nothing to do
     assert [(p.training, p.scan) for p in again] == [("kept", "kept"), ("kept", "off")]
     assert runs.count_runs() == 3 and len(store.list_models()) == 2
 
-    changed = TINY.replace("epochs = 1, lr = 0.05, shift = 0 }\nscan", "epochs = 2, lr = 0.05, shift = 0 }\nscan")
+    changed = TINY.replace(
+        "epochs = 1, lr = 0.05, shift = 0 }\nscan", "epochs = 2, lr = 0.05, shift = 0 }\nscan"
+    )
     with pytest.raises(InvalidInputError, match="a stored model is named 'tiny-mlp'.*trained otherwise"):
         prepare(store, parse_workshop(changed), drive=in_this_process, poll_s=0.01)
     assert runs.count_runs() == 3  # nothing queued
@@ -117,7 +128,9 @@ def test_prepare_trains_scans_and_is_idempotent(tmp_home: Path) -> None:
 def test_an_interrupted_prepare_is_followed_not_repeated(tmp_home: Path) -> None:
     store, workshop = Store(tmp_home), parse_workshop(TINY)
     runs = RunStore(store)
-    left = submit(runs, "train", workshop.models[0].train, owner=INSTRUCTOR)  # queued by a prepare that was stopped
+    left = submit(
+        runs, "train", workshop.models[0].train, owner=INSTRUCTOR
+    )  # queued by a prepare that was stopped
     steps = plan(store, workshop)
     assert [(p.training, p.train_run) for p in steps] == [("queued", left.id), ("new", None)]
     done = prepare(store, workshop, drive=in_this_process, poll_s=0.01)
