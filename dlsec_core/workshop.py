@@ -35,6 +35,7 @@ from typing import Any
 from dlsec_core.access import INSTRUCTOR
 from dlsec_core.data.builtin import DATASETS
 from dlsec_core.errors import DlsecError, InvalidInputError
+from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.runs import RunRecord, RunStatus, RunStore
 from dlsec_core.store import ModelCard, Store
 from dlsec_core.studies.catalog import submit
@@ -177,7 +178,8 @@ def same_training(card: ModelCard, config: TrainStudyConfig) -> bool:
         and card.recipe == recipe.name
         and _plain(card.recipe_params) == _plain(recipe.params())
         and _plain(card.train_config) == _plain(train.to_dict())
-        and _plain(card.spec.hparams) == _plain(config.hparams)
+        # A spec fills in the architecture's defaults (`ModelSpec`): compare with them filled in too.
+        and _plain(card.spec.hparams) == _plain({**ARCHITECTURES[config.arch].defaults, **config.hparams})
     )
 
 
@@ -356,5 +358,6 @@ def _ended(run: RunRecord) -> str:
 
 
 def _line(p: Prepared, run: RunRecord | None) -> str:
-    progress = f" {run.progress:.0%} {run.message}" if run is not None and run.is_active else ""
+    running = run is not None and run.status == RunStatus.RUNNING
+    progress = f" ({run.progress:.0%}, {run.message})" if running and run is not None else ""
     return f"{p.name}: training {p.training}, scan {p.scan}{progress}"

@@ -34,7 +34,7 @@ train = { epochs = 1, lr = 0.05, shift = 0 }
 name = "tiny-mlp"
 dataset = "digits"
 arch = "mlp"
-hparams = { hidden = 16, depth = 1 }
+hparams = { hidden = 16 }  # its depth: the architecture's default, which the stored spec spells out
 train = { epochs = 1, lr = 0.05, shift = 0 }
 scan = false
 """
