@@ -63,6 +63,7 @@ with st.sidebar:
     model_picker(cards)
     st.number_input("Seed", 0, 2**31 - 1, 0, key=state.SEED, help="Seeds training and random attack starts.")
     st.caption(f"Device: {describe_device()}")
+    room.signed_in()  # in a workshop room: who this session is, and a sign-out button
 
 st.navigation(SECTIONS, expanded=True).run()
 freeze_startup_heap()  # after the first full page: every later rerun's garbage collection skips it

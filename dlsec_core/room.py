@@ -36,6 +36,7 @@ from dlsec_core.access import INSTRUCTOR, Actor
 from dlsec_core.errors import InvalidInputError, NotAllowedError
 from dlsec_core.runs import RunStatus, RunStore
 from dlsec_core.store import Store
+from dlsec_core.text import timestamp
 
 ENV_PASSCODE = "DLSEC_ROOM_PASSCODE"
 ENV_INSTRUCTOR_PASSCODE = "DLSEC_ROOM_INSTRUCTOR_PASSCODE"
@@ -287,8 +288,8 @@ class Participant:
 
     def to_record(self) -> dict[str, Any]:
         return {"participant": self.name, "models": self.models, "runs": self.runs,
-                "unfinished runs": self.active_runs, "first login": self.first_seen,
-                "last login": self.last_seen}  # fmt: skip
+                "unfinished runs": self.active_runs, "first login": timestamp(self.first_seen),
+                "last login": timestamp(self.last_seen)}  # fmt: skip
 
 
 def participants(store: Store) -> list[Participant]:

@@ -2,9 +2,9 @@
 
 Without a room passcode (`[room] passcode` in `.streamlit/secrets.toml`, or `DLSEC_ROOM_PASSCODE`) every function
 here answers "no room": `gate` draws nothing, `actor()` is None (the store allows everything, as before rooms),
-`current_owner()` is "local". With one, `gate` shows the login until the session enters the room, then a "signed
-in as" line and a sign-out button in the sidebar; the rules themselves live in `dlsec_core.access` and
-`dlsec_core.room` and are applied by the store.
+`current_owner()` is "local". With one, `gate` shows the login until the session enters the room, and `signed_in`
+draws a "signed in as" line and a sign-out button in the sidebar. The rules themselves live in `dlsec_core.access`
+and `dlsec_core.room`, and the store applies them.
 """
 
 from __future__ import annotations
@@ -141,8 +141,8 @@ def _login(cfg: RoomSettings) -> None:
 
 def gate() -> None:
     """The room's door, called by app.py before the sidebar and navigation. Without a room: nothing. With one: a
-    session that has not entered sees only the login and the script stops here; one that has gets its name and a
-    sign-out button in the sidebar. A misconfigured room stops the lab with the reason (never opens it unguarded)."""
+    session that has not entered sees only the login and the script stops here. A misconfigured room stops the lab
+    with the reason (it never opens unguarded)."""
     try:
         cfg = settings()
     except DlsecError as err:
@@ -150,11 +150,16 @@ def gate() -> None:
         st.stop()
     if not cfg.enabled:
         return
-    who = actor()
-    if who is None:
+    if actor() is None:
         _login(cfg)
         st.stop()
-    with st.sidebar:
-        role = "instructor" if who.instructor else "participant"
-        st.caption(f":material/badge: Signed in as **{who.owner}** ({role})")
-        st.button("Sign out", key=state.ROOM_SIGN_OUT, on_click=_sign_out)
+
+
+def signed_in() -> None:
+    """In a room, who this session is and a sign-out button (app.py draws it in the sidebar); else nothing."""
+    who = actor()
+    if who is None:
+        return
+    role = "instructor" if who.instructor else "participant"
+    st.caption(f":material/badge: Signed in as **{who.owner}** ({role})")
+    st.button("Sign out", key=state.ROOM_SIGN_OUT, on_click=_sign_out)

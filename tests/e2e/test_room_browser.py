@@ -87,7 +87,9 @@ def test_two_participants_and_an_instructor(
         ada, bob, teacher = new_page(), new_page(), new_page()
 
         log_in(ada, url, "Ada", "not-the-passcode")
-        assert alerts(ada, "Error") == ["That passcode is not right. Ask the instructor for the room's passcode."]
+        assert alerts(ada, "Error") == [
+            "That passcode is not right. Ask the instructor for the room's passcode."
+        ]
         assert ada.locator(key(state.SEED)).count() == 0  # nothing of the lab yet
         screenshot(ada, "room-login-refused")
         log_in(ada, url, "Ada")
@@ -125,6 +127,8 @@ def test_two_participants_and_an_instructor(
         # The instructor sees both participants and Bob's model.
         navigate(teacher, "Instructor", "h3")
         participants = dict(zip(table_column(teacher, 1), table_column(teacher, 2), strict=True))
-        assert participants == {"Ada": "0", "Bob": "1"}, participants  # names and their models (Ada deleted hers)
+        assert participants == {"Ada": "0", "Bob": "1"}, (
+            participants
+        )  # names and their models (Ada deleted hers)
         assert_no_errors(teacher)
         screenshot(teacher, "room-instructor")
