@@ -1,16 +1,17 @@
-"""dlsec, the Deep Learning Security Lab: the frame (page config, global sidebar, navigation)."""
+"""dlsec, the Deep Learning Security Lab: the frame (page config, workshop room login, global sidebar, navigation)."""
 
 import streamlit as st
 
 from dlsec_core.device import describe_device
 from dlsec_core.errors import DlsecError
-from dlsec_ui import state
+from dlsec_ui import room, state
 from dlsec_ui.resources import configure_server, freeze_startup_heap, get_store
 from dlsec_ui.widgets import model_picker, show_error
 
 st.set_page_config(page_title="dlsec: Deep Learning Security Lab", page_icon="assets/icon.png", layout="wide")
 
 configure_server()
+room.gate()  # a workshop room's login; without a room passcode configured it does nothing
 
 # Sections, fully expanded: without `expanded=True` Streamlit 1.67 folds a sidebar of more than 12 pages behind
 # "View N more". The first section has no header.
@@ -43,6 +44,17 @@ SECTIONS = {
         st.Page("app_pages/atlas.py", title="MITRE ATLAS", icon=":material/grid_view:"),
     ],
 }
+# Only the instructor of a workshop room sees the Workshop section. For everyone else the page stays registered but
+# hidden (a typed URL shows one sentence, and the store refuses what it does to anyone but the instructor).
+INSTRUCTOR = room.is_instructor()
+INSTRUCTOR_PAGE = st.Page(
+    "app_pages/instructor.py", title="Instructor", icon=":material/school:",
+    visibility="visible" if INSTRUCTOR else "hidden",
+)  # fmt: skip
+if INSTRUCTOR:
+    SECTIONS["Workshop"] = [INSTRUCTOR_PAGE]
+else:
+    SECTIONS[""].append(INSTRUCTOR_PAGE)
 PAGES = [p for pages in SECTIONS.values() for p in pages]
 
 with st.sidebar:
@@ -55,6 +67,7 @@ with st.sidebar:
     model_picker(cards)
     st.number_input("Seed", 0, 2**31 - 1, 0, key=state.SEED, help="Seeds training and random attack starts.")
     st.caption(f"Device: {describe_device()}")
+    room.signed_in()  # in a workshop room: who this session is, and a sign-out button
 
 st.navigation(SECTIONS, expanded=True).run()
 freeze_startup_heap()  # after the first full page: every later rerun's garbage collection skips it

@@ -6,6 +6,7 @@ from dlsec_ui import figures, state
 from dlsec_ui.model_forms import (
     card_picker,
     model_card,
+    model_rows,
     show_flash,
     train_form,
     upload_dataset_form,
@@ -55,7 +56,7 @@ cards = get_store().list_models()
 if not cards:
     st.caption("No model yet: train one above or upload one below.")
 else:
-    st.dataframe([c.to_display_record() for c in cards], hide_index=True)
+    st.dataframe(model_rows(cards), hide_index=True)
     model_card(card_picker(cards))
 
 with st.expander("Upload a model (.safetensors)"):

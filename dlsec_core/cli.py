@@ -6,11 +6,11 @@ privacy-budget (the ε calculator and its inverse), membership (loss-threshold o
 invert (MI-Face model inversion to PNGs), audit (one-run privacy audit, Steinke et al. 2023) and frontier
 (privacy-utility sweep over target ε); steal (model extraction through a prediction API, `cli_theft.py`);
 scan (the security scan of one model, `cli_scan.py`); federate (federated learning, poisoning clients and robust
-aggregation, `cli_federated.py`); watermark-verify (a suspect model against a watermarked
-owner's trigger set, Adi et al. 2018); runs (list, show, wait, cancel, retry, export, rm stored runs) and worker
-(execute queued runs). `train`, `sweep`, `detect`, `certify`, `membership`, `invert`, `audit`, `steal`,
-`scan`, `federate`, `watermark-verify` and `frontier --targets` take `--detach`:
-queue a run and print its id.
+aggregation, `cli_federated.py`); watermark-verify (a suspect model against a watermarked owner's trigger set,
+Adi et al. 2018); workshop (prepare every model a class needs, `cli_workshop.py`); runs (list, show, wait, cancel,
+retry, export, rm stored runs) and worker (execute queued runs). `train`, `sweep`, `detect`, `certify`,
+`membership`, `invert`, `audit`, `steal`, `scan`, `federate`, `watermark-verify` and `frontier --targets` take
+`--detach`: queue a run and print its id.
 
 The same core functions the app uses; progress goes to stderr, results to stdout (`--json` for machines).
 Every ε printed names its accountant.
@@ -39,6 +39,7 @@ from dlsec_core.cli_runs import add_commands as add_run_commands
 from dlsec_core.cli_runs import submit_detached
 from dlsec_core.cli_scan import add_commands as add_scan_commands
 from dlsec_core.cli_theft import add_commands as add_theft_commands
+from dlsec_core.cli_workshop import add_commands as add_workshop_commands
 from dlsec_core.config import spec_of
 from dlsec_core.data.builtin import DATASETS
 from dlsec_core.data.images import image_to_input
@@ -934,6 +935,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_theft_commands(add)
     add_scan_commands(add)
     add_federated_commands(add)
+    add_workshop_commands(add)
     wv = add(
         "watermark-verify",
         "does a suspect model carry a watermarked owner's trigger-set keys? (Adi et al. 2018; p-values against "

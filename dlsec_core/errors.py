@@ -29,3 +29,8 @@ class NotFoundError(DlsecError, KeyError):
 
 class CancelledError(DlsecError):
     """A job that was cancelled by its user."""
+
+
+class NotAllowedError(DlsecError, PermissionError):
+    """Something this participant may not do in a workshop room: change another participant's model or run, queue
+    more runs than the room allows, or log in with a wrong passcode."""

@@ -9,7 +9,10 @@ moves it out of `queued` (`claim`) and writes its progress, events and result. A
 never starts; a running one stops at its next event. A running run whose worker stopped beating (killed, machine
 gone) is marked `interrupted` by `reap`, which anyone may call; `retry` queues a fresh run with the same config.
 
-Tables (schema 2 of `dlsec_core.store`)::
+In a workshop room every change is checked against the run's owner (`dlsec_core.access`): a participant cancels
+and deletes only their own runs, the instructor any; `submit` can cap how many unfinished runs one owner has.
+
+Tables (schema 2 of `dlsec_core.store`; schema 3 gave models an owner too)::
 
     runs         one row per run: study, config and result as JSON, status, progress, timings, versions, owner
     run_models   (run_id, model_id): which stored models a run reads or wrote, for "this model's runs"
@@ -37,7 +40,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from dlsec_core.errors import InvalidInputError, NotFoundError
+from dlsec_core.access import Actor, check_may_change
+from dlsec_core.errors import InvalidInputError, NotAllowedError, NotFoundError
 from dlsec_core.store import Store, write_atomic
 
 STALE_AFTER_S = 30.0
@@ -226,15 +230,38 @@ class RunStore:
         model_ids: Iterable[str] = (),
         owner: str | None = None,
         retry_of: str | None = None,
+        max_active: int | None = None,
     ) -> RunRecord:
-        """Queue a run; a worker picks it up. `config` must be the study config's JSON form."""
+        """Queue a run; a worker picks it up. `config` must be the study config's JSON form.
+
+        Args:
+            owner: who queues it (a room participant's name, or a browser session's id outside a room).
+            max_active: at most this many unfinished (queued or running) runs per owner (a workshop room's limit,
+                so one participant cannot fill the shared workers' queue); None: no limit.
+
+        Raises:
+            NotAllowedError: `owner` already has `max_active` unfinished runs.
+        """
         try:
             config_json = json.dumps(config, sort_keys=True, allow_nan=False)
         except (TypeError, ValueError) as err:
             raise InvalidInputError(f"A run's config must be plain JSON, got {config!r}: {err}") from err
         run_id = uuid.uuid4().hex[:_RUN_ID_LEN]
         ids = list(dict.fromkeys(model_ids))
+        if max_active is not None and owner is None:
+            raise ValueError("max_active limits an owner's runs: give the owner")
+        # Counted in the inserting transaction: two quick clicks cannot both pass the cap.
         with self.store._transaction() as conn:
+            if max_active is not None:
+                active = conn.execute(
+                    "SELECT COUNT(*) FROM runs WHERE owner = ? AND status IN (?, ?)",
+                    (owner, RunStatus.QUEUED.value, RunStatus.RUNNING.value),
+                ).fetchone()[0]
+                if active >= max_active:
+                    raise NotAllowedError(
+                        f"You already have {active} unfinished run(s), the most this room allows per participant "
+                        f"({max_active}); wait for one to finish or cancel one, then try again."
+                    )
             conn.execute(
                 "INSERT INTO runs (id, study, title, config, seed, status, progress, message, cancel_requested, "
                 "owner, versions, created_at, retry_of) VALUES (?, ?, ?, ?, ?, ?, 0, '', 0, ?, ?, ?, ?)",
@@ -315,13 +342,19 @@ class RunStore:
 
     # -- what users do to runs --------------------------------------------------------------------------------
 
-    def cancel(self, run_id: str) -> RunRecord:
-        """A queued run is cancelled at once; a running one stops at its next event. Finished runs are left as is."""
+    def cancel(self, run_id: str, *, actor: Actor | None = None) -> RunRecord:
+        """A queued run is cancelled at once; a running one stops at its next event. Finished runs are left as is.
+
+        Raises:
+            NotFoundError: no run has this id.
+            NotAllowedError: `actor` is a room participant and the run is not theirs (`dlsec_core.access`).
+        """
         _check_run_id(run_id)
         with self.store._transaction() as conn:
-            row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = conn.execute("SELECT status, title, owner FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise NotFoundError(f"There is no run with id {run_id!r}.")
+            check_may_change(actor, row["owner"], f"run {run_id} ({row['title']})")
             if row["status"] == RunStatus.QUEUED:
                 conn.execute(
                     "UPDATE runs SET status = ?, cancel_requested = 1, finished_at = ?, message = ? WHERE id = ?",
@@ -331,8 +364,9 @@ class RunStore:
                 conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
         return self.get(run_id)
 
-    def retry(self, run_id: str, *, owner: str | None = None) -> RunRecord:
-        """Queue a new run with the same study, config and models as a failed, cancelled or interrupted one."""
+    def retry(self, run_id: str, *, owner: str | None = None, max_active: int | None = None) -> RunRecord:
+        """Queue a new run with the same study, config and models as a failed, cancelled or interrupted one
+        (owned by `owner`, default the old run's; `max_active` as in `submit`)."""
         old = self.get(run_id)
         if not old.status.can_retry:
             raise InvalidInputError(
@@ -340,12 +374,17 @@ class RunStore:
             )
         return self.submit(
             old.study, old.config, title=old.title, seed=old.seed, model_ids=old.model_ids,
-            owner=owner if owner is not None else old.owner, retry_of=old.id,
+            owner=owner if owner is not None else old.owner, retry_of=old.id, max_active=max_active,
         )  # fmt: skip
 
-    def delete(self, run_id: str) -> None:
-        """Remove a finished run, its events and its artifact files. An active run must be cancelled first."""
+    def delete(self, run_id: str, *, actor: Actor | None = None) -> None:
+        """Remove a finished run, its events and its artifact files. An active run must be cancelled first.
+
+        Raises:
+            NotAllowedError: `actor` is a room participant and the run is not theirs (`dlsec_core.access`).
+        """
         run = self.get(run_id)
+        check_may_change(actor, run.owner, f"run {run_id} ({run.title})")
         if run.is_active:
             raise InvalidInputError(f"Run {run_id} is still {run.status}; cancel it before deleting it.")
         with self.store._transaction() as conn:
@@ -429,9 +468,15 @@ class RunStore:
                  RunStatus.RUNNING.value),
             ).rowcount  # fmt: skip
             if updated:
+                ids = list(model_ids)
                 conn.executemany(
                     "INSERT OR IGNORE INTO run_models (run_id, model_id) VALUES (?, ?)",
-                    [(run_id, m) for m in model_ids],
+                    [(run_id, m) for m in ids],
+                )
+                # The models a run wrote are its owner's (a study stores them without knowing who queued it).
+                conn.executemany(
+                    "UPDATE models SET owner = (SELECT owner FROM runs WHERE id = ?) WHERE id = ? AND owner IS NULL",
+                    [(run_id, m) for m in ids],
                 )
         return self.get(run_id)
 

@@ -38,6 +38,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save
 from torch import nn
 
+from dlsec_core.access import Actor, check_may_change
 from dlsec_core.data.builtin import DATASETS, Dataset
 from dlsec_core.device import get_device
 from dlsec_core.errors import DlsecError, InvalidInputError, NotFoundError
@@ -46,7 +47,7 @@ from dlsec_core.privacy_spend import PrivacySpend, spent_in
 from dlsec_core.safe_load import METADATA_SPEC_KEY, load_upload, read_metadata
 from dlsec_core.text import duration, timestamp
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_NAME_LENGTH = 80
 SOURCES = ("trained", "uploaded")
 ORPHAN_MIN_AGE_S = 3600.0
@@ -121,11 +122,23 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (run_id, seq)
     );
     """,
+    # 3: workshop rooms (dlsec_core.access, dlsec_core.room): models have owners (NULL for models made before, or
+    # outside a room), and the room's roster of participants who logged in
+    2: """
+    ALTER TABLE models ADD COLUMN owner TEXT;
+    CREATE INDEX IF NOT EXISTS models_by_owner ON models (owner);
+    CREATE TABLE IF NOT EXISTS participants (
+        name       TEXT PRIMARY KEY,
+        role       TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen  TEXT NOT NULL
+    );
+    """,
 }
 
 _COLUMNS = (
     "id, name, dataset, spec, recipe, recipe_params, train_config, seed, clean_accuracy, created_at, "
-    "train_seconds, num_parameters, source, history"
+    "train_seconds, num_parameters, source, history, owner"
 )
 
 
@@ -180,6 +193,7 @@ class ModelCard:
     num_parameters: int
     source: str  # "trained" | "uploaded"
     history: list[dict[str, Any]]  # per-epoch metrics, may be empty
+    owner: str | None = None  # the room participant who made it; None outside a room (see dlsec_core.access)
 
     @property
     def privacy(self) -> PrivacySpend | None:
@@ -241,6 +255,7 @@ class ModelCard:
             num_parameters=row["num_parameters"],
             source=row["source"],
             history=json.loads(row["history"]),
+            owner=row["owner"],
         )
 
 
@@ -424,6 +439,7 @@ class Store:
         train_seconds: float | None = None,
         history: list[dict[str, Any]] | None = None,
         source: str = "trained",
+        owner: str | None = None,
     ) -> ModelCard:
         """Store a model's weights and card; the weights file is complete before the row appears.
 
@@ -440,6 +456,8 @@ class Store:
             train_seconds: wall-clock training time.
             history: per-epoch metrics (JSON-serializable dicts).
             source: "trained" or "uploaded".
+            owner: the room participant who made it (None outside a room; a run's models get the run's owner
+                when it finishes, see `RunStore.finish`).
 
         Returns:
             The new model's card.
@@ -485,6 +503,7 @@ class Store:
             num_parameters=count_parameters(model),
             source=source,
             history=json.loads(json_history),
+            owner=owner,
         )
         self._write_model(
             card, save(state, metadata={METADATA_SPEC_KEY: spec.to_json(), "dlsec_format": "1"})
@@ -513,6 +532,7 @@ class Store:
                     "source": card.source,
                     "history": _to_json(card.history, "history"),
                     "file_sha256": digest,
+                    "owner": card.owner,
                 }
             )
         except BaseException:
@@ -622,32 +642,44 @@ class Store:
         model.eval()
         return model, card
 
-    def delete_model(self, model_id: str) -> None:
+    def delete_model(self, model_id: str, *, actor: Actor | None = None) -> None:
         """Remove a model's row, then its weights file.
+
+        Args:
+            model_id: the model.
+            actor: who deletes it, in a workshop room (None outside one: allowed); see `dlsec_core.access`.
 
         Raises:
             NotFoundError: no model has this id.
+            NotAllowedError: `actor` is a participant and the model is not theirs.
         """
         _check_id(model_id)
-        with self._transaction() as conn:
-            deleted = conn.execute("DELETE FROM models WHERE id = ?", (model_id,)).rowcount
-        if deleted == 0:
-            raise NotFoundError(f"There is no model with id {model_id!r}; it may have been deleted already.")
+        with self._transaction() as conn:  # the owner is read in the deleting transaction
+            row = conn.execute("SELECT name, owner FROM models WHERE id = ?", (model_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(
+                    f"There is no model with id {model_id!r}; it may have been deleted already."
+                )
+            check_may_change(actor, row["owner"], f"model {row['name']!r} ({model_id})")
+            conn.execute("DELETE FROM models WHERE id = ?", (model_id,))
         self._weights_path(model_id).unlink(missing_ok=True)
 
-    def rename_model(self, model_id: str, name: str) -> ModelCard:
+    def rename_model(self, model_id: str, name: str, *, actor: Actor | None = None) -> ModelCard:
         """Give a model a new display name (1-80 characters after stripping).
 
         Raises:
             NotFoundError: no model has this id.
             InvalidInputError: the name is empty or too long.
+            NotAllowedError: `actor` is a participant and the model is not theirs (see `dlsec_core.access`).
         """
         _check_id(model_id)
         name = _clean_name(name)
         with self._transaction() as conn:
-            updated = conn.execute("UPDATE models SET name = ? WHERE id = ?", (name, model_id)).rowcount
-        if updated == 0:
-            raise NotFoundError(f"There is no model with id {model_id!r}; it may have been deleted.")
+            row = conn.execute("SELECT name, owner FROM models WHERE id = ?", (model_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"There is no model with id {model_id!r}; it may have been deleted.")
+            check_may_change(actor, row["owner"], f"model {row['name']!r} ({model_id})")
+            conn.execute("UPDATE models SET name = ? WHERE id = ?", (name, model_id))
         return self.get_card(model_id)
 
     def export_model(self, model_id: str, dest_dir: Path) -> tuple[Path, Path]:
@@ -689,6 +721,7 @@ class Store:
         filename: str = "model.safetensors",
         clean_accuracy: float | None = None,
         privacy: PrivacySpend | None = None,
+        owner: str | None = None,
     ) -> ModelCard:
         """Validate an uploaded safetensors file (see `dlsec_core.safe_load`) and store it.
 
@@ -701,6 +734,7 @@ class Store:
             clean_accuracy: a measured test accuracy, if already known.
             privacy: the DP spend of the training that produced the weights; when None it is read from the
                 file's metadata (files exported here from a DP model carry it), and absent means no DP.
+            owner: the room participant who uploads it (None outside a room).
 
         Returns:
             The new model's card (recipe "uploaded", source "uploaded"; `card.privacy` is the carried spend).
@@ -724,6 +758,7 @@ class Store:
             recipe_params={} if privacy is None else {PRIVACY_PARAM: privacy.to_record()},
             clean_accuracy=clean_accuracy,
             source="uploaded",
+            owner=owner,
         )
 
     # -- the user's own datasets: safetensors files under <home>/datasets, written atomically ---------------

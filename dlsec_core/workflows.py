@@ -316,8 +316,10 @@ def import_and_evaluate(
     name: str,
     dataset: str,
     filename: str = "model.safetensors",
+    owner: str | None = None,
 ) -> ModelCard:
-    """Validate an uploaded model, measure its clean accuracy on `dataset`'s test split, and store it."""
+    """Validate an uploaded model, measure its clean accuracy on `dataset`'s test split, and store it (as
+    `owner`'s, a workshop room's participant; None outside a room)."""
     spec, state = load_upload(data, spec, filename=filename)
     data_set = resolve_dataset(store, dataset)
     if tuple(data_set.input_shape) != spec.input_shape or data_set.num_classes != spec.num_classes:
@@ -328,4 +330,6 @@ def import_and_evaluate(
     model = build_model(spec)
     model.load_state_dict(state, strict=True)
     acc = accuracy(model, data_set.x_test, data_set.y_test)
-    return store.import_model(data, spec, name=name, dataset=dataset, filename=filename, clean_accuracy=acc)
+    return store.import_model(
+        data, spec, name=name, dataset=dataset, filename=filename, clean_accuracy=acc, owner=owner
+    )

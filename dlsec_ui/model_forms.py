@@ -14,7 +14,7 @@ from dlsec_core.store import ModelCard
 from dlsec_core.text import duration, plural, timestamp
 from dlsec_core.training.loop import TrainConfig
 from dlsec_core.workflows import dataset_names, import_and_evaluate, spec_for, store_uploaded_dataset
-from dlsec_ui import figures, state
+from dlsec_ui import figures, room, state
 from dlsec_ui.atlas import atlas_caption
 from dlsec_ui.resources import get_dataset, get_store
 from dlsec_ui.runs import model_runs, submit_training
@@ -161,10 +161,13 @@ def model_card(card: ModelCard) -> None:
     d2.download_button(
         "Download spec (.json)", card.spec.to_json(), f"{card.name}.spec.json", key=state.DOWNLOAD_SPEC
     )
+    mine = room.may_change(card.owner)
     # Keyed by model: after a delete, the next card's question starts closed (one click must not delete two).
     with d3.popover("Delete this model…", icon=":material/delete:", key=f"{state.DELETE_POPOVER}_{card.id}"):
         st.markdown(f"Delete **{card.name}** (`{card.id}`) and its weights file? This cannot be undone.")
-        if card.id == st.session_state.get(state.MODEL):
+        if not mine:
+            st.caption(f"{room.not_yours(card.owner)} Only its owner or the instructor can delete it.")
+        elif card.id == st.session_state.get(state.MODEL):
             st.caption("It is the current model: the sidebar will switch to another one and say so.")
         st.button(
             "Yes, delete it",
@@ -172,6 +175,7 @@ def model_card(card: ModelCard) -> None:
             key=state.DELETE_BUTTON,
             on_click=_delete,
             args=(card.id, card.name),
+            disabled=not mine,  # a hint only: the store refuses another participant's delete itself
         )
 
 
@@ -200,13 +204,22 @@ def card_facts(card: ModelCard) -> dict[str, str]:
         facts["Training"] = ", ".join(parts)
     if card.seed is not None:
         facts["Seed"] = str(card.seed)
+    if room.enabled():
+        facts["Owner"] = card.owner or "made before the room opened"
     return facts
+
+
+def model_rows(cards: list[ModelCard]) -> list[dict[str, str]]:
+    """The stored models as table rows, with their owners in a workshop room."""
+    if not room.enabled():
+        return [c.to_display_record() for c in cards]
+    return [{**c.to_display_record(), "owner": c.owner or "—"} for c in cards]
 
 
 def _delete(model_id: str, name: str) -> None:
     """Runs before the next script run, so the table, the card picker and the sidebar are drawn without it."""
     try:
-        get_store().delete_model(model_id)
+        get_store().delete_model(model_id, actor=room.actor())
     except DlsecError as err:
         st.session_state[state.CARD_FLASH] = err
         return
@@ -255,7 +268,7 @@ def _import() -> None:
         spec = spec_from_upload(spec_file.getvalue()) if spec_file is not None else None
         imported = import_and_evaluate(
             get_store(), weights_file.getvalue(), spec, name=st.session_state[state.UPLOAD_NAME], dataset=dataset,
-            filename=weights_file.name,
+            filename=weights_file.name, owner=room.current_owner() if room.enabled() else None,
         )  # fmt: skip
     except DlsecError as err:
         st.session_state[state.UPLOAD_FLASH] = err

@@ -27,6 +27,7 @@ from dlsec_core.privacy.accounting import (
     epsilon_curve,
     noise_by_accountant,
 )
+from dlsec_core.room import AttemptLimiter
 from dlsec_core.store import ModelCard, Store
 from dlsec_core.workflows import resolve_dataset
 
@@ -53,6 +54,12 @@ def freeze_startup_heap() -> bool:
     gc.collect()
     gc.freeze()
     return True
+
+
+@st.cache_resource(show_spinner=False)
+def get_login_limiter() -> AttemptLimiter:
+    """Wrong room passcodes per session and per name, in this server's memory (why: `room.AttemptLimiter`)."""
+    return AttemptLimiter()
 
 
 @st.cache_resource(show_spinner=False)

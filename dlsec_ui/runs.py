@@ -28,7 +28,7 @@ from dlsec_core.text import duration, plural, timestamp
 from dlsec_core.training.loop import TrainConfig
 from dlsec_core.training.recipes import Recipe, StandardRecipe
 from dlsec_core.workflows import CurveFindings
-from dlsec_ui import state
+from dlsec_ui import room, state
 from dlsec_ui.resources import get_store
 
 
@@ -37,8 +37,12 @@ def get_runs() -> RunStore:
 
 
 def submit_run(study_name: str, config: StudyConfig, *, link: bool = True) -> RunRecord:
-    """Queue a run of a study for this session's participant and make sure workers are serving the store."""
-    run = submit(get_runs(), study_name, config, owner=state.owner_id())
+    """Queue a run of a study for this session's participant and make sure workers are serving the store.
+
+    Raises:
+        NotAllowedError: in a workshop room, the participant already has the room's most unfinished runs.
+    """
+    run = submit(get_runs(), study_name, config, owner=state.owner_id(), max_active=room.run_limit())
     ensure_workers(get_store())
     if link:
         st.query_params[state.RUN_PARAM] = run.id  # a link to this view re-attaches to the run
@@ -134,11 +138,23 @@ def render_run(run: RunRecord, *, key: str) -> None:
         st.success(
             f"{run.title}: done in {duration(run.seconds or 0)} ([run {run.id[:6]}](/runs?run={run.id}))."
         )
-    if run.is_active and st.button("Cancel", key=f"{key}_cancel", disabled=run.cancel_requested):
-        runs.cancel(run.id)
+    mine = room.may_change(run.owner)
+    if run.is_active and st.button(
+        "Cancel", key=f"{key}_cancel", disabled=run.cancel_requested or not mine,
+        help=None if mine else f"{room.not_yours(run.owner)} Only its owner or the instructor can cancel it.",
+    ):  # fmt: skip
+        try:  # the store checks the owner itself: a disabled button is only a hint in the browser
+            runs.cancel(run.id, actor=room.actor())
+        except DlsecError as err:
+            st.error(str(err))
+            return
         st.rerun()
     if run.status.can_retry and st.button("Retry", key=f"{key}_retry"):
-        retry = runs.retry(run.id, owner=state.owner_id())
+        try:
+            retry = runs.retry(run.id, owner=state.owner_id(), max_active=room.run_limit())
+        except DlsecError as err:
+            st.error(str(err))
+            return
         ensure_workers(get_store())
         follow(key, retry)
         st.rerun()
@@ -271,11 +287,13 @@ def overlay_sweeps(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
 
 
 def run_table(runs: Sequence[RunRecord], *, key: str) -> list[RunRecord]:
-    """The runs as a table; the rows the user selects are returned (several: to overlay)."""
+    """The runs as a table (with their owners in a workshop room); the rows the user selects are returned."""
+    in_room = room.enabled()
     rows = [
         {"run": r.id, "study": r.study, "what": r.title, "status": str(r.status), "progress": f"{r.progress:.0%}",
          "started": timestamp(r.created_at), "took": "—" if r.seconds is None else duration(r.seconds),
          "yours": "yes" if r.owner == state.owner_id() else ""}
+        | ({"owner": r.owner or "—"} if in_room else {})
         for r in runs
     ]  # fmt: skip
     event = st.dataframe(rows, hide_index=True, on_select="rerun", selection_mode="multi-row", key=key)
@@ -313,10 +331,17 @@ def delete_button(run: RunRecord) -> None:
     """Delete a finished run after a confirmation (an active run must be cancelled first)."""
     if run.is_active:
         return
+    mine = room.may_change(run.owner)
     with st.popover("Delete this run"):
         st.write(f"Delete run {run.id} ({run.title}), its events and files? Models it trained stay.")
-        if st.button("Yes, delete it", type="primary", key=f"delete_{run.id}"):
-            get_runs().delete(run.id)
+        if not mine:
+            st.caption(f"{room.not_yours(run.owner)} Only its owner or the instructor can delete it.")
+        if st.button("Yes, delete it", type="primary", key=f"delete_{run.id}", disabled=not mine):
+            try:  # the store checks the owner itself: a disabled button is only a hint in the browser
+                get_runs().delete(run.id, actor=room.actor())
+            except DlsecError as err:
+                st.error(str(err))
+                return
             st.query_params.pop(state.RUN_PARAM, None)
             st.rerun()
 

@@ -77,8 +77,29 @@ SWEEP_CSV = "sweep_csv"
 CANCEL_SWEEP = "cancel_sweep"
 
 
+# workshop room (dlsec_ui/room.py) and the instructor page
+# the dlsec_core.access.Actor this session logged in as (absent: not yet, or no room)
+ROOM_ACTOR = "room_actor"
+ROOM_NAME = "room_name"
+# popped by the login callback: a passcode never stays in session state
+ROOM_PASSCODE = "room_passcode"
+ROOM_LOGIN = "room_login"
+ROOM_LOGIN_FORM = "room_login_form"
+ROOM_INSTRUCTOR_PASSCODE = "room_instructor_passcode"
+ROOM_INSTRUCTOR_LOGIN = "room_instructor_login"
+ROOM_INSTRUCTOR_FORM = "room_instructor_form"
+ROOM_SIGN_OUT = "room_sign_out"
+ROOM_FLASH = "room_flash"
+INSTR_RUNS = "instr_runs"
+INSTR_CANCEL = "instr_cancel"
+INSTR_CLEAR_CONFIRM = "instr_clear_confirm"
+INSTR_CLEAR = "instr_clear"
+INSTR_FLASH = "instr_flash"
+
+
 def owner_id() -> str:
-    """A stable id for this browser session, used to find its background jobs again."""
+    """A stable id for this browser session, used to find its background jobs again; in a workshop room, the
+    participant's display name (set at login by `dlsec_ui.room`), so their runs are theirs in every tab."""
     if OWNER not in st.session_state:
         st.session_state[OWNER] = uuid.uuid4().hex[:12]
     return str(st.session_state[OWNER])

@@ -47,10 +47,18 @@ def get_study(name: str) -> Study[Any]:
     return STUDIES[name]
 
 
-def submit(runs: RunStore, study_name: str, config: StudyConfig, *, owner: str | None = None) -> RunRecord:
-    """Queue a run of a registered study: its title, seed and models come from the study."""
+def submit(
+    runs: RunStore,
+    study_name: str,
+    config: StudyConfig,
+    *,
+    owner: str | None = None,
+    max_active: int | None = None,
+) -> RunRecord:
+    """Queue a run of a registered study: its title, seed and models come from the study (`max_active`: a room's
+    cap on the owner's unfinished runs, see `RunStore.submit`)."""
     study = get_study(study_name)
     return runs.submit(
         study.name, config.to_json(), title=study.title_for(config), seed=study.seed(config),
-        model_ids=study.model_ids(config), owner=owner,
+        model_ids=study.model_ids(config), owner=owner, max_active=max_active,
     )  # fmt: skip

@@ -78,10 +78,13 @@ def _log_tail(path: Path, n: int = 40) -> str:
 
 
 @contextlib.contextmanager
-def run_server(home: Path, name: str = "e2e-server", *, stop_workers: bool = True) -> Iterator[str]:
+def run_server(
+    home: Path, name: str = "e2e-server", *, stop_workers: bool = True, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """`streamlit run app.py` on a free port over `home`; yields its URL; the log is artifacts/<name>.log.
 
-    The server is stopped on exit, also when the test fails.
+    `env` adds environment variables for the server (e.g. a workshop room's `DLSEC_ROOM_PASSCODE`). The server is
+    stopped on exit, also when the test fails.
     """
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -90,7 +93,7 @@ def run_server(home: Path, name: str = "e2e-server", *, stop_workers: bool = Tru
     # One worker process executes the runs (trainings, sweeps); it exits 30 s after its last run, and is stopped
     # with the server.
     env = {**os.environ, "DLSEC_HOME": str(home), "PYTHONUNBUFFERED": "1", "DLSEC_WORKERS": "1",
-           "DLSEC_WORKER_IDLE_S": "30"}  # fmt: skip
+           "DLSEC_WORKER_IDLE_S": "30", **(env or {})}  # fmt: skip
     command = [
         sys.executable, "-m", "streamlit", "run", "app.py",
         "--server.headless=true", f"--server.port={port}", "--server.address=127.0.0.1",
