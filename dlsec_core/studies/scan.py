@@ -481,7 +481,8 @@ def _theft_finding(
         summary=(
             f"With {point.queries:,} queries through its API ({policy.describe()}), a Knockoff-Nets attacker "
             f"trains a copy that agrees with the model on {_pct(point.fidelity)} of the test images "
-            f"(the copy's own accuracy {_pct(point.accuracy)})."
+            f"(the copy's own accuracy {_pct(point.accuracy)})"
+            + (": the answers are labels, so its soft labels are Copycat's hard ones." if policy.name == "label" else ".")
         ),
         evidence={**point.to_record(), "victim_accuracy": judge.victim_accuracy, "api_accuracy": api_accuracy,
                   "policy": policy.name, "policy_description": policy.describe(), "attack": result.description,
