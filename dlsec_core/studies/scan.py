@@ -440,9 +440,9 @@ def _audit_finding(
     return Finding(
         id="dp-audit", title="Privacy audit (one run)", grade=grade,
         summary=f"Retrained once like this model with {result.m} canaries: {result.describe()}.",
-        evidence={**result.bound.to_record(), "seed": seed,
-                  "note": "the recipe and settings that trained the model, retrained once with canaries; the "
-                          "model itself is not modified"},
+        evidence={**result.bound.to_record(), "seed": seed, "model_epsilon": card.privacy.epsilon if card.privacy else None,
+                  "note": "the recipe and settings that trained the model, retrained once with the canaries added "
+                          "(its claimed ε is that run's, close to the model's); the model itself is not audited"},
         atlas_ids=("AML.T0024.000", "DLSEC.differential-privacy"),
         reduce=(
             "If refuted: fix the DP-SGD implementation or its accounting (per-example clipping, noise, sampling "
