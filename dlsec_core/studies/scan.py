@@ -14,8 +14,10 @@ The quick preset (about a minute on 2 CPU cores for the default cnn on mnist5k):
 
 The thorough preset adds, on top of a stronger quick battery (more images, restarts and queries):
 
-- membership leakage by LiRA (Carlini et al. 2022), shadows trained like the model (its settings and recipe), as
-  TPR at 1 % FPR;
+- membership leakage by LiRA (Carlini et al. 2022), 8 shadows trained like the model (its settings and recipe),
+  as TPR at 1 % FPR: each shadow costs about half the model's own training (it trains on half of train ∪ test),
+  so LiRA is most of a thorough scan's time, and an adversarially trained or DP model's shadows cost what its
+  recipe costs;
 - for a model that claims differential privacy, the one-run privacy audit (Steinke, Nasr, Jagielski 2023) of the
   recipe that trained it: a measured lower bound on ε that the claim must respect;
 - theft exposure: the fidelity a Knockoff-Nets attacker (Orekondy et al. 2019; the answers as soft labels, so a
