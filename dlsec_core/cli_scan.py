@@ -46,6 +46,11 @@ def cmd_scan(args: argparse.Namespace, store: Store) -> None:
         f"{result.model_name} ({result.model_id}) on {result.dataset}, {result.preset} scan, seed {result.seed}"
     )
     print(f"budgets: {result.eps_note}")
+    served = config.transform_config()
+    if served is not None:
+        print(f"served behind: {served.describe()}")
+    if result.preset == "thorough":
+        print(f"API output policy: {config.policy_config().describe()}")
     for f in result.findings:
         atlas = f" [{', '.join(f.atlas_ids)}]" if f.atlas_ids else ""
         print(f"{f.severity.upper():<6}  {f.id}: {f.summary}{atlas}")
