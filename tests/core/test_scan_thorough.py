@@ -227,7 +227,9 @@ def test_cli_scan_takes_the_thorough_options(
     # any preset measures the gap of a served model; the text output says what it was served behind
     assert main([*home, "--input-transform", "median"]) == 0
     out = capsys.readouterr().out
-    assert "served behind: median" in out and "input-defense-gap-linf-0.3" in out and "theft-exposure" not in out
+    assert (
+        "served behind: median" in out and "input-defense-gap-linf-0.3" in out and "theft-exposure" not in out
+    )
     # a setting of a transform or policy that was not chosen is an error naming it
     assert main([*home, "--transform-bits", "2"]) == 2
     assert "--transform-bits" in capsys.readouterr().err
