@@ -14,7 +14,7 @@ Members are those 200 images, non-members the first 200 test images (the scan's 
 Measured (robust accuracy at ε = 0.1; loss-attack TPR at 1 % FPR) for seeds 0 / 1 / 2: standard 0.51 / 0.50 /
 0.515 and 5.0 / 4.0 / 4.0 %; PGD-trained 0.73 / 0.725 / 0.72 and 7.5 / 4.0 / 3.5 %; DP-SGD (ε = 0.99, RDP)
 0.08 / 0.085 / 0.11 and 0 / 0 / 0 %. The DP twin pays for its guarantee with accuracy (clean 14-16 % on 200
-images at ε <= 1), which is also why its robust accuracy is lowest. 25-55 s on 2 loaded cores.
+images at ε <= 1), which is also why its robust accuracy is lowest. 7 s on 2 quiet cores, 25-100 s loaded.
 """
 
 from __future__ import annotations
