@@ -11,6 +11,10 @@ measure the literature asks for and where published models sit, so that a reader
 (<Severity.INFO: 'info'>, <Severity.LOW: 'low'>)
 >>> DP_EPSILON.grade(1.0), DP_EPSILON.grade(8.0), DP_EPSILON.grade(11.0)
 (<Severity.INFO: 'info'>, <Severity.LOW: 'low'>, <Severity.MEDIUM: 'medium'>)
+>>> INPUT_DEFENSE_GAP.grade(0.02), INPUT_DEFENSE_GAP.grade(0.05), INPUT_DEFENSE_GAP.grade(0.4)
+(<Severity.INFO: 'info'>, <Severity.LOW: 'low'>, <Severity.MEDIUM: 'medium'>)
+>>> EXTRACTION_FIDELITY.grade(0.5), EXTRACTION_FIDELITY.grade(0.8), EXTRACTION_FIDELITY.grade(0.95)
+(<Severity.INFO: 'info'>, <Severity.MEDIUM: 'medium'>, <Severity.HIGH: 'high'>)
 """
 
 from __future__ import annotations
@@ -94,6 +98,20 @@ ROBUSTBENCH = "Croce et al. 2021, RobustBench: a standardized adversarial robust
 CARLINI_MIA = "Carlini et al. 2022, Membership Inference Attacks From First Principles (IEEE S&P)"
 DPFY = "Ponomareva et al. 2023, How to DP-fy ML: A Practical Guide to Machine Learning with Differential Privacy (JAIR)"
 DWORK_ROTH = "Dwork and Roth 2014, The Algorithmic Foundations of Differential Privacy, section 2.3"
+ATHALYE = "Athalye, Carlini, Wagner 2018, Obfuscated Gradients Give a False Sense of Security (ICML)"
+TRAMER_ADAPTIVE = (
+    "Tramèr, Carlini, Brendel, Madry 2020, On Adaptive Attacks to Adversarial Example Defenses (NeurIPS)"
+)
+JAGIELSKI = (
+    "Jagielski et al. 2020, High Accuracy and High Fidelity Extraction of Neural Networks (USENIX Security)"
+)
+KNOCKOFF = "Orekondy, Schiele, Fritz 2019, Knockoff Nets: Stealing Functionality of Black-Box Models (CVPR)"
+PAPERNOT_BB = "Papernot et al. 2017, Practical Black-Box Attacks against Machine Learning (AsiaCCS)"
+STEINKE = "Steinke, Nasr, Jagielski 2023, Privacy Auditing with One (1) Training Run (NeurIPS)"
+ADI = (
+    "Adi et al. 2018, Turning Your Weakness Into a Strength: Watermarking Deep Neural Networks by Backdooring "
+    "(USENIX Security)"
+)
 
 #: Robust accuracy (fraction of test images still classified correctly) under an attack at a standard ε.
 ROBUST_ACCURACY = Scale(
@@ -196,4 +214,110 @@ DELTA_TOO_LARGE = Level(
     DWORK_ROTH,
 )
 
-SCALES: dict[str, Scale] = {s.name: s for s in (ROBUST_ACCURACY, MEMBERSHIP_TPR_AT_1PCT_FPR, DP_EPSILON)}
+#: How much a naive evaluation of an input defense overstates it: naive minus adaptive robust accuracy (the naive
+#: attack uses torch's own gradient through the transform and one random draw; the adaptive one BPDA and EOT).
+INPUT_DEFENSE_GAP = Scale(
+    name="input-defense-gap",
+    measure="naive minus adaptive robust accuracy of the served model (the share a naive evaluation overstates)",
+    worse="higher",
+    levels=(
+        Level(
+            Severity.MEDIUM,
+            0.10,
+            "Above 10 points: the defense masks gradients (obfuscated gradients); a naive evaluation reports "
+            "robustness an adaptive attacker (BPDA, EOT) does not find. Trust only the adaptive number.",
+            ATHALYE,
+        ),
+        Level(
+            Severity.LOW,
+            0.02,
+            "Above 2 points: the naive attack misses images the adaptive one flips; a defense must be evaluated "
+            "with an attack adapted to it.",
+            TRAMER_ADAPTIVE,
+        ),
+    ),
+    otherwise="2 points or less: the naive and the adaptive attack agree (the robust accuracy itself is graded "
+    "on the robust-accuracy scale).",
+)
+
+#: Fidelity (top-1 agreement with the victim on the test split) a retraining attacker reaches at 1,000 queries.
+EXTRACTION_FIDELITY = Scale(
+    name="extraction-fidelity",
+    measure="fidelity of a surrogate trained on 1,000 answers of the model's API (agreement with its top-1 label)",
+    worse="higher",
+    levels=(
+        Level(
+            Severity.HIGH,
+            0.90,
+            "Above 90 %: from 1,000 queries the attacker holds a copy that answers like the model on nine inputs "
+            "in ten; fidelity (agreement with the victim) is the measure of a functional copy.",
+            JAGIELSKI,
+        ),
+        Level(
+            Severity.MEDIUM,
+            0.70,
+            "Above 70 %: a usable substitute, enough to craft adversarial examples that transfer to the model "
+            "(Papernot et al.'s MNIST substitutes, about 80 % accurate, crafted examples that fooled the remote model "
+            "most of the time).",
+            PAPERNOT_BB,
+        ),
+        Level(
+            Severity.LOW,
+            0.50,
+            "Above 50 %: a partial copy; Knockoff Nets show the agreement keeps rising with more queries.",
+            KNOCKOFF,
+        ),
+    ),
+    otherwise="50 % or less: 1,000 queries do not buy a useful copy with this attack (more queries or a stronger "
+    "attack may).",
+)
+
+SCALES: dict[str, Scale] = {
+    s.name: s
+    for s in (ROBUST_ACCURACY, MEMBERSHIP_TPR_AT_1PCT_FPR, DP_EPSILON, INPUT_DEFENSE_GAP, EXTRACTION_FIDELITY)
+}
+
+#: A one-run audit whose lower bound on ε exceeds the claimed ε: the claim is false (with the audit's confidence).
+DP_CLAIM_REFUTED = Level(
+    Severity.HIGH,
+    math.inf,
+    "The audit's lower bound on ε exceeds the claimed ε (at its confidence): the DP training or its accounting is "
+    "wrong, and the claim does not hold.",
+    STEINKE,
+)
+
+#: A one-run audit that stays below the claim: consistent with it (it cannot confirm it).
+DP_CLAIM_CONSISTENT = Level(
+    Severity.INFO,
+    math.inf,
+    "The audit's lower bound stays at or below the claimed ε: consistent with the claim. A one-run audit is a "
+    "lower bound, far below realistic claims; it can refute a broken implementation, never prove a correct one.",
+    STEINKE,
+)
+
+#: The model carries its owner's trigger-set watermark and it verifies: a stolen copy can be claimed.
+WATERMARK_VERIFIED = Level(
+    Severity.INFO,
+    math.inf,
+    "Watermark verified: the keys' agreement is improbable by chance (binomial p below α) and beats every null "
+    "model: ownership of an exact copy can be shown.",
+    ADI,
+)
+
+#: Trained with a watermark whose keys no longer verify: an ownership claim would fail.
+WATERMARK_NOT_VERIFIED = Level(
+    Severity.LOW,
+    math.inf,
+    "Trained with a watermark that does not verify (p at or above α, or a null model did as well): an ownership "
+    "claim over a stolen copy would fail.",
+    ADI,
+)
+
+#: No watermark: nothing to prove ownership of a stolen copy with (not a weakness of the model itself).
+NO_WATERMARK = Level(
+    Severity.INFO,
+    math.inf,
+    "No watermark: the model was not trained with the watermark recipe, so ownership of a stolen copy cannot be "
+    "shown by its keys. Informational: a watermark deters and proves theft, it does not prevent it.",
+    ADI,
+)

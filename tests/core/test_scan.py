@@ -144,7 +144,7 @@ def test_adversarial_training_raises_robust_accuracy_in_the_scan(tmp_home: Path)
 
 def test_scan_config_names_every_problem() -> None:
     with pytest.raises(InvalidInputError) as err:
-        ScanStudyConfig(model_id="", preset="thorough", seed=-1).validate()
+        ScanStudyConfig(model_id="", preset="exhaustive", seed=-1).validate()
     for name in ("model_id", "preset", "seed"):
         assert name in str(err.value)
 
