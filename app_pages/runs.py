@@ -19,6 +19,7 @@ from dlsec_ui.runs import (
     render_server_runs,
     run_table,
     sweep_findings,
+    torch_images,
     train_records,
 )
 from dlsec_ui.widgets import render_findings, show_error
@@ -78,6 +79,33 @@ def federated_chart(run: RunRecord, key: str) -> None:
         )
 
 
+def gradleak_chart(run: RunRecord, key: str) -> None:
+    """A gradient inversion: the client's images over the reconstructions, live as the attack runs."""
+    if not (run.study == "gradleak" and (originals := event_records(run, "originals"))):
+        return
+    if not (steps := event_records(run, "step")):
+        st.caption("The attack has started; the first reconstructions come shortly.")
+        return
+    last, images = steps[-1], originals[0]
+    st.plotly_chart(
+        figures.gradient_leakage(
+            torch_images(images["images"]), images["labels"], torch_images(last["images"]), last["psnr"], last["ssim"]
+        ),
+        key=key,
+    )  # fmt: skip
+    done = run.result is not None
+    labels = (
+        f" Labels the attack used: {run.result['recovered_labels']} (true: {run.result['true_labels']})."
+        if done
+        else ""
+    )
+    st.caption(
+        f"{run.result['description'] if done else run.config['attack']} · step {last['step']} of {last['steps']}: "
+        "each reconstruction is paired with the client's image above it (PSNR 25 dB and more is a recognisable "
+        f"copy).{labels}"
+    )
+
+
 def scan_findings(run: RunRecord) -> None:
     """A scan's findings as they arrive (the Scorecard page with tiles and model comparison comes next)."""
     if not (run.study == "scan" and (found := event_records(run, "finding"))):
@@ -102,6 +130,7 @@ def live(run_id: str) -> None:
         st.plotly_chart(figures.robustness_curves(points), key=f"runs_sweep_{run.id}")
     defense_chart(run, f"runs_defense_{run.id}")
     federated_chart(run, f"runs_federated_{run.id}")
+    gradleak_chart(run, f"runs_gradleak_{run.id}")
     scan_findings(run)
 
 
@@ -123,6 +152,7 @@ try:
                 render_findings(sweep_findings(run))
             defense_chart(run, "runs_defense")
             federated_chart(run, "runs_federated")
+            gradleak_chart(run, "runs_gradleak")
             scan_findings(run)
         with st.expander("Config, versions and timings"):
             st.json({"config": run.config, "versions": run.versions, "seed": run.seed, "worker": run.worker,

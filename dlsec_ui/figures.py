@@ -663,6 +663,24 @@ def image_rows(rows: Sequence[tuple[str, torch.Tensor, Sequence[str]]]) -> go.Fi
     return fig
 
 
+def gradient_leakage(
+    originals: torch.Tensor,
+    labels: Sequence[int],
+    reconstructions: torch.Tensor,
+    psnr: Sequence[float | str],
+    ssim: Sequence[float],
+) -> go.Figure:
+    """A client's images (top row, with their labels) over the attacker's reconstructions (bottom row, each paired
+    with the original above it, with its PSNR in dB and SSIM); PSNR may be the string "inf" (JSON has no inf)."""
+    recovered = [f"{float(p):.1f} dB · SSIM {s:.2f}" for p, s in zip(psnr, ssim, strict=True)]
+    return image_rows(
+        [
+            ("client's image", originals, [f"label {k}" for k in labels]),
+            ("reconstruction", reconstructions, recovered),
+        ]
+    )
+
+
 def extraction_curve(points: Sequence[dict[str, Any]], victim_accuracy: float | None = None) -> go.Figure:
     """A stolen model's fidelity (agreement with the victim) and test accuracy vs. the queries spent, log x axis;
     the victim's own accuracy as a dotted line (records of `ExtractionPoint.to_record()`)."""
