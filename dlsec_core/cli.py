@@ -5,10 +5,11 @@ prediction), sweep, detect, certify, import, export, delete, and for privacy
 privacy-budget (the ε calculator and its inverse), membership (loss-threshold or LiRA membership inference),
 invert (MI-Face model inversion to PNGs), audit (one-run privacy audit, Steinke et al. 2023) and frontier
 (privacy-utility sweep over target ε); steal (model extraction through a prediction API, `cli_theft.py`);
-scan (the security scan of one model, `cli_scan.py`); watermark-verify (a suspect model against a watermarked
+scan (the security scan of one model, `cli_scan.py`); gradleak (gradient inversion of a federated client's
+update, `cli_gradleak.py`); watermark-verify (a suspect model against a watermarked
 owner's trigger set, Adi et al. 2018); runs (list, show, wait, cancel, retry, export, rm stored runs) and worker
 (execute queued runs). `train`, `sweep`, `detect`, `certify`, `membership`, `invert`, `audit`, `steal`,
-`scan`, `watermark-verify` and `frontier --targets` take `--detach`:
+`scan`, `gradleak`, `watermark-verify` and `frontier --targets` take `--detach`:
 queue a run and print its id.
 
 The same core functions the app uses; progress goes to stderr, results to stdout (`--json` for machines).
@@ -33,6 +34,7 @@ from dlsec_core.attacks import ATTACKS, get_attack
 from dlsec_core.attacks.norms import Norm
 from dlsec_core.catalog import RECIPES, get_recipe
 from dlsec_core.cli_flags import ConfigFlags
+from dlsec_core.cli_gradleak import add_commands as add_gradleak_commands
 from dlsec_core.cli_runs import add_commands as add_run_commands
 from dlsec_core.cli_runs import submit_detached
 from dlsec_core.cli_scan import add_commands as add_scan_commands
@@ -917,6 +919,7 @@ def build_parser() -> argparse.ArgumentParser:
     fr.set_defaults(func=cmd_frontier)
     add_theft_commands(add)
     add_scan_commands(add)
+    add_gradleak_commands(add)
     wv = add(
         "watermark-verify",
         "does a suspect model carry a watermarked owner's trigger-set keys? (Adi et al. 2018; p-values against "
