@@ -93,14 +93,14 @@ def gradleak_chart(run: RunRecord, key: str) -> None:
         ),
         key=key,
     )  # fmt: skip
-    done = run.result is not None
+    result = run.result
     labels = (
-        f" Labels the attack used: {run.result['recovered_labels']} (true: {run.result['true_labels']})."
-        if done
+        f" Labels the attack used: {result['recovered_labels']} (true: {result['true_labels']})."
+        if result
         else ""
     )
     st.caption(
-        f"{run.result['description'] if done else run.config['attack']} · step {last['step']} of {last['steps']}: "
+        f"{result['description'] if result else run.config['attack']} · step {last['step']} of {last['steps']}: "
         "each reconstruction is paired with the client's image above it (PSNR 25 dB and more is a recognisable "
         f"copy).{labels}"
     )

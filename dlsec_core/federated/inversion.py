@@ -58,7 +58,7 @@ from dlsec_core.privacy.dp_sgd import DPSGDRecipe
 
 MAX_BATCH = 8
 #: the lab's default noise multiplier: DP-SGD's (the client-DP defense uses it unless told otherwise)
-LAB_NOISE = float(next(f.default for f in dataclasses.fields(DPSGDRecipe) if f.name == "noise_multiplier"))
+LAB_NOISE: float = next(f.default for f in dataclasses.fields(DPSGDRecipe) if f.name == "noise_multiplier")  # type: ignore[assignment]
 SSIM_SIGMA = 1.5
 SSIM_SIZE = 11
 SSIM_K1, SSIM_K2 = 0.01, 0.03
@@ -466,7 +466,7 @@ def invert_gradients(
             return loss.detach()
 
         def step_fn() -> float:
-            return float(optimizer.step(closure))  # type: ignore[arg-type]
+            return float(optimizer.step(closure))
 
     best_loss, best = math.inf, x.detach().clone()
     report = max(1, steps // c.events)
