@@ -6,6 +6,7 @@ import streamlit as st
 from dlsec_core.errors import DlsecError
 from dlsec_core.runs import RunRecord, RunStatus
 from dlsec_core.studies.catalog import STUDIES
+from dlsec_core.studies.gradleak import GradLeakStudyConfig
 from dlsec_ui import figures, state
 from dlsec_ui.runs import (
     attach,
@@ -100,7 +101,7 @@ def gradleak_chart(run: RunRecord, key: str) -> None:
         else ""
     )
     st.caption(
-        f"{result['description'] if result else run.config['attack']} · step {last['step']} of {last['steps']}: "
+        f"{GradLeakStudyConfig.from_json(run.config).experiment().describe()} · step {last['step']} of {last['steps']}: "
         "each reconstruction is paired with the client's image above it (PSNR 25 dB and more is a recognisable "
         f"copy).{labels}"
     )

@@ -395,3 +395,6 @@ def test_gradient_leakage_puts_each_reconstruction_under_its_original() -> None:
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["label 3", "label 7", "12.3 dB · SSIM 0.50", "inf dB · SSIM 1.00"]
     assert len(fig.data) == 4 and float(fig.data[0].z[0][0]) == 0.0 and float(fig.data[2].z[0][0]) == 1.0
+    # square pixels in every cell (before: every y axis followed the first cell's x axis, later cells stretched)
+    anchors = [fig.layout[f"yaxis{i if i > 1 else ''}"].scaleanchor for i in range(1, 5)]
+    assert anchors == ["x", "x2", "x3", "x4"]
