@@ -170,6 +170,17 @@ def test_client_dp_at_the_lab_default_noise_defeats_dlg(
     assert result.psnr[0] <= 15.0
 
 
+def test_secure_aggregation_leaves_only_a_mixture(
+    digits_model: tuple[torch.nn.Module, torch.Tensor, torch.Tensor],
+) -> None:
+    """The image iDLG recovers alone (PSNR >= 25 dB above) is lost in the mean of 4 clients' updates."""
+    model, x, y = digits_model
+    others = [(x[i : i + 1], y[i : i + 1]) for i in (1, 2, 3)]
+    config = GradLeakConfig(attack="idlg", steps=30, defense="secure-aggregation", clients=4)
+    result = run_to_end(gradient_leakage(model, x[:1], y[:1], config, others=others))
+    assert result.psnr[0] <= 15.0
+
+
 def test_inverting_gradients_recovers_an_image(
     digits_model: tuple[torch.nn.Module, torch.Tensor, torch.Tensor],
 ) -> None:
