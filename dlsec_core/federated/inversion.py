@@ -3,7 +3,9 @@
 Three attacks of an honest-but-curious server that knows the global model it sent:
 
 - DLG (Zhu, Liu, Han 2019, "Deep Leakage from Gradients"): optimise dummy images *and* soft dummy labels with
-  L-BFGS so that their gradient matches the observed one in squared L2 distance.
+  L-BFGS so that their gradient matches the observed one in squared L2 distance. Our L-BFGS uses a strong-Wolfe
+  line search, which the papers' code does not: without it the first full step saturates the sigmoids of a 28x28
+  digit's model and DLG stalled at 3.4 dB (benchmarks/README.md, bench_gradleak run 1); with it DLG recovers it.
 - iDLG (Zhao, Mopuri, Bilen 2020, "iDLG: Improved Deep Leakage from Gradients"): read the label off the last layer's
   gradient first (with cross-entropy and non-negative inputs to the last layer, the row of the true class is the
   only one whose weight gradient sums to a negative number), then optimise the images only. For a batch of B > 1
@@ -455,7 +457,7 @@ def invert_gradients(
                 x.clamp_(0, 1)
             return float(loss.detach())
     else:
-        optimizer = torch.optim.LBFGS(variables, lr=lr)
+        optimizer = torch.optim.LBFGS(variables, lr=lr, line_search_fn="strong_wolfe")
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
