@@ -181,6 +181,19 @@ def test_secure_aggregation_leaves_only_a_mixture(
     assert result.psnr[0] <= 15.0
 
 
+def test_several_local_steps_are_unrolled_by_the_attacker(
+    digits_model: tuple[torch.nn.Module, torch.Tensor, torch.Tensor],
+) -> None:
+    """A 5-step update is no gradient, but the attacker simulates the same 5 steps and still recovers the image."""
+    model, x, y = digits_model
+    config = GradLeakConfig(attack="idlg", steps=30, local_steps=5)
+    seen = observe(model, x[:1], y[:1], config)
+    one_step = observe(model, x[:1], y[:1], GradLeakConfig())
+    assert not torch.allclose(seen.gradient, one_step.gradient, atol=1e-4)
+    result = run_to_end(gradient_leakage(model, x[:1], y[:1], config))
+    assert result.psnr[0] >= 25.0
+
+
 def test_inverting_gradients_recovers_an_image(
     digits_model: tuple[torch.nn.Module, torch.Tensor, torch.Tensor],
 ) -> None:
