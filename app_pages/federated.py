@@ -1,5 +1,6 @@
 """Federated learning: train across simulated clients (FedAvg, client-level DP, local DP-SGD, secure aggregation),
-then poison it with malicious clients and compare robust aggregators. Every federation is a run."""
+invert one client's update back into its images (DLG, iDLG, Inverting Gradients) against the defenses, then poison
+the federation with malicious clients and compare robust aggregators. Every federation and inversion is a run."""
 
 import streamlit as st
 
@@ -10,10 +11,11 @@ from dlsec_core.federated.robust import AGGREGATOR_LABELS, Aggregator
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.runs import RunRecord
 from dlsec_core.studies.federated import FederatedStudyConfig as Fed
+from dlsec_core.studies.gradleak import GradLeakStudyConfig as Leak
 from dlsec_ui import federated as fed
 from dlsec_ui import figures, state
 from dlsec_ui.federated_figures import client_histogram, poisoning_rounds
-from dlsec_ui.runs import event_records, follow, show_run, submit_run
+from dlsec_ui.runs import attach, event_records, follow, show_run, submit_run
 from dlsec_ui.widgets import setting_select_slider, setting_slider, show_error
 
 st.title("Federated learning")
@@ -21,7 +23,7 @@ st.caption(
     "K clients keep their data and send only model updates; the server averages them (FedAvg, McMahan et al. 2017). "
     "Each federation runs in a worker; the charts fill in round by round."
 )
-train, poison = st.tabs(["Train", "Poison"], default="Poison" if fed.url_run_is_poisoned() else "Train")
+train, leak, poison = st.tabs(["Train", "Leak", "Poison"], default=fed.url_tab())
 
 with train:
     c1, c2, c3, c4 = st.columns(4)
@@ -88,6 +90,59 @@ with train:
         fed.followed(state.FED_TRAIN_JOB, study="federated", poisoned=False),
         key=state.FED_TRAIN_JOB,
         draw=draw_train,
+    )
+
+with leak:
+    st.caption(
+        "An honest-but-curious server inverts one client's update back into the client's training images (no ATLAS "
+        "entry: local tag DLSEC.federated-gradient-leakage). The model is a fresh, seeded network, the setting of the "
+        "DLG papers; the sigmoid LeNet leaks the most."
+    )
+    c1, c2, c3, c4 = st.columns(4)
+    leak_dataset = c1.selectbox("Dataset", list(DATASETS), key=state.FED_LEAK_DATASET)
+    leak_arch = c1.selectbox(
+        "Architecture",
+        list(ARCHITECTURES),
+        index=list(ARCHITECTURES).index("lenet-sigmoid"),
+        key=state.FED_LEAK_ARCH,
+    )
+    leak_attack = c2.radio(
+        "Attack", ["dlg", "idlg", "ig"], index=1, key=state.FED_LEAK_ATTACK,
+        format_func={"dlg": "DLG", "idlg": "iDLG", "ig": "Inverting Gradients"}.get,
+        help=spec_of(Leak, "attack").help,
+    )  # fmt: skip
+    batch = setting_slider(c2, Leak, "batch_size", key=state.FED_LEAK_BATCH)
+    local_steps = setting_slider(c3, Leak, "local_steps", key=state.FED_LEAK_STEPS, hi=10)
+    leak_defense = c3.radio(
+        "Defense", ["none", "dp", "topk", "secure-aggregation"], key=state.FED_LEAK_DEFENSE,
+        format_func={"none": "None", "dp": "Client DP", "topk": "Top-k sparsification",
+                     "secure-aggregation": "Secure aggregation"}.get,
+        help=spec_of(Leak, "defense").help,
+    )  # fmt: skip
+    extra: dict[str, object] = {}
+    if leak_defense == "dp":
+        extra["clip"] = setting_select_slider(c4, Leak, "clip", [0.1, 0.3, 1.0, 3.0], key=state.FED_LEAK_CLIP)
+        extra["noise_multiplier"] = setting_select_slider(
+            c4, Leak, "noise_multiplier", [0.0, 0.01, 0.1, 0.5, 1.0, 1.5, 3.0], key=state.FED_LEAK_SIGMA
+        )
+    elif leak_defense == "topk":
+        extra["keep"] = setting_select_slider(
+            c4, Leak, "keep", [0.01, 0.05, 0.1, 0.3, 1.0], key=state.FED_LEAK_KEEP
+        )
+    elif leak_defense == "secure-aggregation":
+        extra["clients"] = setting_slider(c4, Leak, "clients", key=state.FED_LEAK_CLIENTS)
+    if st.button("Invert the client's update", type="primary", key=state.FED_LEAK_BUTTON):
+        try:
+            config = Leak(dataset=leak_dataset, arch=leak_arch, attack=leak_attack, batch_size=batch,
+                          local_steps=local_steps, defense=leak_defense, **extra,  # type: ignore[arg-type]
+                          seed=int(st.session_state.get(state.SEED, 0)))  # fmt: skip
+            follow(state.FED_LEAK_JOB, submit_run("gradleak", config))
+        except DlsecError as err:
+            show_error(err)
+    show_run(
+        attach(state.FED_LEAK_JOB, study="gradleak"),
+        key=state.FED_LEAK_JOB,
+        draw=lambda run: fed.draw_leak(run, state.FED_LEAK_CHART),
     )
 
 with poison:

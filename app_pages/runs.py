@@ -1,6 +1,8 @@
 """Runs: every stored run of every study; filter, open one (live while it executes), overlay several sweeps,
 cancel, retry, export, delete. A link `?run=<id>` opens that run in any tab."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from dlsec_core.errors import DlsecError
@@ -8,6 +10,7 @@ from dlsec_core.runs import RunRecord, RunStatus
 from dlsec_core.studies.catalog import STUDIES
 from dlsec_ui import figures, state
 from dlsec_ui.runs import (
+    STUDY_PAGES,
     attach,
     delete_button,
     event_records,
@@ -55,7 +58,8 @@ OWN_PAGE = (
     "detection",
     "certification",
     "federated",
-)  # studies whose own page (/<study>?run=<id>) draws a run in full
+    "gradleak",
+)  # studies whose own page (STUDY_PAGES) draws a run in full
 
 
 def defense_chart(run: RunRecord, key: str) -> None:
@@ -67,7 +71,9 @@ def defense_chart(run: RunRecord, key: str) -> None:
             figures.certified_vs_empirical(certified[-1]["certified"], event_records(run, "point")), key=key
         )
     if run.study in OWN_PAGE:
-        st.markdown(f"[Open it on its page](/{run.study}?run={run.id}) for the whole result.")
+        st.markdown(
+            f"[Open it on its page](/{Path(STUDY_PAGES[run.study]).stem}?run={run.id}) for the whole result."
+        )
 
 
 def scan_findings(run: RunRecord) -> None:

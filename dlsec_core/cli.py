@@ -6,11 +6,12 @@ privacy-budget (the ε calculator and its inverse), membership (loss-threshold o
 invert (MI-Face model inversion to PNGs), audit (one-run privacy audit, Steinke et al. 2023) and frontier
 (privacy-utility sweep over target ε); steal (model extraction through a prediction API, `cli_theft.py`);
 scan (the security scan of one model, `cli_scan.py`); federate (federated learning, poisoning clients and robust
-aggregation, `cli_federated.py`); watermark-verify (a suspect model against a watermarked owner's trigger set,
-Adi et al. 2018); workshop (prepare every model a class needs, `cli_workshop.py`); runs (list, show, wait, cancel,
-retry, export, rm stored runs) and worker (execute queued runs). `train`, `sweep`, `detect`, `certify`,
-`membership`, `invert`, `audit`, `steal`, `scan`, `federate`, `watermark-verify` and `frontier --targets` take
-`--detach`: queue a run and print its id.
+aggregation, `cli_federated.py`); gradleak (gradient inversion of a federated client's update, `cli_gradleak.py`);
+watermark-verify (a suspect model against a watermarked owner's trigger set, Adi et al. 2018); workshop (prepare
+every model a class needs, `cli_workshop.py`); runs (list, show, wait, cancel, retry, export, rm stored runs) and
+worker (execute queued runs). `train`, `sweep`, `detect`, `certify`, `membership`, `invert`, `audit`, `steal`,
+`scan`, `federate`, `gradleak`, `watermark-verify` and `frontier --targets` take `--detach`: queue a run and print
+its id.
 
 The same core functions the app uses; progress goes to stderr, results to stdout (`--json` for machines).
 Every ε printed names its accountant.
@@ -35,6 +36,7 @@ from dlsec_core.attacks.norms import Norm
 from dlsec_core.catalog import RECIPES, get_recipe
 from dlsec_core.cli_federated import add_commands as add_federated_commands
 from dlsec_core.cli_flags import ConfigFlags
+from dlsec_core.cli_gradleak import add_commands as add_gradleak_commands
 from dlsec_core.cli_runs import add_commands as add_run_commands
 from dlsec_core.cli_runs import submit_detached
 from dlsec_core.cli_scan import add_commands as add_scan_commands
@@ -936,6 +938,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_scan_commands(add)
     add_federated_commands(add)
     add_workshop_commands(add)
+    add_gradleak_commands(add)
     wv = add(
         "watermark-verify",
         "does a suspect model carry a watermarked owner's trigger-set keys? (Adi et al. 2018; p-values against "

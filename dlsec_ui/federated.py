@@ -1,5 +1,6 @@
-"""The Federated learning page's helpers: the split preview, which federation each tab follows, and the poisoning
-comparison (one run per aggregator with otherwise equal settings, found again from the stored configs)."""
+"""The Federated learning page's helpers: the split preview, which federation each tab follows, the poisoning
+comparison (one run per aggregator with otherwise equal settings, found again from the stored configs) and the
+gradient-inversion drawing."""
 
 from __future__ import annotations
 
@@ -13,11 +14,21 @@ from dlsec_core.federated.robust import AGGREGATOR_LABELS, Aggregator
 from dlsec_core.federated.splits import ClientSplit, split_clients
 from dlsec_core.runs import RunRecord, RunStatus
 from dlsec_core.studies.federated import FederatedStudyConfig
-from dlsec_ui import state
+from dlsec_core.studies.gradleak import GradLeakStudyConfig
+from dlsec_ui import figures, state
 from dlsec_ui.resources import get_dataset
-from dlsec_ui.runs import event_records, get_runs, poll_while_active, refresh, render_run, submit_run
+from dlsec_ui.runs import (
+    event_records,
+    get_runs,
+    poll_while_active,
+    refresh,
+    render_run,
+    submit_run,
+    torch_images,
+)
 
 STUDY = "federated"
+LEAK_STUDY = "gradleak"
 #: settings that may differ between the runs of one comparison: the aggregator and its own parameters
 RULE_FIELDS = ("aggregator", "trim", "krum_f", "store_model", "name")
 
@@ -52,14 +63,44 @@ def followed(key: str, *, study: str, poisoned: bool) -> RunRecord | None:
     return next((r for r in get_runs().list_runs(study=study) if is_poisoned(r) == poisoned), None)
 
 
-def url_run_is_poisoned() -> bool:
-    """The URL names a federation with malicious clients (the page then opens on its Poison tab)."""
+def url_tab() -> str:
+    """The tab the URL's run belongs on: Leak for a gradient inversion, Poison for a federation with malicious
+    clients, else Train."""
     run_id = st.query_params.get(state.RUN_PARAM)
     try:
         run = get_runs().get(run_id) if run_id else None
     except DlsecError:
-        return False
-    return run is not None and run.study == STUDY and is_poisoned(run)
+        return "Train"
+    if run is not None and run.study == LEAK_STUDY:
+        return "Leak"
+    return "Poison" if run is not None and run.study == STUDY and is_poisoned(run) else "Train"
+
+
+def draw_leak(run: RunRecord, key: str) -> None:
+    """A gradient inversion: the client's images over the reconstructions (PSNR, SSIM), live as the attack runs."""
+    if not (originals := event_records(run, "originals")):
+        st.caption("The attack is starting.")
+        return
+    if not (steps := event_records(run, "step")):
+        st.caption("The attack has started; the first reconstructions come shortly.")
+        return
+    last, images = steps[-1], originals[0]
+    st.plotly_chart(
+        figures.gradient_leakage(
+            torch_images(images["images"]), images["labels"], torch_images(last["images"]), last["psnr"], last["ssim"]
+        ),
+        key=key,
+    )  # fmt: skip
+    labels = (
+        f" Labels the attack used: {run.result['recovered_labels']} (true: {run.result['true_labels']})."
+        if run.result
+        else ""
+    )
+    st.caption(
+        f"{GradLeakStudyConfig.from_json(run.config).experiment().describe()} · step {last['step']} of "
+        f"{last['steps']}: each reconstruction is paired with the client's image above it (PSNR 25 dB and more is a "
+        f"recognisable copy).{labels}"
+    )
 
 
 def _shared(config: dict[str, Any]) -> dict[str, Any]:

@@ -660,12 +660,35 @@ def image_rows(rows: Sequence[tuple[str, torch.Tensor, Sequence[str]]]) -> go.Fi
             fig.add_trace(_image_trace(images[c]), row=r, col=c + 1)
         fig.update_yaxes(title_text=rows[r - 1][0], row=r, col=1)
     fig.update_xaxes(visible=False)
-    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x", showgrid=False)
+    fig.update_yaxes(autorange="reversed", showticklabels=False, showgrid=False)
+    for r in range(1, len(rows) + 1):  # square pixels in every cell: each y axis scales with its own x axis
+        for c in range(1, ncols + 1):
+            fig.update_yaxes(
+                scaleanchor=fig.get_subplot(r, c).xaxis.plotly_name.replace("axis", ""), row=r, col=c
+            )
     fig.update_annotations(font_size=11)
     fig.update_layout(
         template=TEMPLATE, height=40 + 150 * len(rows), margin={"l": 10, "r": 10, "t": 30, "b": 10}
     )
     return fig
+
+
+def gradient_leakage(
+    originals: torch.Tensor,
+    labels: Sequence[int],
+    reconstructions: torch.Tensor,
+    psnr: Sequence[float | str],
+    ssim: Sequence[float],
+) -> go.Figure:
+    """A client's images (top row, with their labels) over the attacker's reconstructions (bottom row, each paired
+    with the original above it, with its PSNR in dB and SSIM); PSNR may be the string "inf" (JSON has no inf)."""
+    recovered = [f"{float(p):.1f} dB · SSIM {s:.2f}" for p, s in zip(psnr, ssim, strict=True)]
+    return image_rows(
+        [
+            ("client's image", originals, [f"label {k}" for k in labels]),
+            ("reconstruction", reconstructions, recovered),
+        ]
+    )
 
 
 def extraction_curve(points: Sequence[dict[str, Any]], victim_accuracy: float | None = None) -> go.Figure:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import streamlit as st
+import torch
 
 from dlsec_core.attacks.base import Attack
 from dlsec_core.defenses.transforms import InputTransform
@@ -173,6 +174,7 @@ STUDY_PAGES: dict[str, str] = {
     "extraction": "app_pages/theft.py",
     "ownership": "app_pages/theft.py",
     "federated": "app_pages/federated.py",
+    "gradleak": "app_pages/federated.py",
     "scan": "app_pages/scorecard.py",
 }
 """The page that opens a run of each study (re-attaching from `?run=`); a test checks every study has one."""
@@ -259,6 +261,11 @@ def event_records(run: RunRecord, kind: str) -> list[dict[str, Any]]:
         for e in get_runs().events(run.id)
         if e.get("type") == kind
     ]
+
+
+def torch_images(images: Any) -> torch.Tensor:
+    """Images stored in an event payload as nested lists (B, C, H, W) -> a float32 tensor for a figure."""
+    return torch.tensor(images, dtype=torch.float32)
 
 
 def train_records(run: RunRecord) -> list[dict[str, Any]]:

@@ -4,6 +4,8 @@
   Adversarial Examples"), which FGSM fools almost always at eps 0.25 on MNIST.
 - `mlp`: fully connected ReLU network.
 - `cnn`: two conv + two fc layers, the usual MNIST baseline (default).
+- `lenet-sigmoid`: the small sigmoid LeNet of the gradient-leakage papers (Zhu et al. 2019, "Deep Leakage from
+  Gradients"; Zhao et al. 2020, iDLG), the model gradient inversion is demonstrated on.
 """
 
 from __future__ import annotations
@@ -114,3 +116,35 @@ for _name, _norm, _fix, _description in (
     register_architecture(_name, _description, dp_fix=_fix, **_CNN_DEFAULTS)(
         functools.partial(_cnn, norm=_norm)
     )
+
+
+@register_architecture(
+    "lenet-sigmoid",
+    "Sigmoid LeNet of the gradient-leakage papers (DLG, iDLG): three 5x5 convs and one fully connected layer.",
+    channels=12,
+)
+def lenet_sigmoid(input_shape: tuple[int, int, int], num_classes: int, channels: int = 12) -> nn.Module:
+    """The LeNet variant of Zhu et al. 2019 (DLG) and Zhao et al. 2020 (iDLG): Conv(5x5, stride 2) -> sigmoid,
+    Conv(5x5, stride 2) -> sigmoid, Conv(5x5, stride 1) -> sigmoid, one linear layer; no pooling.
+
+    Why a separate architecture: DLG matches gradients with L-BFGS, a second-order method that needs a smooth
+    objective; its gradient (through the model's gradient) is smooth only with smooth activations (sigmoid, as in
+    the papers), while ReLU and max pooling make it piecewise constant. Weights and biases are drawn uniformly from
+    [-0.5, 0.5] as in DLG's code: PyTorch's default initialisation gives a sigmoid network small, nearly
+    input-independent gradients, from which much less leaks.
+    """
+    c, h, w = input_shape
+    k = int(channels)
+    features = nn.Sequential(
+        nn.Conv2d(c, k, 5, stride=2, padding=2), nn.Sigmoid(),
+        nn.Conv2d(k, k, 5, stride=2, padding=2), nn.Sigmoid(),
+        nn.Conv2d(k, k, 5, stride=1, padding=2), nn.Sigmoid(),
+        nn.Flatten(),
+    )  # fmt: skip
+    with torch.no_grad():  # (1, C, H, W) -> (1, k * ceil(H/4) * ceil(W/4))
+        flat = features(torch.zeros(1, c, h, w)).shape[1]
+    model = nn.Sequential(*features, nn.Linear(flat, num_classes))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.uniform_(-0.5, 0.5)
+    return model

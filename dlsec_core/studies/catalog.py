@@ -13,6 +13,7 @@ from dlsec_core.studies.certification import CertificationStudy
 from dlsec_core.studies.detection import DetectionStudy
 from dlsec_core.studies.federated import FederatedStudy
 from dlsec_core.studies.frontier import FrontierStudy
+from dlsec_core.studies.gradleak import GradLeakStudy
 from dlsec_core.studies.inversion import InversionStudy
 from dlsec_core.studies.membership import MembershipStudy
 from dlsec_core.studies.ownership import OwnershipStudy
@@ -35,6 +36,7 @@ STUDIES: dict[str, Study[Any]] = {
         ExtractionStudy(),
         OwnershipStudy(),
         FederatedStudy(),
+        GradLeakStudy(),
         ScanStudy(),
     )
 }

@@ -34,6 +34,7 @@ from dlsec_core.studies.certification import CertificationStudyConfig
 from dlsec_core.studies.detection import DetectionStudyConfig
 from dlsec_core.studies.federated import FederatedStudyConfig
 from dlsec_core.studies.frontier import FrontierStudyConfig
+from dlsec_core.studies.gradleak import GradLeakStudyConfig
 from dlsec_core.studies.inversion import InversionStudyConfig
 from dlsec_core.studies.membership import MembershipStudyConfig
 from dlsec_core.studies.ownership import OwnershipStudyConfig
@@ -134,6 +135,9 @@ def example_config(study: str, card: ModelCard) -> StudyConfig:
             noise_multiplier=1.0,
             store_model=True,
             seed=1,
+        ),
+        "gradleak": GradLeakStudyConfig(
+            dataset="digits", attack="idlg", batch_size=2, steps=3, events=2, seed=1
         ),
         "scan": ScanStudyConfig(model_id=card.id, preset="quick", seed=1),
     }

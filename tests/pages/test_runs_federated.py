@@ -1,5 +1,5 @@
-"""Studies without a page of their own yet open on the Runs page from their link: a scan (its findings, as stored).
-(A federated run opens on the Federated learning page: tests/pages/test_federated_page.py.)"""
+"""A run's link opens where it is drawn: a scan's findings on the Runs page, a gradient inversion on the Federated
+learning page's Leak tab. (A federation: tests/pages/test_federated_page.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import streamlit as st
 from background import finish_all, finish_work
 from streamlit.testing.v1 import AppTest
 
-from dlsec_core.runs import RunStore
+from dlsec_core.runs import RunStatus, RunStore
 from dlsec_core.store import ModelCard, Store
 from dlsec_core.studies import catalog
 from dlsec_ui import state
@@ -46,3 +46,28 @@ def test_a_scan_opens_on_the_runs_page_with_its_findings(tmp_home: Path, stored_
     table = at.dataframe[-1].value
     assert list(table["finding"]) == [f["title"] for f in found]
     assert list(table["severity"]) == [f["grade"]["severity"] for f in found]
+
+
+def test_a_gradient_inversion_opens_on_the_leak_tab(tmp_home: Path) -> None:
+    """The client's images over the reconstructions, with the stored PSNR and the labels the attack used."""
+    from dlsec_core.studies.gradleak import GradLeakStudyConfig
+
+    runs = RunStore(Store(tmp_home))
+    config = GradLeakStudyConfig(dataset="digits", attack="idlg", batch_size=2, steps=4, events=2, seed=3)
+    run_id = catalog.submit(runs, "gradleak", config).id
+    assert finish_work(run_id) is None
+    run = runs.get(run_id)
+    assert run.status == RunStatus.DONE and run.result is not None
+    last = [e for e in runs.events(run_id) if e["type"] == "step"][-1]
+    assert last["step"] == 4 and last["psnr"] == run.result["psnr"]
+
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params[state.RUN_PARAM] = run_id
+    at.run()
+    at.switch_page("app_pages/federated.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = " ".join(c.value for c in at.caption)
+    assert "step 4 of 4" in text and run.result["description"] in text
+    assert f"Labels the attack used: {run.result['recovered_labels']}" in text
+    chart = at.get("plotly_chart")[-1].proto.spec
+    assert f"{float(run.result['psnr'][0]):.1f} dB" in chart and "label " in chart

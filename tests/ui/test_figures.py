@@ -386,3 +386,15 @@ def test_federated_rounds_draw_the_global_accuracy_and_the_clients_range() -> No
     assert list(main.y) == [0.5, 0.8] and list(main.x) == [1, 2]
     assert list(upper.y) == [0.7, 0.9] and list(lower.y) == [0.4, 0.6]  # a client without data is left out
     assert lower.fill == "tonexty"
+
+
+def test_gradient_leakage_puts_each_reconstruction_under_its_original() -> None:
+    originals = torch.zeros(2, 1, 8, 8)
+    reconstructions = torch.ones(2, 1, 8, 8)
+    fig = figures.gradient_leakage(originals, [3, 7], reconstructions, [12.345, "inf"], [0.5, 1.0])
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["label 3", "label 7", "12.3 dB · SSIM 0.50", "inf dB · SSIM 1.00"]
+    assert len(fig.data) == 4 and float(fig.data[0].z[0][0]) == 0.0 and float(fig.data[2].z[0][0]) == 1.0
+    # square pixels in every cell (before: every y axis followed the first cell's x axis, later cells stretched)
+    anchors = [fig.layout[f"yaxis{i if i > 1 else ''}"].scaleanchor for i in range(1, 5)]
+    assert anchors == ["x", "x2", "x3", "x4"]

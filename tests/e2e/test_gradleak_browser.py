@@ -1,0 +1,77 @@
+"""Gradient inversion in a real browser, on the Runs page (until the Federated learning page draws it): a queued
+gradleak run shows the client's images over the reconstructions while the attack runs, and once it is done the
+subplot titles carry the stored PSNR and SSIM of each image.
+
+Its own server over its own store; the run executes in a real worker process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from dlsec_core.execution.local import ensure_workers
+from dlsec_core.runs import RunStatus, RunStore
+from dlsec_core.store import Store
+from dlsec_core.studies import catalog
+from dlsec_core.studies.gradleak import GradLeakStudyConfig
+from dlsec_ui import state
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+from streamlit_page import (  # skips the module when Chromium or Playwright is missing
+    assert_no_errors,
+    key,
+    open_page,
+    plot_state,
+    screenshot,
+    wait_chart,
+    wait_run_done,
+)
+
+pytestmark = pytest.mark.e2e
+
+RUN_TIMEOUT_MS = 300_000
+
+
+def test_a_gradient_inversion_draws_live_and_then_its_scores(
+    server: Callable[..., Any], browser: Browser, tmp_path: Path
+) -> None:
+    home = tmp_path / "dlsec_home"
+    store = Store(home)
+    runs = RunStore(store)
+    # Inverting Gradients on 4 MNIST digits: long enough (tens of seconds) to be seen while it runs
+    config = GradLeakStudyConfig(dataset="mnist5k", attack="ig", batch_size=4, steps=600, events=30, seed=1)
+    with server(home, name="gradleak-server") as url:
+        run_id = catalog.submit(runs, "gradleak", config).id
+        ensure_workers(store, 1, idle_exit_s=30)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.set_default_timeout(60_000)
+        page = context.new_page()
+        open_page(page, f"{url}/runs?run={run_id}", key(state.RUNS_TABLE))
+        live = f"runs_gradleak_{run_id}"
+        page.locator(f"{key(live)}").first.wait_for(timeout=RUN_TIMEOUT_MS)
+        assert runs.get(run_id).is_active, "the reconstructions are drawn while the attack runs"
+        wait_chart(page, live)
+        titles = plot_state(page, live)["titles"]
+        assert titles[:4] == [f"label {k}" for k in runs.events(run_id)[0]["labels"]]
+        screenshot(page, "gradleak-live")
+
+        wait_run_done(page, run_id, RUN_TIMEOUT_MS)
+        done = runs.get(run_id)
+        assert done.status == RunStatus.DONE and done.result is not None
+        wait_chart(page, "runs_gradleak")
+        titles = plot_state(page, "runs_gradleak")["titles"]
+        expected = [
+            f"{float(p):.1f} dB · SSIM {s:.2f}"
+            for p, s in zip(done.result["psnr"], done.result["ssim"], strict=True)
+        ]
+        assert titles[4:] == expected
+        page.get_by_text("Labels the attack used").first.wait_for()
+        assert_no_errors(page)
+        screenshot(page, "gradleak-done")
+        context.close()
