@@ -9,7 +9,7 @@ moves it out of `queued` (`claim`) and writes its progress, events and result. A
 never starts; a running one stops at its next event. A running run whose worker stopped beating (killed, machine
 gone) is marked `interrupted` by `reap`, which anyone may call; `retry` queues a fresh run with the same config.
 
-Tables (schema 2 of `dlsec_core.store`)::
+Tables (schema 2 and later of `dlsec_core.store`)::
 
     runs         one row per run: study, config and result as JSON, status, progress, timings, versions, owner
     run_models   (run_id, model_id): which stored models a run reads or wrote, for "this model's runs"
