@@ -263,6 +263,8 @@ def _step(
         return None
     text = "\n".join(lines[1:start] + lines[stop + 1 :]).strip()
     before = len(problems)
+    if not text:
+        problems.append(f"{at}: needs a paragraph of explanation (Markdown) under its title.")
     step_id = spec.get("id")
     if not isinstance(step_id, str) or not _ID_RE.match(step_id):
         problems.append(f"{at}: 'id' must be lower-case letters, digits and '-', got {step_id!r}.")
