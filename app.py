@@ -6,6 +6,7 @@ from dlsec_core.device import describe_device
 from dlsec_core.errors import DlsecError
 from dlsec_ui import state
 from dlsec_ui.resources import configure_server, freeze_startup_heap, get_store
+from dlsec_ui.sharing import copy_link, presenter_toggle
 from dlsec_ui.widgets import model_picker, show_error
 
 st.set_page_config(page_title="dlsec: Deep Learning Security Lab", page_icon="assets/icon.png", layout="wide")
@@ -19,6 +20,9 @@ SECTIONS = {
         st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("app_pages/models.py", title="Models", icon=":material/model_training:"),
         st.Page("app_pages/runs.py", title="Runs", icon=":material/history:"),
+    ],
+    "Workshop": [
+        st.Page("app_pages/lessons.py", title="Lessons", icon=":material/school:"),
     ],
     "Evasion and defenses": [
         st.Page("app_pages/attack_lab.py", title="Attack Lab", icon=":material/bolt:"),
@@ -51,6 +55,9 @@ with st.sidebar:
     model_picker(cards)
     st.number_input("Seed", 0, 2**31 - 1, 0, key=state.SEED, help="Seeds training and random attack starts.")
     st.caption(f"Device: {describe_device()}")
+    presenter_toggle()
+    link_slot = st.empty()
 
 st.navigation(SECTIONS, expanded=True).run()
+copy_link(link_slot)  # after the page: its widgets have written their state into the URL
 freeze_startup_heap()  # after the first full page: every later rerun's garbage collection skips it

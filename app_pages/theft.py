@@ -23,7 +23,7 @@ from dlsec_ui.runs import (
     submit_run,
     submit_sweep,
 )
-from dlsec_ui.widgets import config_form, current_model_card, model_label, show_error
+from dlsec_ui.widgets import IN_URL, config_form, current_model_card, model_label, show_error
 
 BUDGETS = [65, 100, 250, 500, 1000, 2000, 4000]
 
@@ -40,23 +40,25 @@ steal, defend, own, transfer = st.tabs(["Steal", "Defend", "Own", "Transfer"])
 with steal, st.container(border=True):
     c1, c2 = st.columns(2)
     with c1:
-        policy = st.selectbox("What the API answers", list(OUTPUT_POLICIES), key=state.THEFT_POLICY,
+        policy = st.selectbox("What the API answers", list(OUTPUT_POLICIES), key=state.THEFT_POLICY, **IN_URL,
                               format_func=lambda n: OUTPUT_POLICIES[n].title)  # fmt: skip
         policy_params = config_form(OUTPUT_POLICIES[policy], prefix=state.THEFT_FORM)
         if OUTPUT_POLICIES[policy].paper:
             st.caption(f"After {OUTPUT_POLICIES[policy].paper}.")
     with c2:
-        attack = st.selectbox("Attack", list(EXTRACTION_ATTACKS), index=2, key=state.THEFT_ATTACK,
+        attack = st.selectbox("Attack", list(EXTRACTION_ATTACKS), index=2, key=state.THEFT_ATTACK, **IN_URL,
                               format_func=lambda n: EXTRACTION_ATTACKS[n].title)  # fmt: skip
         chosen = EXTRACTION_ATTACKS[attack]
         st.caption(f"{chosen.paper}. The attacker knows {chosen.knowledge}.")
-        pool = st.radio("Query pool", [p.value for p in PoolKind], horizontal=True, key=state.THEFT_POOL,
+        pool = st.radio("Query pool", [p.value for p in PoolKind], horizontal=True, key=state.THEFT_POOL, **IN_URL,
                         disabled=not chosen.uses_pool, help="; ".join(p.describe() for p in PoolKind))  # fmt: skip
         with st.expander("Attack settings"):
             attack_params = config_form(chosen, prefix=state.THEFT_FORM)
     budgets = st.multiselect("Query budgets (one curve point each)", BUDGETS, default=[250, 500, 1000],
-                             key=state.THEFT_BUDGETS)  # fmt: skip
-    keep = st.checkbox("Store the stolen model (a transfer-attack source later)", key=state.THEFT_STORE)
+                             key=state.THEFT_BUDGETS, **IN_URL)  # fmt: skip
+    keep = st.checkbox(
+        "Store the stolen model (a transfer-attack source later)", key=state.THEFT_STORE, **IN_URL
+    )
     if st.button("Steal", type="primary", key=state.THEFT_BUTTON):
         try:
             config = ExtractionStudyConfig(

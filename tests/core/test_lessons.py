@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import torch
-
 from conftest import store_trained
+
 from dlsec_core import store as store_mod
 from dlsec_core.data.builtin import load_dataset
 from dlsec_core.lessons.checks import LOCAL_OWNER, evaluate, find_model
@@ -35,7 +35,9 @@ def shipped() -> list[Lesson]:
 def tiny(lesson: Lesson) -> Lesson:
     """The same lesson with every model alias on the digits softmax regression."""
     text = lesson.path.read_text(encoding="utf-8")
-    text = text.replace('arch = "cnn"', 'arch = "logreg"').replace('dataset = "mnist5k"', 'dataset = "digits"')
+    text = text.replace('arch = "cnn"', 'arch = "logreg"').replace(
+        'dataset = "mnist5k"', 'dataset = "digits"'
+    )
     return parse_lesson(text, lesson.path)
 
 
@@ -96,17 +98,31 @@ def test_a_good_file_parses_into_steps_with_link_params() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (('kind = "model_stored"', 'kind = "telepathy"'), r"bad\.md: step 1 \(one\): check kind 'telepathy' is unknown"),
-        (('model = "m"\n[params]', 'model = "nobody"\n[params]'), r"step 1 \(one\): model 'nobody' is not an alias"),
+        (
+            ('kind = "model_stored"', 'kind = "telepathy"'),
+            r"bad\.md: step 1 \(one\): check kind 'telepathy' is unknown",
+        ),
+        (
+            ('model = "m"\n[params]', 'model = "nobody"\n[params]'),
+            r"step 1 \(one\): model 'nobody' is not an alias",
+        ),
         (('page = "attack_lab"', 'page = "kitchen"'), r"step 1 \(one\): page 'kitchen' is not a lab page"),
         (('id = "one"', 'id = "One Step"'), r"step 1 \('First'\): 'id' must be lower-case"),
         (("```\n", ""), r"step 1 \('First'\): the ```step block is not closed"),
-        (('kind = "model_stored"\nmodel = "m"', 'kind = "choice"\nquestion = "?"\noptions = ["a", "b"]\nanswer = 2'),
-         r"step 1 \(one\): 'answer' must be the index"),
-        (('kind = "model_stored"\nmodel = "m"', 'kind = "run_done"'), r"step 1 \(one\): a 'run_done' check needs study"),
+        (
+            (
+                'kind = "model_stored"\nmodel = "m"',
+                'kind = "choice"\nquestion = "?"\noptions = ["a", "b"]\nanswer = 2',
+            ),
+            r"step 1 \(one\): 'answer' must be the index",
+        ),
+        (
+            ('kind = "model_stored"\nmodel = "m"', 'kind = "run_done"'),
+            r"step 1 \(one\): a 'run_done' check needs study",
+        ),
         (("Text.\n", ""), r"step 1 \('First'\): needs a paragraph of explanation"),
-        (('order = 1', 'order = "first"'), r"bad\.md: 'order' must be an integer"),
-        (('arch = "logreg"\n', ''), r"bad\.md: model alias 'm' needs arch"),
+        (("order = 1", 'order = "first"'), r"bad\.md: 'order' must be an integer"),
+        (('arch = "logreg"\n', ""), r"bad\.md: model alias 'm' needs arch"),
     ],
 )
 def test_bad_files_are_refused_naming_the_file_and_the_step(change: tuple[str, str], message: str) -> None:
@@ -117,7 +133,9 @@ def test_bad_files_are_refused_naming_the_file_and_the_step(change: tuple[str, s
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    bad = GOOD.replace('page = "attack_lab"', 'page = "kitchen"').replace('kind = "model_stored"', 'kind = "x"')
+    bad = GOOD.replace('page = "attack_lab"', 'page = "kitchen"').replace(
+        'kind = "model_stored"', 'kind = "x"'
+    )
     with pytest.raises(LessonError) as err:
         parse_lesson(bad, Path("bad.md"))
     assert "kitchen" in str(err.value) and "'x' is unknown" in str(err.value)
@@ -149,7 +167,9 @@ def smallest_flip(model: torch.nn.Module, x: torch.Tensor, y: int, step: float) 
     raise AssertionError("no ε up to 0.5 flips the digit")
 
 
-def done_run(store: Store, study: str, config: dict[str, Any], model_ids: list[str], owner: str | None) -> str:
+def done_run(
+    store: Store, study: str, config: dict[str, Any], model_ids: list[str], owner: str | None
+) -> str:
     runs = RunStore(store)
     run = runs.submit(study, config, title=f"{study} for a test", model_ids=model_ids, owner=owner)
     claimed = runs.claim("test-worker", [study])
@@ -174,8 +194,12 @@ def store_alias(store: Store, lesson: Lesson, alias: str, trained: Any) -> str:
     return card.id
 
 
-@pytest.mark.parametrize("lesson_id", ["fool-a-model", "defend-honestly", "privacy-has-a-price", "steal-a-model"])
-def test_each_lesson_passes_when_followed_and_not_otherwise(lab: tuple[Store, dict[str, Any]], lesson_id: str) -> None:
+@pytest.mark.parametrize(
+    "lesson_id", ["fool-a-model", "defend-honestly", "privacy-has-a-price", "steal-a-model"]
+)
+def test_each_lesson_passes_when_followed_and_not_otherwise(
+    lab: tuple[Store, dict[str, Any]], lesson_id: str
+) -> None:
     store, fx = lab
     lesson = tiny(next(lesson for lesson in shipped() if lesson.id == lesson_id))
     me, other = "ada", "bob"
@@ -184,7 +208,9 @@ def test_each_lesson_passes_when_followed_and_not_otherwise(lab: tuple[Store, di
         check = step.check
         before = evaluate(store, lesson, step, owner=me, answer=None)
         assert not before.passed, f"{lesson_id}/{step.id} passed before it was done: {before.sentence}"
-        for alias in check.models:  # a model the step needs and the learner has not got: train it (here: store it)
+        for (
+            alias
+        ) in check.models:  # a model the step needs and the learner has not got: train it (here: store it)
             if alias not in ids:
                 assert "train it" in before.sentence
                 ids[alias] = store_alias(store, lesson, alias, fx["result"])
