@@ -73,7 +73,9 @@ def evaluate(
     missing = [a for a in check.models if models.get(a) is None]
     if missing:
         ref = lesson.models[missing[0]]
-        return CheckResult(False, f"There is no stored model for {missing[0]!r} yet ({ref.describe()}): train it first.")
+        return CheckResult(
+            False, f"There is no stored model for {missing[0]!r} yet ({ref.describe()}): train it first."
+        )
     if check.kind == "choice":
         return _choice(check, answer)
     if check.kind == "model_stored":
@@ -81,7 +83,9 @@ def evaluate(
         assert card is not None
         return CheckResult(True, f"Model {card.name} ({card.id}) is stored.", {"model_id": card.id})
     if check.kind == "run_done":
-        return _run_done(RunStore(store), check, owner, [m for a in check.models if (m := models[a]) is not None])
+        return _run_done(
+            RunStore(store), check, owner, [m for a in check.models if (m := models[a]) is not None]
+        )
     if check.kind == "min_flip_eps":
         card = models[check.models[0]]
         assert card is not None
@@ -96,7 +100,9 @@ def _choice(check: Check, answer: Any) -> CheckResult:
     right = int(check.get("answer"))
     if int(answer) == right:
         return CheckResult(True, "Right. " + str(check.get("explain", "")).strip(), {"answer": int(answer)})
-    return CheckResult(False, f"Not quite: “{options[int(answer)]}” is not it. Look again at what the page shows.")
+    return CheckResult(
+        False, f"Not quite: “{options[int(answer)]}” is not it. Look again at what the page shows."
+    )
 
 
 def _matches(config: dict[str, Any], where: dict[str, Any]) -> bool:
@@ -157,14 +163,28 @@ def _min_flip_eps(store: Store, check: Check, card: ModelCard, answer: Any) -> C
     except (DlsecError, KeyError, IndexError) as err:
         return CheckResult(False, f"The lesson's image cannot be loaded: {err}")
     x, y = data.x_test[idx : idx + 1], data.y_test[idx : idx + 1]
+    with torch.no_grad():
+        if int(model(x).argmax(1)[0]) != int(y[0]):
+            return CheckResult(
+                False,
+                "The model already gets the lesson's image wrong: there is nothing to flip (ask the teacher for another image).",
+            )
     at = flips(model, attack, x, y, eps)
     below = flips(model, attack, x, y, max(eps - step, 0.0))
     title = ATTACKS[attack].title
     evidence = {"eps": eps, "step": step, "fooled_at_eps": at, "fooled_below": below, "model_id": card.id}
     if at and not below:
-        return CheckResult(True, f"Yes: {title} at ε = {eps:g} flips the digit, at ε = {max(eps - step, 0):g} it does not.", evidence)
+        return CheckResult(
+            True,
+            f"Yes: {title} at ε = {eps:g} flips the digit, at ε = {max(eps - step, 0):g} it does not.",
+            evidence,
+        )
     if not at:
-        return CheckResult(False, f"{title} at ε = {eps:g} does not flip this digit yet: try a larger ε.", evidence)
+        return CheckResult(
+            False, f"{title} at ε = {eps:g} does not flip this digit yet: try a larger ε.", evidence
+        )
     return CheckResult(
-        False, f"{title} already flips the digit at ε = {max(eps - step, 0):g}, one step below: look for a smaller ε.", evidence
+        False,
+        f"{title} already flips the digit at ε = {max(eps - step, 0):g}, one step below: look for a smaller ε.",
+        evidence,
     )
