@@ -19,6 +19,8 @@ from dlsec_ui.widgets import (
     show_error,
 )
 
+LAB_DEFENSE = "lab_" + state.DEFENSE  # defense_form(prefix="lab_")
+
 st.title("Attack Lab")
 card = current_model_card()
 if card is None:
@@ -46,7 +48,9 @@ with left:
         if targeted
         else None
     )
-    with st.expander("Defense", expanded=st.session_state.get(state.DEFENSE, "none") != "none"):
+    # Open when a defense is chosen, here or by a link (a bound widget's value is in the URL before it is drawn).
+    chosen = st.session_state.get(LAB_DEFENSE) or st.query_params.get(LAB_DEFENSE) or "none"
+    with st.expander("Defense", expanded=chosen != "none"):
         defense = defense_form(prefix="lab_")
         mode = Mode.ADAPTIVE
         if defense is not None:
