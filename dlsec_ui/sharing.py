@@ -37,11 +37,13 @@ def copy_link(where: DeltaGenerator) -> None:
 
 
 def presenter_toggle() -> bool:
-    """The sidebar's presenter mode: larger fonts and charts, controls hidden (see assets/presenter.css)."""
+    """The sidebar's presenter mode: larger type and chart labels, controls hidden (see assets/presenter.css)."""
     on = st.toggle(
         "Presenter mode", key=state.PRESENTER, bind="query-params", persist_state="session",
-        help="For projecting: larger text and charts; hides the navigation, the sidebar's settings and the page's "
-        "select boxes, buttons, number boxes and links (sliders and toggles stay, to move ε in front of the room).",
+        help="For projecting: larger text, full-width content, larger chart labels; hides the navigation, the "
+        "sidebar's settings and link, and the page's select boxes, radio buttons, check boxes, buttons, number and "
+        "text boxes, uploads, expanders and links (sliders, toggles and segmented controls stay, to move ε in "
+        "front of the room).",
     )  # fmt: skip
     if on:
         st.html(f"<style>{_CSS.read_text(encoding='utf-8')}</style>")

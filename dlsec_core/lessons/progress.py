@@ -60,4 +60,6 @@ class ProgressStore:
 
 
 def _record(row: Any) -> StepProgress:
-    return StepProgress(row["owner"], row["lesson"], row["step"], row["passed_at"], json.loads(row["evidence"]))
+    return StepProgress(
+        row["owner"], row["lesson"], row["step"], row["passed_at"], json.loads(row["evidence"])
+    )

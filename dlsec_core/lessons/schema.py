@@ -157,7 +157,9 @@ def parse_lesson(text: str, path: Path) -> Lesson:
     summary = str(front.get("summary", ""))
     unknown = set(front) - {"id", "title", "order", "summary", "models"}
     if unknown:
-        problems.append(f"{where}: unknown front matter keys {sorted(unknown)} (known: id, title, order, summary, models).")
+        problems.append(
+            f"{where}: unknown front matter keys {sorted(unknown)} (known: id, title, order, summary, models)."
+        )
     models = _models(front.get("models", {}), where, problems)
 
     body = lines[end + 1 :]
@@ -203,7 +205,9 @@ def load_lessons(folder: str | Path) -> list[Lesson]:
         except LessonError as err:
             problems.append(str(err))
     ids = [lesson.id for lesson in lessons]
-    problems += [f"lesson id {i!r} is used by two files." for i in sorted({i for i in ids if ids.count(i) > 1})]
+    problems += [
+        f"lesson id {i!r} is used by two files." for i in sorted({i for i in ids if ids.count(i) > 1})
+    ]
     if problems:
         raise LessonError("\n".join(problems))
     return sorted(lessons, key=lambda lesson: (lesson.order, lesson.id))
@@ -272,15 +276,21 @@ def _step(
         at = f"{where}: step {n} ({step_id})"
     unknown = set(spec) - {"id", "page", "model", "link", "params", "check"}
     if unknown:
-        problems.append(f"{at}: unknown keys {sorted(unknown)} (known: id, page, model, link, params, check).")
+        problems.append(
+            f"{at}: unknown keys {sorted(unknown)} (known: id, page, model, link, params, check)."
+        )
     page = spec.get("page")
     if page is not None and page not in PAGES:
         problems.append(f"{at}: page {page!r} is not a lab page (one of {', '.join(PAGES)}).")
     model = spec.get("model")
     if model is not None and model not in models:
-        problems.append(f"{at}: model {model!r} is not an alias of this lesson's [models] ({', '.join(models) or 'none'}).")
+        problems.append(
+            f"{at}: model {model!r} is not an alias of this lesson's [models] ({', '.join(models) or 'none'})."
+        )
     params = spec.get("params", {})
-    if not isinstance(params, dict) or not all(isinstance(v, str | int | float | bool) for v in params.values()):
+    if not isinstance(params, dict) or not all(
+        isinstance(v, str | int | float | bool) for v in params.values()
+    ):
         problems.append(f"{at}: [params] must map URL parameter names to strings, numbers or booleans.")
         params = {}
     if (page is None) and (params or model):
@@ -308,7 +318,9 @@ def _check(table: Any, at: str, models: dict[str, ModelRef], problems: list[str]
     if missing:
         problems.append(f"{at}: a {kind!r} check needs {', '.join(missing)}.")
     if unknown:
-        problems.append(f"{at}: a {kind!r} check has no field {', '.join(unknown)} (it takes {', '.join(required + optional)}).")
+        problems.append(
+            f"{at}: a {kind!r} check has no field {', '.join(unknown)} (it takes {', '.join(required + optional)})."
+        )
     check = Check(kind, fields)
     for alias in check.models:
         if alias not in models:

@@ -116,7 +116,11 @@ def test_a_link_reproduces_the_attack_lab_in_a_fresh_browser(
     assert "Bit-depth reduction" in before["defense"] and "FGSM" in before["widgets"][state.ATTACK], before
     assert any("bit-depth" in n for n in before["notes"]), before["notes"]
     link = link_box(first)
-    assert f"eps_linf={slider(first, EPS).input_value()}" in link and "gallery_class=3" in link and "gallery_index=2" in link, link
+    assert (
+        f"eps_linf={slider(first, EPS).input_value()}" in link
+        and "gallery_class=3" in link
+        and "gallery_index=2" in link
+    ), link
     assert f"model={model_id}" in link and "lab_defense=Bit-depth" in link, link
     screenshot(first, "workshop-link-before")
 
@@ -212,16 +216,18 @@ def test_a_learner_follows_lesson_1_to_the_end(
     screenshot(page, "workshop-lesson1-done")
 
     # presenter mode: larger type, navigation and controls hidden; ε slider and chart still there
-    page.goto(f"{url}/attack_lab?model={model_id}&presenter=true&attack=FGSM&gallery_class=7&eps_linf={found}")
+    page.goto(
+        f"{url}/attack_lab?model={model_id}&presenter=true&attack=FGSM&gallery_class=7&eps_linf={found}"
+    )
     page.locator(f"{key('triptych')} {CHART}").first.wait_for()
     settle(page)
-    assert page.evaluate("getComputedStyle(document.documentElement).fontSize") == "22px"
+    assert page.evaluate("getComputedStyle(document.documentElement).fontSize") == "20px"
     assert not page.locator('[data-testid="stSidebarNav"]').is_visible()
     assert not page.locator(key(state.ATTACK)).is_visible()
     assert eps_thumb(page).is_visible() and metric(page, "Fooled") == "yes"
     screenshot(page, "workshop-presenter-attack-lab")
     page.locator(f"{key(state.PRESENTER)} label").click()
     settle(page)
-    assert page.evaluate("getComputedStyle(document.documentElement).fontSize") != "22px"
+    assert page.evaluate("getComputedStyle(document.documentElement).fontSize") != "20px"
     assert page.locator(key(state.ATTACK)).is_visible()
     assert re.search(r"presenter", page.url) is None
