@@ -33,7 +33,7 @@ LESSONS = load_lessons(LESSONS_DIR)
 
 
 def test_the_lessons_folder_is_the_shipped_one() -> None:
-    assert LESSONS_DIR == Path(__file__).resolve().parents[2] / "lessons" and len(LESSONS) >= 4
+    assert Path(__file__).resolve().parents[2] / "lessons" == LESSONS_DIR and len(LESSONS) >= 4
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda lesson: lesson.id)
