@@ -6,6 +6,7 @@ from dlsec_core.device import describe_device
 from dlsec_core.errors import DlsecError
 from dlsec_ui import room, state
 from dlsec_ui.resources import configure_server, freeze_startup_heap, get_store
+from dlsec_ui.sharing import copy_link, presenter_toggle
 from dlsec_ui.widgets import model_picker, show_error
 
 st.set_page_config(page_title="dlsec: Deep Learning Security Lab", page_icon="assets/icon.png", layout="wide")
@@ -20,6 +21,9 @@ SECTIONS = {
         st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("app_pages/models.py", title="Models", icon=":material/model_training:"),
         st.Page("app_pages/runs.py", title="Runs", icon=":material/history:"),
+    ],
+    "Workshop": [
+        st.Page("app_pages/lessons.py", title="Lessons", icon=":material/school:"),
     ],
     "Evasion and defenses": [
         st.Page("app_pages/attack_lab.py", title="Attack Lab", icon=":material/bolt:"),
@@ -44,15 +48,16 @@ SECTIONS = {
         st.Page("app_pages/atlas.py", title="MITRE ATLAS", icon=":material/grid_view:"),
     ],
 }
-# Only the instructor of a workshop room sees the Workshop section. For everyone else the page stays registered but
-# hidden (a typed URL shows one sentence, and the store refuses what it does to anyone but the instructor).
+# Only the instructor of a workshop room sees the Instructor page in the Workshop section. For everyone else the page
+# stays registered but hidden (a typed URL shows one sentence, and the store refuses what it does to anyone but the
+# instructor).
 INSTRUCTOR = room.is_instructor()
 INSTRUCTOR_PAGE = st.Page(
-    "app_pages/instructor.py", title="Instructor", icon=":material/school:",
+    "app_pages/instructor.py", title="Instructor", icon=":material/supervisor_account:",
     visibility="visible" if INSTRUCTOR else "hidden",
 )  # fmt: skip
 if INSTRUCTOR:
-    SECTIONS["Workshop"] = [INSTRUCTOR_PAGE]
+    SECTIONS["Workshop"].append(INSTRUCTOR_PAGE)
 else:
     SECTIONS[""].append(INSTRUCTOR_PAGE)
 PAGES = [p for pages in SECTIONS.values() for p in pages]
@@ -67,7 +72,10 @@ with st.sidebar:
     model_picker(cards)
     st.number_input("Seed", 0, 2**31 - 1, 0, key=state.SEED, help="Seeds training and random attack starts.")
     st.caption(f"Device: {describe_device()}")
+    presenter_toggle()
+    link_slot = st.empty()
     room.signed_in()  # in a workshop room: who this session is, and a sign-out button
 
 st.navigation(SECTIONS, expanded=True).run()
+copy_link(link_slot)  # after the page: its widgets have written their state into the URL
 freeze_startup_heap()  # after the first full page: every later rerun's garbage collection skips it

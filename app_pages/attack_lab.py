@@ -7,6 +7,7 @@ from dlsec_core.errors import DlsecError
 from dlsec_ui import figures, state
 from dlsec_ui.resources import attack_batch, attack_one, get_detector, get_model
 from dlsec_ui.widgets import (
+    IN_URL,
     attack_form,
     attack_outcome,
     budget_form,
@@ -18,6 +19,8 @@ from dlsec_ui.widgets import (
     show_error,
 )
 
+LAB_DEFENSE = "lab_" + state.DEFENSE  # defense_form(prefix="lab_")
+
 st.title("Attack Lab")
 card = current_model_card()
 if card is None:
@@ -27,24 +30,32 @@ st.caption(f"Model: **{card.name}** ({card.spec.arch} on {card.dataset}). Change
 
 left, right = st.columns([1, 2], gap="large")
 with left:
-    view = st.segmented_control("View", ["Single image", "Batch"], default="Single image", key=state.LAB_VIEW)
+    view = st.segmented_control(
+        "View", ["Single image", "Batch"], default="Single image", key=state.LAB_VIEW, **IN_URL
+    )
     attack = budget_form(attack_form(), key=state.EPS)
-    targeted = st.toggle("Targeted (aim at a chosen class)", key=state.TARGETED)
+    targeted = st.toggle("Targeted (aim at a chosen class)", key=state.TARGETED, **IN_URL)
     target = (
         int(
             st.selectbox(
-                "Target class", range(len(names)), format_func=lambda i: names[i], key=state.TARGET_CLASS
+                "Target class",
+                range(len(names)),
+                format_func=lambda i: names[i],
+                key=state.TARGET_CLASS,
+                **IN_URL,
             )
         )
         if targeted
         else None
     )
-    with st.expander("Defense", expanded=st.session_state.get(state.DEFENSE, "none") != "none"):
+    # Open when a defense is chosen, here or by a link (a bound widget's value is in the URL before it is drawn).
+    chosen = st.session_state.get(LAB_DEFENSE) or st.query_params.get(LAB_DEFENSE) or "none"
+    with st.expander("Defense", expanded=chosen != "none"):
         defense = defense_form(prefix="lab_")
         mode = Mode.ADAPTIVE
         if defense is not None:
             mode = st.radio(
-                "How the attack treats the defense", list(Mode), horizontal=True, key=state.ATTACK_MODE,
+                "How the attack treats the defense", list(Mode), horizontal=True, key=state.ATTACK_MODE, **IN_URL,
                 help="Adaptive: straight-through gradients (BPDA) and averages over random draws (EOT), the honest "
                 "evaluation. Naive: the transform's own gradient, which is zero for rounding: robustness that is "
                 "only hidden.",
@@ -58,7 +69,7 @@ with right:
             if dataset_for(card) is None:
                 st.info("The batch view needs the model's built-in test set.")
                 st.stop()
-            n = st.select_slider("Test images", [8, 16, 32, 64], value=16, key=state.BATCH_N)
+            n = st.select_slider("Test images", [8, 16, 32, 64], value=16, key=state.BATCH_N, **IN_URL)
             if targeted:
                 st.caption("The batch view runs the untargeted attack.")
             result = attack_batch(card.id, attack, n, seed, defense, mode)
@@ -91,6 +102,7 @@ with right:
             if st.toggle(
                 "Feature-squeezing detector",
                 key=state.LAB_DETECTOR,
+                **IN_URL,
                 help="Xu et al. 2018; see the Detection page.",
             ):
                 detector = get_detector(card.id)

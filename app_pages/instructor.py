@@ -1,4 +1,5 @@
-"""Instructor: the room's participants and their work, cancel any run, clear the room after class.
+"""Instructor: the room's participants, their lesson progress and their work, cancel any run, clear the room after
+class.
 
 Only the instructor of a workshop room has this page in the sidebar (app.py); opened any other way it shows
 nothing but a sentence, and the store refuses what it does to anyone else (`dlsec_core.access`).
@@ -10,6 +11,7 @@ from dlsec_core.access import Actor
 from dlsec_core.errors import DlsecError
 from dlsec_core.room import clear_room, participants
 from dlsec_ui import room, state
+from dlsec_ui.lessons import progress_by_participant
 from dlsec_ui.model_forms import model_rows, show_flash
 from dlsec_ui.resources import get_store
 from dlsec_ui.runs import get_runs, render_server_runs, run_table
@@ -39,7 +41,11 @@ render_server_runs()
 st.subheader("Participants")
 people = participants(get_store())
 if people:
-    st.dataframe([p.to_record() for p in people], hide_index=True)
+    progress = progress_by_participant()
+    st.dataframe(
+        [{**p.to_record(), "lessons (steps passed)": progress.get(p.name, "none yet")} for p in people],
+        hide_index=True,
+    )
 else:
     st.caption("Nobody has entered the room yet.")
 

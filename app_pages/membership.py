@@ -17,7 +17,7 @@ from dlsec_ui.runs import (
     show_run,
     submit_run,
 )
-from dlsec_ui.widgets import config_form, current_model_card, setting_slider, show_error, twin_picker
+from dlsec_ui.widgets import IN_URL, config_form, current_model_card, setting_slider, show_error, twin_picker
 
 st.title("Membership inference")
 st.caption(
@@ -35,7 +35,11 @@ with st.container(border=True):
     chosen = twin_picker(card, state.MI_MODELS)
     c1, c2 = st.columns(2)
     attack = c1.radio(
-        "Attack", list(MEMBERSHIP_ATTACKS), key=state.MI_ATTACK, format_func=lambda a: MEMBERSHIP_ATTACKS[a]
+        "Attack",
+        list(MEMBERSHIP_ATTACKS),
+        key=state.MI_ATTACK,
+        **IN_URL,
+        format_func=lambda a: MEMBERSHIP_ATTACKS[a],
     )
     data = get_dataset(card.dataset)
     most = min(len(data.y_train), len(data.y_test))

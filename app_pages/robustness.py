@@ -22,6 +22,7 @@ from dlsec_ui.runs import (
 )
 from dlsec_ui.widgets import (
     EPS_RANGE,
+    IN_URL,
     attack_form,
     defense_form,
     model_label,
@@ -52,9 +53,10 @@ with st.container(border=True):
         defense = defense_form(prefix="sweep_")
     _, hi, step, _ = EPS_RANGE[attack.norm]
     eps_max = c2.slider(
-        "Largest ε", step, hi, min(hi, 0.3 if attack.norm == "linf" else 3.0), step, key=state.SWEEP_EPS_MAX
-    )
-    points = c2.slider("Points", 3, 21, 11, key=state.SWEEP_POINTS)
+        "Largest ε", step, hi, min(hi, 0.3 if attack.norm == "linf" else 3.0), step, key=state.SWEEP_EPS_MAX,
+        **IN_URL,
+    )  # fmt: skip
+    points = c2.slider("Points", 3, 21, 11, key=state.SWEEP_POINTS, **IN_URL)
     n_images = setting_select_slider(
         c3, SweepStudyConfig, "n_images", [100, 200, 500, 1000], value=500, key=state.SWEEP_IMAGES
     )

@@ -34,6 +34,7 @@ from typing import Any
 
 from dlsec_core.access import INSTRUCTOR, Actor
 from dlsec_core.errors import InvalidInputError, NotAllowedError
+from dlsec_core.lessons.progress import ProgressStore
 from dlsec_core.runs import RunStatus, RunStore
 from dlsec_core.store import Store
 from dlsec_core.text import timestamp
@@ -333,7 +334,7 @@ class ClearReport:
 
 
 def clear_room(store: Store, actor: Actor) -> ClearReport:
-    """Delete every participant's models and runs and forget the participants (the instructor's own work, and
+    """Delete every participant's models, runs and lesson progress and forget the participants (the instructor's own work, and
     models made before the room, stay). Running runs are cancelled first; those still stopping stay listed until
     the next clear.
 
@@ -357,6 +358,7 @@ def clear_room(store: Store, actor: Actor) -> ClearReport:
         for card in [c for c in store.list_models() if c.owner == name]:
             store.delete_model(card.id, actor=actor)
             models_deleted += 1
+        ProgressStore(store).reset(name)
     with store._transaction() as conn:
         removed = conn.execute(
             "DELETE FROM participants WHERE role = 'participant' AND name NOT IN "

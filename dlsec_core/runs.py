@@ -12,7 +12,7 @@ gone) is marked `interrupted` by `reap`, which anyone may call; `retry` queues a
 In a workshop room every change is checked against the run's owner (`dlsec_core.access`): a participant cancels
 and deletes only their own runs, the instructor any; `submit` can cap how many unfinished runs one owner has.
 
-Tables (schema 2 of `dlsec_core.store`; schema 3 gave models an owner too)::
+Tables (schema 2 of `dlsec_core.store`; schema 3 gave models an owner too, 4 added lesson progress)::
 
     runs         one row per run: study, config and result as JSON, status, progress, timings, versions, owner
     run_models   (run_id, model_id): which stored models a run reads or wrote, for "this model's runs"

@@ -47,7 +47,7 @@ from dlsec_core.privacy_spend import PrivacySpend, spent_in
 from dlsec_core.safe_load import METADATA_SPEC_KEY, load_upload, read_metadata
 from dlsec_core.text import duration, timestamp
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MAX_NAME_LENGTH = 80
 SOURCES = ("trained", "uploaded")
 ORPHAN_MIN_AGE_S = 3600.0
@@ -132,6 +132,17 @@ _MIGRATIONS: dict[int, str] = {
         role       TEXT NOT NULL,
         first_seen TEXT NOT NULL,
         last_seen  TEXT NOT NULL
+    );
+    """,
+    # 4: each participant's passed lesson steps (see dlsec_core.lessons.progress)
+    3: """
+    CREATE TABLE IF NOT EXISTS lesson_progress (
+        owner     TEXT NOT NULL,
+        lesson    TEXT NOT NULL,
+        step      TEXT NOT NULL,
+        passed_at TEXT NOT NULL,
+        evidence  TEXT NOT NULL,
+        PRIMARY KEY (owner, lesson, step)
     );
     """,
 }

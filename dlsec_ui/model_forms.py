@@ -18,22 +18,22 @@ from dlsec_ui import figures, room, state
 from dlsec_ui.atlas import atlas_caption
 from dlsec_ui.resources import get_dataset, get_store
 from dlsec_ui.runs import model_runs, submit_training
-from dlsec_ui.widgets import config_form, model_label, show_error
+from dlsec_ui.widgets import IN_URL, config_form, model_label, show_error
 
 
 def train_form() -> None:
     """Dataset, architecture, recipe (standard or a training-time defense), epochs, batch; a background job."""
     c1, c2, c3 = st.columns(3)
     dataset = c1.selectbox(
-        "Dataset", dataset_names(get_store()), key=state.TRAIN_DATASET,
+        "Dataset", dataset_names(get_store()), key=state.TRAIN_DATASET, **IN_URL,
         help="Built-in: " + "; ".join(f"{n}: {d}" for n, (d, _) in DATASETS.items()) + ". Upload your own below.",
     )  # fmt: skip
     arch = c2.selectbox(
-        "Architecture", list(ARCHITECTURES), index=list(ARCHITECTURES).index("cnn"), key=state.TRAIN_ARCH,
+        "Architecture", list(ARCHITECTURES), index=list(ARCHITECTURES).index("cnn"), key=state.TRAIN_ARCH, **IN_URL,
         format_func=lambda a: f"{a}: {ARCHITECTURES[a].description}",
     )  # fmt: skip
     recipe_name = c1.selectbox(
-        "Recipe", list(RECIPES), key=state.TRAIN_RECIPE, format_func=lambda r: RECIPES[r].title,
+        "Recipe", list(RECIPES), key=state.TRAIN_RECIPE, **IN_URL, format_func=lambda r: RECIPES[r].title,
         help="; ".join(f"{cls.title}: {cls.paper}" for cls in RECIPES.values() if cls.paper),
         on_change=_apply_suggested,
     )  # fmt: skip

@@ -175,6 +175,16 @@ TWIN_JOB = "twin_job"
 TWIN_APPLIED = "twin_applied"
 CANCEL_TWIN = "cancel_twin"
 
+# lessons page
+LESSON = "lesson"  # bound to the URL: ?lesson=<title> opens that lesson
+LESSON_STEP = "lesson_step_"  # + step id: the step's bordered box
+LESSON_ANSWER = "lesson_answer_"  # + lesson id + "_" + step id: the learner's answer (an ε, a choice)
+LESSON_CHECK = "lesson_check_"  # + lesson id + "_" + step id: the Check button
+
+# presenter mode (sidebar)
+PRESENTER = "presenter"  # bound to the URL: ?presenter=true projects the view
+COPY_LINK = "copy_link"  # the sidebar's "link to this view" box
+
 # runs (stored runs of studies, see dlsec_ui.runs)
 RUN_PARAM = "run"  # the URL's ?run=<id>: a link re-attaches to a run
 RUNS_STUDY = "runs_study"

@@ -33,7 +33,7 @@ from dlsec_ui.runs import (
     submit_run,
     submit_sweep,
 )
-from dlsec_ui.widgets import config_form, model_label, show_error
+from dlsec_ui.widgets import IN_URL, config_form, model_label, show_error
 
 BUDGETS = [65, 100, 250, 500, 1000, 2000, 4000]
 PRUNE = [0.3, 0.5, 0.7, 0.9]
@@ -49,6 +49,7 @@ def _pool_inputs(uses_pool: bool) -> tuple[PoolKind, str]:
             [p.value for p in PoolKind],
             horizontal=True,
             key=state.THEFT_POOL,
+            **IN_URL,
             disabled=not uses_pool,
             help="; ".join(f"{p.value}: {p.describe()}" for p in PoolKind),
         )  # fmt: skip
@@ -69,7 +70,7 @@ def steal_form(card: ModelCard) -> None:
     with st.container(border=True):
         c1, c2 = st.columns(2)
         with c1:
-            policy = st.selectbox("What the API answers", list(OUTPUT_POLICIES), key=state.THEFT_POLICY,
+            policy = st.selectbox("What the API answers", list(OUTPUT_POLICIES), key=state.THEFT_POLICY, **IN_URL,
                                   format_func=lambda n: OUTPUT_POLICIES[n].title)  # fmt: skip
             policy_params = config_form(OUTPUT_POLICIES[policy], prefix=state.THEFT_FORM)
             if OUTPUT_POLICIES[policy].paper:
@@ -82,7 +83,7 @@ def steal_form(card: ModelCard) -> None:
             )
         with c2:
             names = list(EXTRACTION_ATTACKS)
-            attack = st.selectbox("Attack", names, index=names.index("knockoff"), key=state.THEFT_ATTACK,
+            attack = st.selectbox("Attack", names, index=names.index("knockoff"), key=state.THEFT_ATTACK, **IN_URL,
                                   format_func=lambda n: EXTRACTION_ATTACKS[n].title)  # fmt: skip
             chosen = EXTRACTION_ATTACKS[attack]
             st.caption(f"{chosen.paper}. The attacker knows {chosen.knowledge}.")
@@ -90,8 +91,10 @@ def steal_form(card: ModelCard) -> None:
             with st.expander("Attack settings"):
                 attack_params = config_form(chosen, prefix=state.THEFT_FORM)
         budgets = st.multiselect("Query budgets (one curve point each)", BUDGETS, default=[250, 500, 1000],
-                                 key=state.THEFT_BUDGETS)  # fmt: skip
-        keep = st.checkbox("Store the stolen model (a transfer-attack source later)", key=state.THEFT_STORE)
+                                 key=state.THEFT_BUDGETS, **IN_URL)  # fmt: skip
+        keep = st.checkbox(
+            "Store the stolen model (a transfer-attack source later)", key=state.THEFT_STORE, **IN_URL
+        )
         if st.button("Steal", type="primary", key=state.THEFT_BUTTON):
             try:
                 config = ExtractionStudyConfig(

@@ -35,6 +35,11 @@ DEFAULT_TRAINING_TIME = "the default run took 42 to 55 s on a busy 2-core server
 results/default_training_run1.json, load average 2.6 to 4.9 on 2 cores) and 42.5 s (the same run through the CLI,
 results/membership_default_cnn_run1.json, load 4.2 to 5.9). Re-measure when the defaults change."""
 
+#: Widget options that keep a widget's value in the URL (the key is the parameter's name: a link reproduces the
+#: view) and in the session while it is not rendered (another page, a hidden branch). A bound select box writes its
+#: displayed label into the URL, so only boxes with short, stable labels are bound (not model pickers).
+IN_URL: dict[str, Any] = {"bind": "query-params", "persist_state": "session"}
+
 #: The pages' ε slider per norm (min, max, step, default): a teaching range inside the validator's (Norm.max_eps).
 EPS_RANGE = {Norm.LINF: (0.0, 0.5, 0.005, 0.1), Norm.L2: (0.0, 5.0, 0.05, 1.0)}
 
@@ -120,12 +125,14 @@ def pick_image(card: ModelCard, data: Dataset | None) -> tuple[torch.Tensor, int
         + ["Upload"]
         + (["Draw"] if card.spec.input_shape[0] == 1 else [])
     )
-    source = st.radio("Image", sources, horizontal=True, key=state.IMAGE_SOURCE)
+    source = st.radio("Image", sources, horizontal=True, key=state.IMAGE_SOURCE, **IN_URL)
     if source == "Gallery" and data is not None:
         by_class = data.test_indices_by_class()
         c1, c2 = st.columns(2)
-        k = c1.selectbox("Class", range(len(names)), format_func=lambda i: names[i], key=state.GALLERY_CLASS)
-        j = c2.number_input("Example", 0, len(by_class[k]) - 1, 0, key=state.GALLERY_INDEX)
+        k = c1.selectbox(
+            "Class", range(len(names)), format_func=lambda i: names[i], key=state.GALLERY_CLASS, **IN_URL
+        )
+        j = c2.number_input("Example", 0, len(by_class[k]) - 1, 0, key=state.GALLERY_INDEX, **IN_URL)
         idx = by_class[k][int(j)]
         return data.x_test[idx : idx + 1], int(data.y_test[idx])
     if source == "Upload":
@@ -164,7 +171,7 @@ def _true_label(names: list[str]) -> int | None:
     """The class the user says their image shows, or None (not given: the default)."""
     choice = st.selectbox(
         "True class of your image (optional)", range(len(names)), index=None, format_func=lambda i: names[i],
-        placeholder="not given: attack the model's own prediction", key=state.TRUE_LABEL,
+        placeholder="not given: attack the model's own prediction", key=state.TRUE_LABEL, **IN_URL,
         help="Without it, the attack moves your image away from what the model predicts now, and “fooled” means "
         "that prediction changed. With it, the attack moves away from your class, and you are told if the model "
         "already gets the image wrong.",
@@ -245,14 +252,14 @@ def config_form(cls: type, *, prefix: str, skip: tuple[str, ...] = ()) -> dict[s
             options = list(item.options)
             params[spec.name] = st.radio(
                 label, options, index=options.index(default) if default in options else 0, horizontal=True,
-                key=key, format_func=_norm_label, help=help_,
+                key=key, format_func=_norm_label, help=help_, **IN_URL,
             )  # fmt: skip
         elif item.widget == "checkbox":
-            params[spec.name] = st.checkbox(label, value=bool(default), key=key, help=help_)
+            params[spec.name] = st.checkbox(label, value=bool(default), key=key, help=help_, **IN_URL)
         elif item.widget == "slider":
             params[spec.name] = int(
                 st.slider(label, int(item.lo or 0), int(item.hi or 0), int(default), int(spec.step or 1),
-                          key=key, help=help_)
+                          key=key, help=help_, **IN_URL)
             )  # fmt: skip
         elif spec.type is int:
             lo = None if item.lo is None else max(int(item.lo), -JS_MAX_INT)
@@ -260,14 +267,14 @@ def config_form(cls: type, *, prefix: str, skip: tuple[str, ...] = ()) -> dict[s
             params[spec.name] = int(
                 st.number_input(
                     label, lo, hi,
-                    int(default), int(spec.step or 1), key=key, help=help_,
+                    int(default), int(spec.step or 1), key=key, help=help_, **IN_URL,
                 )
             )  # fmt: skip
         else:
             params[spec.name] = float(
                 st.number_input(
                     label, item.lo, item.hi, float(default), None if spec.step is None else float(spec.step),
-                    key=key, help=help_, format="%g",
+                    key=key, help=help_, format="%g", **IN_URL,
                 )
             )  # fmt: skip
     return params
@@ -322,7 +329,7 @@ def setting_slider(
     step = step if step is not None else spec.step if spec.step is not None else (1 if kind is int else None)
     chosen = where.slider(
         label or spec.label, low, high, kind(min(max(default, low), high)),
-        None if step is None else kind(step), key=key, help=help or spec.help or None,
+        None if step is None else kind(step), key=key, help=help or spec.help or None, **IN_URL,
     )  # fmt: skip
     return kind(chosen)
 
@@ -346,7 +353,7 @@ def setting_select_slider(
     default = spec.default if value is None else value
     return where.select_slider(
         label or spec.label, options, value=default if default in options else options[0], key=key,
-        help=help or spec.help or None, format_func=format_func,
+        help=help or spec.help or None, format_func=format_func, **IN_URL,
     )  # fmt: skip
 
 
@@ -381,7 +388,7 @@ def surrogate_id(prefix: str = "") -> str | None:
 def attack_form(prefix: str = "") -> Attack:
     """Attack picker plus a form generated from the chosen attack's hyperparameter fields (labels, ranges)."""
     name = st.selectbox(
-        "Attack", list(ATTACKS), format_func=lambda n: ATTACKS[n].title, key=prefix + state.ATTACK,
+        "Attack", list(ATTACKS), format_func=lambda n: ATTACKS[n].title, key=prefix + state.ATTACK, **IN_URL,
         help="; ".join(f"{cls.title}: {cls.paper}" for cls in ATTACKS.values()),
     )  # fmt: skip
     cls = ATTACKS[name]
@@ -400,7 +407,7 @@ def defense_form(prefix: str = "") -> InputTransform | None:
     """An optional input-transform defense with its parameters (None = no defense)."""
     names = ["none", *TRANSFORMS]
     name = st.selectbox(
-        "Input defense", names, key=prefix + state.DEFENSE,
+        "Input defense", names, key=prefix + state.DEFENSE, **IN_URL,
         format_func=lambda n: "none" if n == "none" else TRANSFORMS[n].title,
         help="The attack targets the whole defended pipeline. Non-differentiable transforms are attacked through "
         "a straight-through gradient (BPDA), random ones by averaging over draws (EOT): the adaptive attack.",
@@ -419,7 +426,7 @@ def budget_form(attack: Attack, key: str) -> Attack:
     if attack.minimal:
         field = next(f for f in dataclasses.fields(attack) if f.name == "eps")
         capped = st.toggle(
-            "Cap the size of the change (ε)", key=state.EPS_CAP,
+            "Cap the size of the change (ε)", key=state.EPS_CAP, **IN_URL,
             help=f"{field.metadata.get('help', '')} Off: {attack.title} finds the smallest change that fools the "
             "model, and the sizes below are what it found.",
         )  # fmt: skip
@@ -510,6 +517,7 @@ def eps_slider(norm: Norm | str, key: str) -> float:
             step,
             key=f"{key}_{norm}",
             format="%.3f",
+            **IN_URL,
         )
     )
 

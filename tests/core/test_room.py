@@ -12,6 +12,7 @@ import pytest
 
 from dlsec_core.access import INSTRUCTOR, Actor
 from dlsec_core.errors import InvalidInputError, NotAllowedError
+from dlsec_core.lessons.progress import ProgressStore
 from dlsec_core.models import ModelSpec, build_model
 from dlsec_core.room import (
     AttemptLimiter,
@@ -52,7 +53,7 @@ def test_a_home_written_by_schema_2_is_upgraded(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     store = Store(home)
     with sqlite3.connect(store.db_path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     (card,) = store.list_models()
     assert (card.name, card.owner) == ("made-by-schema-2", None)  # made before rooms: nobody's
@@ -230,6 +231,9 @@ def test_roster_and_clearing_the_room(store: Store) -> None:
     assert runs.claim("w:1") is not None  # alice's, the oldest, now runs
     listed = {p.name: (p.models, p.runs, p.active_runs) for p in participants(store)}
     assert listed == {"alice": (1, 1, 1), "bob": (1, 2, 2)}  # the instructor is not a participant
+    progress = ProgressStore(store)
+    progress.mark_passed("bob", "fool", "flip")
+    progress.mark_passed(INSTRUCTOR, "fool", "flip")
     with pytest.raises(NotAllowedError, match="Only the instructor"):
         clear_room(store, ALICE)
     report = clear_room(store, TEACHER)
@@ -238,6 +242,7 @@ def test_roster_and_clearing_the_room(store: Store) -> None:
     assert {c.id for c in store.list_models()} == {prepared, before}
     assert [r.owner for r in runs.list_runs()] == [INSTRUCTOR, "alice"]  # alice's run is stopping
     assert running not in {r.id for r in runs.list_runs()}  # bob's queued runs: cancelled and deleted
+    assert [p.owner for p in progress.everyone()] == [INSTRUCTOR]  # bob's lesson progress is forgotten too
     assert [p.name for p in participants(store)] == ["alice"]  # kept while their run stops
     (alice_run,) = runs.list_runs(owner="alice")
     runs.finish(alice_run.id, RunStatus.CANCELLED, error="Cancelled by its user.")

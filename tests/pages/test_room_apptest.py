@@ -14,11 +14,13 @@ from background import finish_all
 from streamlit.testing.v1 import AppTest
 
 from dlsec_core.access import INSTRUCTOR
+from dlsec_core.lessons.progress import ProgressStore
 from dlsec_core.room import participants
 from dlsec_core.runs import RunStatus, RunStore
 from dlsec_core.store import ModelCard, Store
 from dlsec_core.training.loop import TrainResult
 from dlsec_ui import state
+from dlsec_ui.lessons import lessons
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
@@ -196,6 +198,7 @@ def test_the_instructor_sees_everyone_and_clears_the_room(fresh: Path, trained_d
     save(fresh, trained_digits, "bobs-model", "Bob")
     prepared = save(fresh, trained_digits, "prepared", INSTRUCTOR)
     RunStore(Store(fresh)).submit("sweep", {"n": 1}, title="Bob's sweep", owner="Bob")
+    ProgressStore(Store(fresh)).mark_passed("Bob", "fool-a-model", "no-such-step")
     ok(ada.switch_page(INSTRUCTOR_PAGE).run())  # hidden for participants; typed in, it shows nothing
     assert [i.value for i in ada.info] == ["This page is for the instructor of a workshop room."]
     assert not ada.dataframe and [b.key for b in ada.button] == [state.ROOM_SIGN_OUT]
@@ -206,6 +209,11 @@ def test_the_instructor_sees_everyone_and_clears_the_room(fresh: Path, trained_d
     people = teacher.dataframe[0].value
     assert list(people["participant"]) == ["Ada", "Bob"]
     assert list(people["models"]) == [1, 1] and list(people["unfinished runs"]) == [0, 1]
+    lesson_one = next(lesson for lesson in lessons() if lesson.id == "fool-a-model")
+    assert list(people["lessons (steps passed)"]) == [
+        "none yet",
+        f"{lesson_one.title} 1/{len(lesson_one.steps)}",
+    ]
     assert list(teacher.dataframe[1].value["owner"]) == ["Bob"]  # the room's runs
     assert teacher.button(key=state.INSTR_CLEAR).disabled  # until confirmed
     teacher.checkbox(key=state.INSTR_CLEAR_CONFIRM).check().run()
