@@ -18,13 +18,14 @@ from dlsec_ui.scorecard import (
     scanned_models,
     tradeoff_figure,
 )
-from dlsec_ui.scorecard_view import report_downloads, tiles
+from dlsec_ui.scorecard_view import report_downloads, scan_settings, tiles
 from dlsec_ui.widgets import model_label, show_error
 
 st.title("Scorecard")
 st.caption(
     "A security scan runs a standard battery on one model (robust accuracy under PGD with restarts and a black-box "
-    "check at two standard ε, membership leakage, the DP claim) and grades each result on documented, cited "
+    "check at two standard ε, membership leakage, the DP claim; thorough adds LiRA, the DP audit, theft exposure "
+    "and the watermark) and grades each result on documented, cited "
     "thresholds: green = context, yellow = minor, orange = a weakness, red = serious. Each tile opens its evidence."
 )
 cards = {c.id: c for c in get_store().list_models()}
@@ -42,10 +43,14 @@ with one:
         "Model", ids, index=ids.index(default) if default in cards else 0, format_func=lambda i: model_label(cards[i]),
         key=state.SCORECARD_MODEL,
     )  # fmt: skip
-    if st.button("Scan this model (quick, about a minute)", type="primary", key=state.SCAN_BUTTON):
+    settings = scan_settings()
+    took = "about a minute" if settings["preset"] == "quick" else "a few minutes"
+    if st.button(f"Scan this model ({settings['preset']}, {took})", type="primary", key=state.SCAN_BUTTON):
         try:
             config = ScanStudyConfig(
-                model_id=model_id, preset="quick", seed=int(st.session_state.get(state.SEED, 0))
+                model_id=model_id,
+                seed=int(st.session_state.get(state.SEED, 0)),
+                **settings,  # type: ignore[arg-type]
             )
             linked = submit_run("scan", config)
             follow(state.SCAN_JOB, linked)

@@ -10,13 +10,16 @@ import streamlit as st
 
 from dlsec_core.assessment.findings import Finding
 from dlsec_core.atlas import describe
+from dlsec_core.defenses.transforms import TRANSFORMS
 from dlsec_core.errors import DlsecError
 from dlsec_core.runs import RunRecord
+from dlsec_core.studies.scan import NO_TRANSFORM, PRESETS
+from dlsec_core.theft.api import OUTPUT_POLICIES
 from dlsec_ui import state
 from dlsec_ui.report import HTML_NAME, PDF_NAME, stored_report, write_pdf, write_report
 from dlsec_ui.runs import get_runs
 from dlsec_ui.scorecard import SEVERITY_BADGES, finding_figure, headline, headline_label, plain_explanation
-from dlsec_ui.widgets import show_error
+from dlsec_ui.widgets import config_form, show_error
 
 TILES_PER_ROW = 4
 
@@ -88,3 +91,30 @@ def report_downloads(run: RunRecord) -> None:
         f"Stored with the run: `runs/{run.id}/{HTML_NAME}` (and `{PDF_NAME}`) under the lab's home; "
         f"command line: `python -m dlsec_ui.report {run.id} --pdf`."
     )
+
+
+def scan_settings() -> dict[str, object]:
+    """The scan's preset and how the model is served (an input transform, the API's output policy): the settings
+    of a `ScanStudyConfig` besides the model and the seed."""
+    preset = st.segmented_control(
+        "Preset", list(PRESETS), default="quick", key=state.SCAN_PRESET,
+        help="quick: about a minute on 2 CPU cores; thorough: a stronger battery plus LiRA, the one-run DP audit "
+        "(DP models), theft exposure at 1,000 queries and the watermark check (a few minutes).",
+    ) or "quick"  # fmt: skip
+    with st.expander("How the model is served"):
+        transform = st.selectbox(
+            "Behind an input transform", [NO_TRANSFORM, *TRANSFORMS], key=state.SCAN_TRANSFORM,
+            format_func=lambda n: "none" if n == NO_TRANSFORM else TRANSFORMS[n].title,
+            help="Any preset: the input-defense gap of the served pipeline (naive vs adaptive attack).",
+        )  # fmt: skip
+        transform_params = (
+            config_form(TRANSFORMS[transform], prefix=state.SCAN_FORM) if transform != NO_TRANSFORM else {}
+        )
+        policy = st.selectbox(
+            "What its prediction API answers", list(OUTPUT_POLICIES), key=state.SCAN_POLICY,
+            format_func=lambda n: OUTPUT_POLICIES[n].title,
+            help="Thorough: the theft-exposure finding steals the model through this API.",
+        )  # fmt: skip
+        policy_params = config_form(OUTPUT_POLICIES[policy], prefix=state.SCAN_FORM)
+    return {"preset": preset, "input_transform": transform, "transform_params": transform_params,
+            "output_policy": policy, "policy_params": policy_params}  # fmt: skip

@@ -226,6 +226,10 @@ OWN_FORM = "own_form_"  # prefix of the ownership study's generated widgets
 # Scorecard page (a scan run per model; tiles, comparison, report)
 SCORECARD_MODEL = "scorecard_model"
 SCAN_BUTTON = "scan_button"
+SCAN_PRESET = "scan_preset"
+SCAN_TRANSFORM = "scan_transform"
+SCAN_POLICY = "scan_policy"
+SCAN_FORM = "scan_form_"  # prefix of the transform's and the output policy's generated widgets
 SCAN_JOB = "scan_job"  # the scan run this session follows
 SCORECARD_TILE = "scorecard_tile_"  # prefix: one bordered container per finding, by its index
 SCORECARD_EVIDENCE = "scorecard_evidence_"  # prefix: a tile's evidence chart

@@ -1,8 +1,8 @@
-"""Gradient inversion in a real browser, on the Runs page (until the Federated learning page draws it): a queued
-gradleak run shows the client's images over the reconstructions while the attack runs, and once it is done the
-subplot titles carry the stored PSNR and SSIM of each image.
+"""Gradient inversion in a real browser, on the Federated learning page's Leak tab: a gradleak run's link opens the
+tab and shows the client's images over the reconstructions while the attack runs; once it is done the subplot
+titles carry the stored PSNR and SSIM of each image. Then the tab's own button inverts a client under client DP.
 
-Its own server over its own store; the run executes in a real worker process.
+Its own server over its own store; the runs execute in a real worker process.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from streamlit_page import (  # skips the module when Chromium or Playwright is 
     open_page,
     plot_state,
     screenshot,
+    select_option,
+    settle,
+    start_run,
     wait_chart,
     wait_run_done,
 )
@@ -52,8 +55,9 @@ def test_a_gradient_inversion_draws_live_and_then_its_scores(
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         context.set_default_timeout(60_000)
         page = context.new_page()
-        open_page(page, f"{url}/runs?run={run_id}", key(state.RUNS_TABLE))
-        live = f"runs_gradleak_{run_id}"
+        open_page(page, f"{url}/federated?run={run_id}", key(state.FED_LEAK_BUTTON))
+        assert page.get_by_role("tab", name="Leak").get_attribute("aria-selected") == "true"
+        live = state.FED_LEAK_CHART
         page.locator(f"{key(live)}").first.wait_for(timeout=RUN_TIMEOUT_MS)
         assert runs.get(run_id).is_active, "the reconstructions are drawn while the attack runs"
         wait_chart(page, live)
@@ -64,8 +68,8 @@ def test_a_gradient_inversion_draws_live_and_then_its_scores(
         wait_run_done(page, run_id, RUN_TIMEOUT_MS)
         done = runs.get(run_id)
         assert done.status == RunStatus.DONE and done.result is not None
-        wait_chart(page, "runs_gradleak")
-        titles = plot_state(page, "runs_gradleak")["titles"]
+        wait_chart(page, live)
+        titles = plot_state(page, live)["titles"]
         expected = [
             f"{float(p):.1f} dB · SSIM {s:.2f}"
             for p, s in zip(done.result["psnr"], done.result["ssim"], strict=True)
@@ -74,4 +78,20 @@ def test_a_gradient_inversion_draws_live_and_then_its_scores(
         page.get_by_text("Labels the attack used").first.wait_for()
         assert_no_errors(page)
         screenshot(page, "gradleak-done")
+
+        # the tab's own form: iDLG against client DP at the lab's default noise, started by its button
+        select_option(page, state.FED_LEAK_DATASET, "digits")
+        page.locator(key(state.FED_LEAK_DEFENSE)).get_by_text("Client DP").click()
+        settle(page)
+        mine = start_run(page, state.FED_LEAK_BUTTON)
+        wait_run_done(page, mine, RUN_TIMEOUT_MS)
+        dp = runs.get(mine)
+        assert dp.status == RunStatus.DONE and dp.result is not None
+        assert dp.config["defense"] == "dp" and dp.config["attack"] == "idlg"
+        assert max(dp.result["psnr"]) <= 15, "client DP at the default noise defeats the inversion"
+        wait_chart(page, live)
+        titles = plot_state(page, live)["titles"]
+        assert titles[-1] == f"{float(dp.result['psnr'][-1]):.1f} dB · SSIM {dp.result['ssim'][-1]:.2f}"
+        assert_no_errors(page)
+        screenshot(page, "gradleak-dp")
         context.close()

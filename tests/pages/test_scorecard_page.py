@@ -82,3 +82,23 @@ def test_a_run_link_reattaches_and_a_pdf_without_chromium_says_so(
     assert len(table.columns) == 3 and len(table) == len(
         scan_of(RunStore(Store(tmp_home)).get(run_id)).findings
     )
+
+
+def test_the_thorough_preset_and_how_the_model_is_served_reach_the_scan(
+    app: Callable[[str], AppTest], tmp_home: Path, stored_model: ModelCard
+) -> None:
+    at = app(PAGE)
+    at.segmented_control(key=state.SCAN_PRESET).set_value("thorough").run()
+    at.selectbox(key=state.SCAN_TRANSFORM).set_value("bit-depth").run()
+    at.selectbox(key=state.SCAN_POLICY).set_value("label").run()
+    pages.assert_ok(at)
+    assert at.button(key=state.SCAN_BUTTON).label.startswith("Scan this model (thorough")
+    at.button(key=state.SCAN_BUTTON).click().run()
+    pages.assert_ok(at)
+    config = RunStore(Store(tmp_home)).get(at.session_state[state.SCAN_JOB]).config
+    assert (config["preset"], config["input_transform"], config["output_policy"]) == (
+        "thorough",
+        "bit-depth",
+        "label",
+    )
+    assert "bits" in config["transform_params"]  # the transform's own settings, from its generated form
