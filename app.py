@@ -4,11 +4,12 @@ import streamlit as st
 
 from dlsec_core.device import describe_device
 from dlsec_core.errors import DlsecError
-from dlsec_ui import room, state
+from dlsec_ui import room, state, timing
 from dlsec_ui.resources import configure_server, freeze_startup_heap, get_store
 from dlsec_ui.sharing import copy_link, presenter_toggle
 from dlsec_ui.widgets import model_picker, show_error
 
+STARTED = timing.start()  # the load benchmark's per-run timing (DLSEC_RERUN_LOG), else None
 st.set_page_config(page_title="dlsec: Deep Learning Security Lab", page_icon="assets/icon.png", layout="wide")
 
 configure_server()
@@ -78,4 +79,5 @@ with st.sidebar:
 
 st.navigation(SECTIONS, expanded=True).run()
 copy_link(link_slot)  # after the page: its widgets have written their state into the URL
+timing.finish(STARTED)
 freeze_startup_heap()  # after the first full page: every later rerun's garbage collection skips it

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import shutil
@@ -86,7 +87,15 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(home.parent / "server.log", "w")  # noqa: SIM115
-        env = {**os.environ, "DLSEC_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+        self.rerun_log = (
+            home.parent / f"reruns_{self.port}.jsonl"
+        )  # dlsec_ui/timing.py: one line per script run
+        env = {
+            **os.environ,
+            "DLSEC_HOME": str(home),
+            "PYTHONUNBUFFERED": "1",
+            "DLSEC_RERUN_LOG": str(self.rerun_log),
+        }
         self.proc = subprocess.Popen(
             [python, "-m", "streamlit", "run", "app.py", "--server.headless=true", f"--server.port={self.port}",
              "--server.address=127.0.0.1", "--server.fileWatcherType=none", "--browser.gatherUsageStats=false"],
@@ -111,10 +120,11 @@ class Server:
         self.log.close()
 
 
-async def open_lab(context: Any, url: str, model_id: str) -> tuple[Any, float]:
+async def open_lab(context: Any, url: str, model_id: str, label: str = "warm") -> tuple[Any, float]:
+    """A session on the Attack Lab; `label` names it in the server's per-run timing log (`?bench=`)."""
     page = await context.new_page()
     t = time.perf_counter()
-    await page.goto(f"{url}/attack_lab?model={model_id}", timeout=600_000)
+    await page.goto(f"{url}/attack_lab?model={model_id}&bench={label}", timeout=600_000)
     await page.locator('[data-testid="stMetricValue"]').first.wait_for(timeout=600_000)
     await page.wait_for_selector(IDLE, timeout=600_000)
     return page, time.perf_counter() - t
@@ -145,21 +155,55 @@ WATCH_LINF = """([before, timeoutMs]) => {
 }"""
 
 
-async def move(page: Any, key: str) -> float | None:
-    """Press an arrow key on the ε slider; seconds until the L∞ value on screen changes (None: no answer)."""
+async def move(page: Any, key: str) -> tuple[float, float | None]:
+    """Press an arrow key on the ε slider: (wall-clock time of the press, seconds until the L∞ value on screen
+    changes; None: no answer)."""
     before = await linf_text(page)
     slider = page.locator(".st-key-eps_linf input[type=range]").first
     await slider.focus()
     await page.evaluate(WATCH_LINF, [before, MOVE_TIMEOUT_S * 1000])
-    t = time.perf_counter()
+    pressed, t = time.time(), time.perf_counter()
     await slider.press(key)
     changed = await page.evaluate("window.__dlsecLinf")
-    return time.perf_counter() - t if changed else None
+    return pressed, (time.perf_counter() - t if changed else None)
+
+
+def split_latency(
+    moves: dict[str, list[tuple[float, float | None]]], log: Path
+) -> dict[str, float | int | None]:
+    """Where each answered move's time went, from the server's per-run log (dlsec_ui/timing.py): before the script
+    ran (the press reaching the server, the server's queue), the script run, and after it (the deltas reaching the
+    browser and its rendering). A move is matched to the first run of its session that starts after the press and
+    ends before the new value is on screen."""
+    runs: dict[str, list[tuple[float, float]]] = {}
+    if log.exists():
+        for line in log.read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            runs.setdefault(r["session"], []).append((r["start"], r["end"]))
+    before, run, after = [], [], []
+    for label, session in moves.items():
+        for pressed, latency in session:
+            if latency is None:
+                continue
+            shown = pressed + latency
+            match = next(
+                ((a, b) for a, b in sorted(runs.get(label, [])) if a >= pressed - 0.01 and b <= shown + 0.01),
+                None,
+            )
+            if match is not None:
+                before.append(match[0] - pressed)
+                run.append(match[1] - match[0])
+                after.append(shown - match[1])
+    out: dict[str, float | int | None] = {"matched_moves": len(run)}
+    for name, values in (("before_run", before), ("script_run", run), ("after_run", after)):
+        out[f"{name}_p50_s"] = percentile(values, 0.5)
+        out[f"{name}_p95_s"] = percentile(values, 0.95)
+    return out
 
 
 async def session_moves(
     page: Any, moves: int, think: tuple[float, float], rng: random.Random
-) -> list[float | None]:
+) -> list[tuple[float, float | None]]:
     out = []
     for i in range(moves):
         await asyncio.sleep(rng.uniform(*think))
@@ -201,7 +245,9 @@ async def scenario(
         c.set_default_timeout(MOVE_TIMEOUT_S * 1000)
     cpu0 = cpu_seconds(server.proc.pid)
     t0 = time.perf_counter()
-    opened = await asyncio.gather(*(open_lab(c, server.url, model_id) for c in contexts))
+    opened = await asyncio.gather(
+        *(open_lab(c, server.url, model_id, f"s{i}") for i, c in enumerate(contexts))
+    )
     all_rendered = time.perf_counter() - t0
     cpu_open = cpu_seconds(server.proc.pid) - cpu0
     pages = [p for p, _ in opened]
@@ -212,8 +258,9 @@ async def scenario(
         *(session_moves(p, moves, think, random.Random(rng.random())) for p in pages)
     )
     cpu_moves = cpu_seconds(server.proc.pid) - cpu1
-    latencies = [x for r in results for x in r if x is not None]
-    failed = sum(1 for r in results for x in r if x is None)
+    latencies = [x for r in results for _, x in r if x is not None]
+    failed = sum(1 for r in results for _, x in r if x is None)
+    split = split_latency({f"s{i}": r for i, r in enumerate(results)}, server.rerun_log)
     errors = 0
     for p in pages:
         errors += await p.locator(
@@ -234,6 +281,7 @@ async def scenario(
         "slider_p50_s": percentile(latencies, 0.5),
         "slider_p95_s": percentile(latencies, 0.95),
         "slider_mean_s": statistics.fmean(latencies) if latencies else None,
+        "latency_split": split,
         "first_render_p50_s": percentile([t for _, t in opened], 0.5),
         "all_sessions_rendered_s": round(all_rendered, 2),
         "server_cpu_s_per_new_session": round(cpu_open / sessions, 3),

@@ -1,0 +1,31 @@
+"""Opt-in timing of script runs, for the load benchmark (benchmarks/bench_load.py): with `DLSEC_RERUN_LOG=<file>` in
+the server's environment, every full script run that reaches the end of app.py appends one JSON line: the `bench`
+query parameter the benchmark gives each browser session, and the wall-clock start and end of the run. The
+benchmark matches them to its key presses to split a slider move's latency into the wait before the server runs
+the script, the run itself, and the transfer and rendering after it. Without the variable nothing is timed."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import streamlit as st
+
+_LOG = os.environ.get("DLSEC_RERUN_LOG")
+
+
+def start() -> float | None:
+    """The run's wall-clock start, or None when timing is off."""
+    return time.time() if _LOG else None
+
+
+def finish(started: float | None) -> None:
+    """Append the run's line (a no-op when timing is off)."""
+    if started is None or _LOG is None:
+        return
+    line = json.dumps({"session": st.query_params.get("bench", ""), "start": started, "end": time.time()})
+    with open(
+        _LOG, "a", encoding="utf-8"
+    ) as f:  # one short write per run: lines from threads do not interleave
+        f.write(line + "\n")
