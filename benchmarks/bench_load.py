@@ -9,9 +9,14 @@ What it measures (the quality bar of issue "Runs that last"):
 
 Scenarios: sessions in {1, N} x background in {none, busy}, where busy = two trainings (30 epochs of the default
 cnn on mnist5k) and one robustness sweep, all started through the UI's own buttons, so the same script measures
-any version of the app (jobs in the web process before, runs on worker processes after).
+any version of the app (jobs in the web process before, runs on worker processes after). With `--room` (issue
+"Workshop mode"), the server has a room passcode and every session logs in as its own participant, opens lesson 1
+from the sidebar and follows its first link to the Attack Lab before moving the slider.
 
-    python benchmarks/bench_load.py [--app-dir DIR] [--sessions 1,30] [--moves 20] [--label after]
+Each answered move's latency is also split (`latency_split`) by the server's per-run timing log (dlsec_ui/
+timing.py): before the script run, the run, after it (transfer and rendering in the browser).
+
+    python benchmarks/bench_load.py [--app-dir DIR] [--sessions 1,30] [--moves 20] [--label after] [--room]
 
 The browsers run on the same machine as the server: on 2 cores they compete with it, as the issue's figures did.
 """
@@ -82,8 +87,12 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+ROOM_PASSCODE = "bench-room"
+LESSON_LINK = "Open the Attack Lab on this digit"  # lesson 1's first step (lessons/01-fool-a-model.md)
+
+
 class Server:
-    def __init__(self, app_dir: Path, home: Path, python: str) -> None:
+    def __init__(self, app_dir: Path, home: Path, python: str, room: bool = False) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(home.parent / "server.log", "w")  # noqa: SIM115
@@ -96,6 +105,8 @@ class Server:
             "PYTHONUNBUFFERED": "1",
             "DLSEC_RERUN_LOG": str(self.rerun_log),
         }
+        if room:  # a workshop room: every session logs in with a name and the room passcode
+            env["DLSEC_ROOM_PASSCODE"] = ROOM_PASSCODE
         self.proc = subprocess.Popen(
             [python, "-m", "streamlit", "run", "app.py", "--server.headless=true", f"--server.port={self.port}",
              "--server.address=127.0.0.1", "--server.fileWatcherType=none", "--browser.gatherUsageStats=false"],
@@ -125,6 +136,20 @@ async def open_lab(context: Any, url: str, model_id: str, label: str = "warm") -
     page = await context.new_page()
     t = time.perf_counter()
     await page.goto(f"{url}/attack_lab?model={model_id}&bench={label}", timeout=600_000)
+    await page.locator('[data-testid="stMetricValue"]').first.wait_for(timeout=600_000)
+    await page.wait_for_selector(IDLE, timeout=600_000)
+    return page, time.perf_counter() - t
+
+
+async def open_lesson_lab(context: Any, url: str, model_id: str, label: str) -> tuple[Any, float]:
+    """A participant of a room: log in as `label`, open lesson 1 from the sidebar and follow its first "do this"
+    link to the Attack Lab (in-app navigation: a reload would end the login). `model_id` is unused: the lesson
+    finds its model by its alias."""
+    page = await context.new_page()
+    t = time.perf_counter()
+    await log_in(page, url, label)
+    await go(page, url, "lessons", "Lessons", room=True)
+    await page.get_by_text(LESSON_LINK).first.click(timeout=600_000)
     await page.locator('[data-testid="stMetricValue"]').first.wait_for(timeout=600_000)
     await page.wait_for_selector(IDLE, timeout=600_000)
     return page, time.perf_counter() - t
@@ -211,12 +236,35 @@ async def session_moves(
     return out
 
 
-async def start_background(browser: Any, url: str, model_id: str) -> None:
-    """Two 30-epoch trainings and one robustness sweep, started through the app's own buttons."""
+async def log_in(page: Any, url: str, name: str) -> None:
+    await page.goto(f"{url}/", timeout=600_000)
+    await page.locator(".st-key-room_login button").wait_for(timeout=600_000)
+    await page.locator(".st-key-room_name input").fill(name)
+    await page.locator(".st-key-room_passcode input").fill(ROOM_PASSCODE)
+    await page.locator(".st-key-room_login button").click()
+    await page.locator('[data-testid="stSidebarNav"]').wait_for(timeout=600_000)
+
+
+async def go(page: Any, url: str, path: str, title: str, room: bool) -> None:
+    """Open a page: by its URL, or in a room from the sidebar (a new URL would be a new, logged-out session)."""
+    if room:
+        await (
+            page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click(timeout=600_000)
+        )
+        await page.wait_for_timeout(500)
+    else:
+        await page.goto(f"{url}/{path}", timeout=600_000)
+    await page.wait_for_selector(IDLE, timeout=600_000)
+
+
+async def start_background(browser: Any, url: str, model_id: str, room: bool = False) -> None:
+    """Two 30-epoch trainings and one robustness sweep, started through the app's own buttons (in a room, by one
+    more participant)."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
-    await page.goto(f"{url}/models?model={model_id}")
-    await page.wait_for_selector(IDLE)
+    if room:
+        await log_in(page, url, "background")
+    await go(page, url, f"models?model={model_id}", "Models", room)
     epochs = page.locator(".st-key-train_epochs input[type=range]")
     await epochs.focus()
     await epochs.press("End")
@@ -226,18 +274,24 @@ async def start_background(browser: Any, url: str, model_id: str) -> None:
         await page.locator(".st-key-train_button button").click()
         await page.wait_for_timeout(1500)
         await page.wait_for_selector(IDLE)
-    await page.goto(f"{url}/robustness?model={model_id}")
-    await page.wait_for_selector(IDLE)
+    await go(page, url, f"robustness?model={model_id}", "Robustness", room)
     await page.locator(".st-key-sweep_button button").click()
     await page.wait_for_timeout(1500)
     await context.close()
 
 
 async def scenario(
-    browser: Any, server: Server, model_id: str, sessions: int, moves: int, busy: bool, seed: int
+    browser: Any,
+    server: Server,
+    model_id: str,
+    sessions: int,
+    moves: int,
+    busy: bool,
+    seed: int,
+    room: bool = False,
 ) -> dict[str, Any]:
     if busy:
-        await start_background(browser, server.url, model_id)
+        await start_background(browser, server.url, model_id, room)
         await asyncio.sleep(5)  # let the work get going
     load_before = load_average()
     contexts = [await browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(sessions)]
@@ -245,8 +299,9 @@ async def scenario(
         c.set_default_timeout(MOVE_TIMEOUT_S * 1000)
     cpu0 = cpu_seconds(server.proc.pid)
     t0 = time.perf_counter()
+    open_one = open_lesson_lab if room else open_lab
     opened = await asyncio.gather(
-        *(open_lab(c, server.url, model_id, f"s{i}") for i, c in enumerate(contexts))
+        *(open_one(c, server.url, model_id, f"s{i}") for i, c in enumerate(contexts))
     )
     all_rendered = time.perf_counter() - t0
     cpu_open = cpu_seconds(server.proc.pid) - cpu0
@@ -275,6 +330,7 @@ async def scenario(
     return {
         "sessions": sessions,
         "background": "2 trainings + 1 sweep" if busy else "none",
+        "room": f"{sessions} participants logged in, following lesson 1" if room else None,
         "moves": len(latencies) + failed,
         "failed_moves": failed,
         "error_pages": errors,
@@ -319,14 +375,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         for busy in (False, True):
             for sessions in args.sessions:
-                server = Server(app_dir, home, args.python)  # a fresh server per scenario: no leftover work
+                server = Server(app_dir, home, args.python, args.room)  # a fresh server per scenario
                 try:
                     warm = await browser.new_context()
-                    await open_lab(
-                        warm, server.url, model_id
+                    opener = open_lesson_lab if args.room else open_lab
+                    await opener(
+                        warm, server.url, model_id, "warm"
                     )  # imports and caches warm, as on a running server
                     await warm.close()
-                    result = await scenario(browser, server, model_id, sessions, args.moves, busy, args.seed)
+                    result = await scenario(
+                        browser, server, model_id, sessions, args.moves, busy, args.seed, args.room
+                    )
                 finally:
                     server.stop()
                     subprocess.run(["pkill", "-f", "dlsec_core .*worker"], check=False)
@@ -347,6 +406,10 @@ def main() -> None:
     parser.add_argument("--moves", type=int, default=20, help="slider moves per session")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--label", default="run")
+    parser.add_argument(
+        "--room", action="store_true",
+        help="a workshop room (issue 'Workshop mode'): every session logs in and follows lesson 1 to the Attack Lab",
+    )  # fmt: skip
     args = parser.parse_args()
     args.sessions = [int(s) for s in args.sessions.split(",")]
     report = asyncio.run(main_async(args))

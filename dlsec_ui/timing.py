@@ -1,6 +1,7 @@
 """Opt-in timing of script runs, for the load benchmark (benchmarks/bench_load.py): with `DLSEC_RERUN_LOG=<file>` in
 the server's environment, every full script run that reaches the end of app.py appends one JSON line: the `bench`
-query parameter the benchmark gives each browser session, and the wall-clock start and end of the run. The
+query parameter the benchmark gives each browser session (in a workshop room: the participant's name), and the
+wall-clock start and end of the run. The
 benchmark matches them to its key presses to split a slider move's latency into the wait before the server runs
 the script, the run itself, and the transfer and rendering after it. Without the variable nothing is timed."""
 
@@ -11,6 +12,8 @@ import os
 import time
 
 import streamlit as st
+
+from dlsec_ui import state
 
 _LOG = os.environ.get("DLSEC_RERUN_LOG")
 
@@ -24,7 +27,9 @@ def finish(started: float | None) -> None:
     """Append the run's line (a no-op when timing is off)."""
     if started is None or _LOG is None:
         return
-    line = json.dumps({"session": st.query_params.get("bench", ""), "start": started, "end": time.time()})
+    # a session is named by the benchmark's ?bench= parameter, or in a workshop room by its participant's name
+    who = st.query_params.get("bench") or str(st.session_state.get(state.OWNER, ""))
+    line = json.dumps({"session": who, "start": started, "end": time.time()})
     with open(
         _LOG, "a", encoding="utf-8"
     ) as f:  # one short write per run: lines from threads do not interleave
