@@ -45,7 +45,9 @@ def test_each_client_s_epsilon_is_exactly_epsilon_after_for_its_own_steps(digits
     for k, spend in enumerate(result.local_privacy):
         assert spend is not None
         assert spend.steps == 2 * steps_per_round[k]
-        assert spend == epsilon_after(1.1, 48 / result.split.sizes[k], spend.steps, 1e-5, accountant=accountant)
+        assert spend == epsilon_after(
+            1.1, 48 / result.split.sizes[k], spend.steps, 1e-5, accountant=accountant
+        )
     for t, event in enumerate(result.history, start=1):
         assert event.local_epsilon == max(
             epsilon_after(1.1, 48 / n, t * s, 1e-5, accountant=accountant).epsilon
@@ -77,4 +79,3 @@ def test_local_dp_accounting_does_not_grow_with_the_rounds(digits, monkeypatch) 
         return len(calls)
 
     assert orders_computed(1) == orders_computed(4)
-
