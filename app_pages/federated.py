@@ -135,10 +135,10 @@ with leak:
         extra["clients"] = setting_slider(c4, Leak, "clients", key=state.FED_LEAK_CLIENTS)
     if st.button("Invert the client's update", type="primary", key=state.FED_LEAK_BUTTON):
         try:
-            config = Leak(dataset=leak_dataset, arch=leak_arch, attack=leak_attack, batch_size=batch,
-                          local_steps=local_steps, defense=leak_defense, **extra,  # type: ignore[arg-type]
-                          seed=int(st.session_state.get(state.SEED, 0)))  # fmt: skip
-            follow(state.FED_LEAK_JOB, submit_run("gradleak", config))
+            leak_config = Leak(dataset=leak_dataset, arch=leak_arch, attack=leak_attack, batch_size=batch,
+                               local_steps=local_steps, defense=leak_defense, **extra,  # type: ignore[arg-type]
+                               seed=int(st.session_state.get(state.SEED, 0)))  # fmt: skip
+            follow(state.FED_LEAK_JOB, submit_run("gradleak", leak_config))
         except DlsecError as err:
             show_error(err)
     show_run(
