@@ -7,6 +7,7 @@ import streamlit as st
 from dlsec_core.config import spec_of
 from dlsec_core.data.builtin import DATASETS
 from dlsec_core.errors import DlsecError
+from dlsec_core.federated.inversion import ATTACK_LABELS
 from dlsec_core.federated.robust import AGGREGATOR_LABELS, Aggregator
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.runs import RunRecord
@@ -96,7 +97,8 @@ with leak:
     st.caption(
         "An honest-but-curious server inverts one client's update back into the client's training images (no ATLAS "
         "entry: local tag DLSEC.federated-gradient-leakage). The model is a fresh, seeded network, the setting of the "
-        "DLG papers; the sigmoid LeNet leaks the most."
+        "DLG papers; the sigmoid LeNet leaks the most. The settings here start a new run; the run drawn below names "
+        "its own attack and defense."
     )
     c1, c2, c3, c4 = st.columns(4)
     leak_dataset = c1.selectbox("Dataset", list(DATASETS), key=state.FED_LEAK_DATASET)
@@ -108,7 +110,7 @@ with leak:
     )
     leak_attack = c2.radio(
         "Attack", ["dlg", "idlg", "ig"], index=1, key=state.FED_LEAK_ATTACK,
-        format_func={"dlg": "DLG", "idlg": "iDLG", "ig": "Inverting Gradients"}.get,
+        format_func=ATTACK_LABELS.get,
         help=spec_of(Leak, "attack").help,
     )  # fmt: skip
     batch = setting_slider(c2, Leak, "batch_size", key=state.FED_LEAK_BATCH)
@@ -134,8 +136,8 @@ with leak:
     if st.button("Invert the client's update", type="primary", key=state.FED_LEAK_BUTTON):
         try:
             leak_config = Leak(dataset=leak_dataset, arch=leak_arch, attack=leak_attack, batch_size=batch,
-                          local_steps=local_steps, defense=leak_defense, **extra,  # type: ignore[arg-type]
-                          seed=int(st.session_state.get(state.SEED, 0)))  # fmt: skip
+                               local_steps=local_steps, defense=leak_defense, **extra,  # type: ignore[arg-type]
+                               seed=int(st.session_state.get(state.SEED, 0)))  # fmt: skip
             follow(state.FED_LEAK_JOB, submit_run("gradleak", leak_config))
         except DlsecError as err:
             show_error(err)

@@ -10,11 +10,13 @@ from typing import Any
 import streamlit as st
 
 from dlsec_core.errors import DlsecError
+from dlsec_core.federated.inversion import ATTACK_LABELS, DEFENSE_LABELS
 from dlsec_core.federated.robust import AGGREGATOR_LABELS, Aggregator
 from dlsec_core.federated.splits import ClientSplit, split_clients
 from dlsec_core.runs import RunRecord, RunStatus
 from dlsec_core.studies.federated import FederatedStudyConfig
 from dlsec_core.studies.gradleak import GradLeakStudyConfig
+from dlsec_core.text import plural
 from dlsec_ui import figures, state
 from dlsec_ui.resources import get_dataset
 from dlsec_ui.runs import (
@@ -76,8 +78,38 @@ def url_tab() -> str:
     return "Poison" if run is not None and run.study == STUDY and is_poisoned(run) else "Train"
 
 
+#: what the two scores mean, under every inversion drawn
+SCORES_MEANING = (
+    "PSNR: peak signal-to-noise ratio of each reconstruction against the client's image above it, in dB (higher "
+    "is closer; 25 dB and more is a recognisable copy, 15 dB and less is not). SSIM: structural similarity (1 is "
+    "the same image, 0 unrelated)."
+)
+RECOGNISABLE_DB = 25.0
+
+
+def leak_heading(config: GradLeakStudyConfig) -> str:
+    """Which attack against which defense, on what: the line above a drawn inversion (markdown)."""
+    experiment = config.experiment()
+    return (
+        f"**{ATTACK_LABELS[experiment.attack_kind]}** against **{DEFENSE_LABELS[experiment.defense_kind]}**: "
+        f"the update of a client holding {plural(experiment.batch_size, f'{config.dataset} image')} after "
+        f"{plural(experiment.local_steps, 'local step')}, {config.arch}, seed {config.seed}"
+    )
+
+
+def _recovered(psnr: Sequence[float | str]) -> int:
+    return sum(float(p) >= RECOGNISABLE_DB for p in psnr)
+
+
+def _labels(values: Sequence[int]) -> str:
+    return ", ".join(map(str, sorted(values)))
+
+
 def draw_leak(run: RunRecord, key: str) -> None:
-    """A gradient inversion: the client's images over the reconstructions (PSNR, SSIM), live as the attack runs."""
+    """A gradient inversion: which attack against which defense, the client's images over the reconstructions
+    (PSNR, SSIM), live as the attack runs, and what the scores mean."""
+    config = GradLeakStudyConfig.from_json(run.config)
+    st.markdown(leak_heading(config))
     if not (originals := event_records(run, "originals")):
         st.caption("The attack is starting.")
         return
@@ -91,16 +123,20 @@ def draw_leak(run: RunRecord, key: str) -> None:
         ),
         key=key,
     )  # fmt: skip
-    labels = (
-        f" Labels the attack used: {run.result['recovered_labels']} (true: {run.result['true_labels']})."
-        if run.result
-        else ""
+    b = len(last["psnr"])
+    verdict = (
+        f"{_recovered(last['psnr'])} of {b} image{'s' if b != 1 else ''} recovered (PSNR ≥ {RECOGNISABLE_DB:g} dB)"
+        + (" after the whole attack." if run.result else f" at step {last['step']} of {last['steps']}.")
     )
-    st.caption(
-        f"{GradLeakStudyConfig.from_json(run.config).experiment().describe()} · step {last['step']} of "
-        f"{last['steps']}: each reconstruction is paired with the client's image above it (PSNR 25 dB and more is a "
-        f"recognisable copy).{labels}"
-    )
+    labels = ""
+    if run.result:
+        same = "the same" if run.result["labels_recovered"] else "not the same"
+        labels = (
+            f" Labels the attack used: {_labels(run.result['recovered_labels'])}; the client's: "
+            f"{_labels(run.result['true_labels'])} ({same}; compared as sets, their order is not recoverable)."
+        )
+    st.caption(f"{verdict}{labels} {SCORES_MEANING}")
+    st.caption(f"Settings: {config.experiment().describe()}.")
 
 
 def _shared(config: dict[str, Any]) -> dict[str, Any]:

@@ -84,6 +84,12 @@ ATTACK_NAMES = {
     LeakAttack.IDLG: "iDLG (Zhao et al. 2020: label from the last layer's gradient, L-BFGS on images)",
     LeakAttack.IG: "Inverting Gradients (Geiping et al. 2020: cosine distance + total variation, Adam)",
 }
+#: the attacks' and defenses' short names, for titles and choices
+ATTACK_LABELS = {LeakAttack.DLG: "DLG", LeakAttack.IDLG: "iDLG", LeakAttack.IG: "Inverting Gradients"}
+DEFENSE_LABELS = {
+    LeakDefense.NONE: "no defense", LeakDefense.DP: "client DP", LeakDefense.TOPK: "top-k sparsification",
+    LeakDefense.SECURE_AGGREGATION: "secure aggregation",
+}  # fmt: skip
 DEFAULT_STEPS = {LeakAttack.DLG: 60, LeakAttack.IDLG: 60, LeakAttack.IG: 1000}
 DEFAULT_LR = {LeakAttack.DLG: 1.0, LeakAttack.IDLG: 1.0, LeakAttack.IG: 0.1}
 

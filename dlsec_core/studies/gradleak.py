@@ -22,6 +22,8 @@ import torch
 from dlsec_core.config import param
 from dlsec_core.errors import InvalidInputError
 from dlsec_core.federated.inversion import (
+    ATTACK_LABELS,
+    DEFENSE_LABELS,
     GradLeakConfig,
     GradLeakResult,
     LeakDefense,
@@ -34,6 +36,7 @@ from dlsec_core.models.spec import build_model
 from dlsec_core.store import Store
 from dlsec_core.studies.artifacts import npy_bytes
 from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome, check_name, param_like
+from dlsec_core.text import plural
 from dlsec_core.workflows import resolve_dataset, spec_for
 
 ORIGINALS = "originals"
@@ -96,11 +99,14 @@ class GradLeakStudy(Study[GradLeakStudyConfig]):
     config_type = GradLeakStudyConfig
 
     def title_for(self, config: GradLeakStudyConfig) -> str:
-        defense = "" if config.defense == LeakDefense.NONE else f", {config.defense}"
-        steps = f", E {config.local_steps}" if config.local_steps > 1 else ""
+        """E.g. "Gradient inversion: iDLG on 1 digits image, lenet-sigmoid, client DP, seed 0" (the attack and
+        the defense by name; an unknown one, which validation refuses, as given)."""
+        attack = ATTACK_LABELS.get(config.attack, config.attack)  # type: ignore[call-overload]
+        defense = DEFENSE_LABELS.get(config.defense, config.defense)  # type: ignore[call-overload]
+        steps = f", {plural(config.local_steps, 'local step')}" if config.local_steps > 1 else ""
         return (
-            f"Gradient inversion ({config.attack}) of {config.batch_size} {config.dataset} image(s), "
-            f"{config.arch}{steps}{defense}, seed {config.seed}"
+            f"Gradient inversion: {attack} on {plural(config.batch_size, f'{config.dataset} image')}, "
+            f"{config.arch}{steps}, {defense}, seed {config.seed}"
         )
 
     def execute(self, store: Store, config: GradLeakStudyConfig) -> Generator[StudyEvent, None, StudyOutcome]:

@@ -125,6 +125,25 @@ def test_iid_fedavg_learns_digits_in_a_few_rounds_and_reports_every_round(digits
     assert result.privacy is None and "no client-level DP" in result.description()
 
 
+def test_iid_fedavg_on_mnist5k_reaches_95_percent_within_20_rounds() -> None:
+    """The issue's oracle, at FedAvg's default settings (10 IID clients, full participation, 1 local epoch, batch
+    32, η 0.1) with the default cnn on the 4,000 training images of mnist5k: the global model's test accuracy (1,000
+    held-out images) reaches 95 % by round 20. Measured: round 9 (95.2 %), 42-59 s on one core of a busy 2-core machine; the run stops at
+    the first round that reaches it, so it is the costliest test here (the suite's time budget allows it)."""
+    data = load_dataset("mnist5k")
+    config = FedAvgConfig(seed=0)
+    assert (config.clients, config.split, config.fraction, config.local_epochs, config.batch_size, config.lr) == (
+        10, "iid", 1.0, 1, 32, 0.1
+    )  # fmt: skip
+    accuracies = []
+    for event in federated_averaging(spec_for(data, "cnn"), data, dataclasses.replace(config, rounds=20)):
+        assert len(event.participants) == 10
+        accuracies.append(event.test_accuracy)
+        if event.test_accuracy >= 0.95:
+            break
+    assert accuracies[0] < 0.9 and max(accuracies) >= 0.95, accuracies  # learnt over rounds, not at once
+
+
 def test_same_seed_same_federation(digits) -> None:  # type: ignore[no-untyped-def]
     settings = dict(clients=5, split="dirichlet", alpha=0.3, rounds=2, fraction=0.6, secure_aggregation=True,
                     clip=2.0, noise_multiplier=0.5)  # fmt: skip

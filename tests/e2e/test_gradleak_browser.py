@@ -76,6 +76,11 @@ def test_a_gradient_inversion_draws_live_and_then_its_scores(
         ]
         assert titles[4:] == expected
         page.get_by_text("Labels the attack used").first.wait_for()
+        # the drawn run names its attack and defense, and says what the scores mean (the form may differ)
+        page.get_by_text("Inverting Gradients against no defense", exact=False).first.wait_for()
+        recovered = sum(float(p) >= 25 for p in done.result["psnr"])
+        page.get_by_text(f"{recovered} of 4 images recovered (PSNR ≥ 25 dB)", exact=False).first.wait_for()
+        page.get_by_text("SSIM: structural similarity", exact=False).first.wait_for()
         assert_no_errors(page)
         screenshot(page, "gradleak-done")
 
@@ -92,6 +97,7 @@ def test_a_gradient_inversion_draws_live_and_then_its_scores(
         wait_chart(page, live)
         titles = plot_state(page, live)["titles"]
         assert titles[-1] == f"{float(dp.result['psnr'][-1]):.1f} dB · SSIM {dp.result['ssim'][-1]:.2f}"
+        page.get_by_text("iDLG against client DP", exact=False).first.wait_for()
         assert_no_errors(page)
         screenshot(page, "gradleak-dp")
         context.close()
