@@ -371,7 +371,6 @@ class Store:
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
             yield conn
         finally:
             conn.close()
@@ -388,7 +387,24 @@ class Store:
                 raise
             conn.execute("COMMIT")
 
+    def _enable_wal(self) -> None:
+        """Write-ahead logging (readers never wait for a writer), persistent in the file: set once per store.
+        Switching a new file to WAL needs it to itself, and SQLite answers "database is locked" at once (no busy
+        wait) while another connection holds it, e.g. a second process creating the same store: retry a while."""
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                with self._connect() as conn:
+                    if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                        conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
     def _migrate(self) -> None:
+        self._enable_wal()
         with self._transaction() as conn:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             if version > SCHEMA_VERSION:

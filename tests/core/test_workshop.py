@@ -71,7 +71,7 @@ def test_the_sample_workshop_is_valid() -> None:
         ("[[models]]\nname = 'a'\nrecipe = 'magic'\n", "model 'a'"),
         (
             "[workshop]\nscan_preset = 'slow'\n[[models]]\nname = 'a'\n",
-            "scan_preset must be one of ['quick']",
+            "scan_preset must be one of ['quick', 'thorough'], got 'slow'",
         ),
         ("[workshop]\ntitle = 'x'\n", "list at least one model"),
         ("[workshop]\nscan = 'yes'\n[[models]]\nname = 'a'\n", "scan is true or false"),
