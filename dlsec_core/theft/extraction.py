@@ -33,7 +33,7 @@ from typing import Any, ClassVar, cast
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
 from dlsec_core.config import Config, param
 from dlsec_core.data.builtin import DATASETS, Dataset, load_dataset
@@ -46,7 +46,7 @@ from dlsec_core.registry import Registry
 from dlsec_core.text import plural
 from dlsec_core.theft.api import Oracle
 from dlsec_core.training.loop import TrainConfig, TrainEvent, train
-from dlsec_core.training.recipes import Recipe, StandardRecipe, TrainingSetup
+from dlsec_core.training.recipes import Recipe, TrainingSetup
 
 # -- scoring ---------------------------------------------------------------------------------------------------
 
@@ -340,26 +340,51 @@ class LabelMode(StrEnum):
     HARD = "hard"  # train on their top-1 label
 
 
-@dataclass(frozen=True, kw_only=True, eq=False)
-class SoftLabelRecipe(Recipe):
-    """Train on probability vectors: the loader yields (x, target (N, K)) and the cross-entropy takes them as
-    soft targets (knowledge distillation's loss at temperature 1). Not a registered recipe: the targets are data."""
+def batch_loader(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> DataLoader[tuple[torch.Tensor, ...]]:
+    """The batches `DataLoader(TensorDataset(x, y), batch_size, shuffle=True, generator=generator)` yields, in the
+    same order from the same generator state, but each batch is one indexing `x[idx]` instead of `batch_size`
+    single-image lookups stacked together by the collate function (a third of the data-loading time of a small
+    surrogate's step)."""
+    data = TensorDataset(x, y)
+    sampler = BatchSampler(RandomSampler(data, generator=generator), batch_size, drop_last=False)
+    # batch_size=None: the sampler's index lists go to TensorDataset[idx] whole; the loader draws its per-epoch
+    # base seed from `generator`, as the shuffling loader does, so later epochs shuffle alike too
+    return DataLoader(data, sampler=sampler, batch_size=None, generator=generator)
 
-    name = "soft-labels"
-    title = "Soft labels (distillation)"
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class AnswersRecipe(Recipe):
+    """Train a surrogate on the victim's answers: `targets` (N, K) probabilities (soft labels: the cross-entropy
+    takes them as soft targets, knowledge distillation's loss at temperature 1) or (N,) top-1 labels (hard).
+
+    The same optimisation as the standard recipe, done with less waste on a CPU: batches by indexing
+    (`batch_loader`), the model in channels-last memory format while it trains (PyTorch's CPU max-pooling is
+    several times faster on it than on NCHW), and Adam's fused kernel. The trained model is returned in the
+    ordinary (contiguous) format. Not a registered recipe: the targets are data."""
+
+    name = "answers"
+    title = "The victim's answers as labels"
 
     targets: torch.Tensor = field(
         repr=False
-    )  # (N, K) float32, rows sum to 1, aligned with the dataset's x_train
+    )  # (N, K) float32 rows summing to 1, or (N,) int64; aligned with x
 
     def prepare(self, setup: TrainingSetup) -> TrainingSetup:
-        data = cast(TensorDataset, setup.loader.dataset)
-        x = data.tensors[0]
-        setup.loader = DataLoader(
-            TensorDataset(x, self.targets), batch_size=setup.loader.batch_size, shuffle=True,
-            generator=setup.generator,
-        )  # fmt: skip
+        x = cast(TensorDataset, setup.loader.dataset).tensors[0]
+        batch_size = setup.loader.batch_size or 1
+        setup.loader = batch_loader(x, self.targets, batch_size, setup.generator)
+        setup.model = setup.model.to(memory_format=torch.channels_last)  # 4-D weights only; same Parameters
+        old = setup.optimizer
+        if type(old) is torch.optim.Adam:  # the same Adam (same parameters and settings), its fused kernel
+            d = old.defaults
+            setup.optimizer = torch.optim.Adam(setup.model.parameters(), lr=d["lr"], betas=d["betas"],
+                                               eps=d["eps"], weight_decay=d["weight_decay"], fused=True)  # fmt: skip
         return setup
+
+    def finalize(self, setup: TrainingSetup) -> nn.Module:
+        return setup.model.to(memory_format=torch.contiguous_format)
 
     def params(self) -> dict[str, Any]:
         return {}
@@ -392,9 +417,7 @@ class SurrogateTraining(ExtractionAttack):
         mean = tuple(round(float(m), 4) for m in x.mean(dim=(0, 2, 3)))  # the attacker's own data statistics
         std = tuple(round(float(s), 4) for s in x.std(dim=(0, 2, 3)).clamp_min(1e-3))
         spec = ModelSpec(arch=self.arch, input_shape=data.input_shape, num_classes=k, mean=mean, std=std)
-        recipe: Recipe = (
-            SoftLabelRecipe(targets=answers) if self.labels is LabelMode.SOFT else StandardRecipe()
-        )
+        recipe = AnswersRecipe(targets=answers if self.labels is LabelMode.SOFT else hard)
         # A constant learning rate: at small budgets a one-cycle schedule's warm-up takes a large share of the few
         # steps (Knockoff at 250 queries on mnist5k: fidelity 0.929 constant vs 0.903 one-cycle).
         config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, shift=0,
