@@ -356,8 +356,10 @@ def batch_loader(
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class AnswersRecipe(Recipe):
-    """Train a surrogate on the victim's answers: `targets` (N, K) probabilities (soft labels: the cross-entropy
-    takes them as soft targets, knowledge distillation's loss at temperature 1) or (N,) top-1 labels (hard).
+    """Train a surrogate on the victim's answers: `targets` (N, K) probabilities (soft labels) or (N,) top-1
+    labels (hard). Soft labels train by knowledge distillation's loss (Hinton et al. 2015) at `temperature` T:
+    T² · cross-entropy(softmax(z / T), targets), the targets already softened to softmax(log p / T)
+    (`soften`); T = 1 is the plain cross-entropy with probability targets.
 
     The same optimisation as the standard recipe, done with less waste on a CPU: batches by indexing
     (`batch_loader`), the model in channels-last memory format while it trains (PyTorch's CPU max-pooling is
@@ -370,6 +372,16 @@ class AnswersRecipe(Recipe):
     targets: torch.Tensor = field(
         repr=False
     )  # (N, K) float32 rows summing to 1, or (N,) int64; aligned with x
+    temperature: float = 1.0
+
+    def loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(x)
+        if y.ndim == 1 or self.temperature == 1.0:
+            return F.cross_entropy(logits, y), logits
+        t = self.temperature
+        return t * t * F.cross_entropy(logits / t, y), logits
 
     def prepare(self, setup: TrainingSetup) -> TrainingSetup:
         x = cast(TensorDataset, setup.loader.dataset).tensors[0]
@@ -390,6 +402,21 @@ class AnswersRecipe(Recipe):
         return {}
 
 
+_SHIFT_HELP = (
+    "Augmentation while training the surrogate: each batch's images moved by up to this many pixels (capped at a "
+    "14th of the image side), labelled with the answer for the unmoved image: no extra queries."
+)
+
+
+def soften(probs: torch.Tensor, temperature: float, floor: float = 1e-30) -> torch.Tensor:
+    """softmax(log p / T) (N, K) float32 for probabilities `probs` (N, K): T > 1 lifts the small probabilities,
+    where a confident victim's answers carry what its top-1 label does not (which wrong classes it finds
+    closer). Zeros (a label-only or rounding API) are floored at `floor` first, so they stay near zero: a one-hot
+    answer of 10 classes softened at T = 4 keeps all but 3e-7 on its label."""
+    p = probs.double().clamp_min(floor)
+    return torch.softmax(p.log() / temperature, dim=1).float()
+
+
 @dataclass(frozen=True, kw_only=True)
 class SurrogateTraining(ExtractionAttack):
     """What retraining attacks share: the surrogate's architecture and how it is trained on the answers."""
@@ -400,6 +427,14 @@ class SurrogateTraining(ExtractionAttack):
     epochs: int = param(20, "Surrogate epochs", min=1, max=500, step=1)
     batch_size: int = param(64, "Batch size", min=1, max=4096, step=1)
     lr: float = param(2e-3, "Learning rate", min=0.0, min_open=True, max=1.0, step=1e-4)
+    temperature: float = param(
+        4.0, "Distillation temperature (soft labels)", min=1.0, max=100.0, step=0.5,
+        help="Soft labels train on softmax(log p / T) with the distillation loss (Hinton et al. 2015): T > 1 "
+        "lifts the small probabilities of the answers (cnn on mnist5k, 20 epochs, 250 queries: fidelity 0.97 at "
+        "T = 4, 0.93 at T = 1); 1 is the plain cross-entropy, which learns faster in very short trainings (a "
+        "few dozen steps). Hard labels ignore it.",
+    )  # fmt: skip
+    shift: int = param(0, "Random shift (pixels, 0 = off)", min=0, max=8, step=1, help=_SHIFT_HELP)
 
     def fit(
         self, x: torch.Tensor, answers: torch.Tensor, seed: int
@@ -407,7 +442,7 @@ class SurrogateTraining(ExtractionAttack):
         """Train a fresh surrogate (seeded) on queries `x` and their answers. The loop gets an empty test split:
         the judge scores the surrogate once at the end instead of after every epoch (which cost more than the
         training itself at small budgets)."""
-        answers = answers.float()
+        answers = answers.double()
         answers = answers / answers.sum(1, keepdim=True).clamp_min(1e-12)
         hard = answers.argmax(1)
         k = answers.shape[1]
@@ -417,10 +452,13 @@ class SurrogateTraining(ExtractionAttack):
         mean = tuple(round(float(m), 4) for m in x.mean(dim=(0, 2, 3)))  # the attacker's own data statistics
         std = tuple(round(float(s), 4) for s in x.std(dim=(0, 2, 3)).clamp_min(1e-3))
         spec = ModelSpec(arch=self.arch, input_shape=data.input_shape, num_classes=k, mean=mean, std=std)
-        recipe = AnswersRecipe(targets=answers if self.labels is LabelMode.SOFT else hard)
+        soft = self.labels is LabelMode.SOFT
+        recipe = AnswersRecipe(
+            targets=soften(answers, self.temperature) if soft else hard, temperature=self.temperature
+        )
         # A constant learning rate: at small budgets a one-cycle schedule's warm-up takes a large share of the few
         # steps (Knockoff at 250 queries on mnist5k: fidelity 0.929 constant vs 0.903 one-cycle).
-        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, shift=0,
+        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, shift=self.shift,
                              one_cycle=False, events_per_epoch=1)  # fmt: skip
         result = yield from train(spec, data, config, recipe, device=torch.device("cpu"))
         return result.model.cpu().eval(), spec
@@ -483,6 +521,9 @@ class Copycat(Retraining):
     labels: LabelMode = param(
         LabelMode.HARD, "Labels trained on", help="Copycat trains on top-1 labels (hard)."
     )
+    # top-1 labels carry less per image: augmentation helps them (cnn on mnist5k, 20 epochs, 250 queries: fidelity
+    # 0.93 with a 2-pixel shift, 0.89 without); soft labels at T = 4 gain nothing from it
+    shift: int = param(2, "Random shift (pixels, 0 = off)", min=0, max=8, step=1, help=_SHIFT_HELP)
 
 
 @register_extraction
