@@ -354,6 +354,12 @@ def batch_loader(
     return DataLoader(data, sampler=sampler, batch_size=None, generator=generator)
 
 
+def _in_format(model: nn.Module, memory_format: torch.memory_format) -> nn.Module:
+    """`model` with its 4-D weights and buffers in `memory_format`, in place (the same Parameter objects, so an
+    optimizer built on them still holds them). torch's stubs leave `memory_format` out of `Module.to`."""
+    return cast(nn.Module, cast(Any, model).to(memory_format=memory_format))
+
+
 @dataclass(frozen=True, kw_only=True, eq=False)
 class AnswersRecipe(Recipe):
     """Train a surrogate on the victim's answers: `targets` (N, K) probabilities (soft labels) or (N,) top-1
@@ -387,7 +393,7 @@ class AnswersRecipe(Recipe):
         x = cast(TensorDataset, setup.loader.dataset).tensors[0]
         batch_size = setup.loader.batch_size or 1
         setup.loader = batch_loader(x, self.targets, batch_size, setup.generator)
-        setup.model = setup.model.to(memory_format=torch.channels_last)  # 4-D weights only; same Parameters
+        setup.model = _in_format(setup.model, torch.channels_last)
         old = setup.optimizer
         if type(old) is torch.optim.Adam:  # the same Adam (same parameters and settings), its fused kernel
             d = old.defaults
@@ -396,7 +402,7 @@ class AnswersRecipe(Recipe):
         return setup
 
     def finalize(self, setup: TrainingSetup) -> nn.Module:
-        return setup.model.to(memory_format=torch.contiguous_format)
+        return _in_format(setup.model, torch.contiguous_format)
 
     def params(self) -> dict[str, Any]:
         return {}
