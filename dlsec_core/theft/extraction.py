@@ -33,7 +33,7 @@ from typing import Any, ClassVar, cast
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
 from dlsec_core.config import Config, param
 from dlsec_core.data.builtin import DATASETS, Dataset, load_dataset
@@ -46,7 +46,7 @@ from dlsec_core.registry import Registry
 from dlsec_core.text import plural
 from dlsec_core.theft.api import Oracle
 from dlsec_core.training.loop import TrainConfig, TrainEvent, train
-from dlsec_core.training.recipes import Recipe, StandardRecipe, TrainingSetup
+from dlsec_core.training.recipes import Recipe, TrainingSetup
 
 # -- scoring ---------------------------------------------------------------------------------------------------
 
@@ -340,29 +340,87 @@ class LabelMode(StrEnum):
     HARD = "hard"  # train on their top-1 label
 
 
-@dataclass(frozen=True, kw_only=True, eq=False)
-class SoftLabelRecipe(Recipe):
-    """Train on probability vectors: the loader yields (x, target (N, K)) and the cross-entropy takes them as
-    soft targets (knowledge distillation's loss at temperature 1). Not a registered recipe: the targets are data."""
+def batch_loader(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> DataLoader[tuple[torch.Tensor, ...]]:
+    """The batches `DataLoader(TensorDataset(x, y), batch_size, shuffle=True, generator=generator)` yields, in the
+    same order from the same generator state, but each batch is one indexing `x[idx]` instead of `batch_size`
+    single-image lookups stacked together by the collate function (a third of the data-loading time of a small
+    surrogate's step)."""
+    data = TensorDataset(x, y)
+    sampler = BatchSampler(RandomSampler(data, generator=generator), batch_size, drop_last=False)
+    # batch_size=None: the sampler's index lists go to TensorDataset[idx] whole; the loader draws its per-epoch
+    # base seed from `generator`, as the shuffling loader does, so later epochs shuffle alike too
+    return DataLoader(data, sampler=sampler, batch_size=None, generator=generator)
 
-    name = "soft-labels"
-    title = "Soft labels (distillation)"
+
+def _in_format(model: nn.Module, memory_format: torch.memory_format) -> nn.Module:
+    """`model` with its 4-D weights and buffers in `memory_format`, in place (the same Parameter objects, so an
+    optimizer built on them still holds them). torch's stubs leave `memory_format` out of `Module.to`."""
+    return cast(nn.Module, cast(Any, model).to(memory_format=memory_format))
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class AnswersRecipe(Recipe):
+    """Train a surrogate on the victim's answers: `targets` (N, K) probabilities (soft labels) or (N,) top-1
+    labels (hard). Soft labels train by knowledge distillation's loss (Hinton et al. 2015) at `temperature` T:
+    T² · cross-entropy(softmax(z / T), targets), the targets already softened to softmax(log p / T)
+    (`soften`); T = 1 is the plain cross-entropy with probability targets.
+
+    The same optimisation as the standard recipe, done with less waste on a CPU: batches by indexing
+    (`batch_loader`), the model in channels-last memory format while it trains (PyTorch's CPU max-pooling is
+    several times faster on it than on NCHW), and Adam's fused kernel. The trained model is returned in the
+    ordinary (contiguous) format. Not a registered recipe: the targets are data."""
+
+    name = "answers"
+    title = "The victim's answers as labels"
 
     targets: torch.Tensor = field(
         repr=False
-    )  # (N, K) float32, rows sum to 1, aligned with the dataset's x_train
+    )  # (N, K) float32 rows summing to 1, or (N,) int64; aligned with x
+    temperature: float = 1.0
+
+    def loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(x)
+        if y.ndim == 1 or self.temperature == 1.0:
+            return F.cross_entropy(logits, y), logits
+        t = self.temperature
+        return t * t * F.cross_entropy(logits / t, y), logits
 
     def prepare(self, setup: TrainingSetup) -> TrainingSetup:
-        data = cast(TensorDataset, setup.loader.dataset)
-        x = data.tensors[0]
-        setup.loader = DataLoader(
-            TensorDataset(x, self.targets), batch_size=setup.loader.batch_size, shuffle=True,
-            generator=setup.generator,
-        )  # fmt: skip
+        x = cast(TensorDataset, setup.loader.dataset).tensors[0]
+        batch_size = setup.loader.batch_size or 1
+        setup.loader = batch_loader(x, self.targets, batch_size, setup.generator)
+        setup.model = _in_format(setup.model, torch.channels_last)
+        old = setup.optimizer
+        if type(old) is torch.optim.Adam:  # the same Adam (same parameters and settings), its fused kernel
+            d = old.defaults
+            setup.optimizer = torch.optim.Adam(setup.model.parameters(), lr=d["lr"], betas=d["betas"],
+                                               eps=d["eps"], weight_decay=d["weight_decay"], fused=True)  # fmt: skip
         return setup
+
+    def finalize(self, setup: TrainingSetup) -> nn.Module:
+        return _in_format(setup.model, torch.contiguous_format)
 
     def params(self) -> dict[str, Any]:
         return {}
+
+
+_SHIFT_HELP = (
+    "Augmentation while training the surrogate: each batch's images moved by up to this many pixels (capped at a "
+    "14th of the image side), labelled with the answer for the unmoved image: no extra queries."
+)
+
+
+def soften(probs: torch.Tensor, temperature: float, floor: float = 1e-30) -> torch.Tensor:
+    """softmax(log p / T) (N, K) float32 for probabilities `probs` (N, K): T > 1 lifts the small probabilities,
+    where a confident victim's answers carry what its top-1 label does not (which wrong classes it finds
+    closer). Zeros (a label-only or rounding API) are floored at `floor` first, so they stay near zero: a one-hot
+    answer of 10 classes softened at T = 4 keeps all but 3e-7 on its label."""
+    p = probs.double().clamp_min(floor)
+    return torch.softmax(p.log() / temperature, dim=1).float()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -375,6 +433,14 @@ class SurrogateTraining(ExtractionAttack):
     epochs: int = param(20, "Surrogate epochs", min=1, max=500, step=1)
     batch_size: int = param(64, "Batch size", min=1, max=4096, step=1)
     lr: float = param(2e-3, "Learning rate", min=0.0, min_open=True, max=1.0, step=1e-4)
+    temperature: float = param(
+        4.0, "Distillation temperature (soft labels)", min=1.0, max=100.0, step=0.5,
+        help="Soft labels train on softmax(log p / T) with the distillation loss (Hinton et al. 2015): T > 1 "
+        "lifts the small probabilities of the answers (cnn on mnist5k, 20 epochs, 250 queries: fidelity 0.97 at "
+        "T = 4, 0.93 at T = 1); 1 is the plain cross-entropy, which learns faster in very short trainings (a "
+        "few dozen steps). Hard labels ignore it.",
+    )  # fmt: skip
+    shift: int = param(0, "Random shift (pixels, 0 = off)", min=0, max=8, step=1, help=_SHIFT_HELP)
 
     def fit(
         self, x: torch.Tensor, answers: torch.Tensor, seed: int
@@ -382,7 +448,7 @@ class SurrogateTraining(ExtractionAttack):
         """Train a fresh surrogate (seeded) on queries `x` and their answers. The loop gets an empty test split:
         the judge scores the surrogate once at the end instead of after every epoch (which cost more than the
         training itself at small budgets)."""
-        answers = answers.float()
+        answers = answers.double()
         answers = answers / answers.sum(1, keepdim=True).clamp_min(1e-12)
         hard = answers.argmax(1)
         k = answers.shape[1]
@@ -392,12 +458,13 @@ class SurrogateTraining(ExtractionAttack):
         mean = tuple(round(float(m), 4) for m in x.mean(dim=(0, 2, 3)))  # the attacker's own data statistics
         std = tuple(round(float(s), 4) for s in x.std(dim=(0, 2, 3)).clamp_min(1e-3))
         spec = ModelSpec(arch=self.arch, input_shape=data.input_shape, num_classes=k, mean=mean, std=std)
-        recipe: Recipe = (
-            SoftLabelRecipe(targets=answers) if self.labels is LabelMode.SOFT else StandardRecipe()
+        soft = self.labels is LabelMode.SOFT
+        recipe = AnswersRecipe(
+            targets=soften(answers, self.temperature) if soft else hard, temperature=self.temperature
         )
         # A constant learning rate: at small budgets a one-cycle schedule's warm-up takes a large share of the few
         # steps (Knockoff at 250 queries on mnist5k: fidelity 0.929 constant vs 0.903 one-cycle).
-        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, shift=0,
+        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, shift=self.shift,
                              one_cycle=False, events_per_epoch=1)  # fmt: skip
         result = yield from train(spec, data, config, recipe, device=torch.device("cpu"))
         return result.model.cpu().eval(), spec
@@ -460,6 +527,11 @@ class Copycat(Retraining):
     labels: LabelMode = param(
         LabelMode.HARD, "Labels trained on", help="Copycat trains on top-1 labels (hard)."
     )
+    # top-1 labels carry less per image: augmentation helps them while images are few (cnn on mnist5k, 20 epochs,
+    # seeds 0 / 1: fidelity 0.929 / 0.918 with a 2-pixel shift, 0.891 / 0.885 without at 250 queries), and costs a
+    # little when they are many (0.979 / 0.982 with, 0.985 / 0.984 without at 4,000); soft labels at T = 4 gain
+    # nothing from it
+    shift: int = param(2, "Random shift (pixels, 0 = off)", min=0, max=8, step=1, help=_SHIFT_HELP)
 
 
 @register_extraction
