@@ -7,7 +7,7 @@ from dlsec_core.errors import DlsecError
 from dlsec_ui import room, state
 from dlsec_ui.resources import configure_server, freeze_startup_heap, get_store
 from dlsec_ui.sharing import copy_link, presenter_toggle
-from dlsec_ui.widgets import model_picker, show_error
+from dlsec_ui.widgets import IN_URL, model_picker, show_error
 
 st.set_page_config(page_title="dlsec: Deep Learning Security Lab", page_icon="assets/icon.png", layout="wide")
 
@@ -70,12 +70,16 @@ with st.sidebar:
         show_error(err)
         cards = {}
     model_picker(cards)
-    st.number_input("Seed", 0, 2**31 - 1, 0, key=state.SEED, help="Seeds training and random attack starts.")
+    st.number_input(
+        "Seed", 0, 2**31 - 1, 0, key=state.SEED, help="Seeds training and random attack starts.", **IN_URL
+    )
     st.caption(f"Device: {describe_device()}")
     presenter_toggle()
     link_slot = st.empty()
     room.signed_in()  # in a workshop room: who this session is, and a sign-out button
 
-st.navigation(SECTIONS, expanded=True).run()
-copy_link(link_slot)  # after the page: its widgets have written their state into the URL
+try:
+    st.navigation(SECTIONS, expanded=True).run()
+finally:  # after the page, whose widgets have written their state into the URL, also when it ended in st.stop()
+    copy_link(link_slot)
 freeze_startup_heap()  # after the first full page: every later rerun's garbage collection skips it
