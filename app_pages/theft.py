@@ -4,7 +4,7 @@ import streamlit as st
 
 from dlsec_ui import state, theft_tabs
 from dlsec_ui.runs import attach, get_runs
-from dlsec_ui.widgets import current_model_card
+from dlsec_ui.widgets import TAB_IN_URL, current_model_card
 
 st.title("Model theft")
 st.caption(
@@ -16,7 +16,9 @@ card = current_model_card()
 if card is None:
     st.stop()
 
-steal, defend, own, transfer = st.tabs(["Steal", "Defend", "Own", "Transfer"])
+steal, defend, own, transfer = st.tabs(
+    ["Steal", "Defend", "Own", "Transfer"], key=state.THEFT_TAB, **TAB_IN_URL
+)
 with steal:
     theft_tabs.steal_form(card)
 with own:

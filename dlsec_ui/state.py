@@ -227,6 +227,7 @@ OWN_CHART = "own_chart"
 OWN_FORM = "own_form_"  # prefix of the ownership study's generated widgets
 # Scorecard page (a scan run per model; tiles, comparison, report)
 SCORECARD_MODEL = "scorecard_model"
+THEFT_TAB = "theft_tab"  # the open tab of the Model theft page, in the URL
 SCORECARD_TAB = "scorecard_tab"  # the open tab (One model, Compare models), in the URL
 SCAN_BUTTON = "scan_button"
 SCAN_PRESET = "scan_preset"

@@ -88,6 +88,20 @@ def ids_multiselect(
     return list(chosen)
 
 
+def id_selectbox(label: str, options: Sequence[str], *, key: str, **kwargs: Any) -> str:
+    """A select box over ids shown with long labels (a stored model), kept in the URL as the id (`?key=<id>`), as
+    `ids_multiselect` keeps several; the first option, its default, leaves the URL."""
+    wanted = st.query_params.get(key)
+    if key not in st.session_state and wanted in options:
+        st.session_state[key] = wanted
+    chosen = st.selectbox(label, options, key=key, **kwargs)
+    if options and chosen != options[0]:
+        st.query_params[key] = chosen
+    else:
+        st.query_params.pop(key, None)
+    return chosen
+
+
 def follow_model(key: str) -> None:
     """on_change of a page's own model box: that model becomes the current one (the sidebar's, `?model=`), so a
     link to the page opens it."""

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import streamlit as st
-from background import finish_all
+from background import finish_all, finish_work
 from streamlit.runtime.state.query_params import _coerce_value_for_query_url
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import (
@@ -46,9 +46,13 @@ from dlsec_ui import state
 #: Keyed input widgets that stay out of the URL on purpose. Everything else with a key must round-trip.
 NOT_IN_URL = {
     state.TRAIN_NAME: "the name of a model about to be trained: naming, not a view (two links would train twins)",
+    state.UPLOAD_NAME: "the name given to an uploaded model: goes with the upload, which a link cannot carry",
+    state.UPLOAD_DATASET: "the dataset an uploaded model was trained for: goes with the upload",
     state.DATA_NAME: "the name of a dataset about to be uploaded: goes with the upload, which a link cannot carry",
     state.INSTR_CLEAR_CONFIRM: "the confirmation of 'clear the room': an action's safety catch, never linked",
 }
+#: Values to set instead of "another option" where that would empty the page (a filter that matches no run).
+VALUES = {state.RUNS_STUDY: "sweep", state.RUNS_STATUS: "done"}
 #: Key prefixes of the same kind.
 NOT_IN_URL_PREFIXES = {
     state.LESSON_ANSWER: "a learner's answer to a checkpoint: their own work (saved as progress), not a view; a link "
@@ -135,24 +139,15 @@ def other_value(at: AppTest, w: Widget) -> Any:
     if isinstance(w, (Selectbox, Radio)):
         j = next((j for j in range(len(labels)) if j != w.index), None)
         return None if j is None else meta.deserializer(labels[j])
-    if isinstance(w, SelectSlider):
+    if isinstance(
+        w, (SelectSlider, Multiselect, ButtonGroup)
+    ):  # their wire value: a list of labels (or indices)
         current = w.value
-        raw = [meta.deserializer([j]) for j in range(len(labels))]
-        return next((v for v in raw if v != current), None)
-    if isinstance(w, Multiselect):
-        current = list(w.value)
-        wire_type = meta.value_type
         for j in range(len(labels)):
-            wire = [labels[j]] if wire_type == "string_array_value" else [j]
-            value = meta.deserializer(wire)
-            if list(value) != current:
-                return value
-        return None
-    if isinstance(w, ButtonGroup):
-        for j in range(len(labels)):
-            wire = [labels[j]] if meta.value_type == "string_array_value" else [j]
-            value = meta.deserializer(wire)
-            if value != w.value:
+            value = meta.deserializer([labels[j]] if meta.value_type == "string_array_value" else [j])
+            if value != current and list(value if isinstance(value, list) else [value]) != list(
+                current if isinstance(current, list) else [current]
+            ):
                 return value
     return None
 
@@ -164,13 +159,45 @@ def view(at: AppTest) -> dict[str, Any]:
         "tabs": {k: _session(at)[k] for k in bound_tabs(at)},
         "metrics": [(m.label, m.value) for m in at.metric],
         "charts": [e.proto.spec for e in at.get("plotly_chart")],
+        "selected": {
+            _key(at, t): _session(at)[_key(at, t)]["selection"]["rows"] for t in selection_tables(at)
+        },
     }
 
 
 @pytest.fixture
-def two_models(tmp_home: Path, trained_digits: Any, save_trained: Callable[..., ModelCard]) -> list[ModelCard]:
+def two_models(
+    tmp_home: Path, trained_digits: Any, save_trained: Callable[..., ModelCard]
+) -> list[ModelCard]:
     """Two stored models, so that the model pickers have another model to pick."""
     return [save_trained(tmp_home, trained_digits, name) for name in ("digits-a", "digits-b")]
+
+
+@pytest.fixture
+def two_sweeps(two_models: list[ModelCard]) -> list[str]:
+    """Two finished sweeps (one per model), for the Runs page's filters, selection and overlay."""
+    from dlsec_core.runs import RunStore
+    from dlsec_core.store import Store
+    from dlsec_core.studies.sweep import SweepStudyConfig
+
+    runs = RunStore(Store())
+    ids = []
+    models = [card.id for card in two_models]
+    for top in (0.1, 0.2):  # both read both models: the "only the current model's runs" filter keeps both
+        config = SweepStudyConfig(model_ids=models, attack="fgsm", eps=[0.0, top], n_images=32, seed=1)
+        ids.append(runs.submit("sweep", config.to_json(), title=f"sweep to {top}", model_ids=models).id)
+    for run_id in ids:
+        assert finish_work(run_id) is None
+    return ids
+
+
+def selection_tables(at: AppTest) -> list[Any]:
+    """Keyed tables whose rows a user selects (a run table): the selection is part of the view."""
+    return [e for e in at.dataframe if e.key and list(e.proto.selection_mode)]
+
+
+def _key(at: AppTest, element: Any) -> str:
+    return str(element.key)
 
 
 @pytest.fixture
@@ -193,11 +220,13 @@ def session(tmp_home: Path) -> Iterator[Callable[..., AppTest]]:
 
 @pytest.mark.parametrize("page", PAGES)
 def test_a_link_reproduces_the_view(
-    page: str, session: Callable[..., AppTest], two_models: list[ModelCard]
+    page: str, session: Callable[..., AppTest], two_models: list[ModelCard], two_sweeps: list[str]
 ) -> None:
     at = session(page)
     in_url = {t for labels in bound_tabs(at).values() for t in labels}
-    assert {t.label for t in at.tabs} <= in_url, f"{page}: tabs without key and bind: the open tab is not in the URL"
+    assert {t.label for t in at.tabs} <= in_url, (
+        f"{page}: tabs without key and bind: the open tab is not in the URL"
+    )
     changed: dict[str, Any] = {}
     for _ in range(PASSES):
         todo = {k: w for k, w in keyed_widgets(at).items() if k not in changed and not excused(k)}
@@ -205,7 +234,7 @@ def test_a_link_reproduces_the_view(
         if not todo and not tabs:
             break
         for k, w in todo.items():
-            value = other_value(at, w)
+            value = VALUES.get(k, other_value(at, w))
             changed[k] = value
             if value is not None:
                 w.set_value(value)
@@ -214,10 +243,25 @@ def test_a_link_reproduces_the_view(
             at.session_state[k] = changed[k]
         at.run()
         assert not at.exception, [e.value for e in at.exception]
+    for table in selection_tables(at):  # after the filters: select the rows the table now shows, up to two
+        rows = list(range(min(2, len(table.value))))
+        changed[f"{_key(at, table)} rows"] = rows or None
+        at.session_state[_key(at, table)] = {"selection": {"rows": rows, "columns": [], "cells": []}}
+    if selection_tables(at):
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
     before = view(at)
     moved = {k for k, v in changed.items() if v is not None}
     assert moved, f"{page}: no widget to set"
     params = link_params(at)
+    print(
+        "DEBUG",
+        page,
+        sorted(moved),
+        sorted(k for k, v in changed.items() if v is None),
+        len(before["charts"]),
+        before["tabs"],
+    )
     fresh = session(page, params)
     after = view(fresh)
     for k in moved & set(before["widgets"]):
