@@ -6,7 +6,7 @@ from dlsec_core.device import describe_device
 from dlsec_core.errors import DlsecError
 from dlsec_ui import room, state
 from dlsec_ui.resources import configure_server, freeze_startup_heap, get_store
-from dlsec_ui.sharing import copy_link, presenter_toggle
+from dlsec_ui.sharing import copy_link, link_slot, presenter_toggle
 from dlsec_ui.widgets import IN_URL, model_picker, show_error
 
 st.set_page_config(page_title="dlsec: Deep Learning Security Lab", page_icon="assets/icon.png", layout="wide")
@@ -75,11 +75,11 @@ with st.sidebar:
     )
     st.caption(f"Device: {describe_device()}")
     presenter_toggle()
-    link_slot = st.empty()
+    slot = link_slot()
     room.signed_in()  # in a workshop room: who this session is, and a sign-out button
 
-try:
-    st.navigation(SECTIONS, expanded=True).run()
-finally:  # after the page, whose widgets have written their state into the URL, also when it ended in st.stop()
-    copy_link(link_slot)
+st.navigation(SECTIONS, expanded=True).run()
+# After the page: its widgets have written their state into the URL. A page that stops early has filled it in
+# sharing.stop (nothing drawn after st.stop() reaches the browser).
+copy_link(slot)
 freeze_startup_heap()  # after the first full page: every later rerun's garbage collection skips it

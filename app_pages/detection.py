@@ -17,6 +17,7 @@ from dlsec_ui.runs import (
     show_run,
     submit_run,
 )
+from dlsec_ui.sharing import stop
 from dlsec_ui.widgets import (
     EPS_RANGE,
     IN_URL,
@@ -37,7 +38,7 @@ st.caption(
 )
 card = current_model_card()
 if card is None:
-    st.stop()
+    stop()
 
 with st.container(border=True):
     c1, c2, c3 = st.columns(3)

@@ -14,6 +14,7 @@ from dlsec_ui.runs import (
     show_run,
     submit_run,
 )
+from dlsec_ui.sharing import stop
 from dlsec_ui.widgets import IN_URL, config_form, current_model_card, show_error, twin_picker
 
 st.title("Model inversion")
@@ -25,7 +26,7 @@ st.caption(
 )
 card = current_model_card()
 if card is None:
-    st.stop()
+    stop()
 data = get_dataset(card.dataset)
 
 c1, c2 = st.columns([2, 1])

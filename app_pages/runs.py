@@ -24,6 +24,7 @@ from dlsec_ui.runs import (
     sweep_findings,
     train_records,
 )
+from dlsec_ui.sharing import stop
 from dlsec_ui.widgets import IN_URL, render_findings, show_error
 
 st.title("Runs")
@@ -48,7 +49,7 @@ runs = get_runs().list_runs(
 )
 if not runs:
     st.info("No run matches. Train a model on the Models page or run a sweep on the Robustness page.")
-    st.stop()
+    stop()
 picked = run_table(runs, key=state.RUNS_TABLE, in_url=True)
 linked = attach(state.RUNS_OPEN)
 opened = picked or ([linked] if linked is not None else runs[:1])

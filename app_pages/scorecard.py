@@ -19,6 +19,7 @@ from dlsec_ui.scorecard import (
     tradeoff_figure,
 )
 from dlsec_ui.scorecard_view import report_downloads, scan_settings, tiles
+from dlsec_ui.sharing import stop
 from dlsec_ui.widgets import TAB_IN_URL, follow_model, ids_multiselect, model_label, show_error
 
 st.title("Scorecard")
@@ -32,7 +33,7 @@ cards = {c.id: c for c in get_store().list_models()}
 if not cards:
     st.info("No model yet. Train one on the Models page first.")
     st.page_link("app_pages/models.py", label="Go to Models", icon=":material/model_training:")
-    st.stop()
+    stop()
 
 one, compare = st.tabs(["One model", "Compare models"], key=state.SCORECARD_TAB, **TAB_IN_URL)
 with one:

@@ -4,6 +4,7 @@ import streamlit as st
 
 from dlsec_ui import state, theft_tabs
 from dlsec_ui.runs import attach, get_runs
+from dlsec_ui.sharing import stop
 from dlsec_ui.widgets import TAB_IN_URL, current_model_card
 
 st.title("Model theft")
@@ -14,7 +15,7 @@ st.caption(
 )
 card = current_model_card()
 if card is None:
-    st.stop()
+    stop()
 
 steal, defend, own, transfer = st.tabs(
     ["Steal", "Defend", "Own", "Transfer"], key=state.THEFT_TAB, **TAB_IN_URL

@@ -29,6 +29,7 @@ from dlsec_ui import state
 from dlsec_ui.atlas import atlas_caption
 from dlsec_ui.resources import get_dataset, get_model, get_store
 from dlsec_ui.runs import show_session_run, submit_training
+from dlsec_ui.sharing import stop
 
 DEFAULT_TRAINING_TIME = "the default run took 42 to 55 s on a busy 2-core server, one thread per job"
 """How long the Models page's default run takes, as measured: 55 s (benchmarks/bench_default_training.py,
@@ -443,7 +444,7 @@ def attack_form(prefix: str = "") -> Attack:
         return cls(**params, eps=EPS_RANGE[params["norm"]][3])
     except DlsecError as err:
         show_error(err)
-        st.stop()
+        stop()
 
 
 def defense_form(prefix: str = "") -> InputTransform | None:

@@ -15,6 +15,7 @@ same round trip: tests/e2e/test_workshop_browser.py (Attack Lab).
 
 from __future__ import annotations
 
+import ast
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -267,3 +268,39 @@ def test_a_link_reproduces_the_view(
     for k in moved & set(before["widgets"]):
         assert after["widgets"].get(k) == before["widgets"][k], (page, k, params)
     assert after == before, (page, params)
+
+
+@pytest.mark.parametrize("with_model", [False, True], ids=["empty-store", "one-model"])
+@pytest.mark.parametrize("page", PAGES)
+def test_the_link_box_is_drawn_once_also_when_the_page_stops_early(
+    page: str, with_model: bool, tmp_home: Path, request: pytest.FixtureRequest
+) -> None:
+    """Several pages end in st.stop() (no model yet, no run): app.py draws the sidebar's link after the page runs,
+    in a `finally`, so those pages have it too, once."""
+    if with_model:
+        request.getfixturevalue("stored_model")
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.context = {"url": f"http://localhost:8501/{Path(page).stem}"}
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    links = [c.value for c in at.sidebar.code if c.value.startswith("http://localhost:8501/")]
+    assert len(links) == 1, (page, links)
+    assert links[0].startswith(f"http://localhost:8501/{Path(page).stem}"), links
+    if with_model:
+        assert "model=" in links[0], links
+
+
+def test_pages_stop_through_sharing_stop() -> None:
+    """A page's bare st.stop() would leave the sidebar without its link (see sharing.stop)."""
+    root = APP.parent
+    bare = [
+        f"{path}:{node.lineno}"
+        for path in [*PAGES, *(str(p.relative_to(root)) for p in (root / "dlsec_ui").glob("*.py"))]
+        if not path.endswith("sharing.py")
+        for node in ast.walk(ast.parse((root / path).read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "stop"
+        and isinstance(node.func.value, ast.Name) and node.func.value.id == "st"
+    ]  # fmt: skip
+    # room.py: the login gate stops before the sidebar exists (no link to a page nobody has entered yet)
+    assert all(p.startswith("dlsec_ui/room.py") for p in bare), bare
