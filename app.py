@@ -6,8 +6,8 @@ from dlsec_core.device import describe_device
 from dlsec_core.errors import DlsecError
 from dlsec_ui import room, state, timing
 from dlsec_ui.resources import configure_server, freeze_startup_heap, get_store
-from dlsec_ui.sharing import copy_link, presenter_toggle
-from dlsec_ui.widgets import model_picker, show_error
+from dlsec_ui.sharing import copy_link, link_slot, presenter_toggle
+from dlsec_ui.widgets import IN_URL, model_picker, show_error
 
 STARTED = timing.start()  # the load benchmark's per-run timing (DLSEC_RERUN_LOG), else None
 st.set_page_config(page_title="dlsec: Deep Learning Security Lab", page_icon="assets/icon.png", layout="wide")
@@ -71,13 +71,17 @@ with st.sidebar:
         show_error(err)
         cards = {}
     model_picker(cards)
-    st.number_input("Seed", 0, 2**31 - 1, 0, key=state.SEED, help="Seeds training and random attack starts.")
+    st.number_input(
+        "Seed", 0, 2**31 - 1, 0, key=state.SEED, help="Seeds training and random attack starts.", **IN_URL
+    )
     st.caption(f"Device: {describe_device()}")
     presenter_toggle()
-    link_slot = st.empty()
+    slot = link_slot()
     room.signed_in()  # in a workshop room: who this session is, and a sign-out button
 
 st.navigation(SECTIONS, expanded=True).run()
-copy_link(link_slot)  # after the page: its widgets have written their state into the URL
+# After the page: its widgets have written their state into the URL. A page that stops early has filled it in
+# sharing.stop (nothing drawn after st.stop() reaches the browser).
+copy_link(slot)
 timing.finish(STARTED)
 freeze_startup_heap()  # after the first full page: every later rerun's garbage collection skips it

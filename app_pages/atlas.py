@@ -6,6 +6,7 @@ from dlsec_core.atlas import ATLAS_SOURCE, NO_ENTRY
 from dlsec_core.atlas_coverage import atlas_matrix
 from dlsec_core.errors import DlsecError
 from dlsec_ui.atlas import entry_list, tactic_matrix
+from dlsec_ui.sharing import stop
 from dlsec_ui.widgets import show_error
 
 st.title("MITRE ATLAS")
@@ -19,7 +20,7 @@ try:
     matrix = atlas_matrix()
 except DlsecError as err:
     show_error(err)
-    st.stop()
+    stop()
 
 tactic_matrix(matrix)
 

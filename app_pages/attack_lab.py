@@ -6,6 +6,7 @@ from dlsec_core.defenses.transforms import Mode
 from dlsec_core.errors import DlsecError
 from dlsec_ui import figures, state
 from dlsec_ui.resources import attack_batch, attack_one, get_detector, get_model
+from dlsec_ui.sharing import stop
 from dlsec_ui.widgets import (
     IN_URL,
     attack_form,
@@ -24,7 +25,7 @@ LAB_DEFENSE = "lab_" + state.DEFENSE  # defense_form(prefix="lab_")
 st.title("Attack Lab")
 card = current_model_card()
 if card is None:
-    st.stop()
+    stop()
 names = class_names(card)
 st.caption(f"Model: **{card.name}** ({card.spec.arch} on {card.dataset}). Change it in the sidebar.")
 
@@ -68,7 +69,7 @@ with right:
         if view == "Batch":
             if dataset_for(card) is None:
                 st.info("The batch view needs the model's built-in test set.")
-                st.stop()
+                stop()
             n = st.select_slider("Test images", [8, 16, 32, 64], value=16, key=state.BATCH_N, **IN_URL)
             if targeted:
                 st.caption("The batch view runs the untargeted attack.")

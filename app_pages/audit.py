@@ -20,7 +20,7 @@ from dlsec_ui.runs import (
     show_run,
     submit_run,
 )
-from dlsec_ui.widgets import config_form, setting_select_slider, setting_slider, show_error
+from dlsec_ui.widgets import IN_URL, config_form, setting_select_slider, setting_slider, show_error
 
 st.title("Privacy audit")
 st.caption(
@@ -33,9 +33,9 @@ st.caption(
 
 with st.container(border=True):
     c1, c2, c3 = st.columns(3)
-    dataset = c1.selectbox("Dataset", dataset_names(get_store()), key=state.AU_DATASET)
+    dataset = c1.selectbox("Dataset", dataset_names(get_store()), key=state.AU_DATASET, **IN_URL)
     archs = [a for a, info in ARCHITECTURES.items() if info.dp_fix is None]
-    arch = c1.selectbox("Architecture", archs, index=archs.index("cnn"), key=state.AU_ARCH)
+    arch = c1.selectbox("Architecture", archs, index=archs.index("cnn"), key=state.AU_ARCH, **IN_URL)
     epochs = setting_slider(
         c1, TrainConfig, "epochs", hi=30, value=DPSGDRecipe.suggested["epochs"], key=state.AU_EPOCHS
     )
@@ -52,7 +52,7 @@ with st.container(border=True):
         st.markdown("**Canaries**")
         audit_params = config_form(AuditConfig, prefix="audit_")
         control = st.checkbox(
-            "Also audit the positive control (standard training)", True, key=state.AU_CONTROL,
+            "Also audit the positive control (standard training)", True, key=state.AU_CONTROL, **IN_URL,
             help="Same canaries and coin flips, no clipping and no noise: the leakage DP is there to stop.",
         )  # fmt: skip
     if st.button("Run the audit", type="primary", key=state.AU_BUTTON):

@@ -13,6 +13,7 @@ from dlsec_ui.runs import (
     show_run,
     submit_run,
 )
+from dlsec_ui.sharing import stop
 from dlsec_ui.widgets import current_model_card, render_checks, setting_select_slider, show_error
 
 st.title("Certified robustness")
@@ -23,7 +24,7 @@ st.caption(
 )
 card = current_model_card()
 if card is None:
-    st.stop()
+    stop()
 
 with st.container(border=True):
     c1, c2, c3 = st.columns(3)

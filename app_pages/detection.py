@@ -17,8 +17,10 @@ from dlsec_ui.runs import (
     show_run,
     submit_run,
 )
+from dlsec_ui.sharing import stop
 from dlsec_ui.widgets import (
     EPS_RANGE,
+    IN_URL,
     attack_form,
     current_model_card,
     render_checks,
@@ -36,17 +38,19 @@ st.caption(
 )
 card = current_model_card()
 if card is None:
-    st.stop()
+    stop()
 
 with st.container(border=True):
     c1, c2, c3 = st.columns(3)
     # ranges from the configs' metadata (the validator's): a narrower teaching range inside it, never outside
     fpr = setting_slider(c1, DetectionStudyConfig, "fpr", lo=0.01, hi=0.2, key=state.DET_FPR)
-    bits = int(c1.slider("Squeezer: bits per pixel", *SQUEEZER_SIZES["bit_depth"], 1, key=state.DET_BITS))
+    bits = int(
+        c1.slider("Squeezer: bits per pixel", *SQUEEZER_SIZES["bit_depth"], 1, key=state.DET_BITS, **IN_URL)
+    )
     low, high = SQUEEZER_SIZES["median"]
     median = int(
         c1.select_slider(
-            "Squeezer: median window", [0, *range(low, high + 1)], value=2, key=state.DET_MEDIAN,
+            "Squeezer: median window", [0, *range(low, high + 1)], value=2, key=state.DET_MEDIAN, **IN_URL,
             format_func=lambda k: "off" if k == 0 else f"{k}×{k}",
         )
     )  # fmt: skip
@@ -54,7 +58,13 @@ with st.container(border=True):
         attack = attack_form(prefix="det_")
     _, hi, step, _ = EPS_RANGE[attack.norm]
     eps_max = c3.slider(
-        "Largest ε", step, hi, min(hi, 0.3 if attack.norm == "linf" else 3.0), step, key=state.DET_EPS_MAX
+        "Largest ε",
+        step,
+        hi,
+        min(hi, 0.3 if attack.norm == "linf" else 3.0),
+        step,
+        key=state.DET_EPS_MAX,
+        **IN_URL,
     )
     n_images = setting_select_slider(
         c3, DetectionStudyConfig, "n_images", [100, 200, 500], value=200, key=state.DET_IMAGES

@@ -17,26 +17,37 @@ from dlsec_ui import federated as fed
 from dlsec_ui import figures, state
 from dlsec_ui.federated_figures import client_histogram, poisoning_rounds
 from dlsec_ui.runs import attach, event_records, follow, show_run, submit_run
-from dlsec_ui.widgets import setting_select_slider, setting_slider, show_error
+from dlsec_ui.widgets import IN_URL, TAB_IN_URL, setting_select_slider, setting_slider, show_error
 
 st.title("Federated learning")
 st.caption(
     "K clients keep their data and send only model updates; the server averages them (FedAvg, McMahan et al. 2017). "
     "Each federation runs in a worker; the charts fill in round by round."
 )
-train, leak, poison = st.tabs(["Train", "Leak", "Poison"], default=fed.url_tab())
+train, leak, poison = st.tabs(
+    ["Train", "Leak", "Poison"], default=fed.url_tab(), key=state.FED_TAB, **TAB_IN_URL
+)
 
 with train:
     c1, c2, c3, c4 = st.columns(4)
-    dataset = c1.selectbox("Dataset", list(DATASETS), key=state.FED_DATASET)
+    dataset = c1.selectbox("Dataset", list(DATASETS), key=state.FED_DATASET, **IN_URL)
     arch = c2.selectbox(
-        "Architecture", list(ARCHITECTURES), index=list(ARCHITECTURES).index("logreg"), key=state.FED_ARCH
+        "Architecture",
+        list(ARCHITECTURES),
+        index=list(ARCHITECTURES).index("logreg"),
+        key=state.FED_ARCH,
+        **IN_URL,
     )
     clients = setting_slider(c3, Fed, "clients", key=state.FED_CLIENTS, lo=1, hi=50)
     rounds = setting_slider(c4, Fed, "rounds", key=state.FED_ROUNDS, lo=1, hi=50)
     c1, c2, c3, c4 = st.columns(4)
     split = c1.radio(
-        "Client split", ["iid", "dirichlet"], key=state.FED_SPLIT, horizontal=True, format_func=str.upper
+        "Client split",
+        ["iid", "dirichlet"],
+        key=state.FED_SPLIT,
+        horizontal=True,
+        **IN_URL,
+        format_func=str.upper,
     )
     alpha = setting_select_slider(
         c2, Fed, "alpha", [0.05, 0.1, 0.3, 0.5, 1.0, 10.0, 100.0], key=state.FED_ALPHA
@@ -46,16 +57,16 @@ with train:
     c1, c2, c3, c4 = st.columns(4)
     lr = setting_select_slider(c1, Fed, "lr", [0.01, 0.03, 0.1, 0.3, 1.0], key=state.FED_LR)
     secure = c2.toggle(
-        "Secure aggregation", key=state.FED_SECURE, help=spec_of(Fed, "secure_aggregation").help
+        "Secure aggregation", key=state.FED_SECURE, **IN_URL, help=spec_of(Fed, "secure_aggregation").help
     )
-    client_dp = c3.toggle("Client-level DP (DP-FedAvg)", key=state.FED_CLIENT_DP)
+    client_dp = c3.toggle("Client-level DP (DP-FedAvg)", key=state.FED_CLIENT_DP, **IN_URL)
     if client_dp:  # clip each update, noise σ·S on the sum; ε of the client sampling (RDP)
         clip = setting_select_slider(c3, Fed, "clip", [0.1, 0.3, 1.0, 3.0], key=state.FED_CLIP, value=1.0)
         sigma = setting_select_slider(
             c3, Fed, "noise_multiplier", [0.0, 0.5, 1.0, 2.0], key=state.FED_SIGMA, value=1.0
         )
     local_dp = c4.toggle(
-        "Local DP-SGD (per client)", key=state.FED_LOCAL_DP, help=spec_of(Fed, "local_dp").help
+        "Local DP-SGD (per client)", key=state.FED_LOCAL_DP, **IN_URL, help=spec_of(Fed, "local_dp").help
     )
     local = {"local_dp": local_dp}
     if local_dp:  # the lab's dp-sgd recipe (Opacus) inside each client
@@ -101,22 +112,23 @@ with leak:
         "its own attack and defense."
     )
     c1, c2, c3, c4 = st.columns(4)
-    leak_dataset = c1.selectbox("Dataset", list(DATASETS), key=state.FED_LEAK_DATASET)
+    leak_dataset = c1.selectbox("Dataset", list(DATASETS), key=state.FED_LEAK_DATASET, **IN_URL)
     leak_arch = c1.selectbox(
         "Architecture",
         list(ARCHITECTURES),
         index=list(ARCHITECTURES).index("lenet-sigmoid"),
         key=state.FED_LEAK_ARCH,
+        **IN_URL,
     )
     leak_attack = c2.radio(
-        "Attack", ["dlg", "idlg", "ig"], index=1, key=state.FED_LEAK_ATTACK,
+        "Attack", ["dlg", "idlg", "ig"], index=1, key=state.FED_LEAK_ATTACK, **IN_URL,
         format_func=ATTACK_LABELS.get,
         help=spec_of(Leak, "attack").help,
     )  # fmt: skip
     batch = setting_slider(c2, Leak, "batch_size", key=state.FED_LEAK_BATCH)
     local_steps = setting_slider(c3, Leak, "local_steps", key=state.FED_LEAK_STEPS, hi=10)
     leak_defense = c3.radio(
-        "Defense", ["none", "dp", "topk", "secure-aggregation"], key=state.FED_LEAK_DEFENSE,
+        "Defense", ["none", "dp", "topk", "secure-aggregation"], key=state.FED_LEAK_DEFENSE, **IN_URL,
         format_func={"none": "None", "dp": "Client DP", "topk": "Top-k sparsification",
                      "secure-aggregation": "Secure aggregation"}.get,
         help=spec_of(Leak, "defense").help,
@@ -161,6 +173,7 @@ with poison:
         "Attack",
         ["label_flip", "backdoor"],
         key=state.FED_ATTACK,
+        **IN_URL,
         format_func={"label_flip": "Label flipping", "backdoor": "Backdoor trigger"}.get,
     )
     backdoor = {}
@@ -168,7 +181,7 @@ with poison:
         backdoor["trigger"] = setting_slider(c3, Fed, "trigger", key=state.FED_TRIGGER, lo=1, hi=6)
         backdoor["target"] = setting_slider(c3, Fed, "target", key=state.FED_TARGET, lo=0, hi=9)
     aggregators = c4.multiselect("Aggregators (one run each)", [a.value for a in Aggregator], default=["fedavg", "median"],
-                                 key=state.FED_AGGREGATORS, format_func=lambda a: AGGREGATOR_LABELS[Aggregator(a)])  # fmt: skip
+                                 key=state.FED_AGGREGATORS, **IN_URL, format_func=lambda a: AGGREGATOR_LABELS[Aggregator(a)])  # fmt: skip
     if st.button(
         "Run the poisoned federations", type="primary", key=state.FED_POISON_BUTTON, disabled=not aggregators
     ):

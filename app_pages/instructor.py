@@ -15,6 +15,7 @@ from dlsec_ui.lessons import progress_by_participant
 from dlsec_ui.model_forms import model_rows, show_flash
 from dlsec_ui.resources import get_store
 from dlsec_ui.runs import get_runs, render_server_runs, run_table
+from dlsec_ui.sharing import stop
 from dlsec_ui.widgets import show_error
 
 
@@ -33,7 +34,7 @@ st.title("Instructor")
 teacher = room.actor()
 if teacher is None or not teacher.instructor:
     st.info("This page is for the instructor of a workshop room.")
-    st.stop()
+    stop()
 
 show_flash(state.INSTR_FLASH)
 render_server_runs()

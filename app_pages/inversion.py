@@ -14,7 +14,8 @@ from dlsec_ui.runs import (
     show_run,
     submit_run,
 )
-from dlsec_ui.widgets import config_form, current_model_card, show_error, twin_picker
+from dlsec_ui.sharing import stop
+from dlsec_ui.widgets import IN_URL, config_form, current_model_card, show_error, twin_picker
 
 st.title("Model inversion")
 st.caption(
@@ -25,14 +26,14 @@ st.caption(
 )
 card = current_model_card()
 if card is None:
-    st.stop()
+    stop()
 data = get_dataset(card.dataset)
 
 c1, c2 = st.columns([2, 1])
 with c1:
     chosen = twin_picker(card, state.INV_MODELS)
 classes = c1.multiselect(
-    "Classes", list(range(data.num_classes)), default=list(range(min(10, data.num_classes))), key=state.INV_CLASSES,
+    "Classes", list(range(data.num_classes)), default=list(range(min(10, data.num_classes))), key=state.INV_CLASSES, **IN_URL,
     format_func=lambda k: data.class_names[k],
 )  # fmt: skip
 with c2.expander("Inversion settings"):

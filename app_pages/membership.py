@@ -17,6 +17,7 @@ from dlsec_ui.runs import (
     show_run,
     submit_run,
 )
+from dlsec_ui.sharing import stop
 from dlsec_ui.widgets import IN_URL, config_form, current_model_card, setting_slider, show_error, twin_picker
 
 st.title("Membership inference")
@@ -29,7 +30,7 @@ st.caption(
 )
 card = current_model_card()
 if card is None:
-    st.stop()
+    stop()
 
 with st.container(border=True):
     chosen = twin_picker(card, state.MI_MODELS)

@@ -25,7 +25,7 @@ from dlsec_ui.runs import (
     render_run,
     submit_run,
 )
-from dlsec_ui.widgets import setting_slider, show_error
+from dlsec_ui.widgets import IN_URL, TAB_IN_URL, setting_slider, show_error
 
 MAX_SIGMA = 10_000.0  # PRV needs σ = 240 for ε 0.05 over 100 epochs of the default run: let people check it
 VACUOUS_EPSILON = 10.0
@@ -37,12 +37,12 @@ st.caption(
     "example changes what the model reveals by more than a factor e^ε, except with probability δ. Smaller ε: "
     "stronger privacy. Accountants differ in how tightly they bound the same run, so every ε here names its own."
 )
-calculator, frontier = st.tabs(["Calculator", "Privacy-utility frontier"])
+calculator, frontier = st.tabs(["Calculator", "Privacy-utility frontier"], key=state.PB_TAB, **TAB_IN_URL)
 
 with calculator:
     c1, c2, c3 = st.columns(3)
     names = dataset_names(get_store())
-    dataset = c1.selectbox("Dataset (sets N)", names, key=state.PB_DATASET)
+    dataset = c1.selectbox("Dataset (sets N)", names, key=state.PB_DATASET, **IN_URL)
     n = int(
         c1.number_input(
             "Training set size N",
@@ -50,25 +50,32 @@ with calculator:
             10_000_000,
             len(get_dataset(dataset).y_train),
             key=f"{state.PB_N}_{dataset}",
+            **IN_URL,
         )
     )
     batch = int(
         c2.select_slider(
-            "Expected batch size", BATCH_SIZES, value=DPSGDRecipe.suggested["batch_size"], key=state.PB_BATCH
+            "Expected batch size",
+            BATCH_SIZES,
+            value=DPSGDRecipe.suggested["batch_size"],
+            key=state.PB_BATCH,
+            **IN_URL,
         )
     )
-    epochs = int(c2.slider("Epochs", 1, 100, DPSGDRecipe.suggested["epochs"], key=state.PB_EPOCHS))
+    epochs = int(c2.slider("Epochs", 1, 100, DPSGDRecipe.suggested["epochs"], key=state.PB_EPOCHS, **IN_URL))
     sigma = float(
-        c3.number_input("Noise multiplier σ", 0.1, MAX_SIGMA, 1.5, 0.1, key=state.PB_SIGMA, format="%g")
+        c3.number_input(
+            "Noise multiplier σ", 0.1, MAX_SIGMA, 1.5, 0.1, key=state.PB_SIGMA, format="%g", **IN_URL
+        )
     )
     delta = float(
         c3.number_input(
-            "δ", 1e-10, 1e-2, 1e-5, 1e-6, key=state.PB_DELTA, format="%g",
+            "δ", 1e-10, 1e-2, 1e-5, 1e-6, key=state.PB_DELTA, format="%g", **IN_URL,
             help="Keep δ well below 1/N: a mechanism that publishes one random record in full is (0, 1/N)-DP.",
         )
     )  # fmt: skip
     accountants = st.multiselect(
-        "Accountants", list(ACCOUNTANTS), default=["rdp", "prv"], key=state.PB_ACCOUNTANTS,
+        "Accountants", list(ACCOUNTANTS), default=["rdp", "prv"], key=state.PB_ACCOUNTANTS, **IN_URL,
         format_func=lambda a: ACCOUNTANTS[a][1],
         help="GDP is a central-limit approximation and can underestimate ε: shown for comparison only.",
     )  # fmt: skip
@@ -110,7 +117,9 @@ with calculator:
             )
         st.markdown("**Inverse: how much noise for a target ε?**")
         t1, t2 = st.columns([1, 2])
-        target = float(t1.number_input("Target ε", 0.01, 100.0, 2.0, 0.5, key=state.PB_TARGET, format="%g"))
+        target = float(
+            t1.number_input("Target ε", 0.01, 100.0, 2.0, 0.5, key=state.PB_TARGET, format="%g", **IN_URL)
+        )
         try:
             needed = noise_needed(tuple(a for a in accountants if a != "gdp"), target, q, steps, delta)
         except DlsecError as err:
@@ -132,16 +141,19 @@ with frontier:
         "DP. The sweep trains one DP model per target ε (σ calibrated for it) as a run (it keeps going if you close the tab)."
     )
     f1, f2, f3 = st.columns(3)
-    fr_dataset = f1.selectbox("Dataset", dataset_names(get_store()), key=state.FR_DATASET)
+    fr_dataset = f1.selectbox("Dataset", dataset_names(get_store()), key=state.FR_DATASET, **IN_URL)
     dp_archs = [a for a, info in ARCHITECTURES.items() if info.dp_fix is None]
-    fr_arch = f2.selectbox("Architecture", dp_archs, index=dp_archs.index("cnn"), key=state.FR_ARCH)
+    fr_arch = f2.selectbox("Architecture", dp_archs, index=dp_archs.index("cnn"), key=state.FR_ARCH, **IN_URL)
     fr_accountant = f3.radio(
         "Accountant",
         list(spec_of(FrontierStudyConfig, "accountant").options or ()),
         horizontal=True,
         key=state.FR_ACCOUNTANT,
+        **IN_URL,
     )
-    targets_text = f1.text_input("Target ε values (comma-separated)", "0.5, 1, 2, 4, 8", key=state.FR_TARGETS)
+    targets_text = f1.text_input(
+        "Target ε values (comma-separated)", "0.5, 1, 2, 4, 8", key=state.FR_TARGETS, **IN_URL
+    )
     fr_epochs = setting_slider(
         f2,
         TrainConfig,

@@ -20,6 +20,7 @@ from dlsec_ui.runs import (
     submit_sweep,
     sweep_findings,
 )
+from dlsec_ui.sharing import stop
 from dlsec_ui.widgets import (
     EPS_RANGE,
     IN_URL,
@@ -38,7 +39,7 @@ cards = {c.id: c for c in get_store().list_models()}
 if not cards:
     st.info("No model yet. Train one on the Models page first.")
     st.page_link("app_pages/models.py", label="Go to Models", icon=":material/model_training:")
-    st.stop()
+    stop()
 
 with st.container(border=True):
     current = st.session_state.get(state.MODEL)

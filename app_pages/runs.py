@@ -24,7 +24,8 @@ from dlsec_ui.runs import (
     sweep_findings,
     train_records,
 )
-from dlsec_ui.widgets import render_findings, show_error
+from dlsec_ui.sharing import stop
+from dlsec_ui.widgets import IN_URL, render_findings, show_error
 
 st.title("Runs")
 st.caption(
@@ -33,10 +34,10 @@ st.caption(
 )
 render_server_runs()
 f1, f2, f3 = st.columns(3)
-study = f1.selectbox("Study", ["all", *STUDIES], key=state.RUNS_STUDY)
-status = f2.selectbox("Status", ["all", *[s.value for s in RunStatus]], key=state.RUNS_STATUS)
+study = f1.selectbox("Study", ["all", *STUDIES], key=state.RUNS_STUDY, **IN_URL)
+status = f2.selectbox("Status", ["all", *[s.value for s in RunStatus]], key=state.RUNS_STATUS, **IN_URL)
 only_model = f3.toggle(  # bound to the URL: a model card's "all runs" link opens the Runs page filtered on it
-    "Only the current model's runs", key=state.RUNS_ONLY_MODEL, bind="query-params",
+    "Only the current model's runs", key=state.RUNS_ONLY_MODEL, **IN_URL,
     help="The model chosen in the sidebar (a link's ?model=<id> chooses it).",
 )  # fmt: skip
 if only_model:
@@ -48,8 +49,8 @@ runs = get_runs().list_runs(
 )
 if not runs:
     st.info("No run matches. Train a model on the Models page or run a sweep on the Robustness page.")
-    st.stop()
-picked = run_table(runs, key=state.RUNS_TABLE)
+    stop()
+picked = run_table(runs, key=state.RUNS_TABLE, in_url=True)
 linked = attach(state.RUNS_OPEN)
 opened = picked or ([linked] if linked is not None else runs[:1])
 

@@ -19,7 +19,8 @@ from dlsec_ui.scorecard import (
     tradeoff_figure,
 )
 from dlsec_ui.scorecard_view import report_downloads, scan_settings, tiles
-from dlsec_ui.widgets import model_label, show_error
+from dlsec_ui.sharing import stop
+from dlsec_ui.widgets import TAB_IN_URL, follow_model, ids_multiselect, model_label, show_error
 
 st.title("Scorecard")
 st.caption(
@@ -32,16 +33,16 @@ cards = {c.id: c for c in get_store().list_models()}
 if not cards:
     st.info("No model yet. Train one on the Models page first.")
     st.page_link("app_pages/models.py", label="Go to Models", icon=":material/model_training:")
-    st.stop()
+    stop()
 
-one, compare = st.tabs(["One model", "Compare models"])
+one, compare = st.tabs(["One model", "Compare models"], key=state.SCORECARD_TAB, **TAB_IN_URL)
 with one:
     linked = attach(state.SCAN_JOB, study="scan")  # a ?run= link (or this session's scan)
     default = linked.config["model_id"] if linked else st.session_state.get(state.MODEL)
     ids = list(cards)
     model_id = st.selectbox(
         "Model", ids, index=ids.index(default) if default in cards else 0, format_func=lambda i: model_label(cards[i]),
-        key=state.SCORECARD_MODEL,
+        key=state.SCORECARD_MODEL, on_change=follow_model, args=(state.SCORECARD_MODEL,),
     )  # fmt: skip
     settings = scan_settings()
     took = "about a minute" if settings["preset"] == "quick" else "a few minutes"
@@ -81,7 +82,7 @@ with compare:
         st.info("No finished scan yet: scan a model in the first tab.")
     else:
         labels = {m.run.id: m.label for m in models}
-        picked = st.multiselect(
+        picked = ids_multiselect(
             "Scanned models (each model's latest scan)", list(labels), default=list(labels)[:6],
             format_func=labels.__getitem__, key=state.SCORECARD_COMPARE,
         )  # fmt: skip

@@ -4,7 +4,8 @@ import streamlit as st
 
 from dlsec_ui import state, theft_tabs
 from dlsec_ui.runs import attach, get_runs
-from dlsec_ui.widgets import current_model_card
+from dlsec_ui.sharing import stop
+from dlsec_ui.widgets import TAB_IN_URL, current_model_card
 
 st.title("Model theft")
 st.caption(
@@ -14,9 +15,11 @@ st.caption(
 )
 card = current_model_card()
 if card is None:
-    st.stop()
+    stop()
 
-steal, defend, own, transfer = st.tabs(["Steal", "Defend", "Own", "Transfer"])
+steal, defend, own, transfer = st.tabs(
+    ["Steal", "Defend", "Own", "Transfer"], key=state.THEFT_TAB, **TAB_IN_URL
+)
 with steal:
     theft_tabs.steal_form(card)
 with own:

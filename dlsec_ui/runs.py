@@ -293,8 +293,12 @@ def overlay_sweeps(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
     return out
 
 
-def run_table(runs: Sequence[RunRecord], *, key: str) -> list[RunRecord]:
-    """The runs as a table (with their owners in a workshop room); the rows the user selects are returned."""
+def run_table(runs: Sequence[RunRecord], *, key: str, in_url: bool = False) -> list[RunRecord]:
+    """The runs as a table (with their owners in a workshop room); the rows the user selects are returned.
+
+    With `in_url`, the selection is kept in the URL as run ids (`?runs=<id>&runs=<id>`): a link opens the table with
+    the same rows selected (st.dataframe has no `bind`; `selection_default` applies on a session's first render).
+    """
     in_room = room.enabled()
     rows = [
         {"run": r.id, "study": r.study, "what": r.title, "status": str(r.status), "progress": f"{r.progress:.0%}",
@@ -303,8 +307,18 @@ def run_table(runs: Sequence[RunRecord], *, key: str) -> list[RunRecord]:
         | ({"owner": r.owner or "—"} if in_room else {})
         for r in runs
     ]  # fmt: skip
-    event = st.dataframe(rows, hide_index=True, on_select="rerun", selection_mode="multi-row", key=key)
-    return [runs[i] for i in event.selection.rows if i < len(runs)]
+    wanted = set(st.query_params.get_all(state.RUNS_PARAM)) if in_url else set()
+    linked = [i for i, r in enumerate(runs) if r.id in wanted]
+    event = st.dataframe(
+        rows, hide_index=True, on_select="rerun", selection_mode="multi-row", key=key,
+        selection_default={"selection": {"rows": linked}} if linked else None,
+    )  # fmt: skip
+    picked = [runs[i] for i in event.selection.rows if i < len(runs)]
+    if in_url and picked:
+        st.query_params[state.RUNS_PARAM] = [r.id for r in picked]
+    elif in_url:
+        st.query_params.pop(state.RUNS_PARAM, None)
+    return picked
 
 
 def run_export(run: RunRecord) -> tuple[str, str]:

@@ -19,7 +19,7 @@ from dlsec_ui import state
 from dlsec_ui.report import HTML_NAME, PDF_NAME, stored_report, write_pdf, write_report
 from dlsec_ui.runs import get_runs
 from dlsec_ui.scorecard import SEVERITY_BADGES, finding_figure, headline, headline_label, plain_explanation
-from dlsec_ui.widgets import config_form, show_error
+from dlsec_ui.widgets import IN_URL, config_form, show_error
 
 TILES_PER_ROW = 4
 
@@ -97,13 +97,13 @@ def scan_settings() -> dict[str, object]:
     """The scan's preset and how the model is served (an input transform, the API's output policy): the settings
     of a `ScanStudyConfig` besides the model and the seed."""
     preset = st.segmented_control(
-        "Preset", list(PRESETS), default="quick", key=state.SCAN_PRESET,
+        "Preset", list(PRESETS), default="quick", key=state.SCAN_PRESET, **IN_URL,
         help="quick: about a minute on 2 CPU cores; thorough: a stronger battery plus LiRA, the one-run DP audit "
         "(DP models), theft exposure at 1,000 queries and the watermark check (a few minutes).",
     ) or "quick"  # fmt: skip
     with st.expander("How the model is served"):
         transform = st.selectbox(
-            "Behind an input transform", [NO_TRANSFORM, *TRANSFORMS], key=state.SCAN_TRANSFORM,
+            "Behind an input transform", [NO_TRANSFORM, *TRANSFORMS], key=state.SCAN_TRANSFORM, **IN_URL,
             format_func=lambda n: "none" if n == NO_TRANSFORM else TRANSFORMS[n].title,
             help="Any preset: the input-defense gap of the served pipeline (naive vs adaptive attack).",
         )  # fmt: skip
@@ -111,7 +111,7 @@ def scan_settings() -> dict[str, object]:
             config_form(TRANSFORMS[transform], prefix=state.SCAN_FORM) if transform != NO_TRANSFORM else {}
         )
         policy = st.selectbox(
-            "What its prediction API answers", list(OUTPUT_POLICIES), key=state.SCAN_POLICY,
+            "What its prediction API answers", list(OUTPUT_POLICIES), key=state.SCAN_POLICY, **IN_URL,
             format_func=lambda n: OUTPUT_POLICIES[n].title,
             help="Thorough: the theft-exposure finding steals the model through this API.",
         )  # fmt: skip

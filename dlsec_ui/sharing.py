@@ -6,7 +6,9 @@ name) plus the sidebar's `?model=` and a run's `?run=`; `copy_link` shows the wh
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlencode
 
 import streamlit as st
@@ -15,6 +17,9 @@ from streamlit.delta_generator import DeltaGenerator
 from dlsec_ui import state
 
 _CSS = Path(__file__).resolve().parents[1] / "assets" / "presenter.css"
+#: The sidebar's link slot of the script run in this thread (each run of app.py has its own thread). A fragment's
+#: run, which does not run app.py, finds none.
+_RUN = threading.local()
 
 
 def view_link() -> str | None:
@@ -24,6 +29,23 @@ def view_link() -> str | None:
         return None
     query = urlencode([(k, v) for k in st.query_params for v in st.query_params.get_all(k)])
     return base + ("?" + query if query else "")
+
+
+def link_slot() -> DeltaGenerator:
+    """The sidebar's place for 'Link to this view': filled after the page by `copy_link`, or by `stop` when the
+    page stops early (app.py's code after the page never runs then)."""
+    _RUN.slot = st.empty()
+    return _RUN.slot
+
+
+def stop() -> NoReturn:
+    """`st.stop()` for pages: fills the sidebar's link first. Nothing drawn after `st.stop()` reaches the browser
+    (every later Streamlit call raises the stop again), so app.py's `copy_link` after the page cannot do it."""
+    slot = getattr(_RUN, "slot", None)
+    _RUN.slot = None
+    if slot is not None:
+        copy_link(slot)
+    st.stop()
 
 
 def copy_link(where: DeltaGenerator) -> None:

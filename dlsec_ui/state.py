@@ -135,6 +135,7 @@ PB_DELTA = "pb_delta"
 PB_ACCOUNTANTS = "pb_accountants"
 PB_TARGET = "pb_target"
 PB_CHART = "pb_chart"
+PB_TAB = "pb_tab"  # the open tab (Calculator, Privacy-utility frontier), in the URL
 FR_DATASET = "fr_dataset"
 FR_ARCH = "fr_arch"
 FR_TARGETS = "fr_targets"
@@ -187,6 +188,7 @@ COPY_LINK = "copy_link"  # the sidebar's "link to this view" box
 
 # runs (stored runs of studies, see dlsec_ui.runs)
 RUN_PARAM = "run"  # the URL's ?run=<id>: a link re-attaches to a run
+RUNS_PARAM = "runs"  # the URL's ?runs=<id>&runs=<id>: the rows selected in a run table
 RUNS_STUDY = "runs_study"
 RUNS_STATUS = "runs_status"
 RUNS_ONLY_MODEL = "runs_only_model"  # bound to the URL: ?model=<id>&runs_only_model=true lists a model's runs
@@ -225,6 +227,8 @@ OWN_CHART = "own_chart"
 OWN_FORM = "own_form_"  # prefix of the ownership study's generated widgets
 # Scorecard page (a scan run per model; tiles, comparison, report)
 SCORECARD_MODEL = "scorecard_model"
+THEFT_TAB = "theft_tab"  # the open tab of the Model theft page, in the URL
+SCORECARD_TAB = "scorecard_tab"  # the open tab (One model, Compare models), in the URL
 SCAN_BUTTON = "scan_button"
 SCAN_PRESET = "scan_preset"
 SCAN_TRANSFORM = "scan_transform"

@@ -33,7 +33,7 @@ from dlsec_ui.runs import (
     submit_run,
     submit_sweep,
 )
-from dlsec_ui.widgets import IN_URL, config_form, model_label, show_error
+from dlsec_ui.widgets import IN_URL, config_form, id_selectbox, model_label, show_error
 
 BUDGETS = [65, 100, 250, 500, 1000, 2000, 4000]
 PRUNE = [0.3, 0.5, 0.7, 0.9]
@@ -61,7 +61,7 @@ def _pool_inputs(uses_pool: bool) -> tuple[PoolKind, str]:
         st.info("No uploaded dataset yet: upload one on the Models page ('Upload a dataset').")
         return pool, ""
     name = st.selectbox("Your dataset (labels withheld, resized to the victim's input)", mine,
-                        key=state.THEFT_POOL_DATASET)  # fmt: skip
+                        key=state.THEFT_POOL_DATASET, **IN_URL)  # fmt: skip
     return pool, str(name)
 
 
@@ -77,9 +77,9 @@ def steal_form(card: ModelCard) -> None:
                 st.caption(f"After {OUTPUT_POLICIES[policy].paper}.")
             r1, r2 = st.columns(2)
             rate = r1.number_input("Rate limit: answers per window (0 = none)", 0, 10**9, 0, 10,
-                                   key=state.THEFT_RATE_LIMIT)  # fmt: skip
+                                   key=state.THEFT_RATE_LIMIT, **IN_URL)  # fmt: skip
             window = r2.number_input(
-                "Window (seconds)", 1.0, 86_400.0, 60.0, 10.0, key=state.THEFT_RATE_WINDOW
+                "Window (seconds)", 1.0, 86_400.0, 60.0, 10.0, key=state.THEFT_RATE_WINDOW, **IN_URL
             )
         with c2:
             names = list(EXTRACTION_ATTACKS)
@@ -231,15 +231,15 @@ def own_form(card: ModelCard) -> None:
         )
         return
     with st.container(border=True):
-        owner = st.selectbox("Owner (trained with the watermark)", list(owners), key=state.OWN_OWNER,
+        owner = id_selectbox("Owner (trained with the watermark)", list(owners), key=state.OWN_OWNER,
                              format_func=lambda i: model_label(owners[i]))  # fmt: skip
         st.caption(f"Suspect: the current model, **{card.name}** (change it in the sidebar).")
         params = config_form(OwnershipStudyConfig, prefix=state.OWN_FORM, skip=("seed",))
-        prune = st.multiselect("Also verify the suspect pruned by", PRUNE, key=state.OWN_PRUNE,
+        prune = st.multiselect("Also verify the suspect pruned by", PRUNE, key=state.OWN_PRUNE, **IN_URL,
                                format_func=lambda f: f"{f:.0%} of its weights")  # fmt: skip
         steal = st.multiselect(
             "Also steal the owner's model and verify each stolen copy", list(EXTRACTION_ATTACKS),
-            key=state.OWN_STEAL, format_func=lambda n: EXTRACTION_ATTACKS[n].title,
+            key=state.OWN_STEAL, **IN_URL, format_func=lambda n: EXTRACTION_ATTACKS[n].title,
             help="Full-probability API, the owner's training images as the pool (labels withheld), the owner's "
             "architecture as the surrogate.",
         )  # fmt: skip
@@ -319,11 +319,11 @@ def show_ownership(run: RunRecord | None) -> None:
 # -- Transfer --------------------------------------------------------------------------------------------------
 def _transfer_form(card: ModelCard, stolen: dict[str, ModelCard]) -> None:
     with st.container(border=True):
-        source = st.selectbox("Stolen model (the transfer source)", list(stolen), key=state.TRANSFER_SURROGATE,
+        source = id_selectbox("Stolen model (the transfer source)", list(stolen), key=state.TRANSFER_SURROGATE,
                               format_func=lambda i: model_label(stolen[i]))  # fmt: skip
         eps = st.multiselect("ε values (L∞, pixel units)", TRANSFER_EPS, default=[0.0, 0.05, 0.1, 0.2],
-                             key=state.TRANSFER_EPS)  # fmt: skip
-        n_images = st.slider("Test images", 50, 1000, 200, 50, key=state.TRANSFER_IMAGES)
+                             key=state.TRANSFER_EPS, **IN_URL)  # fmt: skip
+        n_images = st.slider("Test images", 50, 1000, 200, 50, key=state.TRANSFER_IMAGES, **IN_URL)
         if st.button("Attack the victim with the stolen model", type="primary", key=state.TRANSFER_BUTTON):
             try:
                 seed = int(st.session_state.get(state.SEED, 0))

@@ -29,6 +29,7 @@ from dlsec_ui import state
 from dlsec_ui.atlas import atlas_caption
 from dlsec_ui.resources import get_dataset, get_model, get_store
 from dlsec_ui.runs import show_session_run, submit_training
+from dlsec_ui.sharing import stop
 
 DEFAULT_TRAINING_TIME = "the default run took 42 to 55 s on a busy 2-core server, one thread per job"
 """How long the Models page's default run takes, as measured: 55 s (benchmarks/bench_default_training.py,
@@ -39,6 +40,8 @@ results/membership_default_cnn_run1.json, load 4.2 to 5.9). Re-measure when the 
 #: view) and in the session while it is not rendered (another page, a hidden branch). A bound select box writes its
 #: displayed label into the URL, so only boxes with short, stable labels are bound (not model pickers).
 IN_URL: dict[str, Any] = {"bind": "query-params", "persist_state": "session"}
+#: The same for `st.tabs` (with a `key`): the open tab's label goes into the URL (tabs take no `persist_state`).
+TAB_IN_URL: dict[str, Any] = {"bind": "query-params"}
 
 #: The pages' ε slider per norm (min, max, step, default): a teaching range inside the validator's (Norm.max_eps).
 EPS_RANGE = {Norm.LINF: (0.0, 0.5, 0.005, 0.1), Norm.L2: (0.0, 5.0, 0.05, 1.0)}
@@ -63,6 +66,47 @@ def model_label(card: ModelCard) -> str:
     two models with the same name and accuracy (the same default run trained twice) would otherwise collapse."""
     acc = "" if card.clean_accuracy is None else f", {card.clean_accuracy:.1%}"
     return f"{card.name} ({card.spec.arch}, {card.dataset}{acc}) · {card.id}"
+
+
+def ids_multiselect(
+    label: str, options: Sequence[str], *, default: Sequence[str], key: str, **kwargs: Any
+) -> list[str]:
+    """A multiselect over ids (models, runs) shown with long labels, kept in the URL as the ids (`?key=a&key=b`).
+
+    Not `bind="query-params"`, which writes the labels (long, and not unique once two models share a name). A fresh
+    session opening a link starts from the URL's ids that are still options; the URL follows every change, and a
+    choice equal to the default leaves the URL.
+    """
+    if key not in st.session_state and key in st.query_params:
+        st.session_state[key] = [i for i in st.query_params.get_all(key) if i in options]
+    chosen = st.multiselect(
+        label, options, default=None if key in st.session_state else list(default), key=key, **kwargs
+    )
+    if list(chosen) == list(default):
+        st.query_params.pop(key, None)
+    else:
+        st.query_params[key] = list(chosen)
+    return list(chosen)
+
+
+def id_selectbox(label: str, options: Sequence[str], *, key: str, **kwargs: Any) -> str:
+    """A select box over ids shown with long labels (a stored model), kept in the URL as the id (`?key=<id>`), as
+    `ids_multiselect` keeps several; the first option, its default, leaves the URL."""
+    wanted = st.query_params.get(key)
+    if key not in st.session_state and wanted in options:
+        st.session_state[key] = wanted
+    chosen = st.selectbox(label, options, key=key, **kwargs)
+    if options and chosen != options[0]:
+        st.query_params[key] = chosen
+    else:
+        st.query_params.pop(key, None)
+    return chosen
+
+
+def follow_model(key: str) -> None:
+    """on_change of a page's own model box: that model becomes the current one (the sidebar's, `?model=`), so a
+    link to the page opens it."""
+    st.session_state[state.MODEL] = st.session_state[key]
 
 
 def model_picker(cards: dict[str, ModelCard]) -> None:
@@ -400,7 +444,7 @@ def attack_form(prefix: str = "") -> Attack:
         return cls(**params, eps=EPS_RANGE[params["norm"]][3])
     except DlsecError as err:
         show_error(err)
-        st.stop()
+        stop()
 
 
 def defense_form(prefix: str = "") -> InputTransform | None:
@@ -588,9 +632,8 @@ def twin_picker(card: ModelCard, key: str) -> dict[str, ModelCard]:
     if landed and st.session_state.get(state.TWIN_APPLIED) != landed and len(twins) == 2:
         st.session_state[state.TWIN_APPLIED] = landed  # the twin trained here just landed: select the pair
         st.session_state[key] = twins
-    chosen = st.multiselect(
-        "Models (same dataset)", list(by_id), default=None if key in st.session_state else twins, key=key,
-        max_selections=4,
+    chosen = ids_multiselect(
+        "Models (same dataset)", list(by_id), default=twins, key=key, max_selections=4,
         format_func=lambda i: f"{model_label(by_id[i])} · {privacy_label(by_id[i])}",
     )  # fmt: skip
     if len(twins) == 1 and card.source == "trained":
