@@ -441,6 +441,11 @@ class SurrogateTraining(ExtractionAttack):
         "few dozen steps). Hard labels ignore it.",
     )  # fmt: skip
     shift: int = param(0, "Random shift (pixels, 0 = off)", min=0, max=8, step=1, help=_SHIFT_HELP)
+    shift_below: int = param(
+        2_000, "Shift only below this many queries", min=1, max=1_000_000, step=1,
+        help="Augmentation makes up for few images and costs a little accuracy once they are many: the shift "
+        "applies while the surrogate trains on fewer answers than this.",
+    )  # fmt: skip
 
     def fit(
         self, x: torch.Tensor, answers: torch.Tensor, seed: int
@@ -464,7 +469,8 @@ class SurrogateTraining(ExtractionAttack):
         )
         # A constant learning rate: at small budgets a one-cycle schedule's warm-up takes a large share of the few
         # steps (Knockoff at 250 queries on mnist5k: fidelity 0.929 constant vs 0.903 one-cycle).
-        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, shift=self.shift,
+        shift = self.shift if len(x) < self.shift_below else 0
+        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, shift=shift,
                              one_cycle=False, events_per_epoch=1)  # fmt: skip
         result = yield from train(spec, data, config, recipe, device=torch.device("cpu"))
         return result.model.cpu().eval(), spec
@@ -529,8 +535,8 @@ class Copycat(Retraining):
     )
     # top-1 labels carry less per image: augmentation helps them while images are few (cnn on mnist5k, 20 epochs,
     # seeds 0 / 1: fidelity 0.929 / 0.918 with a 2-pixel shift, 0.891 / 0.885 without at 250 queries), and costs a
-    # little when they are many (0.979 / 0.982 with, 0.985 / 0.984 without at 4,000); soft labels at T = 4 gain
-    # nothing from it
+    # little when they are many (0.979 / 0.982 with, 0.985 / 0.984 without at 4,000): hence `shift_below`; soft
+    # labels at T = 4 gain nothing from it
     shift: int = param(2, "Random shift (pixels, 0 = off)", min=0, max=8, step=1, help=_SHIFT_HELP)
 
 
