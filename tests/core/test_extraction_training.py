@@ -96,3 +96,22 @@ def test_distillation_at_the_default_temperature_agrees_more_than_t1(
         fidelity[t] = result.points[0].fidelity
     assert get_extraction("knockoff").temperature == 4.0 and get_extraction("copycat").shift == 2
     assert fidelity[None] > fidelity[1.0] + 0.01, fidelity
+
+
+def _fit(attack: object, x: torch.Tensor, answers: torch.Tensor) -> torch.nn.Module:
+    model, _ = run_to_end(attack.fit(x, answers, seed=0))  # type: ignore[attr-defined]
+    return model
+
+
+def test_the_shift_augments_only_below_shift_below_answers() -> None:
+    """Copycat's shift (28x28 images: up to 2 pixels) changes the surrogate while it has fewer answers than
+    `shift_below`, and from there on it trains exactly as without the shift."""
+    x = torch.rand(64, 1, 28, 28)
+    answers = torch.softmax(torch.randn(64, 3), 1)
+    settings = {"arch": "logreg", "epochs": 1, "batch_size": 32}
+    plain = _fit(get_extraction("copycat", shift=0, **settings), x, answers)
+    below = _fit(get_extraction("copycat", shift=2, shift_below=65, **settings), x, answers)
+    above = _fit(get_extraction("copycat", shift=2, shift_below=64, **settings), x, answers)
+    weights = [torch.cat([p.flatten() for p in m.parameters()]) for m in (plain, below, above)]
+    assert not torch.equal(weights[0], weights[1])  # 64 < 65: shifted
+    assert torch.equal(weights[0], weights[2])  # 64 answers, not below 64: no shift
