@@ -47,16 +47,17 @@ def test_a_gradient_inversion_draws_live_and_then_its_scores(
     home = tmp_path / "dlsec_home"
     store = Store(home)
     runs = RunStore(store)
-    # Inverting Gradients on 4 MNIST digits: long enough (tens of seconds) to be seen while it runs
-    config = GradLeakStudyConfig(dataset="mnist5k", attack="ig", batch_size=4, steps=600, events=30, seed=1)
+    # Inverting Gradients on 4 MNIST digits, 6,000 steps: long enough to be seen while it runs (600 steps took
+    # 3 s on an idle machine: the run had ended before the page drew it); the page is open before a worker starts
+    config = GradLeakStudyConfig(dataset="mnist5k", attack="ig", batch_size=4, steps=6000, events=30, seed=1)
     with server(home, name="gradleak-server") as url:
         run_id = catalog.submit(runs, "gradleak", config).id
-        ensure_workers(store, 1, idle_exit_s=30)
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         context.set_default_timeout(60_000)
         page = context.new_page()
         open_page(page, f"{url}/federated?run={run_id}", key(state.FED_LEAK_BUTTON))
         assert page.get_by_role("tab", name="Leak").get_attribute("aria-selected") == "true"
+        ensure_workers(store, 1, idle_exit_s=30)
         live = state.FED_LEAK_CHART
         page.locator(f"{key(live)}").first.wait_for(timeout=RUN_TIMEOUT_MS)
         assert runs.get(run_id).is_active, "the reconstructions are drawn while the attack runs"
