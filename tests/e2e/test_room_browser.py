@@ -87,6 +87,9 @@ def test_two_participants_and_an_instructor(
         ada, bob, teacher = new_page(), new_page(), new_page()
 
         log_in(ada, url, "Ada", "not-the-passcode")
+        ada.locator(
+            '[data-testid="stAlertContentError"]'
+        ).first.wait_for()  # settle() may return before the rerun
         assert alerts(ada, "Error") == [
             "That passcode is not right. Ask the instructor for the room's passcode."
         ]
