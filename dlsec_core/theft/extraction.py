@@ -80,11 +80,14 @@ class _Stopwatch:
         self.start = time.perf_counter()
         self.judged = 0.0
 
-    def score(self, judge: Judge, surrogate: nn.Module) -> tuple[float, float]:
+    def point(self, judge: Judge, surrogate: nn.Module, queries: int, waited_s: float) -> ExtractionPoint:
+        """The surrogate scored after `queries` answers; the scoring's time is not the attacker's."""
         t0 = time.perf_counter()
-        out = judge.score(surrogate)
+        accuracy, fidelity = judge.score(surrogate)
         self.judged += time.perf_counter() - t0
-        return out
+        return ExtractionPoint(
+            queries=queries, accuracy=accuracy, fidelity=fidelity, seconds=self.seconds, waited_s=waited_s
+        )
 
     @property
     def seconds(self) -> float:
@@ -324,11 +327,9 @@ class EquationSolving(ExtractionAttack):
             flat = queries[:budget].flatten(1)  # (n, C, H, W) -> (n, d)
             weight, bias = solve_softmax(flat, answers, self.min_prob)
             surrogate, spec = logreg_surrogate(shape, weight, bias)
-            acc, fid = watch.score(judge, surrogate)
-            points.append(ExtractionPoint(queries=budget, accuracy=acc, fidelity=fid,
-                                          seconds=watch.seconds, waited_s=oracle.waited))  # fmt: skip
+            points.append(watch.point(judge, surrogate, budget, oracle.waited))
             yield ExtractionEvent(
-                (i + 1) / len(budgets), f"{budget:,} queries: fidelity {fid:.3f}", points[-1]
+                (i + 1) / len(budgets), f"{budget:,} queries: fidelity {points[-1].fidelity:.3f}", points[-1]
             )
         assert surrogate is not None and spec is not None
         return ExtractionResult(self.name, self.describe(), points, surrogate, spec)
@@ -510,11 +511,9 @@ class Retraining(SurrogateTraining):
                 self.fit(pool[:budget], answers, seed), i / len(budgets), 1 / len(budgets),
                 f"{budget:,} queries",
             )  # fmt: skip
-            acc, fid = watch.score(judge, surrogate)
-            points.append(ExtractionPoint(queries=budget, accuracy=acc, fidelity=fid,
-                                          seconds=watch.seconds, waited_s=oracle.waited))  # fmt: skip
+            points.append(watch.point(judge, surrogate, budget, oracle.waited))
             yield ExtractionEvent(
-                (i + 1) / len(budgets), f"{budget:,} queries: fidelity {fid:.3f}", points[-1]
+                (i + 1) / len(budgets), f"{budget:,} queries: fidelity {points[-1].fidelity:.3f}", points[-1]
             )
         assert surrogate is not None and spec is not None
         return ExtractionResult(self.name, self.describe(), points, surrogate, spec)
@@ -705,11 +704,11 @@ class KnockoffAdaptive(SurrogateTraining):
                 self.fit(pool[chosen], answers, seed), stop / budgets[-1] * 0.99, 0.0, f"{stop:,} queries"
             )
             if stop in budgets:
-                acc, fid = watch.score(judge, surrogate)
-                points.append(ExtractionPoint(queries=stop, accuracy=acc, fidelity=fid,
-                                              seconds=watch.seconds, waited_s=oracle.waited))  # fmt: skip
+                points.append(watch.point(judge, surrogate, stop, oracle.waited))
                 yield ExtractionEvent(
-                    (i + 1) / len(budgets), f"{stop:,} queries: fidelity {fid:.3f}", points[-1]
+                    (i + 1) / len(budgets),
+                    f"{stop:,} queries: fidelity {points[-1].fidelity:.3f}",
+                    points[-1],
                 )
         assert surrogate is not None and spec is not None
         return ExtractionResult(self.name, self.describe(), points, surrogate, spec)
@@ -761,11 +760,11 @@ class JacobianAugmentation(SurrogateTraining):
                 self.fit(x, answers, seed), n / budgets[-1] * 0.99, 0.0, f"round {rho}, {n:,} queries"
             )
             if n in budgets:
-                acc, fid = watch.score(judge, surrogate)
-                points.append(ExtractionPoint(queries=n, accuracy=acc, fidelity=fid,
-                                              seconds=watch.seconds, waited_s=oracle.waited))  # fmt: skip
+                points.append(watch.point(judge, surrogate, n, oracle.waited))
                 yield ExtractionEvent(
-                    len(points) / len(budgets), f"{n:,} queries: fidelity {fid:.3f}", points[-1]
+                    len(points) / len(budgets),
+                    f"{n:,} queries: fidelity {points[-1].fidelity:.3f}",
+                    points[-1],
                 )
             if n >= budgets[-1]:
                 break
