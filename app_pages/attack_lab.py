@@ -4,7 +4,7 @@ import streamlit as st
 
 from dlsec_core.defenses.transforms import Mode
 from dlsec_core.errors import DlsecError
-from dlsec_ui import figures, state
+from dlsec_ui import figures, lab_view, state
 from dlsec_ui.resources import attack_batch, attack_one, get_detector, get_model
 from dlsec_ui.sharing import stop
 from dlsec_ui.widgets import (
@@ -62,6 +62,11 @@ with left:
                 "only hidden.",
             ) or Mode.ADAPTIVE  # fmt: skip
     picked = pick_image(card, dataset_for(card)) if view != "Batch" else None
+    interactive = view != "Batch" and st.toggle(
+        "Interactive charts", key=state.LAB_INTERACTIVE, **IN_URL,
+        help="Plotly charts: pixel values on hover, zoom. They take the browser longer to redraw at every ε step "
+        "(in a room of 30 on one server, everyone's step waits for it), so the lab shows plain images by default.",
+    )  # fmt: skip
 
 seed = int(st.session_state.get(state.SEED, 0))
 with right:
@@ -89,7 +94,7 @@ with right:
         elif picked is not None:
             x, y = picked
             result = attack_one(card.id, attack, x, y, target, seed, defense, mode)
-            st.plotly_chart(figures.attack_triptych(result, names), key="triptych")
+            lab_view.show_triptych(result, names, interactive)
             said = attack_outcome(result, names, attack)
             m1, m2, m3, m4 = st.columns(4)
             m1.metric(said.label, said.value, said.detail or None, delta_color="off", delta_arrow="off")
@@ -113,7 +118,7 @@ with right:
                     f"Detector: **{'flagged' if flagged else 'not flagged'}** (score {score:.3f}, threshold "
                     f"{detector.threshold:.3f}, set for a {detector.fpr_target:.0%} false-positive rate on clean images)."
                 )
-            st.plotly_chart(figures.probability_bars(result, names), key="prob_bars")
+            lab_view.show_probabilities(result, names, interactive)
             st.caption(attack.describe() + ". " + type(attack).paper + ".")
             if defense is not None:
                 other = Mode.NAIVE if mode == Mode.ADAPTIVE else Mode.ADAPTIVE

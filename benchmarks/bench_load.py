@@ -155,21 +155,20 @@ async def open_lesson_lab(context: Any, url: str, model_id: str, label: str) -> 
     return page, time.perf_counter() - t
 
 
-async def linf_text(page: Any) -> str:
-    """The L∞ size metric's value (changes with every FGSM ε step)."""
-    metric = page.locator('[data-testid="stMetric"]', has_text="L∞").locator('[data-testid="stMetricValue"]')
-    return str(await metric.first.inner_text())
-
-
-# Waits inside the page for the L∞ value to change: a MutationObserver costs nothing while it waits. (Polling the
-# value from Python every 10 ms, as runs 1-3 did, cost the shared 2 cores a CDP round trip per poll per waiting
-# session: with 30 sessions waiting seconds each, thousands of calls a second.)
-WATCH_LINF = """([before, timeoutMs]) => {
+# One call into the page before each key press: read the L∞ value, focus the ε slider's input, and start waiting
+# inside the page (a MutationObserver) for the value to change. Then the key press (the browser's own key events)
+# and one call that awaits the wait. Runs 1-3 polled the value from Python every 10 ms (thousands of CDP calls a
+# second with 30 sessions waiting); run 4 still spent about 12 CDP round trips per move on locators (reading the
+# value, focusing, pressing): the driver (Node) and Chromium's browser process cost 0.035 s of CPU per move on the
+# same 2 cores, a sixth of a move's whole browser-side cost, work no participant's browser does.
+WATCH_LINF = """([timeoutMs]) => {
   const read = () => {
     const metric = [...document.querySelectorAll('[data-testid="stMetric"]')].find(m => m.innerText.includes('L∞'));
     const value = metric && metric.querySelector('[data-testid="stMetricValue"]');
     return value ? value.innerText : null;
   };
+  const before = read();
+  document.querySelector('.st-key-eps_linf input[type=range]').focus();
   window.__dlsecLinf = new Promise(resolve => {
     const observer = new MutationObserver(() => {
       if (read() !== before) { observer.disconnect(); resolve(true); }
@@ -183,12 +182,9 @@ WATCH_LINF = """([before, timeoutMs]) => {
 async def move(page: Any, key: str) -> tuple[float, float | None]:
     """Press an arrow key on the ε slider: (wall-clock time of the press, seconds until the L∞ value on screen
     changes; None: no answer)."""
-    before = await linf_text(page)
-    slider = page.locator(".st-key-eps_linf input[type=range]").first
-    await slider.focus()
-    await page.evaluate(WATCH_LINF, [before, MOVE_TIMEOUT_S * 1000])
+    await page.evaluate(WATCH_LINF, [MOVE_TIMEOUT_S * 1000])
     pressed, t = time.time(), time.perf_counter()
-    await slider.press(key)
+    await page.keyboard.press(key)
     changed = await page.evaluate("window.__dlsecLinf")
     return pressed, (time.perf_counter() - t if changed else None)
 

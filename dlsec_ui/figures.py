@@ -5,11 +5,14 @@ Every figure sets its template explicitly: importing streamlit changes Plotly's 
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import plotly.colors as pcolors
 import plotly.graph_objects as go
 import plotly.io as pio
 import torch
@@ -50,31 +53,49 @@ def _label(class_names: Sequence[str], k: int, p: float) -> str:
     return f"{class_names[k]} ({p:.0%})"
 
 
-def attack_triptych(result: AttackResult, class_names: Sequence[str], index: int = 0) -> go.Figure:
-    """Original | perturbation | adversarial, each titled with its prediction and confidence.
+@dataclass(frozen=True)
+class Triptych:
+    """The words and the scale of original | perturbation | adversarial for one attacked image, shared by the
+    Attack Lab's light view (images) and its interactive one (Plotly)."""
 
-    The perturbation uses a diverging scale centred on 0 whose range is the budget itself (±ε for L∞, the
+    titles: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]  # each panel's title, line by line
+    bound: float  # the perturbation's diverging scale runs from -bound to +bound
+    changed: bool  # any pixel changed
+    fooled: bool
+
+
+def triptych(result: AttackResult, class_names: Sequence[str], index: int = 0) -> Triptych:
+    """Titles with each prediction and confidence; the perturbation's scale is the budget itself (±ε for L∞, the
     largest absolute change otherwise), so images at the same ε are drawn on the same scale. An unchanged image
     says "no perturbation" instead of a scale. "FOOLED" means the attack changed a right decision (an image the
-    model already got wrong says so on the original instead).
-    """
-    x, x_adv = result.x[index], result.x_adv[index]
-    delta = (x_adv - x).mean(dim=0).numpy()  # (C, H, W) -> (H, W): channel-averaged change
+    model already got wrong says so on the original instead)."""
+    delta = (result.x_adv[index] - result.x[index]).mean(dim=0)
     changed = int(result.l0[index]) > 0
-    largest = float(np.abs(delta).max())
+    largest = float(delta.abs().max())
     bound = max(result.eps if result.norm == "linf" and math.isfinite(result.eps) else largest, 1e-6)
     pc, pa = result.probs_clean[index], result.probs_adv[index]
     kc, ka = int(pc.argmax()), int(pa.argmax())
     fooled = bool(result.fooled[index])
     wrong = result.reference is Reference.LABEL and bool(result.already_wrong[index])
     titles = (
-        f"Original: {_label(class_names, kc, float(pc[kc]))}"
-        + (f"<br>already wrong (true: {class_names[int(result.y[index])]})" if wrong else ""),
-        f"Perturbation (scale ±{bound:.3g})" if changed else "Perturbation: none<br>(nothing changed)",
+        (f"Original: {_label(class_names, kc, float(pc[kc]))}",)
+        + ((f"already wrong (true: {class_names[int(result.y[index])]})",) if wrong else ()),
+        (f"Perturbation (scale ±{bound:.3g})",) if changed else ("Perturbation: none", "(nothing changed)"),
         # FOOLED on its own line: the three titles share one narrow column and would run into each other
-        f"Adversarial: {_label(class_names, ka, float(pa[ka]))}" + ("<br>FOOLED" if fooled else ""),
+        (f"Adversarial: {_label(class_names, ka, float(pa[ka]))}",) + (("FOOLED",) if fooled else ()),
     )
-    fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.04)
+    return Triptych(titles=titles, bound=bound, changed=changed, fooled=fooled)
+
+
+def attack_triptych(result: AttackResult, class_names: Sequence[str], index: int = 0) -> go.Figure:
+    """Original | perturbation | adversarial as Plotly heatmaps (pixel values on hover), titled by `triptych`."""
+    x, x_adv = result.x[index], result.x_adv[index]
+    delta = (x_adv - x).mean(dim=0).numpy()  # (C, H, W) -> (H, W): channel-averaged change
+    words = triptych(result, class_names, index)
+    bound = words.bound
+    fig = make_subplots(
+        rows=1, cols=3, subplot_titles=["<br>".join(t) for t in words.titles], horizontal_spacing=0.04
+    )
     fig.add_trace(_image_trace(x), row=1, col=1)
     fig.add_trace(
         go.Heatmap(
@@ -83,7 +104,7 @@ def attack_triptych(result: AttackResult, class_names: Sequence[str], index: int
             zmid=0,
             zmin=-bound,
             zmax=bound,
-            showscale=changed,
+            showscale=words.changed,
             colorbar={"len": 0.8, "thickness": 12},
             hovertemplate="%{z:+.3f}<extra></extra>",
         ),  # fmt: skip
@@ -96,10 +117,47 @@ def attack_triptych(result: AttackResult, class_names: Sequence[str], index: int
             autorange="reversed", scaleanchor=f"x{'' if col == 1 else col}", visible=False, row=1, col=col
         )
         fig.update_xaxes(visible=False, row=1, col=col)
-    if fooled:
+    if words.fooled:
         fig.layout.annotations[2].font.color = ADV_COLOR
     fig.update_layout(template=TEMPLATE, height=340, margin={"l": 10, "r": 10, "t": 55, "b": 10})
     return fig
+
+
+#: Plotly's RdBu_r (blue = darker, white = unchanged, red = brighter), the perturbation's scale in both views.
+_RDBU_R = np.array(
+    [[int(v) for v in c[4:-1].split(",")] for c in pcolors.sequential.RdBu_r], dtype=np.float64
+)
+
+
+def perturbation_rgb(delta: np.ndarray, bound: float) -> np.ndarray:
+    """(H, W) signed change -> (H, W, 3) uint8 on RdBu_r from -bound to +bound (0 is the middle colour)."""
+    t = np.clip((np.asarray(delta, dtype=np.float64) / bound + 1) / 2, 0, 1) * (len(_RDBU_R) - 1)
+    lo = np.floor(t).astype(int).clip(0, len(_RDBU_R) - 2)
+    frac = (t - lo)[..., None]
+    return np.asarray((_RDBU_R[lo] * (1 - frac) + _RDBU_R[lo + 1] * frac).round(), dtype=np.uint8)
+
+
+def _rgb(img: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> (H, W, 3) uint8."""
+    arr = np.clip(img.detach().cpu().numpy(), 0, 1)
+    arr = np.repeat(arr, 3, axis=0) if arr.shape[0] == 1 else arr[:3]
+    return np.asarray((arr.transpose(1, 2, 0) * 255).round(), dtype=np.uint8)
+
+
+def triptych_images(
+    result: AttackResult, bound: float, index: int = 0, side: int = 280
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Original, perturbation (on `perturbation_rgb`'s scale) and adversarial as RGB uint8 arrays, each pixel
+    repeated into a square block so that the longer side is at least `side` pixels: sharp at any zoom, no
+    smoothing by the browser."""
+    x, x_adv = result.x[index], result.x_adv[index]
+    delta = (x_adv - x).mean(dim=0).numpy()
+    k = max(1, math.ceil(side / max(delta.shape)))
+
+    def up(a: np.ndarray) -> np.ndarray:
+        return np.asarray(a.repeat(k, axis=0).repeat(k, axis=1))
+
+    return up(_rgb(x)), up(perturbation_rgb(delta, bound)), up(_rgb(x_adv))
 
 
 def probability_bars(result: AttackResult, class_names: Sequence[str], index: int = 0) -> go.Figure:
@@ -117,6 +175,37 @@ def probability_bars(result: AttackResult, class_names: Sequence[str], index: in
         legend={"orientation": "h", "y": 1.12},
     )  # fmt: skip
     return fig
+
+
+def probability_bars_html(result: AttackResult, class_names: Sequence[str], index: int = 0) -> str:
+    """Class probabilities before and after the attack as an HTML table of bars (the Attack Lab's light view: no
+    chart library to redraw on every ε step). Each bar's width is its probability; the value is written next to
+    it."""
+    rows = []
+    for k, name in enumerate(class_names):
+        cells = []
+        for probs, color, which in (
+            (result.probs_clean, CLEAN_COLOR, "original"), (result.probs_adv, ADV_COLOR, "adversarial")
+        ):  # fmt: skip
+            p = float(probs[index][k])
+            cells.append(
+                f'<td class="dlsec-bar" data-which="{which}" data-p="{p:.6f}"><div style="display:flex;'
+                f'align-items:center;gap:6px"><div style="width:{80 * p:.2f}%;height:10px;'
+                f'background:{color};border-radius:2px"></div><span>{p:.0%}</span></div></td>'
+            )
+        rows.append(
+            f'<tr data-class="{html.escape(str(name))}"><th style="text-align:right;font-weight:normal;'
+            f'padding-right:8px">{html.escape(str(name))}</th>{"".join(cells)}</tr>'
+        )
+    head = (
+        f'<tr><th></th><th style="text-align:left;font-weight:normal;color:{CLEAN_COLOR}">original</th>'
+        f'<th style="text-align:left;font-weight:normal;color:{ADV_COLOR}">adversarial</th></tr>'
+    )
+    return (
+        '<table class="dlsec-probabilities" style="width:100%;border-collapse:collapse;font-size:0.85rem;'
+        'table-layout:fixed"><colgroup><col style="width:22%"><col><col></colgroup>'
+        f"{head}{''.join(rows)}</table>"
+    )
 
 
 FOOLED_RGB, HELD_RGB, WRONG_RGB = (228, 87, 86), (84, 162, 75), (160, 160, 160)

@@ -63,6 +63,7 @@ DEFENSE = "defense"
 ATTACK_MODE = "attack_mode"
 LAB_DETECTOR = "lab_detector"
 LAB_VIEW = "lab_view"
+LAB_INTERACTIVE = "lab_interactive"
 
 # robustness page
 SWEEP_MODELS = "sweep_models"

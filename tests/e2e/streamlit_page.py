@@ -76,6 +76,41 @@ def wait_chart(page: Page, chart_key: str) -> None:
     page.locator(f"{key(chart_key)} {CHART}").first.wait_for()
 
 
+#: The Attack Lab's light view (dlsec_ui/lab_view.py): three images under their titles, and a table of bars.
+TRIPTYCH = '.st-key-triptych [data-testid="stImage"] img'
+
+
+def wait_triptych(page: Page) -> None:
+    page.locator(TRIPTYCH).first.wait_for()
+
+
+def triptych_titles(page: Page) -> list[str]:
+    """The Attack Lab's three panel titles as the browser shows them, their lines joined by '<br>' (as in the
+    Plotly view's subplot titles)."""
+    wait_triptych(page)
+    return list(
+        page.evaluate(
+            """() => [...document.querySelectorAll('.st-key-triptych [data-testid=stMarkdownContainer]')]
+                .map(m => m.innerText.trim().split('\\n').map(s => s.trim()).filter(s => s).join('<br>'))"""
+        )
+    )
+
+
+def probabilities(page: Page) -> list[dict[str, Any]]:
+    """The Attack Lab's probability table: [{"name": "original", "y": [...]}, {"name": "adversarial", "y": [...]}],
+    one value per class, read from the bars the browser shows."""
+    page.locator(".st-key-prob_bars table").first.wait_for()
+    return list(
+        page.evaluate(
+            """() => ['original', 'adversarial'].map(which => ({
+                name: which,
+                y: [...document.querySelectorAll(`.st-key-prob_bars td[data-which=${which}]`)]
+                    .map(td => parseFloat(td.dataset.p)),
+            }))"""
+        )
+    )
+
+
 def metric(page: Page, label: str) -> str:
     box = page.locator('[data-testid="stMetric"]').filter(
         has=page.locator('[data-testid="stMetricLabel"]', has_text=label)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 from streamlit_page import (  # skips the module when Chromium or Playwright is missing
-    CHART,
+    TRIPTYCH,
     alerts,
     assert_no_errors,
     key,
@@ -26,11 +26,14 @@ from streamlit_page import (  # skips the module when Chromium or Playwright is 
     open_page,
     plot_state,
     press,
+    probabilities,
     screenshot,
     select_option,
     settle,
     slider,
+    triptych_titles,
     wait_chart,
+    wait_triptych,
 )
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +44,7 @@ CAPTION = '[data-testid="stCaptionContainer"]'
 
 
 def open_lab(page: Page, app: Any) -> None:
-    open_page(page, f"{app.url}/attack_lab?model={app.model_id}", f"{key('triptych')} {CHART}")
+    open_page(page, f"{app.url}/attack_lab?model={app.model_id}", TRIPTYCH)
 
 
 def choose(page: Page, widget_key: str, label: str) -> None:
@@ -108,6 +111,32 @@ def draw_vertical_stroke(page: Page) -> None:
     )
 
 
+# -- the light view by default, Plotly on request ------------------------------------------------------------
+
+
+def test_interactive_charts_draw_the_same_attack_as_the_light_view(app: Any, page: Page) -> None:
+    open_lab(page, app)
+    select_option(page, state.ATTACK, "FGSM")
+    press(page, f"{state.EPS}_linf", *["ArrowRight"] * 10)  # 0.1 -> 0.15
+    settle(page)
+    titles, bars = triptych_titles(page), probabilities(page)
+    assert page.locator(".js-plotly-plot").count() == 0  # no chart library on the default view
+    screenshot(page, "attack-lab-light")
+
+    flip(page, state.LAB_INTERACTIVE)
+    wait_chart(page, "triptych_plot")
+    wait_chart(page, "prob_bars_plot")
+    assert "lab_interactive=true" in page.url  # the link keeps the choice
+    assert plot_state(page, "triptych_plot")["titles"] == titles
+    plotted = plot_state(page, "prob_bars_plot")["data"]
+    assert [t["name"] for t in plotted] == [b["name"] for b in bars]
+    for drawn, shown in zip(plotted, bars, strict=True):
+        assert drawn["y"] == pytest.approx(shown["y"], abs=1e-6)
+    assert page.locator(TRIPTYCH).count() == 0
+    assert_no_errors(page)
+    screenshot(page, "attack-lab-interactive")
+
+
 # -- item 1: input defenses --------------------------------------------------------------------------------
 
 
@@ -127,7 +156,7 @@ def test_every_input_defense_works_in_both_views_and_both_modes(app: Any, page: 
                 if shown == "Single image":  # the twin sentence names the other mode: this rerun has landed
                     info = f"Defense: {cls.title.split()[0].lower()}"
                     page.locator(INFO, has_text=info).filter(has_text=f"With the {other} attack").wait_for()
-                    wait_chart(page, "triptych")
+                    wait_triptych(page)
                     assert metric(page, "Fooled") in ("yes", "no")
                 else:
                     page.locator(CAPTION, has_text=f"({mode} attack)").filter(
@@ -146,19 +175,19 @@ def test_a_drawn_digit_without_a_class_is_attacked_away_from_its_prediction(app:
     open_lab(page, app)
     choose(page, state.IMAGE_SOURCE, "Draw")
     draw_vertical_stroke(page)
-    wait_chart(page, "triptych")
+    wait_triptych(page)
     settle(page)
     assert page.locator(f"{key(state.TRUE_LABEL)} input").input_value() == ""  # no class unless given
     eps = f"{state.EPS}_linf"
     press(page, eps, "Home")  # ε = 0: nothing changes, so nothing can be fooled
-    titles = plot_state(page, "triptych")["titles"]
+    titles = triptych_titles(page)
     assert metric(page, "Fooled") == "no"
     assert titles[1].startswith("Perturbation: none") and "FOOLED" not in titles[2]
     assert "No class was given" in captions(page)
     screenshot(page, "attack-lab-drawn-eps-0")
 
     press(page, eps, "End")  # ε = 0.5: "fooled" is exactly "the prediction changed"
-    titles = plot_state(page, "triptych")["titles"]
+    titles = triptych_titles(page)
     changed = predicted(titles[0]) != predicted(titles[2])
     assert metric(page, "Fooled") == ("yes" if changed else "no")
     assert ("FOOLED" in titles[2]) == changed
@@ -188,7 +217,7 @@ def test_a_target_equal_to_the_true_class_fools_nothing(app: Any, page: Page) ->
     assert metric(page, "Reached target") == "no"
     assert delta(page, "Reached target") == "target = true class"
     assert metric(page, "L0 (pixels changed)") == "0"
-    assert "FOOLED" not in plot_state(page, "triptych")["titles"][2]
+    assert "FOOLED" not in triptych_titles(page)[2]
     assert "is the image's true class" in " ".join(alerts(page, "Warning"))
     assert_no_errors(page)
     screenshot(page, "attack-lab-target-is-the-true-class")

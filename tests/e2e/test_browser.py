@@ -22,21 +22,24 @@ if TYPE_CHECKING:
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from streamlit_page import (  # skips the module when Chromium or Playwright is missing
-    CHART,
+    TRIPTYCH,
     assert_no_errors,
     key,
     metric,
     open_page,
     plot_state,
     press,
+    probabilities,
     screenshot,
     select_option,
     settle,
     slider,
     start_run,
     table_column,
+    triptych_titles,
     wait_chart,
     wait_run_done,
+    wait_triptych,
 )
 
 pytestmark = pytest.mark.e2e
@@ -73,13 +76,13 @@ def test_train_a_model_and_see_it_listed(app: Any, page: Page) -> None:
 
 
 def test_eps_slider_changes_the_attack(app: Any, page: Page) -> None:
-    open_page(page, f"{app.url}/attack_lab?model={app.model_id}", f"{key('triptych')} {CHART}")
+    open_page(page, f"{app.url}/attack_lab?model={app.model_id}", TRIPTYCH)
     select_option(page, state.ATTACK, "FGSM")  # ε is then exactly the L∞ size of the change
     assert page.locator(f"{key(state.MODEL)} input").input_value().endswith(app.model_id)
     assert f"model={app.model_id}" in page.url  # the link stays shareable
-    wait_chart(page, "prob_bars")
-    before = {"linf": metric(page, "L∞ size"), **plot_state(page, "triptych")}
-    bars_before = plot_state(page, "prob_bars")["data"]
+    page.locator(".st-key-prob_bars table").first.wait_for()
+    before = {"linf": metric(page, "L∞ size"), "titles": triptych_titles(page)}
+    bars_before = probabilities(page)
     assert before["linf"] == "0.100"
     assert slider(page, EPS_KEY).input_value() == "0.1"
     screenshot(page, "attack-lab-eps-0.100")
@@ -96,8 +99,8 @@ def test_eps_slider_changes_the_attack(app: Any, page: Page) -> None:
         "() => [...document.querySelectorAll('[data-testid=stMetricValue]')].some(m => m.innerText.trim() === '0.500')"
     )
     settle(page)
-    after = {"linf": metric(page, "L∞ size"), **plot_state(page, "triptych")}
-    bars_after = plot_state(page, "prob_bars")["data"]
+    after = {"linf": metric(page, "L∞ size"), "titles": triptych_titles(page)}
+    bars_after = probabilities(page)
 
     assert slider(page, EPS_KEY).input_value() == "0.5"
     assert after["linf"] == "0.500"
@@ -198,7 +201,7 @@ def test_two_users_at_once(app: Any, new_page: Callable[[], Page]) -> None:
     first.goto(url)
     second.goto(url)  # both scripts run on the server at the same time
     for user in (first, second):
-        wait_chart(user, "triptych")
+        wait_triptych(user)
         settle(user)
         select_option(user, state.ATTACK, "FGSM")
         assert_no_errors(user)
@@ -211,7 +214,7 @@ def test_two_users_at_once(app: Any, new_page: Callable[[], Page]) -> None:
     second.locator(f"{key(state.SEED)} input").focus()  # any rerun of the second session
     second.keyboard.press("ArrowUp")
     settle(second)
-    wait_chart(second, "triptych")
+    wait_triptych(second)
     assert metric(first, "L∞ size") == "0.500"
     assert metric(second, "L∞ size") == "0.100"
     screenshot(first, "two-users-first")
@@ -234,4 +237,4 @@ def test_deep_link_on_a_fresh_server_gets_the_frame(
             seed.wait_for(timeout=30_000)
         screenshot(page, "fresh-server-deep-link")
         assert seed.count() == 1, "app.py's sidebar did not run"
-        wait_chart(page, "triptych")
+        wait_triptych(page)

@@ -49,6 +49,7 @@ from streamlit_page import (  # skips the module when Chromium or Playwright is 
     table_column,
     wait_chart,
     wait_run_done,
+    wait_triptych,
 )
 
 pytestmark = pytest.mark.e2e
@@ -336,12 +337,12 @@ def test_readme_picture_shows_every_page_and_a_fooled_image(lab: Lab, page: Page
     page.set_viewport_size({"width": 1400, "height": 1050})
     open_page(page, f"{lab.url}/attack_lab?model={mnist_cnn.id}", key(state.EPS + "_linf"))
     select_option(page, state.ATTACK, "FGSM")
-    wait_chart(page, "triptych")
+    wait_triptych(page)
     for example in range(30):  # the first test digit of class 0 that FGSM at ε = 0.1 fools
         if metric(page, "Fooled") == "yes":
             break
         fill(page, state.GALLERY_INDEX, str(example + 1))
-        wait_chart(page, "triptych")
+        wait_triptych(page)
     assert metric(page, "Fooled") == "yes"
     assert metric(page, "L∞ size") == "0.100"
     height = 1050

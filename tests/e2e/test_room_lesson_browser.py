@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 from streamlit_page import (  # skips the module when Chromium or Playwright is missing
-    CHART,
+    TRIPTYCH,
     alerts,
     assert_no_errors,
     key,
@@ -66,7 +66,7 @@ def follow_lesson_1(page: Page, who: str) -> None:
 
     # step 1: the link opens the Attack Lab on the lesson's digit with FGSM at ε = 0; move ε until the digit flips
     page.get_by_role("link", name="Open the Attack Lab on this digit").click()
-    page.locator(f"{key('triptych')} {CHART}").first.wait_for()
+    page.locator(TRIPTYCH).first.wait_for()
     settle(page)
     assert slider(page, EPS).input_value() == "0" and metric(page, "Fooled") == "no"
     steps = 0

@@ -20,22 +20,24 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 from streamlit_page import (  # skips the module when Chromium or Playwright is missing
-    CHART,
     IDLE,
+    TRIPTYCH,
     alerts,
     assert_no_errors,
     key,
     metric,
     open_page,
-    plot_state,
     press,
+    probabilities,
     screenshot,
     select_option,
     settle,
     slider,
     start_run,
+    triptych_titles,
     wait_chart,
     wait_run_done,
+    wait_triptych,
 )
 
 pytestmark = pytest.mark.e2e
@@ -80,14 +82,14 @@ def shown(page: Page, widget_key: str) -> str:
 
 def lab_view(page: Page) -> dict[str, Any]:
     """What the Attack Lab shows: the widget values and the metrics and chart data they produce."""
-    wait_chart(page, "triptych")
+    wait_triptych(page)
     return {
         "widgets": {k: shown(page, k) for k in (state.ATTACK, EPS, state.GALLERY_CLASS, state.GALLERY_INDEX)},
         "defense": shown(page, "lab_" + state.DEFENSE),
         "metrics": [metric(page, m) for m in ("Fooled", "L∞ size", "L2 size", "L0 (pixels changed)")],
         "notes": alerts(page, "Info"),
-        "triptych": plot_state(page, "triptych")["titles"],
-        "bars": plot_state(page, "prob_bars")["data"],
+        "triptych": triptych_titles(page),
+        "bars": probabilities(page),
     }
 
 
@@ -100,7 +102,7 @@ def test_a_link_reproduces_the_attack_lab_in_a_fresh_browser(
 ) -> None:
     url, model_id = workshop
     first = new_page()
-    open_page(first, f"{url}/attack_lab?model={model_id}", f"{key('triptych')} {CHART}")
+    open_page(first, f"{url}/attack_lab?model={model_id}", TRIPTYCH)
     select_option(first, state.ATTACK, "FGSM")
     select_option(first, state.GALLERY_CLASS, "3")
     first.locator(f"{key(state.GALLERY_INDEX)} input").fill("2")
@@ -125,7 +127,7 @@ def test_a_link_reproduces_the_attack_lab_in_a_fresh_browser(
     screenshot(first, "workshop-link-before")
 
     fresh = new_page()  # another browser context: no session, no cookies, just the link
-    open_page(fresh, link, f"{key('triptych')} {CHART}")
+    open_page(fresh, link, TRIPTYCH)
     after = lab_view(fresh)
     screenshot(fresh, "workshop-link-after")
     for name in before:
@@ -144,7 +146,7 @@ def test_a_learner_follows_lesson_1_to_the_end(
 
     # step 1: the link opens the Attack Lab on the lesson's digit with FGSM at ε = 0
     page.get_by_role("link", name="Open the Attack Lab on this digit").click()
-    page.locator(f"{key('triptych')} {CHART}").first.wait_for()
+    page.locator(TRIPTYCH).first.wait_for()
     settle(page)
     assert page.locator("h1", has_text="Attack Lab").count() == 1
     assert eps_thumb(page).input_value() == "0"
@@ -219,7 +221,7 @@ def test_a_learner_follows_lesson_1_to_the_end(
     page.goto(
         f"{url}/attack_lab?model={model_id}&presenter=true&attack=FGSM&gallery_class=7&eps_linf={found}"
     )
-    page.locator(f"{key('triptych')} {CHART}").first.wait_for()
+    page.locator(TRIPTYCH).first.wait_for()
     settle(page)
     assert page.evaluate("getComputedStyle(document.documentElement).fontSize") == "20px"
     assert not page.locator('[data-testid="stSidebarNav"]').is_visible()

@@ -125,6 +125,64 @@ def test_triptych_rgb() -> None:
     assert np.asarray(fig.data[0].z).shape == (6, 6, 3)
 
 
+# -- the light view: words, images and bars without a chart library ------------------------------------------
+
+
+def test_light_and_interactive_triptych_say_the_same() -> None:
+    for result in (make_result(fooled=[True, False]), make_result(eps=0.0, fooled=[False])):
+        for index in range(len(result.y)):
+            words = figures.triptych(result, NAMES, index)
+            plotted = figures.attack_triptych(result, NAMES, index)
+            assert ["<br>".join(t) for t in words.titles] == [a.text for a in plotted.layout.annotations]
+            assert plotted.data[1].zmax == pytest.approx(words.bound)
+            assert words.fooled == bool(result.fooled[index])
+
+
+def test_perturbation_colours_follow_rdbu_r_on_the_budget() -> None:
+    from plotly.colors import sample_colorscale
+
+    bound = 0.1
+    delta = np.array([[-0.2, -0.1, -0.05, 0.0], [0.025, 0.05, 0.1, 0.3]])
+    rgb = figures.perturbation_rgb(delta, bound)
+    assert rgb.shape == (2, 4, 3) and rgb.dtype == np.uint8
+    # Plotly's own sampling of the same scale is the oracle; beyond ±bound the end colours (clipped)
+    t = np.clip((delta / bound + 1) / 2, 0, 1).ravel()
+    expected = [[float(v) for v in c[4:-1].split(",")] for c in sample_colorscale("RdBu_r", list(t))]
+    assert np.abs(rgb.reshape(-1, 3).astype(float) - np.array(expected)).max() <= 1.0
+    assert tuple(rgb[0, 3]) == (247, 247, 247)  # no change: the middle (white-ish) colour
+    assert rgb[1, 2, 0] > rgb[1, 2, 2] and rgb[0, 1, 2] > rgb[0, 1, 0]  # brighter red, darker blue
+
+
+@pytest.mark.parametrize(("channels", "size"), [(1, 8), (3, 6)])
+def test_triptych_images_repeat_every_pixel_into_a_block(channels: int, size: int) -> None:
+    result = make_result(channels=channels, size=size, fooled=[True])
+    words = figures.triptych(result, NAMES)
+    original, delta, adversarial = figures.triptych_images(result, words.bound, side=40)
+    k = -(-40 // size)  # ceil: the longer side is at least 40 pixels
+    assert original.shape == delta.shape == adversarial.shape == (size * k, size * k, 3)
+    for shown, source in ((original, result.x[0]), (adversarial, result.x_adv[0].clamp(0, 1))):
+        pixels = shown[::k, ::k]  # one pixel per block
+        expected = source.expand(3, -1, -1) if channels == 1 else source
+        assert np.abs(pixels.astype(float) - expected.permute(1, 2, 0).numpy() * 255).max() <= 0.5
+        assert (shown == np.repeat(np.repeat(pixels, k, axis=0), k, axis=1)).all()
+    change = (result.x_adv[0] - result.x[0]).mean(dim=0).numpy()
+    assert (delta[::k, ::k] == figures.perturbation_rgb(change, words.bound)).all()
+
+
+def test_probability_table_holds_every_class_before_and_after() -> None:
+    import re
+
+    result = make_result(fooled=[True])
+    names = [*NAMES[:-1], "<b>cat</b>"]  # a class name is text, never markup
+    table = figures.probability_bars_html(result, names)
+    for which, probs in (("original", result.probs_clean[0]), ("adversarial", result.probs_adv[0])):
+        values = [float(v) for v in re.findall(rf'data-which="{which}" data-p="([0-9.]+)"', table)]
+        assert values == pytest.approx(probs.tolist(), abs=1e-6)
+    widths = [float(w) for w in re.findall(r"width:([0-9.]+)%;height", table)]
+    assert widths[0] == pytest.approx(80 * float(result.probs_clean[0][0]), abs=0.01)  # width ∝ probability
+    assert "<b>cat</b>" not in table and "&lt;b&gt;cat&lt;/b&gt;" in table
+
+
 # -- probability bars --------------------------------------------------------------------------------------
 
 
