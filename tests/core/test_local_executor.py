@@ -148,3 +148,36 @@ def test_a_leaving_worker_hands_a_run_queued_meanwhile_to_a_new_worker(
     catalog.submit(RunStore(store), "train", config)  # ...but a run arrived meanwhile
     assert main(["--home", str(tmp_home), "worker", "--slot", "0", "--idle-exit", "0", "--quiet"]) == 0
     assert asked == [False]
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/autogroup").exists(), reason="no autogroup scheduling on this system"
+)
+def test_a_started_worker_yields_the_cpu_in_its_own_scheduling_group(
+    tmp_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With autogroup scheduling the kernel shares the CPU between sessions' groups first and applies nice only
+    inside a group; a worker is a session of its own, so its group's nice is lowered too, and nobody else's."""
+    from dlsec_core.execution.worker import WORKER_NICE
+
+    monkeypatch.setenv("DLSEC_WORKERS", "1")
+    store = Store(tmp_home)
+    mine = Path("/proc/self/autogroup").read_text()
+    assert ensure_workers(store, idle_exit_s=30) == [0]
+    pid = slot_pid(store, 0)
+    assert pid is not None
+    try:
+        deadline = time.monotonic() + 60
+        group = ""
+        while time.monotonic() < deadline:  # the worker lowers itself once it has imported torch
+            nice = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+            group = Path(f"/proc/{pid}/autogroup").read_text()
+            if nice == WORKER_NICE and group.endswith(f"nice {WORKER_NICE}\n"):
+                break
+            time.sleep(0.1)
+        assert nice == WORKER_NICE, nice
+        assert group.endswith(f"nice {WORKER_NICE}\n"), group
+        assert group.split()[0] != mine.split()[0]  # its own group
+        assert Path("/proc/self/autogroup").read_text() == mine  # the caller's group is untouched
+    finally:
+        os.kill(pid, signal.SIGTERM)
