@@ -16,7 +16,7 @@ from the sidebar and follows its first link to the Attack Lab before moving the 
 Each answered move's latency is also split (`latency_split`) by the server's per-run timing log (dlsec_ui/
 timing.py): before the script run, the run, after it (transfer and rendering in the browser).
 
-    python benchmarks/bench_load.py [--app-dir DIR] [--sessions 1,30] [--moves 20] [--label after] [--room]
+    python benchmarks/bench_load.py [--app-dir DIR] [--sessions 1,30] [--moves 20] [--label after] [--room] [--floor]
 
 The browsers run on the same machine as the server: on 2 cores they compete with it, as the issue's figures did.
 """
@@ -362,9 +362,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
     app_dir = Path(args.app_dir).resolve()
+    if args.floor:  # a copy of the checkout whose Attack Lab is floor_page.py
+        floor = Path(tempfile.mkdtemp(prefix="dlsec-bench-floor-")) / "app"
+        shutil.copytree(
+            app_dir, floor, ignore=shutil.ignore_patterns(".venv", ".git", "artifacts", "__pycache__")
+        )
+        shutil.copyfile(ROOT / "benchmarks" / "floor_page.py", floor / "app_pages" / "attack_lab.py")
+        app_dir = floor
     home, model_id = prepare_home(args.python, app_dir)
     report: dict[str, Any] = {
-        "label": args.label, "app_dir": str(app_dir), "cpu": cpu_model(), "cores": os.cpu_count(),
+        "label": args.label, "app_dir": str(app_dir), "floor": args.floor, "cpu": cpu_model(), "cores": os.cpu_count(),
         "load_average_start": load_average(), "scenarios": [],
     }  # fmt: skip
     async with async_playwright() as p:
@@ -405,6 +412,10 @@ def main() -> None:
     parser.add_argument(
         "--room", action="store_true",
         help="a workshop room (issue 'Workshop mode'): every session logs in and follows lesson 1 to the Attack Lab",
+    )  # fmt: skip
+    parser.add_argument(
+        "--floor", action="store_true",
+        help="measure the floor: the Attack Lab replaced by benchmarks/floor_page.py (the ε slider, four numbers)",
     )  # fmt: skip
     args = parser.parse_args()
     args.sessions = [int(s) for s in args.sessions.split(",")]

@@ -24,6 +24,7 @@ from dlsec_core.evaluation.checks import Finding, check_curve
 from dlsec_core.evaluation.sweep import sweep
 from dlsec_core.store import Store
 from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome, check_name, seed_param
+from dlsec_core.training.loop import relay
 from dlsec_core.workflows import resolve_dataset
 
 MAX_IMAGES = 10_000
@@ -124,16 +125,13 @@ class CertificationStudy(Study[CertificationStudyConfig]):
             model, x, y, config.sigma, radii, n0=config.n0, n=config.n, alpha=config.alpha,
             generator=torch.Generator().manual_seed(config.seed),
         )  # fmt: skip
-        while True:
-            try:
-                event = next(work)
-            except StopIteration as stop:
-                certified = stop.value
-                break
-            yield StudyEvent(
+        certified = yield from relay(
+            work,
+            lambda event: StudyEvent(
                 CERTIFY_SHARE * event.progress, f"certified {event.done}/{event.total} images",
                 {"type": "certify", **event.to_record()},
-            )  # fmt: skip
+            ),
+        )  # fmt: skip
         yield StudyEvent(
             CERTIFY_SHARE, f"certified {len(y)} images; empirical attack next",
             {"type": "certified", "certified": certified.to_records(), "abstain_rate": certified.abstain_rate},

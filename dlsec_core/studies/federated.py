@@ -22,6 +22,7 @@ from dlsec_core.federated.fedavg import (
 from dlsec_core.models.architectures import ARCHITECTURES
 from dlsec_core.store import PRIVACY_PARAM, Store
 from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome, check_name, param_like
+from dlsec_core.training.loop import relay
 from dlsec_core.workflows import resolve_dataset, spec_for
 
 RECIPE = "fedavg"  # the recipe name on a stored global model's card
@@ -119,23 +120,20 @@ class FederatedStudy(Study[FederatedStudyConfig]):
         federation = config.federation()
         data = resolve_dataset(store, config.dataset)
         spec = spec_for(data, config.arch)
-        work = federated_averaging(spec, data, federation)
-        while True:
-            try:
-                event = next(work)
-            except StopIteration as stop:
-                result: FedAvgResult = stop.value
-                break
+
+        def said(event: RoundEvent) -> StudyEvent:
             spent = f" · client-level ε = {event.epsilon:.3g} (RDP)" if event.epsilon is not None else ""
             if event.local_epsilon is not None:
                 spent += f" · local example-level ε ≤ {event.local_epsilon:.3g} ({config.local_accountant.upper()})"
             if event.backdoor_success is not None:
                 spent += f" · backdoor success {event.backdoor_success:.1%}"
-            yield StudyEvent(
+            return StudyEvent(
                 event.progress,
                 f"round {event.round}/{event.rounds}: test accuracy {event.test_accuracy:.1%}{spent}",
                 _payload(event),
             )
+
+        result: FedAvgResult = yield from relay(federated_averaging(spec, data, federation), said)
         outcome = result.to_json()
         model_ids: list[str] = []
         if config.store_model:

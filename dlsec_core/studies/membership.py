@@ -31,7 +31,7 @@ from dlsec_core.store import ModelCard, Store
 from dlsec_core.studies.artifacts import npy_bytes
 from dlsec_core.studies.base import Study, StudyConfig, StudyEvent, StudyOutcome, built, check_model_ids
 from dlsec_core.text import plural
-from dlsec_core.training.loop import TrainConfig
+from dlsec_core.training.loop import TrainConfig, relay
 from dlsec_core.training.recipes import Recipe, StandardRecipe
 from dlsec_core.workflows import resolve_dataset
 
@@ -123,16 +123,8 @@ def membership_study(
             events = lira_attack(
                 model, card.spec, data, config=config, recipe=recipe, lira=lira, n_members=n, n_nonmembers=n
             )
-            try:
-                while True:
-                    try:
-                        shadow = next(events)
-                    except StopIteration as stop:
-                        result = stop.value
-                        break
-                    yield dataclasses.replace(base, shadow=shadow)
-            finally:
-                events.close()
+            # relay drains the shadows' training within this iteration
+            result = yield from relay(events, lambda shadow: dataclasses.replace(base, shadow=shadow))  # noqa: B023
             if note:
                 result = dataclasses.replace(result, description=result.description + note)
         results.append((card, result))

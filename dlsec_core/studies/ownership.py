@@ -52,7 +52,7 @@ from dlsec_core.theft.watermark import (
     pruned_fraction,
     verify,
 )
-from dlsec_core.training.loop import RunProgress, TrainConfig, TrainResult, in_series, train
+from dlsec_core.training.loop import TrainConfig, TrainResult, in_series, relay, train
 from dlsec_core.training.recipes import StandardRecipe
 from dlsec_core.workflows import resolve_dataset
 
@@ -271,13 +271,8 @@ def stolen_copies(
         pool = query_pool(PoolKind.SAME, data, attack.pool_size([config.steal_queries]), gen,
                           up_to=attack.pool_choice([config.steal_queries])) if attack.uses_pool else None  # fmt: skip
         work = attack.run(Oracle(api, THIEF), judge, [config.steal_queries], pool=pool, seed=config.seed)
-        while True:
-            try:
-                event = next(work)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            yield StudyEvent(-1.0, f"stealing with {attack.title}: {event.message}")
+        said = f"stealing with {attack.title}"  # relay drains the attack within this iteration
+        result = yield from relay(work, lambda event: StudyEvent(-1.0, f"{said}: {event.message}"))  # noqa: B023
         point = result.points[-1]
         what = (
             f"stolen with {result.description} {point.queries:,} queries to the owner's model (full probabilities); "
@@ -305,13 +300,11 @@ def train_null_models(
             train(spec, data, TrainConfig(**settings), StandardRecipe()),
             index=index, total=total, label=f"null {index + 1}",
         )  # fmt: skip
-        while True:
-            try:
-                item: RunProgress = next(run)
-            except StopIteration as stop:
-                trained: TrainResult = stop.value
-                break
-            yield StudyEvent(item.progress, f"null model {index + 1}/{len(seeds)}, epoch {item.event.epoch}")
+        said = f"null model {index + 1}/{len(seeds)}"  # relay drains the training within this iteration
+        trained: TrainResult = yield from relay(
+            run,
+            lambda item: StudyEvent(item.progress, f"{said}, epoch {item.event.epoch}"),  # noqa: B023
+        )
         nulls.append(
             NullModel(
                 seed=seed,
@@ -386,14 +379,10 @@ class OwnershipStudy(Study[OwnershipStudyConfig]):
                 verdict=verify(copy, triggers, null_acc, num_classes=spec.num_classes, alpha=config.alpha),
             ))  # fmt: skip
         if config.steal:
-            stealing = stolen_copies(owner_model, spec, data, config)
-            while True:
-                try:
-                    event = next(stealing)
-                except StopIteration as stop:
-                    copies = stop.value
-                    break
-                yield StudyEvent((done + len(survival)) / total, event.message)
+            copies = yield from relay(
+                stolen_copies(owner_model, spec, data, config),
+                lambda event: StudyEvent((done + len(survival)) / total, event.message),
+            )
             for label, what, queries, fidelity, copy in copies:
                 yield checked(SurvivalCheck(
                     kind="extraction", label=label, description=what, parameter=queries, fidelity=fidelity,

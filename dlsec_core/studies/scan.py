@@ -102,7 +102,7 @@ from dlsec_core.theft.api import (
 )
 from dlsec_core.theft.extraction import Judge, Knockoff, PoolKind, query_pool
 from dlsec_core.theft.watermark import WATERMARK_TAG, WatermarkRecipe, verify
-from dlsec_core.training.loop import TrainConfig
+from dlsec_core.training.loop import TrainConfig, relay
 from dlsec_core.workflows import resolve_dataset
 
 MEMBERSHIP_FPR = 0.01
@@ -338,16 +338,7 @@ def _relay(
     work: Generator[E, None, R], span: Span, message: Callable[[E], str]
 ) -> Generator[StudyEvent, None, R]:
     """Relay a generator of progress events (training, shadows, extraction) as scan progress within `span`."""
-    try:
-        while True:
-            try:
-                item = next(work)
-            except StopIteration as stop:
-                result: R = stop.value
-                return result
-            yield StudyEvent(span.of(item.progress), message(item))
-    finally:
-        work.close()  # a cancelled scan stops the training inside too
+    return relay(work, lambda item: StudyEvent(span.of(item.progress), message(item)))
 
 
 def _gap_finding(

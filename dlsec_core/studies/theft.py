@@ -46,6 +46,7 @@ from dlsec_core.theft.extraction import (
     query_pool,
 )
 from dlsec_core.theft.prada import PradaConfig, PradaResult, prada
+from dlsec_core.training.loop import relay
 from dlsec_core.workflows import resolve_dataset
 
 ATTACKER = "attacker"
@@ -223,15 +224,13 @@ class ExtractionStudy(Study[ExtractionStudyConfig]):
             )  # fmt: skip
         yield StudyEvent(0.0, f"serving {card.name} ({policy.describe()}); attacking with {attack.title}")
         oracle = Oracle(api, ATTACKER, sleep=clock.sleep)
-        work = attack.run(oracle, judge, budgets, pool=pool, seed=config.seed)
-        while True:
-            try:
-                event = next(work)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            payload = None if event.point is None else {"type": "point", **event.point.to_record()}
-            yield StudyEvent(min(event.progress, 1.0) * 0.99, event.message, payload)
+        result = yield from relay(
+            attack.run(oracle, judge, budgets, pool=pool, seed=config.seed),
+            lambda event: StudyEvent(
+                min(event.progress, 1.0) * 0.99, event.message,
+                None if event.point is None else {"type": "point", **event.point.to_record()},
+            ),
+        )  # fmt: skip
         yield StudyEvent(0.99, "PRADA on the attacker's and a benign client's query streams")
         attacker_trace, benign_trace = detect(api, data.x_test, config)
         surrogate_model_id = None

@@ -45,7 +45,7 @@ from dlsec_core.models.spec import ModelSpec, build_model
 from dlsec_core.registry import Registry
 from dlsec_core.text import plural
 from dlsec_core.theft.api import Oracle
-from dlsec_core.training.loop import TrainConfig, TrainEvent, train
+from dlsec_core.training.loop import TrainConfig, TrainEvent, relay, train
 from dlsec_core.training.recipes import Recipe, TrainingSetup
 
 # -- scoring ---------------------------------------------------------------------------------------------------
@@ -480,16 +480,14 @@ class SurrogateTraining(ExtractionAttack):
 def _relay(
     work: Generator[TrainEvent, None, tuple[nn.Module, ModelSpec]], done: float, share: float, what: str
 ) -> Generator[ExtractionEvent, None, tuple[nn.Module, ModelSpec]]:
-    while True:
-        try:
-            event = next(work)
-        except StopIteration as stop:
-            out: tuple[nn.Module, ModelSpec] = stop.value
-            return out
-        if event.kind == "epoch":
-            yield ExtractionEvent(
-                done + share * event.progress, f"{what}: epoch {event.epoch}/{event.epochs}"
-            )
+    return relay(
+        work,
+        lambda event: (
+            ExtractionEvent(done + share * event.progress, f"{what}: epoch {event.epoch}/{event.epochs}")
+            if event.kind == "epoch"
+            else None
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -272,16 +272,29 @@ def in_series(
     run: Generator[TrainEvent, None, R], *, index: int, total: int, label: str
 ) -> Generator[RunProgress, None, R]:
     """Relay one run of a series (a frontier sweep, an audit and its control) as `RunProgress`; return its result."""
-    while True:
-        try:
-            event = next(run)
-        except StopIteration as stop:
-            result: R = stop.value
-            return result
-        yield RunProgress(index=index, total=total, label=label, event=event)
+    return relay(run, lambda event: RunProgress(index=index, total=total, label=label, event=event))
 
 
 E = TypeVar("E")
+S = TypeVar("S")
+
+
+def relay(work: Generator[E, None, R], translate: Callable[[E], S | None]) -> Generator[S, None, R]:
+    """Pass on the events of `work` as `translate` makes them (None: nothing to say) and return what `work`
+    returns: a study relaying the progress of the training, attack or sweep it runs. Closing the relay (a
+    cancelled run) closes `work` too, so the work inside stops at once rather than whenever it is collected."""
+    try:
+        while True:
+            try:
+                event = next(work)
+            except StopIteration as stop:
+                result: R = stop.value
+                return result
+            said = translate(event)
+            if said is not None:
+                yield said
+    finally:
+        work.close()
 
 
 def run_to_end(events: Generator[E, None, R], on_event: Callable[[E], None] | None = None) -> R:

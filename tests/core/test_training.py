@@ -327,3 +327,27 @@ def test_shift_is_deterministic_given_the_generator():
     c = random_shift(x, 2, torch.Generator().manual_seed(6))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+def test_relay_translates_skips_returns_and_closes_the_work_inside() -> None:
+    from dlsec_core.training.loop import relay, run_to_end
+
+    closed: list[bool] = []
+
+    def work() -> Generator[int, None, str]:
+        try:
+            yield from range(5)
+        finally:
+            closed.append(True)
+        return "done"
+
+    said: list[str] = []
+    assert run_to_end(relay(work(), lambda i: f"step {i}" if i % 2 == 0 else None), said.append) == "done"
+    assert said == ["step 0", "step 2", "step 4"] and closed == [True]
+
+    closed.clear()
+    inner = work()  # still referenced here: only an explicit close stops it
+    outer = relay(inner, str)
+    assert next(outer) == "0"
+    outer.close()  # a cancelled run: the work inside stops now, not whenever it is collected
+    assert closed == [True]
