@@ -55,7 +55,7 @@ runs = get_runs().list_runs(limit=500)
 if not runs:
     st.caption("No run yet.")
 else:
-    picked = run_table(runs, key=state.INSTR_RUNS)
+    picked = run_table(runs, key=state.INSTR_RUNS, in_url=True)  # a link opens the same rows selected
     active = [r for r in picked if r.is_active]
     if st.button(
         f"Cancel {len(active)} selected unfinished run(s)", key=state.INSTR_CANCEL, disabled=not active

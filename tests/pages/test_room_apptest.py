@@ -253,3 +253,18 @@ def test_a_misconfigured_room_keeps_the_lab_closed(fresh: Path, room: dict[str, 
     assert len(errors(at)) == 1 and errors(at)[0].startswith("The workshop room is configured wrongly")
     assert "abc" not in errors(at)[0] and "teach-me" not in errors(at)[0]
     assert not at.sidebar.number_input
+
+
+def test_the_instructors_run_selection_is_in_the_link(fresh: Path) -> None:
+    runs = RunStore(Store(fresh))
+    bobs = runs.submit("sweep", {"n": 1}, title="Bob's sweep", owner="Bob").id
+    runs.submit("sweep", {"n": 1}, title="Ada's sweep", owner="Ada")
+    teacher = enter_as_instructor(door())
+    teacher.query_params[state.RUNS_PARAM] = [bobs]  # a link with Bob's run selected
+    teacher.switch_page(INSTRUCTOR_PAGE).run()
+    ok(teacher)
+    cancel = teacher.button(key=state.INSTR_CANCEL)
+    assert cancel.label.startswith("Cancel 1 selected") and not cancel.disabled
+    ok(cancel.click().run())
+    assert runs.get(bobs).status == RunStatus.CANCELLED
+    assert [r.status for r in runs.list_runs() if r.id != bobs] == [RunStatus.QUEUED]
