@@ -333,6 +333,14 @@ async def scenario(
         "slider_p50_s": percentile(latencies, 0.5),
         "slider_p95_s": percentile(latencies, 0.95),
         "slider_mean_s": statistics.fmean(latencies) if latencies else None,
+        # the k-th move of every session: the first moves start together (everyone starts after the last page
+        # has rendered), the later ones spread out over the think times
+        "slider_p50_p95_by_move_s": [
+            [percentile(xs, 0.5), percentile(xs, 0.95)]
+            for xs in (
+                [x for x in (r[k][1] for r in results if k < len(r)) if x is not None] for k in range(moves)
+            )
+        ],
         "latency_split": split,
         "first_render_p50_s": percentile([t for _, t in opened], 0.5),
         "all_sessions_rendered_s": round(all_rendered, 2),
