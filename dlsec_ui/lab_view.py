@@ -26,24 +26,19 @@ def show_triptych(result: AttackResult, names: Sequence[str], interactive: bool)
         return
     words = figures.triptych(result, names)
     images = figures.triptych_images(result, words.bound)
-    tallest = max(len(t) for t in words.titles)
     with st.container(key=TRIPTYCH):
+        # bottom-aligned: the images stay level whatever the titles' lengths and wrapping
         for column, title, image, panel in zip(
-            st.columns(3, gap="small"),
-            words.titles,
-            images,
-            ("original", "perturbation", "adversarial"),
-            strict=True,
-        ):
+            st.columns(3, gap="small", vertical_alignment="bottom"), words.titles, images,
+            ("original", "perturbation", "adversarial"), strict=True,
+        ):  # fmt: skip
             lines = [f"**{title[0]}**", *title[1:]]
             if panel == "adversarial" and words.fooled:
                 lines[-1] = ":red[**FOOLED**]"
-            lines += ["&nbsp;"] * (tallest - len(lines))  # the images start level
             column.markdown("  \n".join(lines))
-            caption = None
-            if panel == "perturbation" and words.changed:
-                caption = f"blue = darker, red = brighter, ±{words.bound:.3g} at full colour"
-            column.image(image, caption=caption, width="stretch", output_format="PNG")
+            column.image(image, width="stretch", output_format="PNG")
+    if words.changed:
+        st.caption(f"Perturbation: blue = darker, red = brighter, ±{words.bound:.3g} at full colour.")
 
 
 def show_probabilities(result: AttackResult, names: Sequence[str], interactive: bool) -> None:
