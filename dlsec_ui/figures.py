@@ -32,12 +32,17 @@ CLEAN_COLOR = "#4C78A8"
 ADV_COLOR = "#E45756"
 
 
+def _rgb(imgs: torch.Tensor) -> np.ndarray:
+    """(..., C, H, W) in [0, 1] -> (..., H, W, 3) uint8: gray repeated into three channels, channels past the
+    third dropped."""
+    rgb = imgs.detach().cpu().clamp(0, 1)
+    rgb = rgb.expand(*rgb.shape[:-3], 3, *rgb.shape[-2:]) if rgb.shape[-3] == 1 else rgb[..., :3, :, :]
+    return np.asarray((rgb.movedim(-3, -1).numpy() * 255).round().astype(np.uint8))
+
+
 def _as_hw(img: torch.Tensor) -> np.ndarray:
     """(C, H, W) in [0, 1] -> (H, W) gray or (H, W, 3) uint8 RGB for display."""
-    arr = img.detach().cpu().numpy()
-    if arr.shape[0] == 1:
-        return np.asarray(arr[0])
-    return np.asarray((arr.transpose(1, 2, 0)[..., :3] * 255).round().astype(np.uint8))
+    return np.asarray(img.detach().cpu().numpy()[0]) if img.shape[0] == 1 else _rgb(img)
 
 
 def _image_trace(img: torch.Tensor) -> go.BaseTraceType:
@@ -53,12 +58,13 @@ def _label(class_names: Sequence[str], k: int, p: float) -> str:
     return f"{class_names[k]} ({p:.0%})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Triptych:
     """The words and the scale of original | perturbation | adversarial for one attacked image, shared by the
     Attack Lab's light view (images) and its interactive one (Plotly)."""
 
     titles: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]  # each panel's title, line by line
+    delta: np.ndarray  # (H, W): the change, averaged over channels
     bound: float  # the perturbation's diverging scale runs from -bound to +bound
     changed: bool  # any pixel changed
     fooled: bool
@@ -69,9 +75,9 @@ def triptych(result: AttackResult, class_names: Sequence[str], index: int = 0) -
     largest absolute change otherwise), so images at the same ε are drawn on the same scale. An unchanged image
     says "no perturbation" instead of a scale. "FOOLED" means the attack changed a right decision (an image the
     model already got wrong says so on the original instead)."""
-    delta = (result.x_adv[index] - result.x[index]).mean(dim=0)
+    delta = (result.x_adv[index] - result.x[index]).mean(dim=0).numpy()  # (C, H, W) -> (H, W)
     changed = int(result.l0[index]) > 0
-    largest = float(delta.abs().max())
+    largest = float(np.abs(delta).max())
     bound = max(result.eps if result.norm == "linf" and math.isfinite(result.eps) else largest, 1e-6)
     pc, pa = result.probs_clean[index], result.probs_adv[index]
     kc, ka = int(pc.argmax()), int(pa.argmax())
@@ -84,22 +90,20 @@ def triptych(result: AttackResult, class_names: Sequence[str], index: int = 0) -
         # FOOLED on its own line: the three titles share one narrow column and would run into each other
         (f"Adversarial: {_label(class_names, ka, float(pa[ka]))}",) + (("FOOLED",) if fooled else ()),
     )
-    return Triptych(titles=titles, bound=bound, changed=changed, fooled=fooled)
+    return Triptych(titles=titles, delta=delta, bound=bound, changed=changed, fooled=fooled)
 
 
 def attack_triptych(result: AttackResult, class_names: Sequence[str], index: int = 0) -> go.Figure:
     """Original | perturbation | adversarial as Plotly heatmaps (pixel values on hover), titled by `triptych`."""
-    x, x_adv = result.x[index], result.x_adv[index]
-    delta = (x_adv - x).mean(dim=0).numpy()  # (C, H, W) -> (H, W): channel-averaged change
     words = triptych(result, class_names, index)
     bound = words.bound
     fig = make_subplots(
         rows=1, cols=3, subplot_titles=["<br>".join(t) for t in words.titles], horizontal_spacing=0.04
     )
-    fig.add_trace(_image_trace(x), row=1, col=1)
+    fig.add_trace(_image_trace(result.x[index]), row=1, col=1)
     fig.add_trace(
         go.Heatmap(
-            z=delta,
+            z=words.delta,
             colorscale="RdBu_r",
             zmid=0,
             zmin=-bound,
@@ -111,7 +115,7 @@ def attack_triptych(result: AttackResult, class_names: Sequence[str], index: int
         row=1,
         col=2,
     )
-    fig.add_trace(_image_trace(x_adv), row=1, col=3)
+    fig.add_trace(_image_trace(result.x_adv[index]), row=1, col=3)
     for col in (1, 2, 3):
         fig.update_yaxes(
             autorange="reversed", scaleanchor=f"x{'' if col == 1 else col}", visible=False, row=1, col=col
@@ -137,27 +141,22 @@ def perturbation_rgb(delta: np.ndarray, bound: float) -> np.ndarray:
     return np.asarray((_RDBU_R[lo] * (1 - frac) + _RDBU_R[lo + 1] * frac).round(), dtype=np.uint8)
 
 
-def _rgb(img: torch.Tensor) -> np.ndarray:
-    """(C, H, W) in [0, 1] -> (H, W, 3) uint8."""
-    arr = np.clip(img.detach().cpu().numpy(), 0, 1)
-    arr = np.repeat(arr, 3, axis=0) if arr.shape[0] == 1 else arr[:3]
-    return np.asarray((arr.transpose(1, 2, 0) * 255).round(), dtype=np.uint8)
-
-
 def triptych_images(
-    result: AttackResult, bound: float, index: int = 0, side: int = 280
+    result: AttackResult, words: Triptych, index: int = 0, side: int = 280
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Original, perturbation (on `perturbation_rgb`'s scale) and adversarial as RGB uint8 arrays, each pixel
-    repeated into a square block so that the longer side is at least `side` pixels: sharp at any zoom, no
-    smoothing by the browser."""
-    x, x_adv = result.x[index], result.x_adv[index]
-    delta = (x_adv - x).mean(dim=0).numpy()
-    k = max(1, math.ceil(side / max(delta.shape)))
+    """Original, perturbation (`words.delta` on `perturbation_rgb`'s scale) and adversarial as RGB uint8 arrays,
+    each pixel repeated into a square block so that the longer side is at least `side` pixels: sharp at any zoom,
+    no smoothing by the browser."""
+    k = max(1, math.ceil(side / max(words.delta.shape)))
 
     def up(a: np.ndarray) -> np.ndarray:
         return np.asarray(a.repeat(k, axis=0).repeat(k, axis=1))
 
-    return up(_rgb(x)), up(perturbation_rgb(delta, bound)), up(_rgb(x_adv))
+    return (
+        up(_rgb(result.x[index])),
+        up(perturbation_rgb(words.delta, words.bound)),
+        up(_rgb(result.x_adv[index])),
+    )
 
 
 def probability_bars(result: AttackResult, class_names: Sequence[str], index: int = 0) -> go.Figure:
@@ -220,12 +219,11 @@ def mosaic(result: AttackResult, ncols: int = 8, border: int = 2, band: int = 0)
     """The adversarial images tiled in a grid, each framed red if the attack fooled it, green if it held, grey if
     the model already got it wrong; `band` white rows under each tile leave room for a label: (H, W, 3) uint8."""
     imgs = result.x_adv
-    n, c, h, w = imgs.shape
+    n, _, h, w = imgs.shape
     rows = (n + ncols - 1) // ncols
     cell_h, cell_w = h + 2 * border + band, w + 2 * border
     out = np.full((rows * cell_h, ncols * cell_w, 3), 255, dtype=np.uint8)
-    rgb = imgs.repeat(1, 3, 1, 1) if c == 1 else imgs[:, :3]
-    tiles = (rgb.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # (N, C, H, W) -> (N, H, W, 3)
+    tiles = _rgb(imgs)  # (N, C, H, W) -> (N, H, W, 3)
     fooled, wrong = result.fooled.tolist(), result.already_wrong.tolist()
     for i in range(n):
         r, col = divmod(i, ncols)

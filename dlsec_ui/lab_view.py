@@ -25,7 +25,7 @@ def show_triptych(result: AttackResult, names: Sequence[str], interactive: bool)
         st.plotly_chart(figures.attack_triptych(result, names), key=TRIPTYCH + "_plot")
         return
     words = figures.triptych(result, names)
-    images = figures.triptych_images(result, words.bound)
+    images = figures.triptych_images(result, words)
     with st.container(key=TRIPTYCH):
         # bottom-aligned: the images stay level whatever the titles' lengths and wrapping
         for column, title, image, panel in zip(

@@ -157,7 +157,7 @@ def test_perturbation_colours_follow_rdbu_r_on_the_budget() -> None:
 def test_triptych_images_repeat_every_pixel_into_a_block(channels: int, size: int) -> None:
     result = make_result(channels=channels, size=size, fooled=[True])
     words = figures.triptych(result, NAMES)
-    original, delta, adversarial = figures.triptych_images(result, words.bound, side=40)
+    original, delta, adversarial = figures.triptych_images(result, words, side=40)
     k = -(-40 // size)  # ceil: the longer side is at least 40 pixels
     assert original.shape == delta.shape == adversarial.shape == (size * k, size * k, 3)
     for shown, source in ((original, result.x[0]), (adversarial, result.x_adv[0].clamp(0, 1))):
