@@ -35,10 +35,11 @@ def test_atlas_matrix_links_a_technique_to_its_page(app: object, page: Page) -> 
     lit = {c.entry.id for col in matrix.columns for c in col.cells if c.demonstrated}
     grey = {c.entry.id for col in matrix.columns for c in col.cells if not c.demonstrated}
     main = page.locator('[data-testid="stMain"]')
+    # waited for, not counted at once: the idle state can be read before the first script run has drawn it all
     for column in matrix.columns:  # one column per tactic, headed by its name
-        assert main.locator("strong", has_text=column.tactic.name).count() >= 1, column.tactic.name
+        main.locator("strong", has_text=column.tactic.name).first.wait_for()
     for atlas_id in lit:
-        assert main.locator(LINKS, has_text=atlas_id).count() >= 1, atlas_id
+        main.locator(LINKS, has_text=atlas_id).first.wait_for()
     # every label is readable in full: none is cut to "AML.T00..." by Streamlit's one-line ellipsis
     cut = page.evaluate(
         """() => Array.from(document.querySelectorAll('[data-testid="stMain"] [data-testid="stPageLink-NavLink"]'))
