@@ -6,7 +6,7 @@ from dlsec_core.device import describe_device
 from dlsec_core.errors import DlsecError
 from dlsec_ui import room, state, timing
 from dlsec_ui.resources import configure_server, freeze_startup_heap, get_store
-from dlsec_ui.sharing import copy_link, link_slot, presenter_toggle
+from dlsec_ui.sharing import fill_link, link_slot, presenter_toggle
 from dlsec_ui.widgets import IN_URL, model_picker, show_error
 
 STARTED = timing.start()  # the load benchmark's per-run timing (DLSEC_RERUN_LOG), else None
@@ -76,12 +76,12 @@ with st.sidebar:
     )
     st.caption(f"Device: {describe_device()}")
     presenter_toggle()
-    slot = link_slot()
+    link_slot()
     room.signed_in()  # in a workshop room: who this session is, and a sign-out button
 
 st.navigation(SECTIONS, expanded=True).run()
 # After the page: its widgets have written their state into the URL. A page that stops early has filled it in
-# sharing.stop (nothing drawn after st.stop() reaches the browser).
-copy_link(slot)
+# sharing.stop (nothing drawn after st.stop() reaches the browser), a page_fragment at the end of its body.
+fill_link()
 timing.finish(STARTED)
 freeze_startup_heap()  # after the first full page: every later rerun's garbage collection skips it

@@ -7,8 +7,9 @@ name) plus the sidebar's `?model=` and a run's `?run=`; `copy_link` shows the wh
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, ParamSpec
 from urllib.parse import urlencode
 
 import streamlit as st
@@ -17,9 +18,10 @@ from streamlit.delta_generator import DeltaGenerator
 from dlsec_ui import state
 
 _CSS = Path(__file__).resolve().parents[1] / "assets" / "presenter.css"
-#: The sidebar's link slot of the script run in this thread (each run of app.py has its own thread). A fragment's
-#: run, which does not run app.py, finds none.
+#: The sidebar's link slot of the script run in this thread, until it is filled (`fill_link`). A fragment's run,
+#: which does not run app.py, finds none, except a `page_fragment`'s, which keeps the slot of the run that made it.
 _RUN = threading.local()
+P = ParamSpec("P")
 
 
 def view_link() -> str | None:
@@ -32,7 +34,7 @@ def view_link() -> str | None:
 
 
 def link_slot() -> DeltaGenerator:
-    """The sidebar's place for 'Link to this view': filled after the page by `copy_link`, or by `stop` when the
+    """The sidebar's place for 'Link to this view': filled after the page by `fill_link`, or by `stop` when the
     page stops early (app.py's code after the page never runs then)."""
     _RUN.slot = st.empty()
     return _RUN.slot
@@ -40,12 +42,37 @@ def link_slot() -> DeltaGenerator:
 
 def stop() -> NoReturn:
     """`st.stop()` for pages: fills the sidebar's link first. Nothing drawn after `st.stop()` reaches the browser
-    (every later Streamlit call raises the stop again), so app.py's `copy_link` after the page cannot do it."""
+    (every later Streamlit call raises the stop again), so app.py's `fill_link` after the page cannot do it."""
+    fill_link()
+    st.stop()
+
+
+def fill_link() -> None:
+    """Draw 'Link to this view' into this run's sidebar slot, once: after the page (app.py), at a page's early
+    `stop`, or at the end of each run of a `page_fragment`."""
     slot = getattr(_RUN, "slot", None)
     _RUN.slot = None
     if slot is not None:
         copy_link(slot)
-    st.stop()
+
+
+def page_fragment(body: Callable[P, None], *args: P.args, **kwargs: P.kwargs) -> None:
+    """Run a page's body as a fragment: a widget inside it reruns the body alone, not app.py's frame (sidebar,
+    navigation) around it. For the Attack Lab's ε slider that is a fifth less CPU per step in the browser and a
+    quarter less on the server (benchmarks/README.md, bench_load run 8), which a room of 30 on one server feels.
+
+    The sidebar's link is drawn by the fragment at the end of each of its runs (a fragment may write into a
+    container made outside it; its writes there are redrawn at each of its runs), so it follows every change; a
+    widget outside the body (the sidebar's model, seed) still reruns the whole page."""
+    slot = getattr(_RUN, "slot", None)
+
+    @st.fragment
+    def run() -> None:
+        _RUN.slot = slot  # for `stop` inside the body, and for this run's link below
+        body(*args, **kwargs)
+        fill_link()
+
+    run()
 
 
 def copy_link(where: DeltaGenerator) -> None:
