@@ -16,7 +16,8 @@ from the sidebar and follows its first link to the Attack Lab before moving the 
 Each answered move's latency is also split (`latency_split`) by the server's per-run timing log (dlsec_ui/
 timing.py): before the script run, the run, after it (transfer and rendering in the browser).
 
-    python benchmarks/bench_load.py [--app-dir DIR] [--sessions 1,30] [--moves 20] [--label after] [--room] [--floor]
+    python benchmarks/bench_load.py [--app-dir DIR] [--sessions 1,30] [--moves 20] [--background none,busy]
+        [--label after] [--room] [--floor]
 
 The browsers run on the same machine as the server: on 2 cores they compete with it, as the issue's figures did.
 """
@@ -384,7 +385,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        for busy in (False, True):
+        for busy in args.background:
             for sessions in args.sessions:
                 server = Server(app_dir, home, args.python, args.room)  # a fresh server per scenario
                 try:
@@ -416,6 +417,10 @@ def main() -> None:
     parser.add_argument("--sessions", default="1,30", help="comma-separated session counts")
     parser.add_argument("--moves", type=int, default=20, help="slider moves per session")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--background", default="none,busy", choices=["none,busy", "none", "busy"],
+        help="scenarios: without background work, with two trainings and a sweep executing, or both",
+    )  # fmt: skip
     parser.add_argument("--label", default="run")
     parser.add_argument(
         "--room", action="store_true",
@@ -427,6 +432,7 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     args.sessions = [int(s) for s in args.sessions.split(",")]
+    args.background = [b == "busy" for b in args.background.split(",")]
     report = asyncio.run(main_async(args))
     write_report(ROOT / "benchmarks" / "results" / f"load_{args.label}.json", report)
 

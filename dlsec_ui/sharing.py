@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from dlsec_ui import state
+from dlsec_ui import state, timing
 
 _CSS = Path(__file__).resolve().parents[1] / "assets" / "presenter.css"
 #: The sidebar's link slot of the script run in this thread, until it is filled (`fill_link`). A fragment's run,
@@ -68,9 +68,12 @@ def page_fragment(body: Callable[P, None], *args: P.args, **kwargs: P.kwargs) ->
 
     @st.fragment
     def run() -> None:
+        # inside app.py's run its slot is still unfilled; a fragment's own run is timed here, not by app.py
+        started = None if getattr(_RUN, "slot", None) is not None else timing.start()
         _RUN.slot = slot  # for `stop` inside the body, and for this run's link below
         body(*args, **kwargs)
         fill_link()
+        timing.finish(started)
 
     run()
 

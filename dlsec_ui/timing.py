@@ -1,9 +1,10 @@
 """Opt-in timing of script runs, for the load benchmark (benchmarks/bench_load.py): with `DLSEC_RERUN_LOG=<file>` in
-the server's environment, every full script run that reaches the end of app.py appends one JSON line: the `bench`
-query parameter the benchmark gives each browser session (in a workshop room: the participant's name), and the
-wall-clock start and end of the run. The
-benchmark matches them to its key presses to split a slider move's latency into the wait before the server runs
-the script, the run itself, and the transfer and rendering after it. Without the variable nothing is timed."""
+the server's environment, every full script run that reaches the end of app.py, and every run of a page fragment
+(`sharing.page_fragment`: the Attack Lab's ε steps), appends one JSON line: the `bench` query parameter the
+benchmark gives each browser session (in a workshop room: the participant's name), and the wall-clock start and end
+of the run. The benchmark matches them to its key presses to split a slider move's latency into the wait before the
+server runs the script, the run itself, and the transfer and rendering after it. Without the variable nothing is
+timed."""
 
 from __future__ import annotations
 

@@ -131,9 +131,16 @@ def yield_cpu() -> None:
     starts every worker in a session of its own: with nice alone a training worker still took a third of 2 cores
     from the web server and the browsers (bench_load run 5: a room of 30 answered at p50 1.5 s idle, 2.9 s with
     two trainings and a sweep queued). A worker started by hand shares its terminal's session: its group is left
-    alone."""
+    alone.
+
+    On Linux the worker's thread is also put in the SCHED_IDLE class (any user may lower its own class): it runs when
+    nothing else wants the CPU, and a waking browser or web-server thread preempts it at once instead of after its
+    time slice (with nice alone, the kernel's EEVDF scheduler lets the running worker finish its slice first)."""
     with contextlib.suppress(OSError):  # not permitted here: run at the normal priority
         os.nice(WORKER_NICE)
+    if hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     if os.getsid(0) == os.getpid():
         with contextlib.suppress(OSError):  # no autogroup scheduling (other kernels, other systems)
             AUTOGROUP.write_text(str(WORKER_NICE))
