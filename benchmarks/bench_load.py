@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import shutil
@@ -196,28 +197,39 @@ def split_latency(
     """Where each answered move's time went, from the server's per-run log (dlsec_ui/timing.py): before the script
     ran (the press reaching the server, the server's queue), the script run, and after it (the deltas reaching the
     browser and its rendering). A move is matched to the first run of its session that starts after the press and
-    ends before the new value is on screen."""
-    runs: dict[str, list[tuple[float, float]]] = {}
+    ends before the new value is on screen. Logs of builds before the CPU column give NaN there."""
+    runs: dict[str, list[tuple[float, float, float]]] = {}
     if log.exists():
         for line in log.read_text(encoding="utf-8").splitlines():
             r = json.loads(line)
-            runs.setdefault(r["session"], []).append((r["start"], r["end"]))
-    before, run, after = [], [], []
+            runs.setdefault(r["session"], []).append((r["start"], r["end"], r.get("cpu", math.nan)))
+    before, run, cpu, after = [], [], [], []
     for label, session in moves.items():
         for pressed, latency in session:
             if latency is None:
                 continue
             shown = pressed + latency
             match = next(
-                ((a, b) for a, b in sorted(runs.get(label, [])) if a >= pressed - 0.01 and b <= shown + 0.01),
+                (
+                    (a, b, c)
+                    for a, b, c in sorted(runs.get(label, []))
+                    if a >= pressed - 0.01 and b <= shown + 0.01
+                ),
                 None,
             )
             if match is not None:
                 before.append(match[0] - pressed)
                 run.append(match[1] - match[0])
+                cpu.append(match[2])
                 after.append(shown - match[1])
     out: dict[str, float | int | None] = {"matched_moves": len(run)}
-    for name, values in (("before_run", before), ("script_run", run), ("after_run", after)):
+    # script_run_cpu: the CPU seconds of the run's thread (the rest of script_run waited for a core or the GIL)
+    for name, values in (
+        ("before_run", before),
+        ("script_run", run),
+        ("script_run_cpu", cpu),
+        ("after_run", after),
+    ):
         out[f"{name}_p50_s"] = percentile(values, 0.5)
         out[f"{name}_p95_s"] = percentile(values, 0.95)
     return out

@@ -19,18 +19,20 @@ from dlsec_ui import state
 _LOG = os.environ.get("DLSEC_RERUN_LOG")
 
 
-def start() -> float | None:
-    """The run's wall-clock start, or None when timing is off."""
-    return time.time() if _LOG else None
+def start() -> tuple[float, float] | None:
+    """The run's wall-clock start and its thread's CPU time so far, or None when timing is off."""
+    return (time.time(), time.thread_time()) if _LOG else None
 
 
-def finish(started: float | None) -> None:
-    """Append the run's line (a no-op when timing is off)."""
+def finish(started: tuple[float, float] | None) -> None:
+    """Append the run's line (a no-op when timing is off): its session, wall-clock start and end, and the CPU
+    seconds its thread spent (a run much longer than its CPU waited: for a core, the GIL or a lock)."""
     if started is None or _LOG is None:
         return
     # a session is named by the benchmark's ?bench= parameter, or in a workshop room by its participant's name
     who = st.query_params.get("bench") or str(st.session_state.get(state.OWNER, ""))
-    line = json.dumps({"session": who, "start": started, "end": time.time()})
+    wall, cpu = started
+    line = json.dumps({"session": who, "start": wall, "end": time.time(), "cpu": time.thread_time() - cpu})
     with open(
         _LOG, "a", encoding="utf-8"
     ) as f:  # one short write per run: lines from threads do not interleave
