@@ -6,7 +6,7 @@ from dlsec_core.defenses.transforms import Mode
 from dlsec_core.errors import DlsecError
 from dlsec_core.store import ModelCard
 from dlsec_ui import figures, lab_view, state
-from dlsec_ui.resources import attack_batch, attack_one, get_detector, get_model
+from dlsec_ui.resources import attack_batch, attack_one, get_detector, model_of
 from dlsec_ui.sharing import page_fragment, stop
 from dlsec_ui.widgets import (
     IN_URL,
@@ -82,7 +82,7 @@ def lab(card: ModelCard, names: list[str]) -> None:
                 n = st.select_slider("Test images", [8, 16, 32, 64], value=16, key=state.BATCH_N, **IN_URL)
                 if targeted:
                     st.caption("The batch view runs the untargeted attack.")
-                result = attack_batch(card.id, attack, n, seed, defense, mode)
+                result = attack_batch(card, attack, n, seed, defense, mode)
                 n_right = int((~result.already_wrong).sum())
                 st.metric(
                     "Fooled", f"{int(result.fooled.sum()) / max(n_right, 1):.0%}",
@@ -97,7 +97,7 @@ def lab(card: ModelCard, names: list[str]) -> None:
                 )
             elif picked is not None:
                 x, y = picked
-                result = attack_one(card.id, attack, x, y, target, seed, defense, mode)
+                result = attack_one(card, attack, x, y, target, seed, defense, mode)
                 lab_view.show_triptych(result, names, interactive)
                 said = attack_outcome(result, names, attack)
                 m1, m2, m3, m4 = st.columns(4)
@@ -115,8 +115,8 @@ def lab(card: ModelCard, names: list[str]) -> None:
                     **IN_URL,
                     help="Xu et al. 2018; see the Detection page.",
                 ):
-                    detector = get_detector(card.id)
-                    score = float(detector.scores(get_model(card.id)[0], result.x_adv)[0])
+                    detector = get_detector(card)
+                    score = float(detector.scores(model_of(card), result.x_adv)[0])
                     flagged = score > detector.threshold
                     st.markdown(
                         f"Detector: **{'flagged' if flagged else 'not flagged'}** (score {score:.3f}, threshold "
@@ -126,7 +126,7 @@ def lab(card: ModelCard, names: list[str]) -> None:
                 st.caption(attack.describe() + ". " + type(attack).paper + ".")
                 if defense is not None:
                     other = Mode.NAIVE if mode == Mode.ADAPTIVE else Mode.ADAPTIVE
-                    twin = attack_one(card.id, attack, x, y, target, seed, defense, other)
+                    twin = attack_one(card, attack, x, y, target, seed, defense, other)
                     st.info(
                         f"Defense: {defense.describe()}. With the {other} attack instead, the image is "
                         f"{'fooled' if bool(twin.fooled[0]) else 'not fooled'} at this budget. A defense is only as strong as "

@@ -88,6 +88,14 @@ def get_model(model_id: str) -> tuple[nn.Module, ModelCard]:
     return _load_model(model_id, card.created_at)
 
 
+def model_of(card: ModelCard) -> nn.Module:
+    """The card's model in eval mode, with no store read: the Attack Lab's ε steps (fragment runs that have the
+    card from the page's full run) touch no SQLite. A worker writes its progress at SCHED_IDLE, and while a room
+    keeps the cores busy it can be descheduled holding a lock that a new reader's connection waits for: reads of
+    0.4-0.8 s, twice in 8 s, measured with two busy cores and one training (benchmarks/README.md, run 13)."""
+    return _load_model(card.id, card.created_at)[0]
+
+
 def tensor_digest(x: torch.Tensor) -> str:
     return hashlib.sha1(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
@@ -111,12 +119,11 @@ def _direction(
 
 
 def attack_direction(
-    model_id: str, attack: Attack, x: torch.Tensor, y: int | None, target: int | None
+    card: ModelCard, attack: Attack, x: torch.Tensor, y: int | None, target: int | None
 ) -> torch.Tensor:
     """The eps-independent direction of a linear-in-eps attack (FGSM), computed once per image and reused for
     every slider position, so moving ε costs one forward pass. `y=None`: away from the model's prediction."""
-    card = get_store().get_card(model_id)
-    return _direction(model_id, card.created_at, attack.name, attack.norm, tensor_digest(x), x, y, target)
+    return _direction(card.id, card.created_at, attack.name, attack.norm, tensor_digest(x), x, y, target)
 
 
 def _attack_defended(
@@ -140,7 +147,7 @@ def _attack_defended(
 
 
 def attack_one(
-    model_id: str,
+    card: ModelCard,
     attack: Attack,
     x: torch.Tensor,
     y: int | None,
@@ -151,13 +158,13 @@ def attack_one(
 ) -> AttackResult:
     """Attack one image; `y=None` (a drawn or uploaded image nobody labelled) attacks away from the model's own
     prediction. Without a defense, FGSM reuses its cached direction (one forward pass per ε)."""
-    model, _ = get_model(model_id)
+    model = model_of(card)
     t = None if target is None else torch.tensor([target])
     labels = None if y is None else torch.tensor([y])
     if defense is not None:
         return _attack_defended(model, attack, x, labels, t, seed, defense, mode)
     if attack.linear_in_eps:
-        d = attack_direction(model_id, attack, x, y, target)
+        d = attack_direction(card, attack, x, y, target)
         return attack.apply_direction(model, x, labels, d, target=t)
     return attack(model, x, labels, target=t, generator=torch.Generator().manual_seed(seed))
 
@@ -182,7 +189,7 @@ def _attack_batch(
 
 
 def attack_batch(
-    model_id: str,
+    card: ModelCard,
     attack: Attack,
     n: int,
     seed: int,
@@ -190,10 +197,9 @@ def attack_batch(
     mode: Mode = Mode.ADAPTIVE,
 ) -> AttackResult:
     """Attack the first `n` test images of the model's dataset (cached per model, settings, defense and seed)."""
-    card = get_store().get_card(model_id)
     # Transfer's surrogate is left out of its repr: key on the (cached, stable) surrogate module's identity.
     key = f"{attack!r}|{id(getattr(attack, 'surrogate', None))}|{defense!r}"
-    return _attack_batch(model_id, card.created_at, key, attack, n, seed, defense, mode)
+    return _attack_batch(card.id, card.created_at, key, attack, n, seed, defense, mode)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -203,10 +209,9 @@ def _detector(model_id: str, created_at: str) -> CalibratedDetector:
     return FeatureSqueezingDetector().calibrate(model, data.x_test[: data.x_test.shape[0] // 2])
 
 
-def get_detector(model_id: str) -> CalibratedDetector:
+def get_detector(card: ModelCard) -> CalibratedDetector:
     """The paper's MNIST feature-squeezing detector, calibrated once per model to a 5 % false-positive rate."""
-    card = get_store().get_card(model_id)
-    return _detector(model_id, card.created_at)
+    return _detector(card.id, card.created_at)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -181,7 +181,8 @@ def test_a_started_worker_yields_the_cpu_in_its_own_scheduling_group(
                 break
             time.sleep(0.1)
         assert nice == WORKER_NICE, nice
-        assert policy == os.SCHED_IDLE, policy  # preempted at once by any waking thread of the server or a browser
+        # SCHED_IDLE: preempted at once by any waking thread of the server or a browser
+        assert policy == os.SCHED_IDLE, policy
         assert group.endswith(f"nice {WORKER_NICE}\n"), group
         # its own group (the caller's file is empty when it is in no autogroup, e.g. a CI job's default group)
         assert group.split()[0] != (mine.split() or [""])[0]

@@ -57,3 +57,43 @@ def test_a_target_equal_to_the_true_class_is_said_so(
     assert metric(at, "Reached target") == "no"
     assert metric(at, "L0 (pixels changed)") == "0"
     assert any("is the image's true class" in w.value for w in at.warning)
+
+
+def test_an_eps_step_reads_nothing_from_the_store(
+    stored_model: ModelCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lab's ε steps are fragment runs that have the page's card: FGSM, PGD, the batch view and the detector
+    open no SQLite connection once the model is loaded (a worker descheduled at SCHED_IDLE while it holds one of
+    SQLite's locks made a new reader wait 0.4-0.8 s; benchmarks/README.md run 13)."""
+    import streamlit as st
+
+    from dlsec_core.attacks.base import get_attack
+    from dlsec_core.data.builtin import load_dataset
+    from dlsec_core.store import Store
+    from dlsec_ui import resources
+
+    st.cache_resource.clear()  # the store and models of other tests' homes
+    data = load_dataset("digits")
+    x, y = data.x_test[:1], int(data.y_test[0])
+
+    def step(eps: float) -> list[float]:
+        fooled = []
+        for name in ("fgsm", "pgd"):
+            attack = get_attack(name, eps=eps)
+            fooled.append(float(resources.attack_one(stored_model, attack, x, y, None, 0).linf[0]))
+            fooled.append(float(resources.attack_batch(stored_model, attack, 8, 0).linf.max()))
+        detector = resources.get_detector(stored_model)
+        fooled.append(float(detector.scores(resources.model_of(stored_model), x)[0]))
+        return fooled
+
+    step(0.05)  # loads and caches the model, its dataset and the detector (these read the store once)
+    opened: list[str] = []
+
+    def connect(self: Store) -> None:
+        opened.append(str(self.db_path))
+        raise AssertionError("an ε step opened the store's database")
+
+    monkeypatch.setattr(Store, "_connect", connect)
+    sizes = step(0.2)
+    assert opened == []
+    assert 0 < sizes[0] <= 0.2 + 1e-6 and 0 < sizes[2] <= 0.2 + 1e-6, sizes  # FGSM and PGD moved within ε
