@@ -18,6 +18,8 @@ from dlsec_ui import figures
 
 #: Containers (`.st-key-...` in the browser) of the light view; the interactive view's charts have these keys + "_plot".
 TRIPTYCH, PROBABILITIES = "triptych", "prob_bars"
+#: The light view's images arrive at their own resolution (28x28 for MNIST): the browser scales them up as blocks.
+PIXELATED = f"<style>.st-key-{TRIPTYCH} img {{image-rendering: pixelated;}}</style>"
 
 
 def show_triptych(result: AttackResult, names: Sequence[str], interactive: bool) -> None:
@@ -26,6 +28,7 @@ def show_triptych(result: AttackResult, names: Sequence[str], interactive: bool)
         return
     words = figures.triptych(result, names)
     images = figures.triptych_images(result, words)
+    st.html(PIXELATED)  # style only: Streamlit puts it where it takes no space
     with st.container(key=TRIPTYCH):
         # bottom-aligned: the images stay level whatever the titles' lengths and wrapping
         for column, title, image, panel in zip(

@@ -44,10 +44,11 @@ def freeze_startup_heap() -> bool:
     """Once per server process, after its first full page: move every object alive now (torch, plotly, Streamlit
     and their module state, a few hundred thousand objects) into Python's permanent GC generation.
 
-    Streamlit runs a full `gc.collect(2)` after every script run (`runner.postScriptGC`); with those objects in
-    the heap each collection cost ~0.18 s of CPU, two thirds of a slider rerun's server CPU (measured with py-spy,
-    benchmarks/README.md). Frozen objects are still freed when their reference count drops; only cycles among them
-    stay (a one-off, bounded cost). Returns True for the call that froze the heap.
+    Streamlit ran a full `gc.collect(2)` after every script run (`runner.postScriptGC`, now off in
+    .streamlit/config.toml); with those objects in the heap each collection cost ~0.18 s of CPU, two thirds of a
+    slider rerun's server CPU (measured with py-spy, benchmarks/README.md), and Python's own full collections still
+    walk them. Frozen objects are still freed when their reference count drops; only cycles among them stay (a
+    one-off, bounded cost). Returns True for the call that froze the heap.
     """
     if not _heap_frozen.acquire(blocking=False):
         return False
