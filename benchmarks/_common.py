@@ -28,6 +28,14 @@ def load_average() -> list[float] | None:
         return None
 
 
+def percentile(values: list[float], q: float) -> float | None:
+    """The `q` quantile of `values` (the nearest rank; None for none)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
 def write_report(path: Path, report: dict[str, Any]) -> None:
     """Write a benchmark's figures as indented JSON (creating the folder) and say where."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from _common import cpu_model, load_average, write_report  # noqa: E402
+from _common import cpu_model, load_average, percentile, write_report  # noqa: E402
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -80,13 +80,6 @@ def rss_mb(pid: int) -> float:
 def worker_pids() -> list[int]:
     out = subprocess.run(["pgrep", "-f", "dlsec_core .*worker"], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 ROOM_PASSCODE = "bench-room"

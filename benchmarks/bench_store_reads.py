@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from _common import cpu_model, load_average, write_report  # noqa: E402
+from _common import cpu_model, load_average, percentile, write_report  # noqa: E402
 
 from dlsec_core.data.builtin import load_dataset  # noqa: E402
 from dlsec_core.store import Store  # noqa: E402
@@ -47,12 +47,12 @@ def reads(store: Store, model_id: str, seconds: float) -> dict[str, Any]:
         store.get_card(model_id)
         lat.append(time.perf_counter() - t)
         time.sleep(0.02)
-    lat.sort()
+    p50, p95 = percentile(lat, 0.5), percentile(lat, 0.95)
     return {
         "reads": len(lat),
-        "p50_ms": round(1000 * lat[len(lat) // 2], 2),
-        "p95_ms": round(1000 * lat[int(0.95 * (len(lat) - 1))], 2),
-        "max_ms": round(1000 * lat[-1], 1),
+        "p50_ms": None if p50 is None else round(1000 * p50, 2),
+        "p95_ms": None if p95 is None else round(1000 * p95, 2),
+        "max_ms": round(1000 * max(lat), 1),
         "over_20ms": sum(x > 0.02 for x in lat),
     }
 
