@@ -77,14 +77,14 @@ def test_an_eps_step_reads_nothing_from_the_store(
     x, y = data.x_test[:1], int(data.y_test[0])
 
     def step(eps: float) -> list[float]:
-        fooled = []
+        shown = []  # each attack's L∞ size (one image, then the batch's largest), then the detector's score
         for name in ("fgsm", "pgd"):
             attack = get_attack(name, eps=eps)
-            fooled.append(float(resources.attack_one(stored_model, attack, x, y, None, 0).linf[0]))
-            fooled.append(float(resources.attack_batch(stored_model, attack, 8, 0).linf.max()))
+            shown.append(float(resources.attack_one(stored_model, attack, x, y, None, 0).linf[0]))
+            shown.append(float(resources.attack_batch(stored_model, attack, 8, 0).linf.max()))
         detector = resources.get_detector(stored_model)
-        fooled.append(float(detector.scores(resources.model_of(stored_model), x)[0]))
-        return fooled
+        shown.append(float(detector.scores(resources.model_of(stored_model), x)[0]))
+        return shown
 
     step(0.05)  # loads and caches the model, its dataset and the detector (these read the store once)
     opened: list[str] = []
